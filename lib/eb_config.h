@@ -118,6 +118,11 @@ struct eb_config {
 
         struct eb_source_cfg *sources;
         size_t sources_cnt;
+
+        /* "http.listen" split for the listener (added after the original
+         * fields): host without IPv6 brackets, NULL when listen is NULL. */
+        char *listen_host;
+        int listen_port;
 };
 
 /**
