@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "eb_buf.h"
 #include "eb_config.h"
 #include "eb_event.h"
 #include "eb_log.h"
@@ -45,8 +46,8 @@ typedef enum {
 
 /** The response the scheduler hands to the adapter (all borrowed). */
 struct eb_response {
-        long status;              /* HTTP status */
-        const char *body;         /* NUL-terminated, may be "" */
+        long status;      /* HTTP status */
+        const char *body; /* NUL-terminated, may be "" */
         size_t body_len;
         const char *content_type; /* may be NULL */
         const char *retry_after;  /* Retry-After header, may be NULL */
@@ -59,28 +60,44 @@ struct eb_page {
         eb_resp_kind_t kind;
         struct eb_event **events; /* new array of new events (kind OK) */
         size_t events_cnt;
-        int more;                 /* 1: call next_request for another page */
-        int full;                 /* 1: the page was full (catch-up hint) */
-        int64_t retry_after_ms;   /* >0 when the upstream said how long */
-        char detail[256];         /* why, for logs and metrics */
+        int more;               /* 1: call next_request for another page */
+        int full;               /* 1: the page was full (catch-up hint) */
+        int64_t retry_after_ms; /* >0 when the upstream said how long;
+                                 * on an OK page: its budget is spent
+                                 * (Close remaining=0), hold the next
+                                 * request this long */
+        char detail[256];       /* why, for logs and metrics */
+        /* Added fields (every handle_response sets them, any kind):
+         * the upstream's own rate-limit report from this response
+         * (Close "RateLimit: limit=100, remaining=50, reset=0.734"), -1
+         * when it did not say. The scheduler may slow down when
+         * remaining gets low and wait reset_ms once it reaches 0. */
+        double ratelimit_limit;     /* requests per window, or -1 */
+        double ratelimit_remaining; /* left in this window, or -1 */
+        int64_t ratelimit_reset_ms; /* until the window resets, or -1 */
+        /* Events the adapter dropped on purpose (an allow-list such as
+         * Kota options.types); they still advance the checkpoint. */
+        size_t skipped_cnt;
 };
 
 /** One walk over the events list. Owned by the scheduler. */
 struct eb_walk {
         const struct eb_source_cfg *src; /* borrowed */
-        const char *base_url;   /* src->base_url or the provider default */
-        int64_t now_ms;         /* wall clock when the walk began */
-        int64_t start_ms;       /* poll.start resolved (first start only) */
-        int64_t overlap_ms;     /* resolved (source or provider default) */
-        int64_t lag_ms;         /* resolved */
-        int page_size;          /* resolved */
-        json_t *cp;             /* checkpoint: in at begin, advanced by
-                                 * page_done/walk_end (owned ref) */
-        json_t *state;          /* adapter-private walk state (owned ref) */
-        int pages;              /* pages fetched so far in this walk */
+        const char *base_url; /* src->base_url or the provider default */
+        int64_t now_ms;       /* wall clock when the walk began */
+        int64_t start_ms;     /* poll.start resolved (first start only) */
+        int64_t overlap_ms;   /* resolved (source or provider default) */
+        int64_t lag_ms;       /* resolved */
+        int page_size;        /* resolved */
+        json_t *cp;           /* checkpoint: in at begin, advanced by
+                               * page_done/walk_end (owned ref) */
+        json_t *state;        /* adapter-private walk state (owned ref) */
+        int pages;            /* pages fetched so far in this walk */
         /* Extra query filters an adapter may add for a targeted walk
          * (Kommo webhook trigger: entity + entity_id). Owned, may be NULL. */
         json_t *hint;
+        /* Added: the adapter this walk runs (set by eb_walk_init). */
+        const struct eb_provider *prov;
 };
 
 struct eb_provider {
@@ -122,6 +139,10 @@ struct eb_provider {
         struct eb_event *(*normalize)(const struct eb_source_cfg *src,
                                       json_t *native, char *errstr,
                                       size_t errstr_size);
+
+        /* Added: the credentials key the provider needs ("token" for
+         * Kommo, "api_key" for Close and Kota). */
+        const char *credential;
 };
 
 /** @returns borrowed adapter by name, or NULL. */
@@ -143,9 +164,177 @@ void eb_page_fini(struct eb_page *page);
 /** @brief Set up @p w for @p src and @p prov at @p now_ms, taking a
  * reference to @p cp (may be NULL). */
 void eb_walk_init(struct eb_walk *w, const struct eb_provider *prov,
-                  const struct eb_source_cfg *src, json_t *cp,
-                  int64_t now_ms);
+                  const struct eb_source_cfg *src, json_t *cp, int64_t now_ms);
 /** @brief Release what a walk holds. */
 void eb_walk_fini(struct eb_walk *w);
+
+/*
+ * Contract details every adapter follows (docs/providers.md has the
+ * per-provider rules and checkpoint formats):
+ *
+ * - walk_begin returns 0, or -EINVAL when w->cp is not a checkpoint this
+ *   provider wrote (corrupt, or another provider's: never silently
+ *   restarted), when the source's options are invalid or when w->hint is
+ *   malformed; -ENOTSUP for a hint on a provider without targeted walks
+ *   (Close, Kota); -ENOENT for a Kommo hint that the source's own
+ *   filter_entity excludes (nothing to do: skip the walk).
+ * - next_request only reads the walk state: calling it again after an
+ *   error kind yields the same request. It returns 0, -E2BIG (URL too
+ *   long) or -EINVAL (walk not begun).
+ * - handle_response resets @p page itself (it must hold no events: zeroed,
+ *   fresh from eb_page_init() or after eb_page_fini()). A page whose
+ *   events cannot all be normalized is rejected whole as
+ *   EB_RESP_BAD_BODY with no events: an event is never dropped silently.
+ *   It may change the walk state on an error kind only to recover (Close:
+ *   a 400 on a cursor restarts the walk from the watermark).
+ * - page_done is a no-op unless the last handle_response returned
+ *   EB_RESP_OK and page_done was not yet called for it; it increments
+ *   w->pages.
+ * - A walk with w->hint (a targeted walk) never changes w->cp: the
+ *   scheduler must not persist a targeted walk's checkpoint.
+ * - Events in page.events own everything they point to; native is a new
+ *   reference to the object inside the parsed body.
+ */
+
+/* ---- the registered adapters -------------------------------------- */
+
+extern const struct eb_provider eb_provider_kommo;
+extern const struct eb_provider eb_provider_close;
+extern const struct eb_provider eb_provider_kota;
+
+/* ---- helpers shared by the adapters (no I/O, no state) ------------- */
+
+/** Most events one page may carry; more is a BAD_BODY (runaway body). */
+#define EB_PROVIDER_MAX_PAGE_EVENTS 1000
+/** Longest event id, type, entity or account string accepted. */
+#define EB_PROVIDER_MAX_ID 256
+/** Longest pagination cursor accepted from an upstream. */
+#define EB_PROVIDER_MAX_CURSOR 4096
+/** Longest URL next_request builds. */
+#define EB_PROVIDER_MAX_URL 16384
+
+/** @brief Reset @p page to an empty EB_RESP_OK page with unknown rate
+ * limits (-1). It must hold no events (they would leak). */
+void eb_page_init(struct eb_page *page);
+
+/** @brief Append @p evt (ownership taken, also on failure: it is then
+ * freed) to @p page. @returns 0 or -E2BIG past
+ * EB_PROVIDER_MAX_PAGE_EVENTS. */
+int eb_page_add_event(struct eb_page *page, struct eb_event *evt) EB_WUR;
+
+/** @brief Make @p page a @p kind page with no events and a printf-style
+ * detail (control characters become spaces). */
+void eb_page_fail(struct eb_page *page, eb_resp_kind_t kind, const char *fmt,
+                  ...) EB_PRINTF(3, 4);
+
+/** @returns the name of a kind ("ok", "rate_limited", ...), for logs. */
+const char *eb_resp_kind_name(eb_resp_kind_t kind);
+
+/**
+ * @brief The generic status classification: 2xx OK, 429 RATE_LIMITED,
+ * 401/402/403 AUTH, 408/5xx/0 (no response) RETRY, other 4xx and 3xx
+ * CLIENT_ERROR, anything else (1xx, >599) BAD_BODY. Adapters override
+ * what differs (Kommo 403 is BANNED).
+ */
+eb_resp_kind_t eb_resp_classify(long status);
+
+/**
+ * @brief Fill @p page for an error response: kind @p kind, detail
+ * "HTTP <status>: <title>: <detail>" from a JSON error body
+ * (problem+json title/detail, Close error, Kota error_code), or
+ * "HTTP <status>" and a short printable excerpt otherwise.
+ */
+void eb_page_http_error(struct eb_page *page, eb_resp_kind_t kind,
+                        const struct eb_response *resp);
+
+/**
+ * @returns 1 when @p content_type is JSON ("application/json", any
+ * "application/<x>+json", parameters ignored, any case) or absent (NULL
+ * or ""), else 0. A present non-JSON type on a 200 (an HTML page from a
+ * proxy) is a BAD_BODY.
+ */
+int eb_content_type_is_json(const char *content_type);
+
+/**
+ * @brief Parse a 200 response body as a JSON object: checks the content
+ * type, the body length and the top-level type.
+ * @returns new reference, or NULL with @p page set to EB_RESP_BAD_BODY
+ * and a detail.
+ */
+json_t *eb_resp_json_object(const struct eb_response *resp,
+                            struct eb_page *page);
+
+/** @returns borrowed "options" object of @p src, or NULL when absent
+ * (also when it is not an object: check_config reports that). */
+json_t *eb_source_options(const struct eb_source_cfg *src);
+
+/**
+ * @returns borrowed string value of @p key in @p obj when it is a JSON
+ * string of 1..@p maxlen bytes with no NUL, else NULL.
+ */
+const char *eb_json_str(const json_t *obj, const char *key, size_t maxlen);
+
+/** @returns the integer value of @p key in @p obj, or @p dflt when it is
+ *  absent or not a JSON integer. */
+int64_t eb_json_i64(const json_t *obj, const char *key, int64_t dflt);
+
+/** @brief Parse the RFC 3339 string at @p key of @p obj into ms.
+ *  @returns 0, or -EINVAL when absent, not a string or not a date-time. */
+int eb_json_rfc3339(const json_t *obj, const char *key, int64_t *ms) EB_WUR;
+
+/** @brief Set @p key of @p obj to @p ms formatted as RFC 3339 UTC with
+ *  milliseconds ("2024-12-01T00:00:00.000Z"). */
+void eb_json_set_rfc3339(json_t *obj, const char *key, int64_t ms);
+
+/** @brief Set @p dst[@p key] to a new reference to @p src[@p key], or to
+ *  JSON null when @p src has no such key. */
+void eb_json_copy_field(json_t *dst, const json_t *src, const char *key);
+
+/**
+ * @brief Text of an id that may be a JSON string or integer.
+ * @returns new string ("123" for 123), or NULL when @p v is neither (or
+ * an empty or over-long string).
+ */
+char *eb_json_id_text(const json_t *v);
+
+/**
+ * @brief Percent-encode @p s into @p b: unreserved characters
+ * (A-Z a-z 0-9 - . _ ~) and those in @p keep (may be NULL) stay, every
+ * other byte becomes %XX (uppercase hex).
+ * @returns 0, -E2BIG or -ENOMEM.
+ */
+int eb_url_encode(struct eb_buf *b, const char *s, const char *keep) EB_WUR;
+
+/**
+ * @brief Append "?key=value" (or "&key=value" once the URL has a '?')
+ * to @p b, the key fully encoded ("filter[type][]" becomes
+ * "filter%5Btype%5D%5B%5D") and the value encoded keeping ','.
+ * @returns 0, -E2BIG or -ENOMEM.
+ */
+int eb_url_add_param(struct eb_buf *b, const char *key,
+                     const char *value) EB_WUR;
+/** @brief eb_url_add_param() with a decimal value. */
+int eb_url_add_param_i64(struct eb_buf *b, const char *key,
+                         int64_t value) EB_WUR;
+
+/**
+ * @brief Start a URL in @p b (limit EB_PROVIDER_MAX_URL): @p base with its
+ * trailing slashes removed, then @p path (which starts with '/').
+ * @returns 0, -E2BIG or -ENOMEM.
+ */
+int eb_url_start(struct eb_buf *b, const char *base, const char *path) EB_WUR;
+
+/** @returns new standard base64 (with padding) of @p n bytes. */
+char *eb_base64_encode(const void *p, size_t n);
+
+/** @returns new "Authorization: Bearer <token>". */
+char *eb_auth_bearer(const char *token);
+
+/**
+ * @returns new "Authorization: Basic base64(<user>:<pass>)". The encoded
+ * credential is registered with eb_log_add_secret(), so it cannot reach
+ * a log line either.
+ */
+char *eb_auth_basic(const char *user, const char *pass);
 
 #endif /* EB_PROVIDER_H */

@@ -1,0 +1,585 @@
+#include "eb_provider.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "eb_time.h"
+#include "eb_util.h"
+
+/* ---- registry ------------------------------------------------------- */
+
+static const struct eb_provider *const providers[] = {
+        &eb_provider_kommo,
+        &eb_provider_close,
+        &eb_provider_kota,
+        NULL,
+};
+
+const struct eb_provider *eb_provider_lookup(const char *name)
+{
+        size_t i;
+
+        if (!name)
+                return NULL;
+        for (i = 0; providers[i]; i++) {
+                if (!strcmp(providers[i]->name, name))
+                        return providers[i];
+        }
+        return NULL;
+}
+
+const struct eb_provider *const *eb_provider_all(void)
+{
+        return providers;
+}
+
+static void known_list(char *buf, size_t sz)
+{
+        size_t i, off = 0;
+
+        buf[0] = '\0';
+        for (i = 0; providers[i] && off < sz; i++) {
+                int n = snprintf(buf + off, sz - off, "%s%s", i ? ", " : "",
+                                 providers[i]->name);
+                if (n < 0)
+                        break;
+                off += (size_t)n;
+        }
+}
+
+static int is_http_url(const char *s)
+{
+        return !strncasecmp(s, "http://", 7) || !strncasecmp(s, "https://", 8);
+}
+
+static int check_source(const struct eb_source_cfg *src, size_t idx,
+                        char *errstr, size_t errstr_size)
+{
+        const struct eb_provider *prov;
+        const char *cred;
+        char path[48], known[128];
+
+        snprintf(path, sizeof(path), "sources[%zu]", idx);
+        known_list(known, sizeof(known));
+        if (!src->provider || !*src->provider) {
+                snprintf(errstr, errstr_size,
+                         "%s.provider: required (known: %s)", path, known);
+                return -EINVAL;
+        }
+        prov = eb_provider_lookup(src->provider);
+        if (!prov) {
+                snprintf(errstr, errstr_size,
+                         "%s.provider: unknown provider \"%.64s\" (known: %s)",
+                         path, src->provider, known);
+                return -EINVAL;
+        }
+        cred = !strcmp(prov->credential, "token") ? src->token : src->api_key;
+        if (!cred || !*cred) {
+                snprintf(errstr, errstr_size,
+                         "%s.credentials.%s: required for provider %s", path,
+                         prov->credential, prov->name);
+                return -EINVAL;
+        }
+        if (!prov->default_base_url && (!src->base_url || !*src->base_url)) {
+                snprintf(errstr, errstr_size,
+                         "%s.base_url: required for provider %s (the "
+                         "account's own domain, e.g. "
+                         "https://<subdomain>.kommo.com)",
+                         path, prov->name);
+                return -EINVAL;
+        }
+        if (src->base_url && !is_http_url(src->base_url)) {
+                snprintf(errstr, errstr_size,
+                         "%s.base_url: expected an http:// or https:// URL, "
+                         "got \"%.100s\"",
+                         path, src->base_url);
+                return -EINVAL;
+        }
+        if (src->base_url && strpbrk(src->base_url, "?# \t\r\n")) {
+                snprintf(errstr, errstr_size,
+                         "%s.base_url: must not contain a query, a fragment "
+                         "or spaces (got \"%.100s\")",
+                         path, src->base_url);
+                return -EINVAL;
+        }
+        if (src->page_size < 0 || src->page_size > prov->max_page_size) {
+                snprintf(errstr, errstr_size,
+                         "%s.poll.page_size: %d is %s for provider %s "
+                         "(1..%d)",
+                         path, src->page_size,
+                         src->page_size < 0 ? "out of range"
+                                            : "above the maximum",
+                         prov->name, prov->max_page_size);
+                return -EINVAL;
+        }
+        if (prov->check_config)
+                return prov->check_config(src, path, errstr, errstr_size);
+        return 0;
+}
+
+int eb_provider_check_config(const struct eb_config *cfg, char *errstr,
+                             size_t errstr_size)
+{
+        size_t i;
+        int rc;
+
+        if (!cfg)
+                return -EINVAL;
+        for (i = 0; i < cfg->sources_cnt; i++) {
+                rc = check_source(&cfg->sources[i], i, errstr, errstr_size);
+                if (rc)
+                        return rc;
+        }
+        return 0;
+}
+
+/* ---- pages ----------------------------------------------------------- */
+
+void eb_page_init(struct eb_page *page)
+{
+        memset(page, 0, sizeof(*page));
+        page->kind = EB_RESP_OK;
+        page->ratelimit_limit = -1;
+        page->ratelimit_remaining = -1;
+        page->ratelimit_reset_ms = -1;
+}
+
+void eb_page_fini(struct eb_page *page)
+{
+        size_t i;
+
+        if (!page)
+                return;
+        for (i = 0; i < page->events_cnt; i++)
+                eb_event_free(page->events[i]);
+        free(page->events);
+        eb_page_init(page);
+}
+
+int eb_page_add_event(struct eb_page *page, struct eb_event *evt)
+{
+        if (page->events_cnt >= EB_PROVIDER_MAX_PAGE_EVENTS) {
+                eb_event_free(evt);
+                return -E2BIG;
+        }
+        page->events = eb_xrealloc(page->events, (page->events_cnt + 1) *
+                                                         sizeof(*page->events));
+        page->events[page->events_cnt++] = evt;
+        return 0;
+}
+
+static void vdetail(struct eb_page *page, const char *fmt, va_list ap)
+        EB_PRINTF(2, 0);
+
+static void vdetail(struct eb_page *page, const char *fmt, va_list ap)
+{
+        char *p;
+
+        vsnprintf(page->detail, sizeof(page->detail), fmt, ap);
+        for (p = page->detail; *p; p++) {
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = ' ';
+        }
+}
+
+void eb_page_fail(struct eb_page *page, eb_resp_kind_t kind, const char *fmt,
+                  ...)
+{
+        va_list ap;
+        size_t i;
+
+        for (i = 0; i < page->events_cnt; i++)
+                eb_event_free(page->events[i]);
+        free(page->events);
+        page->events = NULL;
+        page->events_cnt = 0;
+        page->more = 0;
+        page->full = 0;
+        page->skipped_cnt = 0;
+        page->kind = kind;
+        va_start(ap, fmt);
+        vdetail(page, fmt, ap);
+        va_end(ap);
+}
+
+const char *eb_resp_kind_name(eb_resp_kind_t kind)
+{
+        switch (kind) {
+        case EB_RESP_OK:
+                return "ok";
+        case EB_RESP_RATE_LIMITED:
+                return "rate_limited";
+        case EB_RESP_BANNED:
+                return "banned";
+        case EB_RESP_AUTH:
+                return "auth";
+        case EB_RESP_RETRY:
+                return "retry";
+        case EB_RESP_BAD_BODY:
+                return "bad_body";
+        case EB_RESP_CLIENT_ERROR:
+                return "client_error";
+        }
+        return "unknown";
+}
+
+eb_resp_kind_t eb_resp_classify(long status)
+{
+        if (status >= 200 && status <= 299)
+                return EB_RESP_OK;
+        if (status == 429)
+                return EB_RESP_RATE_LIMITED;
+        if (status == 401 || status == 402 || status == 403)
+                return EB_RESP_AUTH;
+        if (status == 0 || status == 408 || (status >= 500 && status <= 599))
+                return EB_RESP_RETRY;
+        if (status >= 300 && status <= 499)
+                return EB_RESP_CLIENT_ERROR;
+        return EB_RESP_BAD_BODY;
+}
+
+/* Copy up to @p max printable bytes of @p s into @p out. */
+static void printable(const char *s, size_t len, char *out, size_t sz,
+                      size_t max)
+{
+        size_t i, o = 0;
+
+        for (i = 0; i < len && o + 1 < sz && o < max; i++) {
+                unsigned char c = (unsigned char)s[i];
+
+                if (!c)
+                        break;
+                out[o++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+        }
+        out[o] = '\0';
+}
+
+/** Largest error body we bother to parse for a message. */
+#define EB_PROVIDER_MAX_ERROR_BODY (64 * 1024)
+
+void eb_page_http_error(struct eb_page *page, eb_resp_kind_t kind,
+                        const struct eb_response *resp)
+{
+        json_t *root = NULL;
+        const char *title = NULL, *detail = NULL;
+        char excerpt[96];
+        json_error_t jerr;
+
+        if (resp->body && resp->body_len &&
+            resp->body_len <= EB_PROVIDER_MAX_ERROR_BODY)
+                root = json_loadb(resp->body, resp->body_len, 0, &jerr);
+        if (json_is_object(root)) {
+                title = eb_json_str(root, "title", 200);
+                if (!title)
+                        title = eb_json_str(root, "error_code", 200);
+                detail = eb_json_str(root, "detail", 200);
+                if (!detail)
+                        detail = eb_json_str(root, "error", 200);
+        }
+        if (title || detail) {
+                eb_page_fail(page, kind, "HTTP %ld%s%s%s%s", resp->status,
+                             title ? ": " : "", title ? title : "",
+                             detail ? ": " : "", detail ? detail : "");
+        } else if (resp->body && resp->body_len) {
+                printable(resp->body, resp->body_len, excerpt, sizeof(excerpt),
+                          80);
+                eb_page_fail(page, kind, "HTTP %ld: %s", resp->status, excerpt);
+        } else {
+                eb_page_fail(page, kind, "HTTP %ld", resp->status);
+        }
+        json_decref(root);
+}
+
+int eb_content_type_is_json(const char *ct)
+{
+        const char *end;
+        size_t n;
+
+        if (!ct)
+                return 1;
+        while (*ct == ' ' || *ct == '\t')
+                ct++;
+        if (!*ct)
+                return 1;
+        end = ct;
+        while (*end && *end != ';' && *end != ' ' && *end != '\t')
+                end++;
+        n = (size_t)(end - ct);
+        if (n == 16 && !strncasecmp(ct, "application/json", 16))
+                return 1;
+        if (n > 17 && !strncasecmp(ct, "application/", 12) &&
+            !strncasecmp(end - 5, "+json", 5))
+                return 1;
+        return 0;
+}
+
+json_t *eb_resp_json_object(const struct eb_response *resp,
+                            struct eb_page *page)
+{
+        json_t *root;
+        json_error_t jerr;
+
+        if (!eb_content_type_is_json(resp->content_type)) {
+                char ct[64];
+
+                printable(resp->content_type, strlen(resp->content_type), ct,
+                          sizeof(ct), 60);
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "HTTP %ld with content-type \"%s\", expected "
+                             "JSON",
+                             resp->status, ct);
+                return NULL;
+        }
+        if (!resp->body || !resp->body_len) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "HTTP %ld with an empty body", resp->status);
+                return NULL;
+        }
+        root = json_loadb(resp->body, resp->body_len, JSON_REJECT_DUPLICATES,
+                          &jerr);
+        if (!root) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "invalid JSON at line %d column %d: %s", jerr.line,
+                             jerr.column, jerr.text);
+                return NULL;
+        }
+        if (!json_is_object(root)) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "expected a JSON object, got another JSON type");
+                json_decref(root);
+                return NULL;
+        }
+        return root;
+}
+
+/* ---- JSON helpers ---------------------------------------------------- */
+
+json_t *eb_source_options(const struct eb_source_cfg *src)
+{
+        json_t *o;
+
+        if (!src || !src->json)
+                return NULL;
+        o = json_object_get(src->json, "options");
+        return json_is_object(o) ? o : NULL;
+}
+
+const char *eb_json_str(const json_t *obj, const char *key, size_t maxlen)
+{
+        const json_t *v = json_object_get(obj, key);
+        size_t n;
+
+        if (!json_is_string(v))
+                return NULL;
+        n = json_string_length(v);
+        if (!n || n > maxlen || strlen(json_string_value(v)) != n)
+                return NULL;
+        return json_string_value(v);
+}
+
+char *eb_json_id_text(const json_t *v)
+{
+        if (json_is_integer(v))
+                return eb_xasprintf("%" PRId64, (int64_t)json_integer_value(v));
+        if (json_is_string(v)) {
+                size_t n = json_string_length(v);
+
+                if (!n || n > EB_PROVIDER_MAX_ID ||
+                    strlen(json_string_value(v)) != n)
+                        return NULL;
+                return eb_xstrdup(json_string_value(v));
+        }
+        return NULL;
+}
+
+/* ---- URLs and auth --------------------------------------------------- */
+
+int eb_url_encode(struct eb_buf *b, const char *s, const char *keep)
+{
+        static const char hex[] = "0123456789ABCDEF";
+        const unsigned char *p;
+        int rc;
+
+        for (p = (const unsigned char *)s; *p; p++) {
+                char enc[3];
+
+                if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' ||
+                    *p == '~' || (keep && strchr(keep, *p))) {
+                        rc = eb_buf_append(b, p, 1);
+                } else {
+                        enc[0] = '%';
+                        enc[1] = hex[*p >> 4];
+                        enc[2] = hex[*p & 15];
+                        rc = eb_buf_append(b, enc, 3);
+                }
+                if (rc)
+                        return rc;
+        }
+        return 0;
+}
+
+int eb_url_add_param(struct eb_buf *b, const char *key, const char *value)
+{
+        int rc;
+
+        rc = eb_buf_append(b, b->data && strchr(b->data, '?') ? "&" : "?", 1);
+        if (!rc)
+                rc = eb_url_encode(b, key, NULL);
+        if (!rc)
+                rc = eb_buf_append(b, "=", 1);
+        if (!rc)
+                rc = eb_url_encode(b, value, ",");
+        return rc;
+}
+
+int eb_url_add_param_i64(struct eb_buf *b, const char *key, int64_t value)
+{
+        char num[24];
+
+        snprintf(num, sizeof(num), "%" PRId64, value);
+        return eb_url_add_param(b, key, num);
+}
+
+int eb_url_start(struct eb_buf *b, const char *base, const char *path)
+{
+        size_t n;
+        int rc;
+
+        eb_buf_init(b, EB_PROVIDER_MAX_URL);
+        if (!base)
+                return -EINVAL;
+        n = strlen(base);
+        while (n && base[n - 1] == '/')
+                n--;
+        rc = eb_buf_append(b, base, n);
+        if (!rc)
+                rc = eb_buf_append_str(b, path);
+        return rc;
+}
+
+char *eb_base64_encode(const void *p, size_t n)
+{
+        static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "abcdefghijklmnopqrstuvwxyz0123456789+/";
+        const unsigned char *in = p;
+        char *out = eb_xmalloc((n + 2) / 3 * 4 + 1), *o = out;
+        size_t i;
+
+        for (i = 0; i + 2 < n; i += 3) {
+                *o++ = tbl[in[i] >> 2];
+                *o++ = tbl[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+                *o++ = tbl[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
+                *o++ = tbl[in[i + 2] & 63];
+        }
+        if (i < n) {
+                *o++ = tbl[in[i] >> 2];
+                if (i + 1 < n) {
+                        *o++ = tbl[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
+                        *o++ = tbl[(in[i + 1] & 15) << 2];
+                } else {
+                        *o++ = tbl[(in[i] & 3) << 4];
+                        *o++ = '=';
+                }
+                *o++ = '=';
+        }
+        *o = '\0';
+        return out;
+}
+
+char *eb_auth_bearer(const char *token)
+{
+        return eb_xasprintf("Authorization: Bearer %s", token ? token : "");
+}
+
+char *eb_auth_basic(const char *user, const char *pass)
+{
+        char *pair, *enc, *hdr;
+        size_t n;
+
+        pair = eb_xasprintf("%s:%s", user ? user : "", pass ? pass : "");
+        n = strlen(pair);
+        enc = eb_base64_encode(pair, n);
+        eb_log_add_secret(enc);
+        hdr = eb_xasprintf("Authorization: Basic %s", enc);
+        memset(pair, 0, n);
+        free(pair);
+        free(enc);
+        return hdr;
+}
+
+/* ---- walks ----------------------------------------------------------- */
+
+void eb_walk_init(struct eb_walk *w, const struct eb_provider *prov,
+                  const struct eb_source_cfg *src, json_t *cp, int64_t now_ms)
+{
+        int64_t start;
+
+        memset(w, 0, sizeof(*w));
+        w->prov = prov;
+        w->src = src;
+        w->now_ms = now_ms;
+        w->base_url = src && src->base_url && *src->base_url
+                              ? src->base_url
+                              : prov->default_base_url;
+        if (!src || !src->poll_start ||
+            eb_time_parse_start(src->poll_start, now_ms, &start))
+                start = now_ms - 24LL * 3600 * 1000;
+        w->start_ms = start;
+        w->overlap_ms = src && src->overlap_ms >= 0 ? src->overlap_ms
+                                                    : prov->default_overlap_ms;
+        w->lag_ms =
+                src && src->lag_ms >= 0 ? src->lag_ms : prov->default_lag_ms;
+        w->page_size = prov->default_page_size;
+        if (src && src->page_size > 0)
+                w->page_size = src->page_size < prov->max_page_size
+                                       ? src->page_size
+                                       : prov->max_page_size;
+        w->cp = cp ? json_incref(cp) : NULL;
+}
+
+void eb_walk_fini(struct eb_walk *w)
+{
+        if (!w)
+                return;
+        json_decref(w->cp);
+        json_decref(w->state);
+        json_decref(w->hint);
+        w->cp = NULL;
+        w->state = NULL;
+        w->hint = NULL;
+}
+
+int64_t eb_json_i64(const json_t *obj, const char *key, int64_t dflt)
+{
+        const json_t *v = json_object_get(obj, key);
+
+        return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+int eb_json_rfc3339(const json_t *obj, const char *key, int64_t *ms)
+{
+        const char *s = eb_json_str(obj, key, 64);
+
+        return s ? eb_rfc3339_parse(s, ms) : -EINVAL;
+}
+
+void eb_json_set_rfc3339(json_t *obj, const char *key, int64_t ms)
+{
+        char buf[40];
+
+        eb_rfc3339_format(ms, 3, buf, sizeof(buf));
+        json_object_set_new(obj, key, json_string(buf));
+}
+
+void eb_json_copy_field(json_t *dst, const json_t *src, const char *key)
+{
+        json_t *v = json_object_get(src, key);
+
+        json_object_set_new(dst, key, v ? json_incref(v) : json_null());
+}

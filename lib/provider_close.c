@@ -1,0 +1,552 @@
+/*
+ * provider_close: Close GET /api/v1/event/ (docs/providers.md).
+ *
+ *   first page:  ?date_updated__gte=<wm - overlap>&_limit=L&<filters>
+ *   next pages:  ?_cursor=<cursor_next>&_limit=L&<filters>
+ *                (the other filters again, never date_updated: Close says
+ *                so)
+ *   until cursor_next is null, data is empty, or the page went below
+ *   date_updated__gte (newest first: everything after is older).
+ *
+ * Events are newest first by date_updated and mutable (consolidation
+ * rewrites date_updated), so the watermark only moves at the end of a
+ * walk, to min(max date_updated seen, walk start - lag), never backwards.
+ *
+ * Checkpoint: {"wm": "<RFC 3339 ms>"} between walks; inside one
+ * {"wm", "gte", "cursor", "started", "max"?} so a restart resumes the
+ * cursor walk. A resumed cursor may be stale: if a cursor request gets a
+ * 400, the walk restarts once from date_updated__gte (duplicates, never
+ * gaps).
+ */
+#include "eb_provider.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eb_ratelimit.h"
+#include "eb_time.h"
+#include "eb_util.h"
+
+#define CLOSE_MAX_FILTER 200
+#define CLOSE_MAX_DATE   64
+
+/* Filter options, in the order they appear in the query string. */
+enum {
+        F_OBJECT_TYPE = 1 << 0,
+        F_OBJECT_ID = 1 << 1,
+        F_ACTION = 1 << 2,
+        F_LEAD_ID = 1 << 3,
+        F_USER_ID = 1 << 4,
+        F_REQUEST_ID = 1 << 5,
+};
+
+static const char *const close_filters[] = {"object_type", "object_id",
+                                            "action",      "lead_id",
+                                            "user_id",     "request_id"};
+#define CLOSE_NFILTERS 6
+
+/* The combinations Close accepts (developer.close.com events list), plus
+ * none at all; date_updated may be added to any of them. */
+static const unsigned close_allowed[] = {
+        0,
+        F_OBJECT_TYPE | F_OBJECT_ID,
+        F_OBJECT_TYPE | F_ACTION,
+        F_OBJECT_ID | F_ACTION,
+        F_LEAD_ID | F_OBJECT_TYPE,
+        F_LEAD_ID | F_OBJECT_TYPE | F_ACTION,
+        F_LEAD_ID | F_USER_ID | F_OBJECT_TYPE,
+        F_LEAD_ID | F_USER_ID | F_OBJECT_TYPE | F_ACTION,
+        F_LEAD_ID | F_USER_ID,
+        F_USER_ID | F_OBJECT_ID,
+        F_USER_ID | F_OBJECT_ID | F_ACTION,
+        F_USER_ID | F_OBJECT_TYPE,
+        F_USER_ID | F_OBJECT_TYPE | F_ACTION,
+        F_LEAD_ID,
+        F_USER_ID,
+        F_REQUEST_ID,
+};
+
+static int printable_token(const char *s)
+{
+        for (; *s; s++) {
+                if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+                        return 0;
+        }
+        return 1;
+}
+
+static int close_check_config(const struct eb_source_cfg *src, const char *path,
+                              char *errstr, size_t errstr_size)
+{
+        json_t *opts = src->json ? json_object_get(src->json, "options") : NULL;
+        json_t *v;
+        const char *key;
+        unsigned mask = 0;
+        size_t i, off;
+        char names[128];
+
+        if (!opts || json_is_null(opts))
+                return 0;
+        if (!json_is_object(opts)) {
+                snprintf(errstr, errstr_size, "%s.options: expected an object",
+                         path);
+                return -EINVAL;
+        }
+        json_object_foreach(opts, key, v)
+        {
+                const char *s;
+
+                for (i = 0; i < CLOSE_NFILTERS; i++) {
+                        if (!strcmp(key, close_filters[i]))
+                                break;
+                }
+                if (i == CLOSE_NFILTERS) {
+                        snprintf(errstr, errstr_size,
+                                 "%s.options.%.64s: unknown option (allowed: "
+                                 "object_type, object_id, action, lead_id, "
+                                 "user_id, request_id)",
+                                 path, key);
+                        return -EINVAL;
+                }
+                s = eb_json_str(opts, key, CLOSE_MAX_FILTER);
+                if (!s || !printable_token(s)) {
+                        snprintf(errstr, errstr_size,
+                                 "%s.options.%s: expected a non-empty string "
+                                 "without spaces (at most %d bytes)",
+                                 path, key, CLOSE_MAX_FILTER);
+                        return -EINVAL;
+                }
+                mask |= 1u << i;
+        }
+        for (i = 0; i < sizeof(close_allowed) / sizeof(close_allowed[0]); i++) {
+                if (close_allowed[i] == mask)
+                        return 0;
+        }
+        names[0] = '\0';
+        for (i = 0, off = 0; i < CLOSE_NFILTERS; i++) {
+                int n;
+
+                if (!(mask & (1u << i)))
+                        continue;
+                n = snprintf(names + off, sizeof(names) - off, "%s%s",
+                             off ? "+" : "", close_filters[i]);
+                if (n < 0 || (size_t)n >= sizeof(names) - off)
+                        break;
+                off += (size_t)n;
+        }
+        snprintf(errstr, errstr_size,
+                 "%s.options: Close does not accept the filter combination "
+                 "%s; allowed: object_type+object_id, object_type+action, "
+                 "object_id+action, lead_id+object_type[+action], "
+                 "lead_id+user_id[+object_type[+action]], "
+                 "user_id+object_id[+action], user_id+object_type[+action], "
+                 "lead_id, user_id, request_id, or none",
+                 path, names);
+        return -EINVAL;
+}
+
+/* ---- walk ------------------------------------------------------------ */
+
+/*
+ * w->state: {"wm", "gte", "started", "max" (ms; max absent until an
+ * event is acknowledged), "cursor" (absent on the first page),
+ * "restarted", "pending", "more", "done", "pmax" and "pnext" (the
+ * pending page's max date_updated and cursor_next)}
+ */
+static int64_t st_get(const struct eb_walk *w, const char *key)
+{
+        return eb_json_i64(w->state, key, 0);
+}
+
+static int st_has(const struct eb_walk *w, const char *key)
+{
+        return json_object_get(w->state, key) != NULL;
+}
+
+static void st_set(struct eb_walk *w, const char *key, int64_t v)
+{
+        json_object_set_new(w->state, key, json_integer(v));
+}
+
+static const char *st_cursor(const struct eb_walk *w)
+{
+        return json_string_value(json_object_get(w->state, "cursor"));
+}
+
+static int close_walk_begin(struct eb_walk *w)
+{
+        char err[256];
+        json_t *cp = w->cp, *jc;
+        const char *cursor = NULL;
+        int64_t wm, gte, started = w->now_ms, max = 0;
+        int has_max = 0;
+
+        if (!w->src)
+                return -EINVAL;
+        if (close_check_config(w->src, "options", err, sizeof(err)))
+                return -EINVAL;
+        if (w->hint)
+                return -ENOTSUP; /* webhooks carry whole events */
+        if (cp) {
+                if (!json_is_object(cp) || eb_json_rfc3339(cp, "wm", &wm))
+                        return -EINVAL;
+                gte = wm - w->overlap_ms;
+                jc = json_object_get(cp, "cursor");
+                if (jc && !json_is_null(jc)) {
+                        cursor = eb_json_str(cp, "cursor",
+                                             EB_PROVIDER_MAX_CURSOR);
+                        if (!cursor || eb_json_rfc3339(cp, "gte", &gte) ||
+                            eb_json_rfc3339(cp, "started", &started))
+                                return -EINVAL;
+                        if (json_object_get(cp, "max")) {
+                                if (eb_json_rfc3339(cp, "max", &max))
+                                        return -EINVAL;
+                                has_max = 1;
+                        }
+                }
+        } else {
+                wm = w->start_ms;
+                gte = w->start_ms;
+        }
+        json_decref(w->state);
+        w->state = json_object();
+        st_set(w, "wm", wm);
+        st_set(w, "gte", gte);
+        st_set(w, "started", started);
+        if (has_max)
+                st_set(w, "max", max);
+        if (cursor)
+                json_object_set_new(w->state, "cursor", json_string(cursor));
+        return 0;
+}
+
+static int close_next_request(struct eb_walk *w, char **url, char **auth)
+{
+        struct eb_buf b;
+        json_t *opts;
+        const char *cursor, *v;
+        char iso[40];
+        size_t i;
+        int rc;
+
+        if (!w->state || !w->base_url || !w->src)
+                return -EINVAL;
+        opts = eb_source_options(w->src);
+        cursor = st_cursor(w);
+        rc = eb_url_start(&b, w->base_url, "/api/v1/event/");
+        if (!rc && cursor) {
+                rc = eb_url_add_param(&b, "_cursor", cursor);
+        } else if (!rc) {
+                eb_rfc3339_format(st_get(w, "gte"), 3, iso, sizeof(iso));
+                rc = eb_url_add_param(&b, "date_updated__gte", iso);
+        }
+        if (!rc)
+                rc = eb_url_add_param_i64(&b, "_limit", w->page_size);
+        for (i = 0; !rc && i < CLOSE_NFILTERS; i++) {
+                v = eb_json_str(opts, close_filters[i], CLOSE_MAX_FILTER);
+                if (v)
+                        rc = eb_url_add_param(&b, close_filters[i], v);
+        }
+        if (rc) {
+                eb_buf_fini(&b);
+                return rc;
+        }
+        *url = eb_buf_take(&b, NULL);
+        *auth = eb_auth_basic(w->src->api_key, "");
+        return 0;
+}
+
+/* ---- normalize ------------------------------------------------------- */
+
+static int opt_id(const json_t *obj, const char *key, char **out)
+{
+        const json_t *v = json_object_get(obj, key);
+
+        *out = NULL;
+        if (!v || json_is_null(v))
+                return 0;
+        *out = eb_json_id_text(v);
+        return *out ? 0 : -EINVAL;
+}
+
+static const char *const close_fields[] = {
+        "object_type",    "object_id",    "lead_id",       "action",
+        "changed_fields", "data",         "previous_data", "meta",
+        "date_created",   "date_updated", "request_id",    NULL};
+
+static struct eb_event *close_normalize(const struct eb_source_cfg *src,
+                                        json_t *native, char *errstr,
+                                        size_t errstr_size)
+{
+        struct eb_event *evt;
+        json_t *ev = native, *inner;
+        const char *id, *object_type, *action, *updated, *bad = NULL;
+        char *object_id = NULL, *actor = NULL, *account = NULL;
+        int64_t t = 0;
+        size_t i;
+
+        if (!json_is_object(ev)) {
+                snprintf(errstr, errstr_size, "event is not a JSON object");
+                return NULL;
+        }
+        /* A webhook delivery {"event": {...}, "subscription_id": ...}. */
+        inner = json_object_get(ev, "event");
+        if (!json_object_get(ev, "id") && json_is_object(inner))
+                ev = inner;
+        id = eb_json_str(ev, "id", EB_PROVIDER_MAX_ID);
+        object_type = eb_json_str(ev, "object_type", EB_PROVIDER_MAX_ID);
+        action = eb_json_str(ev, "action", EB_PROVIDER_MAX_ID);
+        updated = eb_json_str(ev, "date_updated", CLOSE_MAX_DATE);
+        if (!id)
+                bad = "missing or invalid \"id\"";
+        else if (!object_type)
+                bad = "missing or invalid \"object_type\"";
+        else if (!action)
+                bad = "missing or invalid \"action\"";
+        else if (!updated || eb_rfc3339_parse(updated, &t))
+                bad = "missing or invalid \"date_updated\"";
+        else if (opt_id(ev, "object_id", &object_id))
+                bad = "invalid \"object_id\"";
+        else if (opt_id(ev, "user_id", &actor))
+                bad = "invalid \"user_id\"";
+        else if (opt_id(ev, "organization_id", &account))
+                bad = "invalid \"organization_id\"";
+        if (bad) {
+                snprintf(errstr, errstr_size, "event %.64s: %s",
+                         id ? id : "(no id)", bad);
+                free(object_id);
+                free(actor);
+                free(account);
+                return NULL;
+        }
+        evt = eb_event_new();
+        evt->id = eb_xstrdup(id);
+        evt->source_name = eb_xstrdup(src && src->name ? src->name : "");
+        evt->provider = eb_xstrdup("close");
+        evt->account = account;
+        evt->entity_type = eb_xstrdup(object_type);
+        evt->entity_id = object_id ? object_id : eb_xstrdup("");
+        evt->action = eb_xstrdup(action);
+        evt->actor = actor;
+        evt->version = eb_xstrdup(updated);
+        evt->time_ms = t;
+        evt->fields = json_object();
+        for (i = 0; close_fields[i]; i++)
+                eb_json_copy_field(evt->fields, ev, close_fields[i]);
+        evt->native = json_incref(ev);
+        return evt;
+}
+
+/* ---- responses ------------------------------------------------------- */
+
+static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
+                          struct eb_page *page)
+{
+        json_t *root, *data, *jn, *item;
+        const char *next = NULL, *cursor = st_cursor(w);
+        int64_t pmax = 0, pmin = 0, gte = st_get(w, "gte");
+        char err[256];
+        size_t i;
+
+        root = eb_resp_json_object(resp, page);
+        if (!root)
+                return;
+        data = json_object_get(root, "data");
+        jn = json_object_get(root, "cursor_next");
+        if (!json_is_array(data)) {
+                eb_page_fail(page, EB_RESP_BAD_BODY, "no \"data\" array");
+                goto out;
+        }
+        if (jn && !json_is_null(jn)) {
+                next = eb_json_str(root, "cursor_next", EB_PROVIDER_MAX_CURSOR);
+                if (!next) {
+                        eb_page_fail(page, EB_RESP_BAD_BODY,
+                                     "invalid \"cursor_next\" (expected a "
+                                     "string of 1..%d bytes or null)",
+                                     EB_PROVIDER_MAX_CURSOR);
+                        goto out;
+                }
+        }
+        if (json_array_size(data) > EB_PROVIDER_MAX_PAGE_EVENTS) {
+                eb_page_fail(page, EB_RESP_BAD_BODY, "%zu events, more than %d",
+                             json_array_size(data),
+                             EB_PROVIDER_MAX_PAGE_EVENTS);
+                goto out;
+        }
+        json_array_foreach(data, i, item)
+        {
+                struct eb_event *evt =
+                        close_normalize(w->src, item, err, sizeof(err));
+
+                if (!evt) {
+                        eb_page_fail(page, EB_RESP_BAD_BODY, "data[%zu]: %s", i,
+                                     err);
+                        goto out;
+                }
+                if (!i || evt->time_ms > pmax)
+                        pmax = evt->time_ms;
+                if (!i || evt->time_ms < pmin)
+                        pmin = evt->time_ms;
+                if (eb_page_add_event(page, evt)) {
+                        eb_page_fail(page, EB_RESP_BAD_BODY, "too many events");
+                        goto out;
+                }
+        }
+        if (next && cursor && !strcmp(next, cursor)) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "cursor_next repeats the cursor just used");
+                goto out;
+        }
+        /* Newest first: once a page reaches below date_updated__gte the
+         * rest of the log is older still (a cursor that dropped the date
+         * filter would otherwise walk 30 days). */
+        page->more = next && page->events_cnt && pmin >= gte;
+        page->full = page->events_cnt >= (size_t)w->page_size;
+        if (page->events_cnt)
+                st_set(w, "pmax", pmax);
+        if (page->more)
+                json_object_set_new(w->state, "pnext", json_string(next));
+        snprintf(page->detail, sizeof(page->detail), "%zu events%s%s",
+                 page->events_cnt, page->more ? ", more" : "",
+                 next && !page->more && page->events_cnt
+                         ? " (reached date_updated__gte)"
+                         : "");
+out:
+        json_decref(root);
+}
+
+static void close_handle_response(struct eb_walk *w,
+                                  const struct eb_response *resp,
+                                  struct eb_page *page)
+{
+        double limit, remaining, reset;
+        eb_resp_kind_t kind;
+        int64_t ms;
+
+        eb_page_init(page);
+        if (resp->ratelimit && eb_ratelimit_parse(resp->ratelimit, &limit,
+                                                  &remaining, &reset) == 0) {
+                page->ratelimit_limit = limit;
+                page->ratelimit_remaining = remaining;
+                page->ratelimit_reset_ms =
+                        reset >= 0 ? eb_ratelimit_reset_ms(reset) : -1;
+        }
+        if (!w->state) {
+                eb_page_fail(page, EB_RESP_CLIENT_ERROR, "walk not begun");
+                return;
+        }
+        st_set(w, "pending", 0);
+        json_object_del(w->state, "pmax");
+        json_object_del(w->state, "pnext");
+        if (resp->status == 200) {
+                close_page_ok(w, resp, page);
+        } else if (resp->status == 400 && st_cursor(w) &&
+                   !st_get(w, "restarted")) {
+                /* A stale cursor (e.g. resumed after a long stop): walk
+                 * again from date_updated__gte, once. */
+                json_object_del(w->state, "cursor");
+                st_set(w, "restarted", 1);
+                eb_page_http_error(page, EB_RESP_RETRY, resp);
+                ms = (int64_t)strlen(page->detail);
+                snprintf(page->detail + ms, sizeof(page->detail) - (size_t)ms,
+                         " (cursor rejected: restarting the walk from "
+                         "date_updated__gte)");
+        } else {
+                kind = eb_resp_classify(resp->status);
+                if (kind == EB_RESP_OK)
+                        kind = EB_RESP_BAD_BODY;
+                eb_page_http_error(page, kind, resp);
+                if (kind == EB_RESP_RATE_LIMITED) {
+                        if (page->ratelimit_reset_ms > 0)
+                                page->retry_after_ms = page->ratelimit_reset_ms;
+                        else if (resp->retry_after &&
+                                 eb_retry_after_parse(resp->retry_after,
+                                                      resp->now_ms, &ms) == 0)
+                                page->retry_after_ms = ms;
+                }
+        }
+        if (page->kind == EB_RESP_OK) {
+                /* The window's budget is spent: tell the scheduler to hold
+                 * the next request until it resets. */
+                if (page->ratelimit_remaining >= 0 &&
+                    page->ratelimit_remaining < 1 &&
+                    page->ratelimit_reset_ms > 0)
+                        page->retry_after_ms = page->ratelimit_reset_ms;
+                st_set(w, "pending", 1);
+                st_set(w, "more", page->more);
+        }
+}
+
+static void close_finalize(struct eb_walk *w)
+{
+        int64_t wm = st_get(w, "wm"), cand;
+
+        if (st_has(w, "max")) {
+                cand = st_get(w, "started") - w->lag_ms;
+                if (st_get(w, "max") < cand)
+                        cand = st_get(w, "max");
+                if (cand > wm)
+                        wm = cand;
+        }
+        st_set(w, "wm", wm);
+        json_decref(w->cp);
+        w->cp = json_object();
+        eb_json_set_rfc3339(w->cp, "wm", wm);
+}
+
+static void close_page_done(struct eb_walk *w)
+{
+        const char *next;
+
+        if (!w->state || !st_get(w, "pending"))
+                return;
+        st_set(w, "pending", 0);
+        w->pages++;
+        if (st_has(w, "pmax") &&
+            (!st_has(w, "max") || st_get(w, "pmax") > st_get(w, "max")))
+                st_set(w, "max", st_get(w, "pmax"));
+        next = json_string_value(json_object_get(w->state, "pnext"));
+        if (!st_get(w, "more") || !next) {
+                st_set(w, "done", 1);
+                close_finalize(w);
+                return;
+        }
+        json_object_set_new(w->state, "cursor", json_string(next));
+        json_decref(w->cp);
+        w->cp = json_object();
+        eb_json_set_rfc3339(w->cp, "wm", st_get(w, "wm"));
+        eb_json_set_rfc3339(w->cp, "gte", st_get(w, "gte"));
+        json_object_set_new(w->cp, "cursor", json_string(next));
+        eb_json_set_rfc3339(w->cp, "started", st_get(w, "started"));
+        if (st_has(w, "max"))
+                eb_json_set_rfc3339(w->cp, "max", st_get(w, "max"));
+}
+
+static void close_walk_end(struct eb_walk *w)
+{
+        if (!w->state || !st_get(w, "done"))
+                return;
+        close_finalize(w);
+}
+
+const struct eb_provider eb_provider_close = {
+        .name = "close",
+        .default_base_url = "https://api.close.com",
+        .default_rps = 5.0,
+        .default_burst = 5,
+        .default_page_size = 50,
+        .max_page_size = 50,
+        .default_overlap_ms = 5 * 60 * 1000,
+        .default_lag_ms = 5 * 60 * 1000,
+        .check_config = close_check_config,
+        .walk_begin = close_walk_begin,
+        .next_request = close_next_request,
+        .handle_response = close_handle_response,
+        .page_done = close_page_done,
+        .walk_end = close_walk_end,
+        .normalize = close_normalize,
+        .credential = "api_key",
+};

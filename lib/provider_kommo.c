@@ -1,0 +1,781 @@
+/*
+ * provider_kommo: Kommo (amoCRM) GET /api/v4/events.
+ *
+ * Closed created_at windows walked page by page (docs/providers.md):
+ *
+ *   from = wm - overlap (first start: poll.start), to = now - lag
+ *   GET /api/v4/events?with=..&page=P&limit=L
+ *       &filter[created_at][from]=F&filter[created_at][to]=T&filter[..]..
+ *   until a page has no _links.next, or a 204 (no events: not an error).
+ *
+ * Checkpoint: {"wm": T} between walks (unix seconds: the last closed
+ * window's "to"), {"wm": W, "from": F, "to": T, "page": P} inside one (P
+ * is the next page to fetch), so a restart resumes the same closed window.
+ */
+#include "eb_provider.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eb_ratelimit.h"
+#include "eb_util.h"
+
+#define KOMMO_MAX_PAGES      10000
+#define KOMMO_MAX_TS         100000000000LL /* unix seconds; year ~5000 */
+#define KOMMO_MAX_TYPES      100
+#define KOMMO_MAX_ENTITIES   20
+#define KOMMO_MAX_CREATED_BY 10
+#define KOMMO_MAX_NAME       4096
+
+static const char *const kommo_option_keys[] = {
+        "with", "filter_type", "filter_entity", "filter_created_by", NULL};
+static const char *const kommo_with_values[] = {
+        "contact_name",         "lead_name", "company_name", "catalog_name",
+        "catalog_element_name", NULL};
+static const char *const kommo_entities[] = {"lead",     "contact", "company",
+                                             "customer", "task",    NULL};
+/* "_embedded.entity" keys a with= enrichment may add (not verified on a
+ * live account: name is the documented one, the rest are tolerated). */
+static const char *const kommo_name_keys[] = {"name",
+                                              "lead_name",
+                                              "contact_name",
+                                              "company_name",
+                                              "catalog_element_name",
+                                              "customer_name",
+                                              NULL};
+
+static int in_list(const char *const *list, const char *s)
+{
+        size_t i;
+
+        for (i = 0; list[i]; i++) {
+                if (!strcmp(list[i], s))
+                        return 1;
+        }
+        return 0;
+}
+
+static int all_digits(const char *s)
+{
+        if (!*s)
+                return 0;
+        for (; *s; s++) {
+                if (*s < '0' || *s > '9')
+                        return 0;
+        }
+        return 1;
+}
+
+/* lead, contact, company, customer, task or catalog_<id>. */
+static int valid_entity(const char *s)
+{
+        return in_list(kommo_entities, s) ||
+               (!strncmp(s, "catalog_", 8) && all_digits(s + 8) &&
+                strlen(s) < 40);
+}
+
+/* An event type key: [a-z0-9_], 1..100. */
+static int valid_type(const char *s)
+{
+        size_t n = 0;
+
+        for (; *s; s++, n++) {
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+                      *s == '_'))
+                        return 0;
+        }
+        return n >= 1 && n <= 100;
+}
+
+/* custom_field_<id>_value_changed: Kommo refuses any other type next to
+ * it in filter[type]. */
+static int is_custom_field_type(const char *s)
+{
+        const char *end;
+        size_t n = strlen(s);
+
+        if (strncmp(s, "custom_field_", 13) || n < 13 + 1 + 14)
+                return 0;
+        end = s + n - 14;
+        if (strcmp(end, "_value_changed"))
+                return 0;
+        for (s += 13; s < end; s++) {
+                if (*s < '0' || *s > '9')
+                        return 0;
+        }
+        return 1;
+}
+
+static int check_strings(const json_t *arr, const char *path, const char *key,
+                         size_t max, int (*valid)(const char *),
+                         const char *allowed, char *errstr, size_t errstr_size)
+{
+        size_t i, j;
+        json_t *v;
+
+        if (!json_is_array(arr)) {
+                snprintf(errstr, errstr_size,
+                         "%s.options.%s: expected an array of strings", path,
+                         key);
+                return -EINVAL;
+        }
+        if (json_array_size(arr) > max) {
+                snprintf(errstr, errstr_size,
+                         "%s.options.%s: at most %zu values, got %zu", path,
+                         key, max, json_array_size(arr));
+                return -EINVAL;
+        }
+        json_array_foreach(arr, i, v)
+        {
+                const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+
+                if (!s || strlen(s) != json_string_length(v)) {
+                        snprintf(errstr, errstr_size,
+                                 "%s.options.%s[%zu]: expected a string", path,
+                                 key, i);
+                        return -EINVAL;
+                }
+                if (!valid(s)) {
+                        snprintf(errstr, errstr_size,
+                                 "%s.options.%s[%zu]: unknown value \"%.64s\" "
+                                 "(allowed: %s)",
+                                 path, key, i, s, allowed);
+                        return -EINVAL;
+                }
+                for (j = 0; j < i; j++) {
+                        if (!strcmp(json_string_value(json_array_get(arr, j)),
+                                    s)) {
+                                snprintf(errstr, errstr_size,
+                                         "%s.options.%s[%zu]: duplicate value "
+                                         "\"%.64s\"",
+                                         path, key, i, s);
+                                return -EINVAL;
+                        }
+                }
+        }
+        return 0;
+}
+
+static int valid_with(const char *s)
+{
+        return in_list(kommo_with_values, s);
+}
+
+static int kommo_check_config(const struct eb_source_cfg *src, const char *path,
+                              char *errstr, size_t errstr_size)
+{
+        json_t *opts = src->json ? json_object_get(src->json, "options") : NULL;
+        json_t *v, *types, *ids;
+        const char *key;
+        size_t i;
+        int rc;
+
+        if (!opts || json_is_null(opts))
+                return 0;
+        if (!json_is_object(opts)) {
+                snprintf(errstr, errstr_size, "%s.options: expected an object",
+                         path);
+                return -EINVAL;
+        }
+        json_object_foreach(opts, key, v)
+        {
+                if (!in_list(kommo_option_keys, key)) {
+                        snprintf(errstr, errstr_size,
+                                 "%s.options.%.64s: unknown option (allowed: "
+                                 "with, filter_type, filter_entity, "
+                                 "filter_created_by)",
+                                 path, key);
+                        return -EINVAL;
+                }
+        }
+        if ((v = json_object_get(opts, "with")) &&
+            (rc = check_strings(v, path, "with", 5, valid_with,
+                                "contact_name, lead_name, company_name, "
+                                "catalog_name, catalog_element_name",
+                                errstr, errstr_size)))
+                return rc;
+        if ((types = json_object_get(opts, "filter_type"))) {
+                rc = check_strings(types, path, "filter_type", KOMMO_MAX_TYPES,
+                                   valid_type,
+                                   "event type keys such as lead_added: "
+                                   "lowercase letters, digits and '_'",
+                                   errstr, errstr_size);
+                if (rc)
+                        return rc;
+                json_array_foreach(types, i, v)
+                {
+                        if (is_custom_field_type(json_string_value(v)) &&
+                            json_array_size(types) > 1) {
+                                snprintf(errstr, errstr_size,
+                                         "%s.options.filter_type[%zu]: "
+                                         "\"%.64s\" must be the only type "
+                                         "(Kommo accepts no other type next "
+                                         "to custom_field_<id>_value_changed)",
+                                         path, i, json_string_value(v));
+                                return -EINVAL;
+                        }
+                }
+        }
+        if ((v = json_object_get(opts, "filter_entity")) &&
+            (rc = check_strings(v, path, "filter_entity", KOMMO_MAX_ENTITIES,
+                                valid_entity,
+                                "lead, contact, company, customer, task, "
+                                "catalog_<id>",
+                                errstr, errstr_size)))
+                return rc;
+        if ((ids = json_object_get(opts, "filter_created_by"))) {
+                if (!json_is_array(ids) ||
+                    json_array_size(ids) > KOMMO_MAX_CREATED_BY) {
+                        snprintf(errstr, errstr_size,
+                                 "%s.options.filter_created_by: expected an "
+                                 "array of up to %d user ids",
+                                 path, KOMMO_MAX_CREATED_BY);
+                        return -EINVAL;
+                }
+                json_array_foreach(ids, i, v)
+                {
+                        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+                                snprintf(errstr, errstr_size,
+                                         "%s.options.filter_created_by[%zu]: "
+                                         "expected a user id (an integer >= "
+                                         "0; 0 is the system)",
+                                         path, i);
+                                return -EINVAL;
+                        }
+                }
+        }
+        return 0;
+}
+
+/* ---- walk ------------------------------------------------------------ */
+
+/*
+ * w->state: {"wm": W, "from": F, "to": T, "page": P, "pending": 0|1,
+ *            "more": 0|1, "done": 0|1, "targeted": 0|1,
+ *            "hint_entity": "lead", "hint_id": "123"}
+ */
+static int64_t st_get(const struct eb_walk *w, const char *key)
+{
+        return eb_json_i64(w->state, key, 0);
+}
+
+static void st_set(struct eb_walk *w, const char *key, int64_t v)
+{
+        json_object_set_new(w->state, key, json_integer(v));
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+        return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+static int kommo_parse_hint(struct eb_walk *w, json_t *opts)
+{
+        const char *entity;
+        json_t *idv, *allowed, *v;
+        char *id;
+        size_t i;
+        int found = 0;
+
+        if (!json_is_object(w->hint))
+                return -EINVAL;
+        entity = eb_json_str(w->hint, "entity", 64);
+        idv = json_object_get(w->hint, "entity_id");
+        if (!entity || !valid_entity(entity))
+                return -EINVAL;
+        id = eb_json_id_text(idv);
+        if (!id || !all_digits(id) || strlen(id) > 19) {
+                free(id);
+                return -EINVAL;
+        }
+        allowed = json_object_get(opts, "filter_entity");
+        if (json_is_array(allowed) && json_array_size(allowed)) {
+                json_array_foreach(allowed, i, v)
+                {
+                        if (json_is_string(v) &&
+                            !strcmp(json_string_value(v), entity))
+                                found = 1;
+                }
+                if (!found) {
+                        free(id);
+                        return -ENOENT;
+                }
+        }
+        json_object_set_new(w->state, "hint_entity", json_string(entity));
+        json_object_set_new(w->state, "hint_id", json_string(id));
+        st_set(w, "targeted", 1);
+        free(id);
+        return 0;
+}
+
+static int kommo_walk_begin(struct eb_walk *w)
+{
+        char err[256];
+        json_t *cp = w->cp;
+        int64_t wm, from = 0, to = 0, page = 1, overlap_s;
+        int resume = 0, rc;
+
+        if (!w->src)
+                return -EINVAL;
+        if (kommo_check_config(w->src, "options", err, sizeof(err)))
+                return -EINVAL;
+        overlap_s = (w->overlap_ms + 999) / 1000;
+        if (cp) {
+                json_t *jf = json_object_get(cp, "from"),
+                       *jt = json_object_get(cp, "to"),
+                       *jp = json_object_get(cp, "page");
+
+                if (!json_is_object(cp) ||
+                    !json_is_integer(json_object_get(cp, "wm")))
+                        return -EINVAL;
+                wm = eb_json_i64(cp, "wm", 0);
+                if (wm < 0 || wm > KOMMO_MAX_TS)
+                        return -EINVAL;
+                if (jf || jt || jp) {
+                        if (!json_is_integer(jf) || !json_is_integer(jt) ||
+                            !json_is_integer(jp))
+                                return -EINVAL;
+                        from = json_integer_value(jf);
+                        to = json_integer_value(jt);
+                        page = json_integer_value(jp);
+                        if (from < 0 || to < from || to > KOMMO_MAX_TS ||
+                            page < 1 || page > KOMMO_MAX_PAGES)
+                                return -EINVAL;
+                        resume = 1;
+                }
+        } else {
+                wm = floor_div(w->start_ms, 1000);
+                if (wm < 0)
+                        wm = 0;
+        }
+        json_decref(w->state);
+        w->state = json_object();
+        if (w->hint) {
+                rc = kommo_parse_hint(w, eb_source_options(w->src));
+                if (rc) {
+                        json_decref(w->state);
+                        w->state = NULL;
+                        return rc;
+                }
+                /* A targeted walk looks at everything since the
+                 * checkpoint (minus the overlap) up to now and never
+                 * moves the checkpoint: no lag, no resume. */
+                resume = 0;
+                from = (cp ? wm - overlap_s : wm);
+                to = floor_div(w->now_ms, 1000);
+                page = 1;
+        } else if (!resume) {
+                from = cp ? wm - overlap_s : wm;
+                to = floor_div(w->now_ms - w->lag_ms, 1000);
+        }
+        if (from < 0)
+                from = 0;
+        if (from > to)
+                from = to; /* clock went back: a window of one second */
+        st_set(w, "wm", wm);
+        st_set(w, "from", from);
+        st_set(w, "to", to);
+        st_set(w, "page", page);
+        return 0;
+}
+
+static int add_array_params(struct eb_buf *b, const json_t *arr,
+                            const char *key)
+{
+        size_t i;
+        json_t *v;
+        int rc = 0;
+
+        json_array_foreach(arr, i, v)
+        {
+                if (json_is_string(v))
+                        rc = eb_url_add_param(b, key, json_string_value(v));
+                else if (json_is_integer(v))
+                        rc = eb_url_add_param_i64(b, key,
+                                                  json_integer_value(v));
+                if (rc)
+                        return rc;
+        }
+        return 0;
+}
+
+static int kommo_next_request(struct eb_walk *w, char **url, char **auth)
+{
+        struct eb_buf b, with;
+        json_t *opts, *arr, *v;
+        size_t i;
+        int rc;
+
+        if (!w->state || !w->base_url || !w->src)
+                return -EINVAL;
+        opts = eb_source_options(w->src);
+        rc = eb_url_start(&b, w->base_url, "/api/v4/events");
+        arr = json_object_get(opts, "with");
+        if (!rc && json_is_array(arr) && json_array_size(arr)) {
+                eb_buf_init(&with, 256);
+                json_array_foreach(arr, i, v)
+                {
+                        if (!rc && json_is_string(v)) {
+                                if (with.len)
+                                        rc = eb_buf_append(&with, ",", 1);
+                                if (!rc)
+                                        rc = eb_buf_append_str(
+                                                &with, json_string_value(v));
+                        }
+                }
+                if (!rc && with.len)
+                        rc = eb_url_add_param(&b, "with", with.data);
+                eb_buf_fini(&with);
+        }
+        if (!rc)
+                rc = eb_url_add_param_i64(&b, "page", st_get(w, "page"));
+        if (!rc)
+                rc = eb_url_add_param_i64(&b, "limit", w->page_size);
+        if (!rc)
+                rc = eb_url_add_param_i64(&b, "filter[created_at][from]",
+                                          st_get(w, "from"));
+        if (!rc)
+                rc = eb_url_add_param_i64(&b, "filter[created_at][to]",
+                                          st_get(w, "to"));
+        if (!rc)
+                rc = add_array_params(&b, json_object_get(opts, "filter_type"),
+                                      "filter[type][]");
+        if (!rc && st_get(w, "targeted")) {
+                rc = eb_url_add_param(&b, "filter[entity]",
+                                      json_string_value(json_object_get(
+                                              w->state, "hint_entity")));
+                if (!rc)
+                        rc = eb_url_add_param(&b, "filter[entity_id]",
+                                              json_string_value(json_object_get(
+                                                      w->state, "hint_id")));
+        } else if (!rc) {
+                rc = add_array_params(&b,
+                                      json_object_get(opts, "filter_entity"),
+                                      "filter[entity][]");
+        }
+        if (!rc)
+                rc = add_array_params(
+                        &b, json_object_get(opts, "filter_created_by"),
+                        "filter[created_by][]");
+        if (rc) {
+                eb_buf_fini(&b);
+                return rc;
+        }
+        *url = eb_buf_take(&b, NULL);
+        *auth = eb_auth_bearer(w->src->token);
+        return 0;
+}
+
+/* ---- normalize ------------------------------------------------------- */
+
+static char *kommo_action(const char *type, const char *entity)
+{
+        size_t n = strlen(entity);
+
+        /* lead_status_changed on a lead -> status_changed; generic types
+         * (entity_tag_added, incoming_call, custom_field_value_changed) and
+         * types of another entity keep their whole name. */
+        if (n && !strncmp(type, entity, n) && type[n] == '_' && type[n + 1])
+                return eb_xstrdup(type + n + 1);
+        return eb_xstrdup(type);
+}
+
+static const char *kommo_entity_name(const json_t *native)
+{
+        const json_t *ent =
+                json_object_get(json_object_get(native, "_embedded"), "entity");
+        const char *s;
+        size_t i;
+
+        if (!json_is_object(ent))
+                return NULL;
+        for (i = 0; kommo_name_keys[i]; i++) {
+                s = eb_json_str(ent, kommo_name_keys[i], KOMMO_MAX_NAME);
+                if (s)
+                        return s;
+        }
+        return NULL;
+}
+
+/* Optional id-like member: absent or null -> *out NULL and 0; a string or
+ * an integer -> its text; anything else -> -EINVAL. */
+static int opt_id(const json_t *obj, const char *key, char **out)
+{
+        const json_t *v = json_object_get(obj, key);
+
+        *out = NULL;
+        if (!v || json_is_null(v))
+                return 0;
+        *out = eb_json_id_text(v);
+        return *out ? 0 : -EINVAL;
+}
+
+static struct eb_event *kommo_normalize(const struct eb_source_cfg *src,
+                                        json_t *native, char *errstr,
+                                        size_t errstr_size)
+{
+        struct eb_event *evt = NULL;
+        char *id = NULL, *entity_id = NULL, *actor = NULL, *account = NULL;
+        const char *type, *entity, *name, *bad = NULL;
+        const json_t *v;
+        int64_t created = 0;
+
+        if (!json_is_object(native)) {
+                snprintf(errstr, errstr_size, "event is not a JSON object");
+                return NULL;
+        }
+        id = eb_json_id_text(json_object_get(native, "id"));
+        type = eb_json_str(native, "type", EB_PROVIDER_MAX_ID);
+        entity = eb_json_str(native, "entity_type", EB_PROVIDER_MAX_ID);
+        v = json_object_get(native, "created_at");
+        if (json_is_integer(v))
+                created = json_integer_value(v);
+        if (!id)
+                bad = "missing or invalid \"id\"";
+        else if (!type)
+                bad = "missing or invalid \"type\"";
+        else if (!entity)
+                bad = "missing or invalid \"entity_type\"";
+        else if (!json_is_integer(v) || created < 0 || created > KOMMO_MAX_TS)
+                bad = "missing or invalid \"created_at\" (unix seconds)";
+        else if (opt_id(native, "entity_id", &entity_id))
+                bad = "invalid \"entity_id\"";
+        else if (opt_id(native, "created_by", &actor))
+                bad = "invalid \"created_by\"";
+        else if (opt_id(native, "account_id", &account))
+                bad = "invalid \"account_id\"";
+        if (bad) {
+                snprintf(errstr, errstr_size, "event %.64s: %s",
+                         id ? id : "(no id)", bad);
+                free(id);
+                free(entity_id);
+                free(actor);
+                free(account);
+                return NULL;
+        }
+        if (actor && !strcmp(actor, "0")) {
+                free(actor); /* 0 is the system or a robot: no actor */
+                actor = NULL;
+        }
+        evt = eb_event_new();
+        evt->id = id;
+        evt->source_name = eb_xstrdup(src && src->name ? src->name : "");
+        evt->provider = eb_xstrdup("kommo");
+        evt->account = account;
+        evt->entity_type = eb_xstrdup(entity);
+        evt->entity_id = entity_id ? entity_id : eb_xstrdup("");
+        evt->action = kommo_action(type, entity);
+        evt->actor = actor;
+        evt->version = NULL;
+        evt->time_ms = created * 1000;
+        evt->fields = json_object();
+        json_object_set_new(evt->fields, "type", json_string(type));
+        eb_json_copy_field(evt->fields, native, "created_by");
+        eb_json_copy_field(evt->fields, native, "value_before");
+        eb_json_copy_field(evt->fields, native, "value_after");
+        name = kommo_entity_name(native);
+        if (name)
+                json_object_set_new(evt->fields, "entity_name",
+                                    json_string(name));
+        evt->native = json_incref(native);
+        return evt;
+}
+
+/* ---- responses ------------------------------------------------------- */
+
+/* Wait from a 429: the problem+json body's retry_after (seconds), else
+ * the Retry-After header. */
+static int64_t kommo_retry_after(const struct eb_response *resp)
+{
+        json_t *root = NULL, *v;
+        json_error_t jerr;
+        int64_t ms = 0;
+        double secs = -1;
+
+        if (resp->body && resp->body_len && resp->body_len <= 65536)
+                root = json_loadb(resp->body, resp->body_len, 0, &jerr);
+        v = json_object_get(root, "retry_after");
+        if (json_is_number(v))
+                secs = json_number_value(v);
+        if (isfinite(secs) && secs > 0)
+                ms = eb_ratelimit_reset_ms(secs);
+        else if (resp->retry_after &&
+                 eb_retry_after_parse(resp->retry_after, resp->now_ms, &ms))
+                ms = 0;
+        json_decref(root);
+        return ms;
+}
+
+static void kommo_page_ok(struct eb_walk *w, const struct eb_response *resp,
+                          struct eb_page *page)
+{
+        json_t *root, *emb, *events, *links, *next, *item;
+        int64_t req_page = st_get(w, "page");
+        char err[256];
+        size_t i;
+
+        root = eb_resp_json_object(resp, page);
+        if (!root)
+                return;
+        emb = json_object_get(root, "_embedded");
+        events = json_object_get(emb, "events");
+        links = json_object_get(root, "_links");
+        next = json_object_get(links, "next");
+        if (json_is_null(next))
+                next = NULL; /* "next": null also means the last page */
+        if (!json_is_array(events)) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "page %" PRId64 ": no _embedded.events array",
+                             req_page);
+                goto out;
+        }
+        if (json_is_integer(json_object_get(root, "_page")) &&
+            eb_json_i64(root, "_page", -1) != req_page) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "asked for page %" PRId64 ", got a different "
+                             "_page",
+                             req_page);
+                goto out;
+        }
+        if (next && !json_is_object(next)) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "page %" PRId64 ": _links.next is not an object",
+                             req_page);
+                goto out;
+        }
+        if (json_array_size(events) > EB_PROVIDER_MAX_PAGE_EVENTS) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "page %" PRId64 ": %zu events, more than %d",
+                             req_page, json_array_size(events),
+                             EB_PROVIDER_MAX_PAGE_EVENTS);
+                goto out;
+        }
+        json_array_foreach(events, i, item)
+        {
+                struct eb_event *evt =
+                        kommo_normalize(w->src, item, err, sizeof(err));
+
+                if (!evt) {
+                        eb_page_fail(page, EB_RESP_BAD_BODY,
+                                     "page %" PRId64 ": events[%zu]: %s",
+                                     req_page, i, err);
+                        goto out;
+                }
+                if (eb_page_add_event(page, evt)) {
+                        eb_page_fail(page, EB_RESP_BAD_BODY,
+                                     "page %" PRId64 ": too many events",
+                                     req_page);
+                        goto out;
+                }
+        }
+        page->more = next && page->events_cnt ? 1 : 0;
+        if (page->more && req_page >= KOMMO_MAX_PAGES) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "window [%" PRId64 ", %" PRId64
+                             "] has more than %d pages",
+                             st_get(w, "from"), st_get(w, "to"),
+                             KOMMO_MAX_PAGES);
+                goto out;
+        }
+        page->full = page->events_cnt >= (size_t)w->page_size;
+        snprintf(page->detail, sizeof(page->detail),
+                 "page %" PRId64 ": %zu events%s", req_page, page->events_cnt,
+                 page->more ? ", more" : "");
+out:
+        json_decref(root);
+}
+
+static void kommo_handle_response(struct eb_walk *w,
+                                  const struct eb_response *resp,
+                                  struct eb_page *page)
+{
+        eb_resp_kind_t kind;
+
+        eb_page_init(page);
+        if (!w->state) {
+                eb_page_fail(page, EB_RESP_CLIENT_ERROR, "walk not begun");
+                return;
+        }
+        st_set(w, "pending", 0);
+        if (resp->status == 204) {
+                snprintf(page->detail, sizeof(page->detail),
+                         "page %" PRId64 ": 204, no events", st_get(w, "page"));
+        } else if (resp->status == 200) {
+                kommo_page_ok(w, resp, page);
+        } else {
+                kind = eb_resp_classify(resp->status);
+                if (resp->status == 403)
+                        kind = EB_RESP_BANNED;
+                else if (kind == EB_RESP_OK)
+                        kind = EB_RESP_BAD_BODY; /* 201, 206...: not ours */
+                eb_page_http_error(page, kind, resp);
+                if (kind == EB_RESP_RATE_LIMITED)
+                        page->retry_after_ms = kommo_retry_after(resp);
+        }
+        if (page->kind == EB_RESP_OK) {
+                st_set(w, "pending", 1);
+                st_set(w, "more", page->more);
+        }
+}
+
+static void kommo_finalize(struct eb_walk *w)
+{
+        int64_t wm = st_get(w, "wm"), to = st_get(w, "to");
+
+        json_decref(w->cp);
+        w->cp = json_pack("{sI}", "wm", (json_int_t)(to > wm ? to : wm));
+}
+
+static void kommo_page_done(struct eb_walk *w)
+{
+        if (!w->state || !st_get(w, "pending"))
+                return;
+        st_set(w, "pending", 0);
+        st_set(w, "page", st_get(w, "page") + 1);
+        w->pages++;
+        if (!st_get(w, "more"))
+                st_set(w, "done", 1);
+        if (st_get(w, "targeted"))
+                return;
+        if (st_get(w, "done")) {
+                kommo_finalize(w);
+                return;
+        }
+        json_decref(w->cp);
+        w->cp = json_pack("{sIsIsIsI}", "wm", (json_int_t)st_get(w, "wm"),
+                          "from", (json_int_t)st_get(w, "from"), "to",
+                          (json_int_t)st_get(w, "to"), "page",
+                          (json_int_t)st_get(w, "page"));
+}
+
+static void kommo_walk_end(struct eb_walk *w)
+{
+        /* Only a walk whose last page was acknowledged moves the
+         * watermark; an abandoned walk keeps its mid-walk checkpoint. */
+        if (!w->state || st_get(w, "targeted") || !st_get(w, "done"))
+                return;
+        kommo_finalize(w);
+}
+
+const struct eb_provider eb_provider_kommo = {
+        .name = "kommo",
+        .default_base_url = NULL,
+        .default_rps = 5.0,
+        .default_burst = 5,
+        .default_page_size = 250,
+        .max_page_size = 250,
+        .default_overlap_ms = 2 * 60 * 1000,
+        .default_lag_ms = 5 * 1000,
+        .check_config = kommo_check_config,
+        .walk_begin = kommo_walk_begin,
+        .next_request = kommo_next_request,
+        .handle_response = kommo_handle_response,
+        .page_done = kommo_page_done,
+        .walk_end = kommo_walk_end,
+        .normalize = kommo_normalize,
+        .credential = "token",
+};

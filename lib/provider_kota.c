@@ -1,0 +1,476 @@
+/*
+ * provider_kota: Kota GET /events (docs/providers.md).
+ *
+ *   GET /events?order_direction=asc&created_after=<ISO>&version=v2
+ *              &page=P&page_size=L
+ *   while has_next_page; created_after = max(wm - overlap,
+ *   now - 30 days + 1 minute) and stays fixed for the whole walk, so page
+ *   numbers stay stable (ascending order: new events are appended at the
+ *   end).
+ *
+ * Ascending order lets the watermark move with every acknowledged page:
+ * wm = max(wm, newest "created" on the page).
+ *
+ * Checkpoint: {"wm": "<RFC 3339 ms>"} between walks;
+ * {"wm", "page": <next page>, "created_after": "<the value used>"} inside
+ * one, so a restart resumes the same page sequence.
+ */
+#include "eb_provider.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eb_ratelimit.h"
+#include "eb_time.h"
+#include "eb_util.h"
+
+#define KOTA_RETENTION_MS (30LL * 24 * 3600 * 1000)
+#define KOTA_MARGIN_MS    (60LL * 1000)
+#define KOTA_MAX_PAGES    100000
+#define KOTA_MAX_TYPES    500
+#define KOTA_MAX_TYPE_LEN 200
+#define KOTA_MAX_DATE     64
+
+static int valid_type(const char *s)
+{
+        size_t n = strlen(s), i;
+
+        if (!n || n > KOTA_MAX_TYPE_LEN || s[0] == '.' || s[n - 1] == '.')
+                return 0;
+        for (i = 0; i < n; i++) {
+                char c = s[i];
+
+                if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '.'))
+                        return 0;
+        }
+        return 1;
+}
+
+static int kota_check_config(const struct eb_source_cfg *src, const char *path,
+                             char *errstr, size_t errstr_size)
+{
+        json_t *opts = src->json ? json_object_get(src->json, "options") : NULL;
+        json_t *v, *types;
+        const char *key, *ver;
+        size_t i;
+
+        if (!opts || json_is_null(opts))
+                return 0;
+        if (!json_is_object(opts)) {
+                snprintf(errstr, errstr_size, "%s.options: expected an object",
+                         path);
+                return -EINVAL;
+        }
+        json_object_foreach(opts, key, v)
+        {
+                if (strcmp(key, "version") && strcmp(key, "types")) {
+                        snprintf(errstr, errstr_size,
+                                 "%s.options.%.64s: unknown option (allowed: "
+                                 "version, types)",
+                                 path, key);
+                        return -EINVAL;
+                }
+        }
+        v = json_object_get(opts, "version");
+        if (v) {
+                ver = json_is_string(v) ? json_string_value(v) : NULL;
+                if (!ver || (strcmp(ver, "v1") && strcmp(ver, "v2"))) {
+                        snprintf(errstr, errstr_size,
+                                 "%s.options.version: unknown value \"%.32s\" "
+                                 "(allowed: v1, v2)",
+                                 path, ver ? ver : "(not a string)");
+                        return -EINVAL;
+                }
+        }
+        types = json_object_get(opts, "types");
+        if (types) {
+                if (!json_is_array(types) || !json_array_size(types) ||
+                    json_array_size(types) > KOTA_MAX_TYPES) {
+                        snprintf(errstr, errstr_size,
+                                 "%s.options.types: expected an array of 1..%d "
+                                 "event types",
+                                 path, KOTA_MAX_TYPES);
+                        return -EINVAL;
+                }
+                json_array_foreach(types, i, v)
+                {
+                        const char *s = json_string_value(v);
+
+                        if (!s || strlen(s) != json_string_length(v) ||
+                            !valid_type(s)) {
+                                snprintf(errstr, errstr_size,
+                                         "%s.options.types[%zu]: expected an "
+                                         "event type such as "
+                                         "\"employee.created\" (lowercase "
+                                         "letters, digits, '_' and '.')",
+                                         path, i);
+                                return -EINVAL;
+                        }
+                }
+        }
+        return 0;
+}
+
+static const char *kota_version(const struct eb_source_cfg *src)
+{
+        const char *v = eb_json_str(eb_source_options(src), "version", 8);
+
+        return v ? v : "v2";
+}
+
+/* ---- walk ------------------------------------------------------------ */
+
+/*
+ * w->state: {"wm", "ca" (created_after, ms), "page", "pending", "more",
+ *            "done", "pmax" (newest created on the pending page)}
+ */
+static int64_t st_get(const struct eb_walk *w, const char *key)
+{
+        return eb_json_i64(w->state, key, 0);
+}
+
+static void st_set(struct eb_walk *w, const char *key, int64_t v)
+{
+        json_object_set_new(w->state, key, json_integer(v));
+}
+
+static int kota_walk_begin(struct eb_walk *w)
+{
+        char err[256];
+        json_t *cp = w->cp, *jp, *jca;
+        int64_t wm, ca, page = 1, floor_ms;
+
+        if (!w->src)
+                return -EINVAL;
+        if (kota_check_config(w->src, "options", err, sizeof(err)))
+                return -EINVAL;
+        if (w->hint)
+                return -ENOTSUP; /* webhooks carry whole events */
+        floor_ms = w->now_ms - KOTA_RETENTION_MS + KOTA_MARGIN_MS;
+        if (cp) {
+                if (!json_is_object(cp) || eb_json_rfc3339(cp, "wm", &wm))
+                        return -EINVAL;
+                ca = wm - w->overlap_ms;
+                jp = json_object_get(cp, "page");
+                jca = json_object_get(cp, "created_after");
+                if (jp || jca) {
+                        int64_t rca;
+
+                        if (!json_is_integer(jp) ||
+                            json_integer_value(jp) < 1 ||
+                            json_integer_value(jp) > KOTA_MAX_PAGES ||
+                            eb_json_rfc3339(cp, "created_after", &rca))
+                                return -EINVAL;
+                        /* Resume the same page sequence, unless its start
+                         * has aged out of the 30-day window: then pages
+                         * shift as events expire, so start afresh. */
+                        if (rca >= floor_ms) {
+                                ca = rca;
+                                page = json_integer_value(jp);
+                        }
+                }
+        } else {
+                wm = w->start_ms;
+                ca = w->start_ms;
+        }
+        if (ca < floor_ms)
+                ca = floor_ms;
+        if (!cp && wm < ca)
+                wm = ca;
+        json_decref(w->state);
+        w->state = json_object();
+        st_set(w, "wm", wm);
+        st_set(w, "ca", ca);
+        st_set(w, "page", page);
+        return 0;
+}
+
+static int kota_next_request(struct eb_walk *w, char **url, char **auth)
+{
+        struct eb_buf b;
+        char iso[40];
+        int rc;
+
+        if (!w->state || !w->base_url || !w->src)
+                return -EINVAL;
+        eb_rfc3339_format(st_get(w, "ca"), 3, iso, sizeof(iso));
+        rc = eb_url_start(&b, w->base_url, "/events");
+        if (!rc)
+                rc = eb_url_add_param(&b, "order_direction", "asc");
+        if (!rc)
+                rc = eb_url_add_param(&b, "created_after", iso);
+        if (!rc)
+                rc = eb_url_add_param(&b, "version", kota_version(w->src));
+        if (!rc)
+                rc = eb_url_add_param_i64(&b, "page", st_get(w, "page"));
+        if (!rc)
+                rc = eb_url_add_param_i64(&b, "page_size", w->page_size);
+        if (rc) {
+                eb_buf_fini(&b);
+                return rc;
+        }
+        *url = eb_buf_take(&b, NULL);
+        *auth = eb_auth_bearer(w->src->api_key);
+        return 0;
+}
+
+/* ---- normalize ------------------------------------------------------- */
+
+static struct eb_event *kota_normalize(const struct eb_source_cfg *src,
+                                       json_t *native, char *errstr,
+                                       size_t errstr_size)
+{
+        struct eb_event *evt;
+        const char *id, *type, *dot, *bad = NULL;
+        const json_t *data, *ver, *pid;
+        char *account = NULL, *entity_id = NULL;
+        int64_t t = 0;
+
+        if (!json_is_object(native)) {
+                snprintf(errstr, errstr_size, "event is not a JSON object");
+                return NULL;
+        }
+        id = eb_json_str(native, "id", EB_PROVIDER_MAX_ID);
+        type = eb_json_str(native, "type", EB_PROVIDER_MAX_ID);
+        data = json_object_get(native, "data");
+        pid = json_object_get(native, "platform_id");
+        if (!id)
+                bad = "missing or invalid \"id\"";
+        else if (!type)
+                bad = "missing or invalid \"type\"";
+        else if (eb_json_rfc3339(native, "created", &t) &&
+                 eb_json_rfc3339(native, "created_at", &t))
+                bad = "missing or invalid \"created\" / \"created_at\"";
+        else if (data && !json_is_object(data) && !json_is_null(data))
+                bad = "\"data\" is not an object";
+        else if (pid && !json_is_null(pid) && !(account = eb_json_id_text(pid)))
+                bad = "invalid \"platform_id\"";
+        if (bad) {
+                snprintf(errstr, errstr_size, "event %.64s: %s",
+                         id ? id : "(no id)", bad);
+                return NULL;
+        }
+        entity_id = eb_json_id_text(json_object_get(data, "id"));
+        evt = eb_event_new();
+        evt->id = eb_xstrdup(id);
+        evt->source_name = eb_xstrdup(src && src->name ? src->name : "");
+        evt->provider = eb_xstrdup("kota");
+        evt->account = account;
+        /* "employee.created" -> employee / created;
+         * "employer.health_insurance.quote.created" ->
+         * employer.health_insurance.quote / created; a type without a
+         * usable dot is kept whole as the entity, action "event". */
+        dot = strrchr(type, '.');
+        if (dot && dot != type && dot[1]) {
+                evt->entity_type = eb_xstrndup(type, (size_t)(dot - type));
+                evt->action = eb_xstrdup(dot + 1);
+        } else {
+                evt->entity_type = eb_xstrdup(type);
+                evt->action = eb_xstrdup("event");
+        }
+        evt->entity_id = entity_id ? entity_id : eb_xstrdup("");
+        evt->actor = NULL;
+        evt->version = NULL;
+        evt->time_ms = t;
+        evt->fields = json_object();
+        json_object_set_new(evt->fields, "type", json_string(type));
+        ver = json_object_get(native, "api_version");
+        if (!ver || json_is_null(ver))
+                ver = json_object_get(native, "version");
+        json_object_set_new(evt->fields, "api_version",
+                            ver ? json_incref((json_t *)ver) : json_null());
+        json_object_set_new(evt->fields, "data",
+                            data ? json_incref((json_t *)data) : json_null());
+        evt->native = json_incref(native);
+        return evt;
+}
+
+/* ---- responses ------------------------------------------------------- */
+
+static int type_allowed(const json_t *types, const char *type)
+{
+        size_t i;
+        json_t *v;
+
+        if (!json_is_array(types))
+                return 1;
+        json_array_foreach(types, i, v)
+        {
+                if (json_is_string(v) && !strcmp(json_string_value(v), type))
+                        return 1;
+        }
+        return 0;
+}
+
+static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
+                         struct eb_page *page)
+{
+        json_t *root, *items, *hnp, *item, *types;
+        int64_t req_page = st_get(w, "page"), pmax = 0;
+        char err[256];
+        size_t i;
+
+        root = eb_resp_json_object(resp, page);
+        if (!root)
+                return;
+        items = json_object_get(root, "items");
+        hnp = json_object_get(root, "has_next_page");
+        types = json_object_get(eb_source_options(w->src), "types");
+        if (!json_is_array(items)) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "page %" PRId64 ": no \"items\" array", req_page);
+                goto out;
+        }
+        if (!json_is_boolean(hnp)) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "page %" PRId64 ": no boolean \"has_next_page\"",
+                             req_page);
+                goto out;
+        }
+        if (json_is_integer(json_object_get(root, "page")) &&
+            eb_json_i64(root, "page", -1) != req_page) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "asked for page %" PRId64 ", got a different "
+                             "page",
+                             req_page);
+                goto out;
+        }
+        if (json_array_size(items) > EB_PROVIDER_MAX_PAGE_EVENTS) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "page %" PRId64 ": %zu events, more than %d",
+                             req_page, json_array_size(items),
+                             EB_PROVIDER_MAX_PAGE_EVENTS);
+                goto out;
+        }
+        json_array_foreach(items, i, item)
+        {
+                struct eb_event *evt =
+                        kota_normalize(w->src, item, err, sizeof(err));
+                const char *type;
+
+                if (!evt) {
+                        eb_page_fail(page, EB_RESP_BAD_BODY,
+                                     "page %" PRId64 ": items[%zu]: %s",
+                                     req_page, i, err);
+                        goto out;
+                }
+                if (!i || evt->time_ms > pmax)
+                        pmax = evt->time_ms;
+                type = json_string_value(json_object_get(evt->fields, "type"));
+                if (!type_allowed(types, type)) {
+                        page->skipped_cnt++;
+                        eb_event_free(evt);
+                        continue;
+                }
+                if (eb_page_add_event(page, evt)) {
+                        eb_page_fail(page, EB_RESP_BAD_BODY,
+                                     "page %" PRId64 ": too many events",
+                                     req_page);
+                        goto out;
+                }
+        }
+        page->more = json_is_true(hnp) && json_array_size(items);
+        if (page->more && req_page >= KOTA_MAX_PAGES) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "more than %d pages since created_after",
+                             KOTA_MAX_PAGES);
+                goto out;
+        }
+        page->full = json_array_size(items) >= (size_t)w->page_size;
+        if (json_array_size(items))
+                st_set(w, "pmax", pmax);
+        snprintf(page->detail, sizeof(page->detail),
+                 "page %" PRId64 ": %zu events, %zu skipped%s", req_page,
+                 page->events_cnt, page->skipped_cnt,
+                 page->more ? ", more" : "");
+out:
+        json_decref(root);
+}
+
+static void kota_handle_response(struct eb_walk *w,
+                                 const struct eb_response *resp,
+                                 struct eb_page *page)
+{
+        eb_resp_kind_t kind;
+        int64_t ms;
+
+        eb_page_init(page);
+        if (!w->state) {
+                eb_page_fail(page, EB_RESP_CLIENT_ERROR, "walk not begun");
+                return;
+        }
+        st_set(w, "pending", 0);
+        json_object_del(w->state, "pmax");
+        if (resp->status == 200) {
+                kota_page_ok(w, resp, page);
+        } else {
+                kind = eb_resp_classify(resp->status);
+                if (kind == EB_RESP_OK)
+                        kind = EB_RESP_BAD_BODY;
+                eb_page_http_error(page, kind, resp);
+                if (kind == EB_RESP_RATE_LIMITED && resp->retry_after &&
+                    eb_retry_after_parse(resp->retry_after, resp->now_ms,
+                                         &ms) == 0)
+                        page->retry_after_ms = ms;
+        }
+        if (page->kind == EB_RESP_OK) {
+                st_set(w, "pending", 1);
+                st_set(w, "more", page->more);
+        }
+}
+
+static void kota_write_cp(struct eb_walk *w)
+{
+        json_decref(w->cp);
+        w->cp = json_object();
+        eb_json_set_rfc3339(w->cp, "wm", st_get(w, "wm"));
+        if (st_get(w, "done"))
+                return;
+        json_object_set_new(w->cp, "page", json_integer(st_get(w, "page")));
+        eb_json_set_rfc3339(w->cp, "created_after", st_get(w, "ca"));
+}
+
+static void kota_page_done(struct eb_walk *w)
+{
+        if (!w->state || !st_get(w, "pending"))
+                return;
+        st_set(w, "pending", 0);
+        w->pages++;
+        if (json_object_get(w->state, "pmax") &&
+            st_get(w, "pmax") > st_get(w, "wm"))
+                st_set(w, "wm", st_get(w, "pmax"));
+        st_set(w, "page", st_get(w, "page") + 1);
+        if (!st_get(w, "more"))
+                st_set(w, "done", 1);
+        kota_write_cp(w);
+}
+
+static void kota_walk_end(struct eb_walk *w)
+{
+        if (!w->state || !st_get(w, "done"))
+                return;
+        kota_write_cp(w);
+}
+
+const struct eb_provider eb_provider_kota = {
+        .name = "kota",
+        .default_base_url = "https://api.kota.io",
+        .default_rps = 5.0,
+        .default_burst = 5,
+        .default_page_size = 100,
+        .max_page_size = 100,
+        .default_overlap_ms = 2 * 60 * 1000,
+        .default_lag_ms = 0,
+        .check_config = kota_check_config,
+        .walk_begin = kota_walk_begin,
+        .next_request = kota_next_request,
+        .handle_response = kota_handle_response,
+        .page_done = kota_page_done,
+        .walk_end = kota_walk_end,
+        .normalize = kota_normalize,
+        .credential = "api_key",
+};

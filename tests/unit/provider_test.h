@@ -1,0 +1,301 @@
+/*
+ * provider_test.h: helpers shared by the provider adapter unit tests
+ * (test_provider_kommo.c, test_provider_close.c, test_provider_kota.c).
+ * Header-only (static inline) so the Makefile needs no change.
+ */
+#ifndef EB_PROVIDER_TEST_H
+#define EB_PROVIDER_TEST_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eb_config.h"
+#include "eb_provider.h"
+#include "eb_test.h"
+#include "eb_time.h"
+
+/* 2023-11-14T22:13:20Z: the wall clock of every test walk. */
+#define T_NOW_MS 1700000000000LL
+
+static inline char *t_strdup(const char *s)
+{
+        char *p;
+
+        if (!s)
+                return NULL;
+        p = malloc(strlen(s) + 1);
+        if (!p)
+                abort();
+        memcpy(p, s, strlen(s) + 1);
+        return p;
+}
+
+/* A source as eb_config would load it; @p options_json may be NULL. */
+static inline void t_src_init(struct eb_source_cfg *c, const char *provider,
+                              const char *base_url, const char *options_json)
+{
+        json_error_t jerr;
+
+        memset(c, 0, sizeof(*c));
+        c->name = t_strdup("acme");
+        c->provider = t_strdup(provider);
+        c->base_url = t_strdup(base_url);
+        c->enabled = 1;
+        if (provider && !strcmp(provider, "kommo"))
+                c->token = t_strdup("kommo-token-abcdef");
+        else
+                c->api_key = t_strdup("api_3x4mpl3K3y");
+        c->poll_start = t_strdup("24h");
+        c->overlap_ms = -1;
+        c->lag_ms = -1;
+        c->page_size = 0;
+        c->json = json_object();
+        if (options_json) {
+                json_t *o = json_loads(options_json, JSON_DECODE_ANY, &jerr);
+
+                if (!o) {
+                        fprintf(stderr, "bad options JSON in test: %s\n",
+                                jerr.text);
+                        abort();
+                }
+                json_object_set_new(c->json, "options", o);
+        }
+}
+
+static inline void t_src_fini(struct eb_source_cfg *c)
+{
+        free(c->name);
+        free(c->provider);
+        free(c->base_url);
+        free(c->token);
+        free(c->api_key);
+        free(c->poll_start);
+        json_decref(c->json);
+        memset(c, 0, sizeof(*c));
+}
+
+/* A response; @p body may be a fixture's contents or a literal. */
+static inline struct eb_response t_resp(long status, const char *body,
+                                        const char *content_type)
+{
+        struct eb_response r;
+
+        memset(&r, 0, sizeof(r));
+        r.status = status;
+        r.body = body ? body : "";
+        r.body_len = body ? strlen(body) : 0;
+        r.content_type = content_type;
+        r.now_ms = T_NOW_MS;
+        return r;
+}
+
+/* Fixture contents (abort if missing: a broken checkout, not a test). */
+static inline char *t_fixture(const char *name)
+{
+        char *p = eb_test_read_fixture(name, NULL);
+
+        if (!p) {
+                fprintf(stderr, "missing fixture %s\n", name);
+                abort();
+        }
+        return p;
+}
+
+/* next_request's URL (new string, or NULL on error); auth to @p authp
+ * when non-NULL, else freed. */
+static inline char *t_url(struct eb_walk *w, char **authp)
+{
+        char *url = NULL, *auth = NULL;
+
+        if (w->prov->next_request(w, &url, &auth))
+                return NULL;
+        if (authp)
+                *authp = auth;
+        else
+                free(auth);
+        return url;
+}
+
+/* The checkpoint as compact JSON with sorted keys (new string). */
+static inline char *t_cp(const struct eb_walk *w)
+{
+        if (!w->cp)
+                return t_strdup("null");
+        return json_dumps(w->cp, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+/* Feed @p body with status 200 to the walk's adapter. */
+static inline void t_feed(struct eb_walk *w, long status, const char *body,
+                          const char *ct, struct eb_page *page)
+{
+        struct eb_response r = t_resp(status, body, ct);
+
+        w->prov->handle_response(w, &r, page);
+}
+
+#define T_CHECK_URL(w, expect)                                                 \
+        do {                                                                   \
+                char *u_ = t_url((w), NULL);                                   \
+                EB_CHECK_STR(u_, (expect));                                    \
+                free(u_);                                                      \
+        } while (0)
+
+#define T_CHECK_CP(w, expect)                                                  \
+        do {                                                                   \
+                char *c_ = t_cp(w);                                            \
+                EB_CHECK_STR(c_, (expect));                                    \
+                free(c_);                                                      \
+        } while (0)
+
+/* ---- robustness: garbage must never crash an adapter ------------------ */
+
+struct t_garbage {
+        const struct eb_provider *prov;
+        struct eb_source_cfg *src;
+        const char *ct;
+        long fed;
+        long bad; /* results that broke the contract */
+};
+
+/* Feed one 200 body; check the contract: only OK or BAD_BODY, OK events
+ * complete, BAD_BODY with no events and a detail. */
+static inline void t_garbage_feed(struct t_garbage *g, const char *body,
+                                  size_t len)
+{
+        struct eb_walk w;
+        struct eb_page page;
+        struct eb_response r;
+        size_t i;
+        int ok = 1;
+
+        eb_walk_init(&w, g->prov, g->src, NULL, T_NOW_MS);
+        if (g->prov->walk_begin(&w)) {
+                g->bad++;
+                eb_walk_fini(&w);
+                return;
+        }
+        r = t_resp(200, body, g->ct);
+        r.body_len = len;
+        memset(&page, 0, sizeof(page));
+        g->prov->handle_response(&w, &r, &page);
+        if (page.kind == EB_RESP_OK) {
+                for (i = 0; i < page.events_cnt; i++) {
+                        const struct eb_event *e = page.events[i];
+
+                        if (!e->id || !*e->id || !e->provider ||
+                            !e->entity_type || !e->entity_id || !e->action ||
+                            !*e->action || !e->native || !e->fields ||
+                            !e->source_name)
+                                ok = 0;
+                }
+        } else if (page.kind != EB_RESP_BAD_BODY || page.events_cnt ||
+                   !page.detail[0]) {
+                ok = 0;
+        }
+        g->prov->page_done(&w);
+        g->prov->walk_end(&w);
+        if (!ok) {
+                fprintf(stderr, "  contract broken (%s: %s) for: %.200s\n",
+                        eb_resp_kind_name(page.kind), page.detail, body);
+                g->bad++;
+        }
+        g->fed++;
+        eb_page_fini(&page);
+        eb_walk_fini(&w);
+}
+
+static inline void t_garbage_dump(struct t_garbage *g, json_t *root)
+{
+        char *s = json_dumps(root, JSON_COMPACT);
+
+        if (s) {
+                t_garbage_feed(g, s, strlen(s));
+                free(s);
+        }
+}
+
+/* Replace every value in the tree under @p node, one at a time, by a value
+ * of each JSON type, feeding the whole document each time. */
+static inline void t_garbage_types(struct t_garbage *g, json_t *root,
+                                   json_t *node)
+{
+        json_t *alts[8];
+        size_t i, k, n = 0;
+        void *it;
+
+        alts[0] = json_null();
+        alts[1] = json_true();
+        alts[2] = json_integer(-1);
+        alts[3] = json_real(1.5);
+        alts[4] = json_string("");
+        alts[5] = json_string("x\xc3\xa9\x01");
+        alts[6] = json_array();
+        alts[7] = json_object();
+        if (json_is_object(node)) {
+                for (it = json_object_iter(node); it;
+                     it = json_object_iter_next(node, it)) {
+                        json_t *orig = json_incref(json_object_iter_value(it));
+
+                        for (k = 0; k < 8; k++) {
+                                json_object_iter_set(node, it, alts[k]);
+                                t_garbage_dump(g, root);
+                        }
+                        json_object_iter_set_new(node, it, orig);
+                        t_garbage_types(g, root, orig);
+                }
+        } else if (json_is_array(node)) {
+                n = json_array_size(node);
+                for (i = 0; i < n; i++) {
+                        json_t *orig = json_incref(json_array_get(node, i));
+
+                        for (k = 0; k < 8; k++) {
+                                json_array_set(node, i, alts[k]);
+                                t_garbage_dump(g, root);
+                        }
+                        json_array_set_new(node, i, orig);
+                        t_garbage_types(g, root, orig);
+                }
+        }
+        for (k = 0; k < 8; k++)
+                json_decref(alts[k]);
+}
+
+/* Truncations, byte flips and type swaps of fixture @p name. */
+static inline void t_garbage_fixture(struct t_garbage *g, const char *name)
+{
+        char *body = t_fixture(name), *copy;
+        size_t len = strlen(body), off, i;
+        uint32_t seed = 2463534242u;
+        json_t *root;
+
+        for (off = 0; off < len; off += 5)
+                t_garbage_feed(g, body, off);
+        copy = malloc(len + 1);
+        if (!copy)
+                abort();
+        for (i = 0; i < 400; i++) {
+                int flips = 1 + (int)(i % 3), f;
+
+                memcpy(copy, body, len + 1);
+                for (f = 0; f < flips; f++) {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 17;
+                        seed ^= seed << 5;
+                        copy[seed % len] =
+                                (char)(" {}[]\",:0a\\-.e\x80\xff"[(seed >> 8) %
+                                                                  17]);
+                }
+                t_garbage_feed(g, copy, len);
+        }
+        free(copy);
+        root = json_loads(body, 0, NULL);
+        if (root) {
+                t_garbage_types(g, root, root);
+                json_decref(root);
+        }
+        free(body);
+}
+
+#endif /* EB_PROVIDER_TEST_H */

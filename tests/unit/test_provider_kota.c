@@ -1,0 +1,672 @@
+/*
+ * Unit tests for the Kota adapter (provider_kota.c): options, URLs and
+ * auth, the 30-day floor, per-page watermark progression, restart from a
+ * checkpoint, the types allow-list, status classification and
+ * normalization (list items and v1/v2 webhooks, multi-dot types).
+ */
+#include "eb_provider.h"
+#include "eb_test.h"
+#include "eb_time.h"
+#include "provider_test.h"
+
+#include <errno.h>
+
+#define KOTA_BASE "https://api.kota.io"
+#define FX(name)  "providers/kota/" name
+#define JSON      "application/json"
+#define PROBLEM   "application/problem+json"
+#define CA0       "2023-11-13T22%3A13%3A20.000Z" /* now - 24h */
+
+/* ---- options ---------------------------------------------------------- */
+
+static void test_kota_options(void)
+{
+        static const struct {
+                const char *opts, *err;
+        } cases[] = {
+                {NULL, NULL},
+                {"{}", NULL},
+                {"{\"version\":\"v1\"}", NULL},
+                {"{\"version\":\"v2\",\"types\":[\"employee.created\","
+                 "\"employer.health_insurance.quote.action_required\"]}",
+                 NULL},
+                {"{\"version\":\"v3\"}",
+                 "sources[0].options.version: unknown value \"v3\" (allowed: "
+                 "v1, v2)"},
+                {"{\"version\":2}",
+                 "sources[0].options.version: unknown value \"(not a "
+                 "string)\" (allowed: v1, v2)"},
+                {"{\"types\":[]}",
+                 "sources[0].options.types: expected an array of 1..500 "
+                 "event types"},
+                {"{\"types\":\"employee.created\"}",
+                 "sources[0].options.types: expected an array of 1..500 "
+                 "event types"},
+                {"{\"types\":[\"employee.created\",\"Employee Created\"]}",
+                 "sources[0].options.types[1]: expected an event type such "
+                 "as \"employee.created\" (lowercase letters, digits, '_' "
+                 "and '.')"},
+                {"{\"types\":[\".created\"]}",
+                 "sources[0].options.types[0]: expected an event type such "
+                 "as \"employee.created\" (lowercase letters, digits, '_' "
+                 "and '.')"},
+                {"{\"order_direction\":\"desc\"}",
+                 "sources[0].options.order_direction: unknown option "
+                 "(allowed: version, types)"},
+                {"17", "sources[0].options: expected an object"},
+        };
+        size_t i;
+
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct eb_source_cfg s;
+                char err[512] = "";
+                int rc;
+
+                t_src_init(&s, "kota", NULL, cases[i].opts);
+                rc = eb_provider_kota.check_config(&s, "sources[0]", err,
+                                                   sizeof(err));
+                if (cases[i].err) {
+                        EB_CHECK_INT(rc, -EINVAL);
+                        EB_CHECK_STR(err, cases[i].err);
+                } else {
+                        if (rc)
+                                fprintf(stderr, "  case %zu: %s\n", i, err);
+                        EB_CHECK_INT(rc, 0);
+                }
+                t_src_fini(&s);
+        }
+}
+
+/* ---- URLs -------------------------------------------------------------- */
+
+static void begin(struct eb_walk *w, struct eb_source_cfg *s, json_t *cp,
+                  int64_t now)
+{
+        eb_walk_init(w, &eb_provider_kota, s, cp, now);
+}
+
+static void test_kota_urls(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        char *auth = NULL, *url;
+        json_t *cp;
+
+        t_src_init(&s, "kota", NULL, NULL);
+        begin(&w, &s, NULL, T_NOW_MS);
+        EB_CHECK_INT(w.page_size, 100);
+        EB_CHECK_INT(w.overlap_ms, 120000);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        url = t_url(&w, &auth);
+        EB_CHECK_STR(url,
+                     KOTA_BASE "/events?order_direction=asc&created_after=" CA0
+                               "&version=v2&page=1&page_size=100");
+        EB_CHECK_STR(auth, "Authorization: Bearer api_3x4mpl3K3y");
+        free(url);
+        free(auth);
+        eb_walk_fini(&w);
+
+        /* poll.start beyond 30 days: clamped to now - 30d + 1 minute. */
+        free(s.poll_start);
+        s.poll_start = t_strdup("60d");
+        begin(&w, &s, NULL, T_NOW_MS);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        T_CHECK_URL(&w,
+                    KOTA_BASE "/events?order_direction=asc&created_after="
+                              "2023-10-15T22%3A14%3A20.000Z&version=v2&page=1"
+                              "&page_size=100");
+        eb_walk_fini(&w);
+        t_src_fini(&s);
+
+        /* From a checkpoint: wm - overlap; pinned v1; smaller pages. */
+        t_src_init(&s, "kota", "https://test.api.kota.io",
+                   "{\"version\":\"v1\"}");
+        s.page_size = 25;
+        cp = json_pack("{ss}", "wm", "2023-11-14T10:00:00.000Z");
+        begin(&w, &s, cp, T_NOW_MS);
+        json_decref(cp);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        T_CHECK_URL(&w, "https://test.api.kota.io/events?order_direction=asc"
+                        "&created_after=2023-11-14T09%3A58%3A00.000Z"
+                        "&version=v1&page=1&page_size=25");
+        eb_walk_fini(&w);
+        t_src_fini(&s);
+}
+
+/* ---- walk progression ----------------------------------------------- */
+
+static void test_kota_walk(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        struct eb_page page;
+        char *p1 = t_fixture(FX("v1_page1.json"));
+        char *p2 = t_fixture(FX("v2_page2.json"));
+        const char *e500 = "{\"title\":\"Internal\",\"status\":500}";
+        json_t *cp;
+
+        t_src_init(&s, "kota", NULL, NULL);
+        begin(&w, &s, NULL, T_NOW_MS);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        eb_page_init(&page);
+        t_feed(&w, 200, p1, JSON, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_OK);
+        EB_CHECK_INT(page.events_cnt, 2);
+        EB_CHECK_INT(page.skipped_cnt, 0);
+        EB_CHECK_INT(page.more, 1);
+        EB_CHECK(w.cp == NULL);
+        eb_page_fini(&page);
+        w.prov->page_done(&w);
+        /* Ascending order: the watermark moves with each page. */
+        T_CHECK_CP(&w, "{\"created_after\":\"2023-11-13T22:13:20.000Z\","
+                       "\"page\":2,\"wm\":\"2023-11-14T11:00:00.500Z\"}");
+        T_CHECK_URL(&w,
+                    KOTA_BASE "/events?order_direction=asc&created_after=" CA0
+                              "&version=v2&page=2&page_size=100");
+        t_feed(&w, 500, e500, PROBLEM, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_RETRY);
+        eb_page_fini(&page);
+        w.prov->page_done(&w);
+        T_CHECK_URL(&w,
+                    KOTA_BASE "/events?order_direction=asc&created_after=" CA0
+                              "&version=v2&page=2&page_size=100");
+        t_feed(&w, 200, p2, JSON, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_OK);
+        EB_CHECK_INT(page.events_cnt, 1);
+        EB_CHECK_INT(page.more, 0);
+        eb_page_fini(&page);
+        w.prov->page_done(&w);
+        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T12:30:00.250Z\"}");
+        w.prov->walk_end(&w);
+        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T12:30:00.250Z\"}");
+
+        /* The next walk starts at wm - 2m. */
+        cp = json_incref(w.cp);
+        eb_walk_fini(&w);
+        begin(&w, &s, cp, T_NOW_MS + 10000);
+        json_decref(cp);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        T_CHECK_URL(&w,
+                    KOTA_BASE "/events?order_direction=asc&created_after="
+                              "2023-11-14T12%3A28%3A00.250Z&version=v2&page=1"
+                              "&page_size=100");
+        /* Nothing new: the watermark stays. */
+        t_feed(&w, 200, "{\"items\":[],\"page\":1,\"has_next_page\":false}",
+               JSON, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_OK);
+        eb_page_fini(&page);
+        w.prov->page_done(&w);
+        w.prov->walk_end(&w);
+        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T12:30:00.250Z\"}");
+        eb_walk_fini(&w);
+
+        t_src_fini(&s);
+        free(p1);
+        free(p2);
+}
+
+static void test_kota_restart(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        struct eb_page page;
+        char *p2 = t_fixture(FX("v2_page2.json"));
+        json_t *cp =
+                json_pack("{sssiss}", "wm", "2023-11-14T11:00:00.500Z", "page",
+                          2, "created_after", "2023-11-13T22:13:20.000Z");
+
+        t_src_init(&s, "kota", NULL, NULL);
+        begin(&w, &s, cp, T_NOW_MS + 3600000);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        T_CHECK_URL(&w,
+                    KOTA_BASE "/events?order_direction=asc&created_after=" CA0
+                              "&version=v2&page=2&page_size=100");
+        eb_page_init(&page);
+        t_feed(&w, 200, p2, JSON, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_OK);
+        eb_page_fini(&page);
+        w.prov->page_done(&w);
+        w.prov->walk_end(&w);
+        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T12:30:00.250Z\"}");
+        eb_walk_fini(&w);
+
+        /* Abandoned mid-walk: the checkpoint stays as it was. */
+        begin(&w, &s, cp, T_NOW_MS);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        w.prov->walk_end(&w);
+        EB_CHECK(json_equal(w.cp, cp));
+        eb_walk_fini(&w);
+        json_decref(cp);
+
+        /* A saved walk older than the 30-day window restarts at page 1
+         * from the floor (its pages shifted as events expired). */
+        cp = json_pack("{sssiss}", "wm", "2023-10-01T00:00:00.000Z", "page", 7,
+                       "created_after", "2023-09-30T23:58:00.000Z");
+        begin(&w, &s, cp, T_NOW_MS);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        T_CHECK_URL(&w,
+                    KOTA_BASE "/events?order_direction=asc&created_after="
+                              "2023-10-15T22%3A14%3A20.000Z&version=v2&page=1"
+                              "&page_size=100");
+        eb_walk_fini(&w);
+        json_decref(cp);
+
+        t_src_fini(&s);
+        free(p2);
+}
+
+static void test_kota_bad_checkpoint(void)
+{
+        static const char *const cps[] = {
+                "{}",
+                "[]",
+                "{\"wm\":1699999995}",
+                "{\"wm\":\"2023-11-14T11:00:00.500Z\",\"page\":2}",
+                "{\"wm\":\"2023-11-14T11:00:00.500Z\",\"page\":0,"
+                "\"created_after\":\"2023-11-13T22:13:20.000Z\"}",
+                "{\"wm\":\"2023-11-14T11:00:00.500Z\",\"page\":\"2\","
+                "\"created_after\":\"2023-11-13T22:13:20.000Z\"}",
+                "{\"wm\":\"2023-11-14T11:00:00.500Z\",\"created_after\":"
+                "\"2023-11-13T22:13:20.000Z\"}",
+        };
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        size_t i;
+
+        t_src_init(&s, "kota", NULL, NULL);
+        for (i = 0; i < sizeof(cps) / sizeof(cps[0]); i++) {
+                json_t *cp = json_loads(cps[i], 0, NULL);
+
+                EB_REQUIRE(cp);
+                begin(&w, &s, cp, T_NOW_MS);
+                EB_CHECK_INT(w.prov->walk_begin(&w), -EINVAL);
+                eb_walk_fini(&w);
+                json_decref(cp);
+        }
+        begin(&w, &s, NULL, T_NOW_MS);
+        w.hint = json_pack("{ss}", "entity", "employee");
+        EB_CHECK_INT(w.prov->walk_begin(&w), -ENOTSUP);
+        eb_walk_fini(&w);
+        t_src_fini(&s);
+}
+
+static void test_kota_types_filter(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        struct eb_page page;
+        char *p1 = t_fixture(FX("v1_page1.json"));
+
+        t_src_init(&s, "kota", NULL, "{\"types\":[\"employee.created\"]}");
+        begin(&w, &s, NULL, T_NOW_MS);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        eb_page_init(&page);
+        t_feed(&w, 200, p1, JSON, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_OK);
+        EB_CHECK_INT(page.events_cnt, 1);
+        EB_CHECK_INT(page.skipped_cnt, 1);
+        EB_CHECK_STR(page.detail, "page 1: 1 events, 1 skipped, more");
+        EB_REQUIRE(page.events_cnt == 1);
+        EB_CHECK_STR(page.events[0]->id,
+                     "evt_3b1333d87d9d4fd6ad83ba7f6b0e951a");
+        eb_page_fini(&page);
+        w.prov->page_done(&w);
+        /* The dropped (newer) event still advances the watermark. */
+        T_CHECK_CP(&w, "{\"created_after\":\"2023-11-13T22:13:20.000Z\","
+                       "\"page\":2,\"wm\":\"2023-11-14T11:00:00.500Z\"}");
+        eb_walk_fini(&w);
+        t_src_fini(&s);
+        free(p1);
+}
+
+/* ---- statuses -------------------------------------------------------- */
+
+static void test_kota_statuses(void)
+{
+        static const struct {
+                long status;
+                const char *fixture, *body, *ct, *retry_after;
+                eb_resp_kind_t kind;
+                int64_t retry_ms;
+                size_t events;
+                const char *detail;
+        } cases[] = {
+                {200, FX("v1_page1.json"), NULL, JSON, NULL, EB_RESP_OK, 0, 2,
+                 "page 1: 2 events, 0 skipped, more"},
+                {401, NULL,
+                 "{\"title\":\"Unauthorized\",\"status\":401,"
+                 "\"error_code\":\"unauthorized\"}",
+                 PROBLEM, NULL, EB_RESP_AUTH, 0, 0, "HTTP 401: Unauthorized"},
+                {403, NULL, "{\"error_code\":\"forbidden\"}", PROBLEM, NULL,
+                 EB_RESP_AUTH, 0, 0, "HTTP 403: forbidden"},
+                {429, FX("error_429.json"), NULL, PROBLEM, "2",
+                 EB_RESP_RATE_LIMITED, 2000, 0, "HTTP 429: Too many requests"},
+                {429, FX("error_429.json"), NULL, PROBLEM, NULL,
+                 EB_RESP_RATE_LIMITED, 0, 0, "HTTP 429"},
+                {500, NULL, "{\"error_code\":\"internal_error\"}", PROBLEM,
+                 NULL, EB_RESP_RETRY, 0, 0, "HTTP 500: internal_error"},
+                {504, NULL, "", NULL, NULL, EB_RESP_RETRY, 0, 0, "HTTP 504"},
+                {400, FX("error_400.json"), NULL, PROBLEM, NULL,
+                 EB_RESP_CLIENT_ERROR, 0, 0,
+                 "HTTP 400: One or more validation errors occurred.: "
+                 "created_after must be within the last 30 days"},
+                {404, NULL, "", NULL, NULL, EB_RESP_CLIENT_ERROR, 0, 0,
+                 "HTTP 404"},
+                {204, NULL, "", NULL, NULL, EB_RESP_BAD_BODY, 0, 0, "HTTP 204"},
+                {200, NULL, "\x01\x02garbage", JSON, NULL, EB_RESP_BAD_BODY, 0,
+                 0, "invalid JSON"},
+                {200, NULL, "{\"has_next_page\":false}", JSON, NULL,
+                 EB_RESP_BAD_BODY, 0, 0, "page 1: no \"items\" array"},
+                {200, NULL, "{\"items\":[]}", JSON, NULL, EB_RESP_BAD_BODY, 0,
+                 0, "page 1: no boolean \"has_next_page\""},
+                {200, NULL, "{\"items\":[],\"has_next_page\":\"no\"}", JSON,
+                 NULL, EB_RESP_BAD_BODY, 0, 0,
+                 "page 1: no boolean \"has_next_page\""},
+                {200, FX("v2_page2.json"), NULL, JSON, NULL, EB_RESP_BAD_BODY,
+                 0, 0, "asked for page 1"},
+                {200, NULL,
+                 "{\"items\":[{\"id\":\"evt_1\",\"type\":\"employee.created\"}"
+                 "],\"has_next_page\":false}",
+                 JSON, NULL, EB_RESP_BAD_BODY, 0, 0,
+                 "page 1: items[0]: event evt_1: missing or invalid "
+                 "\"created\" / \"created_at\""},
+                {200, NULL, "{\"items\":[\"evt_1\"],\"has_next_page\":false}",
+                 JSON, NULL, EB_RESP_BAD_BODY, 0, 0,
+                 "page 1: items[0]: event is not a JSON object"},
+                /* has_next_page with no items must not loop forever. */
+                {200, NULL, "{\"items\":[],\"has_next_page\":true}", JSON, NULL,
+                 EB_RESP_OK, 0, 0, "page 1: 0 events, 0 skipped"},
+        };
+        struct eb_source_cfg s;
+        size_t i;
+
+        t_src_init(&s, "kota", NULL, NULL);
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct eb_walk w;
+                struct eb_page page;
+                struct eb_response r;
+                char *body = cases[i].fixture ? t_fixture(cases[i].fixture)
+                                              : t_strdup(cases[i].body);
+
+                begin(&w, &s, NULL, T_NOW_MS);
+                EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+                r = t_resp(cases[i].status, body, cases[i].ct);
+                r.retry_after = cases[i].retry_after;
+                memset(&page, 0, sizeof(page));
+                w.prov->handle_response(&w, &r, &page);
+                if (page.kind != cases[i].kind ||
+                    strncmp(page.detail, cases[i].detail,
+                            strlen(cases[i].detail)))
+                        fprintf(stderr, "  case %zu (HTTP %ld): kind %s: %s\n",
+                                i, cases[i].status,
+                                eb_resp_kind_name(page.kind), page.detail);
+                EB_CHECK_INT(page.kind, cases[i].kind);
+                EB_CHECK_INT(page.retry_after_ms, cases[i].retry_ms);
+                EB_CHECK_INT(page.events_cnt, cases[i].events);
+                EB_CHECK(!strncmp(page.detail, cases[i].detail,
+                                  strlen(cases[i].detail)));
+                EB_CHECK(page.more == 0 || page.kind == EB_RESP_OK);
+                if (page.kind != EB_RESP_OK) {
+                        w.prov->page_done(&w);
+                        EB_CHECK(w.cp == NULL);
+                }
+                eb_page_fini(&page);
+                eb_walk_fini(&w);
+                free(body);
+        }
+        t_src_fini(&s);
+}
+
+/* ---- normalization ---------------------------------------------------- */
+
+static void test_kota_normalize_list(void)
+{
+        struct eb_source_cfg s;
+        char *body = t_fixture(FX("v1_page1.json"));
+        json_t *root = json_loads(body, 0, NULL), *item;
+        struct eb_event *evt;
+        char err[256] = "";
+        int64_t t;
+
+        EB_REQUIRE(root);
+        t_src_init(&s, "kota", NULL, NULL);
+        item = json_array_get(json_object_get(root, "items"), 0);
+        evt = eb_provider_kota.normalize(&s, item, err, sizeof(err));
+        EB_REQUIRE(evt);
+        EB_CHECK_STR(evt->id, "evt_3b1333d87d9d4fd6ad83ba7f6b0e951a");
+        EB_CHECK_STR(evt->source_name, "acme");
+        EB_CHECK_STR(evt->provider, "kota");
+        EB_CHECK_STR(evt->account, "pt_3b1333d87d9d4fd6ad83ba7f6b0e951a");
+        EB_CHECK_STR(evt->entity_type, "employee");
+        EB_CHECK_STR(evt->entity_id, "ee_3b1333d87d9d4fd6ad83ba7f6b0e951a");
+        EB_CHECK_STR(evt->action, "created");
+        EB_CHECK(evt->actor == NULL);
+        EB_CHECK(evt->version == NULL);
+        EB_REQUIRE(eb_rfc3339_parse("2023-11-14T10:00:00Z", &t) == 0);
+        EB_CHECK_INT(evt->time_ms, t);
+        EB_CHECK_INT(json_object_size(evt->fields), 3);
+        EB_CHECK_STR(json_string_value(json_object_get(evt->fields, "type")),
+                     "employee.created");
+        EB_CHECK_STR(
+                json_string_value(json_object_get(evt->fields, "api_version")),
+                "1.0");
+        EB_CHECK(json_equal(json_object_get(evt->fields, "data"),
+                            json_object_get(item, "data")));
+        EB_CHECK(evt->native == item);
+        eb_event_free(evt);
+
+        /* Multi-dot type: the entity keeps its dots. */
+        item = json_array_get(json_object_get(root, "items"), 1);
+        evt = eb_provider_kota.normalize(&s, item, err, sizeof(err));
+        EB_REQUIRE(evt);
+        EB_CHECK_STR(evt->entity_type, "employer.health_insurance.quote");
+        EB_CHECK_STR(evt->action, "created");
+        EB_CHECK_STR(evt->entity_id, "hiq_77aa5e0e4c1b4f4f9d5e2a9b8c7d6e5f");
+        EB_REQUIRE(eb_rfc3339_parse("2023-11-14T11:00:00.500Z", &t) == 0);
+        EB_CHECK_INT(evt->time_ms, t);
+        {
+                char *type = eb_event_type(evt);
+
+                EB_CHECK_STR(type,
+                             "kota.employer.health_insurance.quote.created");
+                free(type);
+        }
+        eb_event_free(evt);
+        json_decref(root);
+        free(body);
+        t_src_fini(&s);
+}
+
+static void test_kota_normalize_webhooks(void)
+{
+        struct eb_source_cfg s;
+        char *b2 = t_fixture(FX("webhook_v2.json"));
+        char *b1 = t_fixture(FX("webhook_v1.json"));
+        json_t *r2 = json_loads(b2, 0, NULL), *r1 = json_loads(b1, 0, NULL);
+        struct eb_event *evt;
+        char err[256] = "";
+        int64_t t;
+
+        EB_REQUIRE(r1 && r2);
+        t_src_init(&s, "kota", NULL, NULL);
+        /* v2: created_at and version "V2"; data is a thin reference. */
+        evt = eb_provider_kota.normalize(&s, r2, err, sizeof(err));
+        EB_REQUIRE(evt);
+        EB_CHECK_STR(evt->entity_type, "employee");
+        EB_CHECK_STR(evt->action, "created");
+        EB_CHECK_STR(evt->entity_id, "ee_3b1333d87d9d4fd6ad83ba7f6b0e951a");
+        EB_CHECK_STR(evt->account, "pt_3b1333d87d9d4fd6ad83ba7f6b0e951a");
+        EB_REQUIRE(eb_rfc3339_parse("2024-12-01T00:00:00Z", &t) == 0);
+        EB_CHECK_INT(evt->time_ms, t);
+        EB_CHECK_STR(
+                json_string_value(json_object_get(evt->fields, "api_version")),
+                "V2");
+        eb_event_free(evt);
+
+        /* v1: created_at and api_version "1.0"; four-part type. */
+        evt = eb_provider_kota.normalize(&s, r1, err, sizeof(err));
+        EB_REQUIRE(evt);
+        EB_CHECK_STR(evt->entity_type, "employee.health_insurance.offer");
+        EB_CHECK_STR(evt->action, "action_required");
+        EB_CHECK_STR(evt->entity_id, "hio_0a1b2c3d4e5f60718293a4b5c6d7e8f9");
+        EB_REQUIRE(eb_rfc3339_parse("2024-12-01T09:15:30.125Z", &t) == 0);
+        EB_CHECK_INT(evt->time_ms, t);
+        EB_CHECK_STR(
+                json_string_value(json_object_get(evt->fields, "api_version")),
+                "1.0");
+        eb_event_free(evt);
+
+        json_decref(r1);
+        json_decref(r2);
+        free(b1);
+        free(b2);
+        t_src_fini(&s);
+}
+
+static void test_kota_type_table(void)
+{
+        static const struct {
+                const char *type, *entity, *action;
+        } cases[] = {
+                {"employee.created", "employee", "created"},
+                {"employee.updated", "employee", "updated"},
+                {"employee.offboarded", "employee", "offboarded"},
+                {"employer.offboarded", "employer", "offboarded"},
+                {"employer.health_insurance.quote.pending_insurer_acceptance",
+                 "employer.health_insurance.quote",
+                 "pending_insurer_acceptance"},
+                {"employee.health_insurance.policy.activated",
+                 "employee.health_insurance.policy", "activated"},
+                {"contribution_report.finalized", "contribution_report",
+                 "finalized"},
+                {"group.ready", "group", "ready"},
+                {"group.employee.move.scheduled", "group.employee.move",
+                 "scheduled"},
+                {"policy.renewal.renewed", "policy.renewal", "renewed"},
+                {"group_policy.renewal.canceled", "group_policy.renewal",
+                 "canceled"},
+                {"enrolment_intent.addon_selection_required",
+                 "enrolment_intent", "addon_selection_required"},
+                {"policy_import_intent.success", "policy_import_intent",
+                 "success"},
+                {"associated_person.updated", "associated_person", "updated"},
+                /* No usable dot: the whole type is the entity. */
+                {"ping", "ping", "event"},
+                {"employee.", "employee.", "event"},
+        };
+        struct eb_source_cfg s;
+        size_t i;
+
+        t_src_init(&s, "kota", NULL, NULL);
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char err[256] = "";
+                json_t *ev =
+                        json_pack("{sssssssss{ss}ss}", "id", "evt_1", "type",
+                                  cases[i].type, "platform_id", "pt_1",
+                                  "created", "2023-11-14T10:00:00Z", "data",
+                                  "id", "x_1", "api_version", "1.0");
+                struct eb_event *evt =
+                        eb_provider_kota.normalize(&s, ev, err, sizeof(err));
+
+                EB_REQUIRE(evt);
+                EB_CHECK_STR(evt->entity_type, cases[i].entity);
+                EB_CHECK_STR(evt->action, cases[i].action);
+                EB_CHECK_STR(evt->entity_id, "x_1");
+                eb_event_free(evt);
+                json_decref(ev);
+        }
+        t_src_fini(&s);
+}
+
+static void test_kota_normalize_rejects(void)
+{
+        static const struct {
+                const char *json, *err;
+        } cases[] = {
+                {"{\"type\":\"employee.created\",\"created\":"
+                 "\"2023-11-14T10:00:00Z\"}",
+                 "event (no id): missing or invalid \"id\""},
+                {"{\"id\":\"evt_1\",\"created\":\"2023-11-14T10:00:00Z\"}",
+                 "event evt_1: missing or invalid \"type\""},
+                {"{\"id\":\"evt_1\",\"type\":\"employee.created\"}",
+                 "event evt_1: missing or invalid \"created\" / "
+                 "\"created_at\""},
+                {"{\"id\":\"evt_1\",\"type\":\"employee.created\","
+                 "\"created\":\"last tuesday\"}",
+                 "event evt_1: missing or invalid \"created\" / "
+                 "\"created_at\""},
+                {"{\"id\":\"evt_1\",\"type\":\"employee.created\","
+                 "\"created\":\"2023-11-14T10:00:00Z\",\"data\":\"x\"}",
+                 "event evt_1: \"data\" is not an object"},
+                {"{\"id\":\"evt_1\",\"type\":\"employee.created\","
+                 "\"created\":\"2023-11-14T10:00:00Z\",\"platform_id\":{}}",
+                 "event evt_1: invalid \"platform_id\""},
+        };
+        struct eb_source_cfg s;
+        size_t i;
+
+        t_src_init(&s, "kota", NULL, NULL);
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char err[256] = "";
+                json_t *ev = json_loads(cases[i].json, 0, NULL);
+                struct eb_event *evt;
+
+                EB_REQUIRE(ev);
+                evt = eb_provider_kota.normalize(&s, ev, err, sizeof(err));
+                EB_CHECK(evt == NULL);
+                EB_CHECK_STR(err, cases[i].err);
+                eb_event_free(evt);
+                json_decref(ev);
+        }
+        /* data null and no platform_id: still an event. */
+        {
+                char err[256] = "";
+                json_t *ev = json_loads(
+                        "{\"id\":\"evt_1\",\"type\":\"employee.created\","
+                        "\"created\":\"2023-11-14T10:00:00Z\",\"data\":null}",
+                        0, NULL);
+                struct eb_event *evt =
+                        eb_provider_kota.normalize(&s, ev, err, sizeof(err));
+
+                EB_REQUIRE(evt);
+                EB_CHECK_STR(evt->entity_id, "");
+                EB_CHECK(evt->account == NULL);
+                EB_CHECK(json_is_null(json_object_get(evt->fields, "data")));
+                EB_CHECK(json_is_null(
+                        json_object_get(evt->fields, "api_version")));
+                eb_event_free(evt);
+                json_decref(ev);
+        }
+        t_src_fini(&s);
+}
+
+static void test_kota_garbage(void)
+{
+        struct eb_source_cfg s;
+        struct t_garbage g = {&eb_provider_kota, &s, JSON, 0, 0};
+
+        t_src_init(&s, "kota", NULL, "{\"types\":[\"employee.created\"]}");
+        t_garbage_fixture(&g, FX("v1_page1.json"));
+        t_garbage_fixture(&g, FX("v2_page2.json"));
+        EB_CHECK(g.fed > 1500);
+        EB_CHECK_INT(g.bad, 0);
+        t_src_fini(&s);
+}
+
+int main(void)
+{
+        EB_RUN(test_kota_options);
+        EB_RUN(test_kota_urls);
+        EB_RUN(test_kota_walk);
+        EB_RUN(test_kota_restart);
+        EB_RUN(test_kota_bad_checkpoint);
+        EB_RUN(test_kota_types_filter);
+        EB_RUN(test_kota_statuses);
+        EB_RUN(test_kota_normalize_list);
+        EB_RUN(test_kota_normalize_webhooks);
+        EB_RUN(test_kota_type_table);
+        EB_RUN(test_kota_normalize_rejects);
+        EB_RUN(test_kota_garbage);
+        eb_log_shutdown();
+        return eb_test_summary();
+}
