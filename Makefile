@@ -94,7 +94,7 @@ $(LIBEB): $(LIB_OBJ)
 # Each cmd/<name>/ directory is one program; all its .c files link together.
 .SECONDARY:
 .SECONDEXPANSION:
-$(B)/bin/%: $$(patsubst %.c,$(B)/%.o,$$(wildcard cmd/%/*.c)) $(LIBEB)
+$(B)/bin/%: $$(addsuffix .o,$$(addprefix $(B)/,$$(basename $$(wildcard cmd/$$*/*.c)))) $(LIBEB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
