@@ -143,6 +143,12 @@ struct eb_provider {
         /* Added: the credentials key the provider needs ("token" for
          * Kommo, "api_key" for Close and Kota). */
         const char *credential;
+
+        /* 1 when the list API returns newest first (Kommo, Close): the
+         * scheduler then buffers a walk's pages and publishes them oldest
+         * first, so one entity's events reach Kafka in the order they
+         * happened. 0 for ascending walks (Kota), published page by page. */
+        int newest_first;
 };
 
 /** @returns borrowed adapter by name, or NULL. */

@@ -549,4 +549,5 @@ const struct eb_provider eb_provider_close = {
         .walk_end = close_walk_end,
         .normalize = close_normalize,
         .credential = "api_key",
+        .newest_first = 1,
 };

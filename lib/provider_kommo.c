@@ -778,4 +778,5 @@ const struct eb_provider eb_provider_kommo = {
         .walk_end = kommo_walk_end,
         .normalize = kommo_normalize,
         .credential = "token",
+        .newest_first = 1,
 };

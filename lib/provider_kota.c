@@ -473,4 +473,5 @@ const struct eb_provider eb_provider_kota = {
         .walk_end = kota_walk_end,
         .normalize = kota_normalize,
         .credential = "api_key",
+        .newest_first = 0,
 };

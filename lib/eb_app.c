@@ -1,0 +1,206 @@
+#include "eb_app.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eb_http.h"
+#include "eb_kafka.h"
+#include "eb_pipeline.h"
+#include "eb_poller.h"
+#include "eb_provider.h"
+#include "eb_time.h"
+#include "eb_util.h"
+
+#define EB_APP_DRAIN_TICK_MS 50
+
+struct eb_app_s {
+        struct event_base *base;
+        struct eb_config *cfg;
+        eb_kafka_t *kafka;
+        eb_http_t *http;
+        eb_pipeline_t *pipeline;
+        eb_poller_t *poller;
+        struct event *sig_term, *sig_int, *sig_hup;
+        struct event *drain_timer;
+        int64_t drain_deadline_ms;
+        int draining;
+        int exit_code;
+};
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+        eb_app_t *app = arg;
+        struct timeval tv = {0, EB_APP_DRAIN_TICK_MS * 1000};
+        int idle = eb_poller_idle(app->poller) &&
+                   eb_pipeline_pending(app->pipeline) == 0;
+
+        (void)fd;
+        (void)what;
+        if (idle || eb_mono_ms() >= app->drain_deadline_ms) {
+                if (!idle)
+                        eb_warn("app",
+                                "drain timeout: %d publish(es) still pending; "
+                                "their pages will be fetched again on the "
+                                "next start",
+                                eb_pipeline_pending(app->pipeline));
+                event_base_loopbreak(app->base);
+                return;
+        }
+        evtimer_add(app->drain_timer, &tv);
+}
+
+void eb_app_shutdown(eb_app_t *app, const char *reason, int fatal)
+{
+        struct timeval tv = {0, 0};
+
+        if (fatal)
+                app->exit_code = 1;
+        if (app->draining)
+                return;
+        app->draining = 1;
+        eb_info("app", "shutting down: %s (drain up to %lldms)", reason,
+                (long long)app->cfg->drain_timeout_ms);
+        eb_poller_stop(app->poller);
+        app->drain_deadline_ms = eb_mono_ms() + app->cfg->drain_timeout_ms;
+        evtimer_add(app->drain_timer, &tv);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+        eb_app_t *app = arg;
+
+        (void)what;
+        if (sig == SIGHUP) {
+                eb_info("app", "SIGHUP received: configuration reload is "
+                        "not available in this version; ignoring");
+                return;
+        }
+        if (app->draining) {
+                eb_warn("app", "second stop signal: stopping now");
+                app->drain_deadline_ms = 0;
+                return;
+        }
+        eb_app_shutdown(app, sig == SIGTERM ? "SIGTERM" : "SIGINT", 0);
+}
+
+static void on_kafka_fatal(void *opaque, const char *reason)
+{
+        eb_app_t *app = opaque;
+
+        eb_error("app", "Kafka producer fatal error: %s", reason);
+        eb_app_shutdown(app, "Kafka fatal error", 1);
+}
+
+eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
+{
+        eb_app_t *app = eb_xcalloc(1, sizeof(*app));
+        struct eb_sink sink;
+        size_t i;
+
+        app->cfg = cfg;
+        eb_log_set_level(cfg->log_level);
+        eb_log_set_format(cfg->log_format);
+        if (eb_provider_check_config(cfg, errstr, errstr_size))
+                goto err;
+        signal(SIGPIPE, SIG_IGN);
+        app->base = event_base_new();
+        if (!app->base) {
+                snprintf(errstr, errstr_size, "cannot create event base");
+                goto err;
+        }
+        app->kafka = eb_kafka_new(app->base, cfg, errstr, errstr_size);
+        if (!app->kafka)
+                goto err;
+        eb_kafka_set_fatal_cb(app->kafka, on_kafka_fatal, app);
+        app->http = eb_http_new(app->base, errstr, errstr_size);
+        if (!app->http)
+                goto err;
+        app->pipeline = eb_pipeline_new(app->base, cfg, app->kafka, errstr,
+                                        errstr_size);
+        if (!app->pipeline)
+                goto err;
+        sink = eb_pipeline_sink(app->pipeline);
+        app->poller = eb_poller_new(app->base, app->http, &sink, NULL);
+        for (i = 0; i < cfg->sources_cnt; i++) {
+                const struct eb_source_cfg *src = &cfg->sources[i];
+                if (!src->enabled) {
+                        eb_info("app", "source=%s disabled", src->name);
+                        continue;
+                }
+                if (eb_poller_add(app->poller, src, NULL, errstr,
+                                  errstr_size))
+                        goto err;
+                eb_info("app", "source=%s provider=%s interval=%lldms",
+                        src->name, src->provider,
+                        (long long)src->poll_interval_ms);
+        }
+        app->sig_term = evsignal_new(app->base, SIGTERM, on_signal, app);
+        app->sig_int = evsignal_new(app->base, SIGINT, on_signal, app);
+        app->sig_hup = evsignal_new(app->base, SIGHUP, on_signal, app);
+        app->drain_timer = evtimer_new(app->base, on_drain_tick, app);
+        if (!app->sig_term || !app->sig_int || !app->sig_hup ||
+            !app->drain_timer) {
+                snprintf(errstr, errstr_size, "cannot create signal events");
+                goto err;
+        }
+        evsignal_add(app->sig_term, NULL);
+        evsignal_add(app->sig_int, NULL);
+        evsignal_add(app->sig_hup, NULL);
+        return app;
+err:
+        app->cfg = NULL; /* the caller keeps it on failure */
+        eb_app_free(app);
+        return NULL;
+}
+
+int eb_app_run(eb_app_t *app)
+{
+        eb_info("app", "evbridge %s running: %zu source(s), kafka %s%s",
+                EB_VERSION, app->cfg->sources_cnt,
+                eb_kafka_bootstrap(app->kafka),
+                eb_kafka_embedded(app->kafka) ? " (embedded)" : "");
+        event_base_dispatch(app->base);
+        eb_info("app", "stopped");
+        return app->exit_code;
+}
+
+struct event_base *eb_app_base(eb_app_t *app)
+{
+        return app->base;
+}
+
+const char *eb_app_bootstrap(eb_app_t *app)
+{
+        return eb_kafka_bootstrap(app->kafka);
+}
+
+void eb_app_free(eb_app_t *app)
+{
+        if (!app)
+                return;
+        if (app->sig_term)
+                event_free(app->sig_term);
+        if (app->sig_int)
+                event_free(app->sig_int);
+        if (app->sig_hup)
+                event_free(app->sig_hup);
+        if (app->drain_timer)
+                event_free(app->drain_timer);
+        /* 1. No new requests. 2. eb_kafka_free flushes (bounded) and runs
+         * every remaining delivery callback, which settles the pipeline's
+         * batches and calls back into the poller: both must still exist.
+         * 3. Then the poller cancels what curl still has in flight. */
+        if (app->poller)
+                eb_poller_stop(app->poller);
+        eb_kafka_free(app->kafka);
+        eb_poller_free(app->poller);
+        eb_pipeline_free(app->pipeline);
+        eb_http_free(app->http);
+        if (app->base)
+                event_base_free(app->base);
+        eb_config_free(app->cfg);
+        free(app);
+}

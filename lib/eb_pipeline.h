@@ -1,0 +1,85 @@
+/*
+ * eb_pipeline: from normalized events to Kafka, exactly once per version.
+ *
+ *   events -> dedupe (source, id, version) -> envelope -> eb_kafka_produce
+ *          -> every delivery report in -> done(0) / done(err)
+ *
+ * It is the poller's sink (struct eb_sink) and the webhook intake's
+ * publisher, so a webhook and a poll of the same event version publish one
+ * message. A fingerprint is remembered as soon as its message is handed to
+ * Kafka (so a concurrent duplicate is dropped) and forgotten again if
+ * Kafka reports the message NOT_PERSISTED (so the retry publishes it);
+ * a POSSIBLY_PERSISTED failure keeps it (style.md 7.9, item 45).
+ *
+ * Committed checkpoints are kept per source; eb_pipeline_checkpoint()
+ * returns the last one whose events were all acknowledged.
+ *
+ * Thread context: the loop thread only.
+ */
+#ifndef EB_PIPELINE_H
+#define EB_PIPELINE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "eb_config.h"
+#include "eb_dedupe.h"
+#include "eb_event.h"
+#include "eb_kafka.h"
+#include "eb_poller.h"
+
+struct event_base;
+typedef struct eb_pipeline_s eb_pipeline_t;
+
+/** Per-source publishing counters. */
+struct eb_pipeline_stats {
+        uint64_t published;  /* messages acknowledged by Kafka */
+        uint64_t duplicates; /* events dropped as already published */
+        uint64_t failed;     /* messages whose delivery failed */
+        uint64_t invalid;    /* events that could not be rendered */
+        uint64_t queue_full; /* publishes refused: Kafka queue full */
+        int64_t newest_event_ms; /* newest event time acknowledged */
+};
+
+/**
+ * @brief Create a pipeline publishing through @p kafka (borrowed).
+ * @p cfg is borrowed (topic template, prefix, envelope mode, dedupe
+ * bounds) and must outlive the pipeline.
+ * @returns new pipeline, or NULL with @p errstr.
+ */
+eb_pipeline_t *eb_pipeline_new(struct event_base *base,
+                               const struct eb_config *cfg, eb_kafka_t *kafka,
+                               char *errstr, size_t errstr_size);
+
+/** @returns a sink (struct eb_sink) that publishes into @p pl. */
+struct eb_sink eb_pipeline_sink(eb_pipeline_t *pl);
+
+/**
+ * @brief Publish @p cnt events (takes ownership of the array and events)
+ * for source @p src, with checkpoint @p cp (borrowed, may be NULL) to
+ * commit once they are all acknowledged. @p done runs exactly once, later,
+ * from the loop (never inside this call) unless this returns an error.
+ * @returns 0, or -EAGAIN (Kafka queue full before anything was produced).
+ */
+int eb_pipeline_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
+                        struct eb_event **evts, size_t cnt, json_t *cp,
+                        eb_publish_done_cb *done, void *arg);
+
+/** @returns borrowed last committed checkpoint of @p source, or NULL. */
+json_t *eb_pipeline_checkpoint(const eb_pipeline_t *pl, const char *source);
+
+/** @returns borrowed stats of @p source (zeroes if unknown: never NULL). */
+const struct eb_pipeline_stats *
+eb_pipeline_stats(eb_pipeline_t *pl, const char *source);
+
+/** @returns borrowed dedupe table (metrics). */
+const eb_dedupe_t *eb_pipeline_dedupe(const eb_pipeline_t *pl);
+
+/** @returns publishes not yet settled. */
+int eb_pipeline_pending(const eb_pipeline_t *pl);
+
+/** @brief Free; pending publishes must have settled (flush Kafka first).
+ *  NULL is a no-op. */
+void eb_pipeline_free(eb_pipeline_t *pl);
+
+#endif /* EB_PIPELINE_H */

@@ -1,0 +1,794 @@
+#include "eb_poller.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eb_time.h"
+#include "eb_util.h"
+
+struct src {
+        struct src *next;
+        eb_poller_t *p;
+        const struct eb_source_cfg *cfg; /* borrowed */
+        const struct eb_provider *prov;
+        struct event *timer;
+        enum eb_source_state state;
+        int removed;  /* freed once an in-flight publish settles */
+        int stopped;  /* banned or poller stopping */
+
+        struct eb_walk walk;
+        int in_walk;
+        int walk_had_full_page;
+        int trigger_pending;
+        json_t *committed_cp; /* last checkpoint acknowledged */
+        json_t *snap_cp;      /* walk.cp / walk.state before page_done */
+        json_t *snap_state;
+        int snap_taken; /* the snapshot covers the buffered pages */
+        int page_more;
+
+        /* Pages of a newest-first walk, held until the walk ends (or the
+         * buffer cap), then published oldest first. */
+        struct eb_event **buf;
+        size_t buf_cnt, buf_cap;
+
+        uint64_t xfer_id;
+        int fetching;
+        int publishing;
+
+        /* token bucket */
+        double rps, burst, tokens;
+        int64_t refill_us;
+        int64_t not_before_ms; /* monotonic: pause (429, RateLimit) */
+
+        int64_t backoff_ms;
+        struct eb_source_stats st;
+};
+
+struct eb_poller_s {
+        struct event_base *base;
+        eb_http_t *http;
+        struct eb_sink sink;
+        struct eb_poller_opts opts;
+        struct src *srcs;
+        int nsrcs;
+        int stopping;
+        uint64_t rng;
+};
+
+static void src_schedule(struct src *s, int64_t delay_ms);
+static void src_step(struct src *s);
+static void buf_clear(struct src *s);
+
+const char *eb_source_state_name(enum eb_source_state st)
+{
+        switch (st) {
+        case EB_SRC_IDLE:
+                return "idle";
+        case EB_SRC_WAITING:
+                return "waiting";
+        case EB_SRC_FETCHING:
+                return "fetching";
+        case EB_SRC_PUBLISHING:
+                return "publishing";
+        case EB_SRC_BACKOFF:
+                return "backoff";
+        case EB_SRC_STOPPED:
+                return "stopped";
+        }
+        return "unknown";
+}
+
+static uint64_t rnd(eb_poller_t *p)
+{
+        /* xorshift64*: jitter only, not security. */
+        p->rng ^= p->rng >> 12;
+        p->rng ^= p->rng << 25;
+        p->rng ^= p->rng >> 27;
+        return p->rng * 2685821657736338717ULL;
+}
+
+static void set_state(struct src *s, enum eb_source_state st)
+{
+        s->state = st;
+        s->st.state = st;
+}
+
+eb_poller_t *eb_poller_new(struct event_base *base, eb_http_t *http,
+                           const struct eb_sink *sink,
+                           const struct eb_poller_opts *opts)
+{
+        eb_poller_t *p = eb_xcalloc(1, sizeof(*p));
+
+        p->base = base;
+        p->http = http;
+        p->sink = *sink;
+        if (opts)
+                p->opts = *opts;
+        if (p->opts.backoff_min_ms <= 0)
+                p->opts.backoff_min_ms = 1000;
+        if (p->opts.backoff_max_ms <= 0)
+                p->opts.backoff_max_ms = 5 * 60 * 1000;
+        if (p->opts.auth_backoff_ms <= 0)
+                p->opts.auth_backoff_ms = 5 * 60 * 1000;
+        if (p->opts.slowdown_remaining <= 0)
+                p->opts.slowdown_remaining = 0.1;
+        if (p->opts.max_walk_events <= 0)
+                p->opts.max_walk_events = 20000;
+        p->rng = (uint64_t)eb_mono_us() | 1;
+        return p;
+}
+
+static struct src *find(const eb_poller_t *p, const char *name)
+{
+        struct src *s;
+
+        for (s = p->srcs; s; s = s->next)
+                if (!s->removed && !strcmp(s->cfg->name, name))
+                        return s;
+        return NULL;
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+        (void)fd;
+        (void)what;
+        src_step(arg);
+}
+
+int eb_poller_add(eb_poller_t *p, const struct eb_source_cfg *src, json_t *cp,
+                  char *errstr, size_t errstr_size)
+{
+        const struct eb_provider *prov = eb_provider_lookup(src->provider);
+        struct src *s;
+
+        if (!prov) {
+                snprintf(errstr, errstr_size, "source %s: unknown provider %s",
+                         src->name, src->provider);
+                return -EINVAL;
+        }
+        if (find(p, src->name)) {
+                snprintf(errstr, errstr_size, "source %s: already added",
+                         src->name);
+                return -EEXIST;
+        }
+        s = eb_xcalloc(1, sizeof(*s));
+        s->p = p;
+        s->cfg = src;
+        s->prov = prov;
+        s->timer = evtimer_new(p->base, on_timer, s);
+        if (!s->timer) {
+                free(s);
+                snprintf(errstr, errstr_size, "cannot create timer");
+                return -ENOMEM;
+        }
+        s->committed_cp = cp ? json_incref(cp) : NULL;
+        s->rps = src->rate_rps > 0 ? src->rate_rps : prov->default_rps;
+        s->burst = src->rate_burst > 0 ? src->rate_burst
+                   : prov->default_burst > 0 ? prov->default_burst
+                                             : 1;
+        s->tokens = 1; /* start with one token: no burst at start-up */
+        s->refill_us = eb_mono_us();
+        s->next = p->srcs;
+        p->srcs = s;
+        p->nsrcs++;
+        set_state(s, EB_SRC_IDLE);
+        /* Stagger first walks over up to one interval (max 2 s), so five
+         * hundred sources don't all connect in the same millisecond. */
+        {
+                int64_t spread = src->poll_interval_ms < 2000
+                                         ? src->poll_interval_ms
+                                         : 2000;
+                src_schedule(s, spread > 0 ? (int64_t)(rnd(p) %
+                                                       (uint64_t)spread)
+                                           : 0);
+        }
+        return 0;
+}
+
+static void src_free(struct src *s)
+{
+        buf_clear(s);
+        free(s->buf);
+        if (s->timer)
+                event_free(s->timer);
+        if (s->in_walk)
+                eb_walk_fini(&s->walk);
+        json_decref(s->committed_cp);
+        json_decref(s->snap_cp);
+        json_decref(s->snap_state);
+        free(s);
+}
+
+static void unlink_src(eb_poller_t *p, struct src *s)
+{
+        struct src **pp;
+
+        for (pp = &p->srcs; *pp; pp = &(*pp)->next) {
+                if (*pp == s) {
+                        *pp = s->next;
+                        p->nsrcs--;
+                        return;
+                }
+        }
+}
+
+void eb_poller_remove(eb_poller_t *p, const char *name)
+{
+        struct src *s = find(p, name);
+
+        if (!s)
+                return;
+        evtimer_del(s->timer);
+        if (s->fetching) {
+                eb_http_cancel(p->http, s->xfer_id);
+                s->fetching = 0;
+        }
+        set_state(s, EB_SRC_STOPPED);
+        if (s->publishing) {
+                s->removed = 1; /* freed when the publish settles */
+                return;
+        }
+        unlink_src(p, s);
+        src_free(s);
+}
+
+static void src_schedule(struct src *s, int64_t delay_ms)
+{
+        struct timeval tv;
+
+        if (delay_ms < 0)
+                delay_ms = 0;
+        tv.tv_sec = (time_t)(delay_ms / 1000);
+        tv.tv_usec = (suseconds_t)((delay_ms % 1000) * 1000);
+        evtimer_add(s->timer, &tv);
+}
+
+/* Exponential backoff with full jitter in [d/2, d]. */
+static int64_t next_backoff(struct src *s, int64_t min_ms, int64_t max_ms)
+{
+        int64_t d = s->backoff_ms ? s->backoff_ms * 2 : min_ms;
+
+        if (d > max_ms)
+                d = max_ms;
+        s->backoff_ms = d;
+        s->st.backoff_ms = d;
+        return d / 2 + (int64_t)(rnd(s->p) % (uint64_t)(d / 2 + 1));
+}
+
+static void reset_backoff(struct src *s)
+{
+        s->backoff_ms = 0;
+        s->st.backoff_ms = 0;
+}
+
+/* @returns 0 if a token was taken, else the ms to wait for one. */
+static int64_t take_token(struct src *s)
+{
+        int64_t now = eb_mono_us();
+        double need;
+
+        if (s->rps <= 0)
+                return 0;
+        s->tokens += (double)(now - s->refill_us) / 1e6 * s->rps;
+        if (s->tokens > s->burst)
+                s->tokens = s->burst;
+        s->refill_us = now;
+        if (s->tokens >= 1.0) {
+                s->tokens -= 1.0;
+                return 0;
+        }
+        need = (1.0 - s->tokens) / s->rps * 1000.0;
+        return (int64_t)need + 1;
+}
+
+static void buf_clear(struct src *s)
+{
+        size_t i;
+
+        for (i = 0; i < s->buf_cnt; i++)
+                eb_event_free(s->buf[i]);
+        s->buf_cnt = 0;
+}
+
+static void walk_reset(struct src *s)
+{
+        if (s->in_walk)
+                eb_walk_fini(&s->walk);
+        s->in_walk = 0;
+        buf_clear(s);
+        json_decref(s->snap_cp);
+        json_decref(s->snap_state);
+        s->snap_cp = s->snap_state = NULL;
+        s->snap_taken = 0;
+}
+
+static void backoff_retry(struct src *s, int64_t delay_ms)
+{
+        set_state(s, EB_SRC_BACKOFF);
+        src_schedule(s, delay_ms);
+}
+
+static void on_published(void *arg, int err);
+
+struct sortent {
+        struct eb_event *evt;
+        size_t seq;
+};
+
+static int cmp_oldest_first(const void *a, const void *b)
+{
+        const struct sortent *x = a, *y = b;
+
+        if (x->evt->time_ms != y->evt->time_ms)
+                return x->evt->time_ms < y->evt->time_ms ? -1 : 1;
+        /* Same time: the API listed the newer one first. */
+        return x->seq > y->seq ? -1 : x->seq < y->seq ? 1 : 0;
+}
+
+/* Newest-first APIs list an entity's later events before its earlier
+ * ones; put the buffered walk back in the order things happened. */
+static void sort_oldest_first(struct eb_event **evts, size_t cnt)
+{
+        struct sortent *tmp;
+        size_t i;
+
+        if (cnt < 2)
+                return;
+        tmp = eb_xmalloc(cnt * sizeof(*tmp));
+        for (i = 0; i < cnt; i++) {
+                tmp[i].evt = evts[i];
+                tmp[i].seq = i;
+        }
+        qsort(tmp, cnt, sizeof(*tmp), cmp_oldest_first);
+        for (i = 0; i < cnt; i++)
+                evts[i] = tmp[i].evt;
+        free(tmp);
+}
+
+static void flush_buffer(struct src *s)
+{
+        eb_poller_t *p = s->p;
+        struct eb_event **evts = s->buf;
+        size_t cnt = s->buf_cnt, i;
+        int rc;
+
+        if (s->prov->newest_first)
+                sort_oldest_first(evts, cnt);
+        for (i = 0; i < cnt; i++) {
+                if (evts[i]->time_ms > s->st.newest_event_ms)
+                        s->st.newest_event_ms = evts[i]->time_ms;
+        }
+        s->st.events += cnt;
+        /* The sink owns the array from here on. */
+        s->buf = NULL;
+        s->buf_cnt = s->buf_cap = 0;
+        set_state(s, EB_SRC_PUBLISHING);
+        s->publishing = 1;
+        rc = p->sink.publish(p->sink.opaque, s->cfg, evts, cnt, s->walk.cp,
+                             on_published, s);
+        if (rc) {
+                s->publishing = 0;
+                on_published(s, rc);
+        }
+}
+
+static void handle_page(struct src *s, struct eb_page *page)
+{
+        eb_poller_t *p = s->p;
+        size_t i;
+
+        s->st.pages++;
+        if (page->full)
+                s->walk_had_full_page = 1;
+        if (!s->snap_taken) {
+                /* Snapshot so a failed publish can roll the walk back to
+                 * the first page it has not yet committed. */
+                json_decref(s->snap_cp);
+                json_decref(s->snap_state);
+                s->snap_cp = s->walk.cp ? json_deep_copy(s->walk.cp) : NULL;
+                s->snap_state =
+                        s->walk.state ? json_deep_copy(s->walk.state) : NULL;
+                s->snap_taken = 1;
+        }
+        s->page_more = page->more;
+        s->prov->page_done(&s->walk);
+        if (!page->more)
+                s->prov->walk_end(&s->walk);
+
+        if (s->buf_cnt + page->events_cnt > s->buf_cap) {
+                size_t cap = s->buf_cap ? s->buf_cap : 64;
+                while (cap < s->buf_cnt + page->events_cnt)
+                        cap *= 2;
+                s->buf = eb_xrealloc(s->buf, cap * sizeof(*s->buf));
+                s->buf_cap = cap;
+        }
+        for (i = 0; i < page->events_cnt; i++)
+                s->buf[s->buf_cnt++] = page->events[i];
+        free(page->events);
+        page->events = NULL;
+        page->events_cnt = 0;
+
+        if (page->more && s->prov->newest_first &&
+            s->buf_cnt < (size_t)p->opts.max_walk_events) {
+                /* Keep walking before publishing anything. */
+                src_step(s);
+                return;
+        }
+        if (page->more && s->prov->newest_first)
+                eb_warn("poller",
+                        "source=%s walk buffer full (%zu events): publishing "
+                        "part of the walk; per-entity order across this "
+                        "boundary is not guaranteed",
+                        s->cfg->name, s->buf_cnt);
+        flush_buffer(s);
+}
+
+static void restore_snapshot(struct src *s)
+{
+        json_decref(s->walk.cp);
+        json_decref(s->walk.state);
+        s->walk.cp = s->snap_cp;
+        s->walk.state = s->snap_state;
+        s->snap_cp = s->snap_state = NULL;
+}
+
+static void on_published(void *arg, int err)
+{
+        struct src *s = arg;
+        eb_poller_t *p = s->p;
+
+        s->publishing = 0;
+        if (s->removed) {
+                unlink_src(p, s);
+                src_free(s);
+                return;
+        }
+        if (err) {
+                s->st.errors_publish++;
+                eb_warn("poller",
+                        "source=%s publish failed (%s); page will be "
+                        "fetched again",
+                        s->cfg->name, strerror(-err));
+                restore_snapshot(s);
+                s->snap_taken = 0;
+                if (s->stopped || p->stopping) {
+                        set_state(s, EB_SRC_STOPPED);
+                        return;
+                }
+                backoff_retry(s, next_backoff(s, p->opts.backoff_min_ms,
+                                              p->opts.backoff_max_ms));
+                return;
+        }
+        reset_backoff(s);
+        json_decref(s->committed_cp);
+        s->committed_cp = s->walk.cp ? json_incref(s->walk.cp) : NULL;
+        json_decref(s->snap_cp);
+        json_decref(s->snap_state);
+        s->snap_cp = s->snap_state = NULL;
+        s->snap_taken = 0;
+        if (s->stopped || p->stopping) {
+                set_state(s, EB_SRC_STOPPED);
+                return;
+        }
+        if (s->page_more) {
+                src_step(s);
+                return;
+        }
+        /* Walk complete. */
+        s->st.walks++;
+        s->st.last_walk_end_ms = eb_now_ms();
+        walk_reset(s);
+        set_state(s, EB_SRC_IDLE);
+        if (s->trigger_pending || s->walk_had_full_page) {
+                /* Catch-up: the backlog filled pages, or a webhook asked. */
+                s->trigger_pending = 0;
+                src_schedule(s, p->opts.catchup_delay_ms);
+        } else {
+                src_schedule(s, s->cfg->poll_interval_ms);
+        }
+        s->walk_had_full_page = 0;
+}
+
+static void on_response(const struct eb_http_result *res, void *opaque)
+{
+        struct src *s = opaque;
+        eb_poller_t *p = s->p;
+        struct eb_response resp;
+        struct eb_page page;
+        int64_t wait;
+
+        s->fetching = 0;
+        if (res->err) {
+                s->st.errors_http++;
+                wait = next_backoff(s, p->opts.backoff_min_ms,
+                                    p->opts.backoff_max_ms);
+                eb_warn("poller", "source=%s request failed: %s; retry in "
+                        "%lldms",
+                        s->cfg->name, res->errstr, (long long)wait);
+                if (p->stopping)
+                        set_state(s, EB_SRC_STOPPED);
+                else
+                        backoff_retry(s, wait);
+                return;
+        }
+        memset(&resp, 0, sizeof(resp));
+        resp.status = res->status;
+        resp.body = res->body;
+        resp.body_len = res->body_len;
+        {
+                /* eb_http_result_header returns a buffer reused by the next
+                 * call: copy what we need. */
+                const char *h;
+                char *ct = NULL, *ra = NULL, *rl = NULL;
+                h = eb_http_result_header(res, "content-type");
+                ct = eb_xstrdup(h);
+                h = eb_http_result_header(res, "retry-after");
+                ra = eb_xstrdup(h);
+                h = eb_http_result_header(res, "ratelimit");
+                rl = eb_xstrdup(h);
+                resp.content_type = ct;
+                resp.retry_after = ra;
+                resp.ratelimit = rl;
+                resp.now_ms = eb_now_ms();
+                memset(&page, 0, sizeof(page));
+                s->prov->handle_response(&s->walk, &resp, &page);
+                free(ct);
+                free(ra);
+                free(rl);
+        }
+
+        switch (page.kind) {
+        case EB_RESP_OK:
+                if (page.retry_after_ms <= 0 && page.ratelimit_limit > 0 &&
+                    page.ratelimit_remaining >= 0 &&
+                    page.ratelimit_reset_ms > 0 &&
+                    page.ratelimit_remaining <
+                            page.ratelimit_limit *
+                                    p->opts.slowdown_remaining) {
+                        /* Close: the window's budget is nearly spent.
+                         * Spread what is left over the time to reset
+                         * instead of running into a 429. */
+                        double left = page.ratelimit_remaining + 1;
+                        page.retry_after_ms =
+                                (int64_t)((double)page.ratelimit_reset_ms /
+                                          left) +
+                                1;
+                }
+                if (page.retry_after_ms > 0) {
+                        /* The upstream says its budget is nearly spent
+                         * (Close RateLimit): pause before the next call. */
+                        s->not_before_ms = eb_mono_ms() + page.retry_after_ms;
+                        s->st.slowdowns++;
+                }
+                handle_page(s, &page);
+                break;
+        case EB_RESP_RATE_LIMITED:
+                s->st.rate_limited++;
+                wait = page.retry_after_ms > 0
+                               ? page.retry_after_ms
+                               : next_backoff(s, p->opts.backoff_min_ms,
+                                              p->opts.backoff_max_ms);
+                eb_warn("poller",
+                        "source=%s rate limited (429): waiting %lldms (%s)",
+                        s->cfg->name, (long long)wait, page.detail);
+                s->not_before_ms = eb_mono_ms() + wait;
+                set_state(s, EB_SRC_WAITING);
+                src_schedule(s, wait);
+                break;
+        case EB_RESP_BANNED:
+                s->st.banned = 1;
+                s->stopped = 1;
+                set_state(s, EB_SRC_STOPPED);
+                eb_error("poller",
+                         "source=%s BANNED by upstream (HTTP %ld): polling "
+                         "of this source is STOPPED to avoid a longer ban. "
+                         "Check the rate limit and restart or reload. %s",
+                         s->cfg->name, res->status, page.detail);
+                break;
+        case EB_RESP_AUTH:
+                s->st.errors_auth++;
+                wait = next_backoff(s, p->opts.auth_backoff_ms,
+                                    p->opts.auth_backoff_ms * 4);
+                eb_error("poller",
+                         "source=%s authentication failed (HTTP %ld): check "
+                         "its credentials; retry in %lldms",
+                         s->cfg->name, res->status, (long long)wait);
+                backoff_retry(s, wait);
+                break;
+        case EB_RESP_RETRY:
+        case EB_RESP_BAD_BODY:
+        case EB_RESP_CLIENT_ERROR:
+                if (page.kind == EB_RESP_RETRY)
+                        s->st.errors_5xx++;
+                else if (page.kind == EB_RESP_BAD_BODY)
+                        s->st.errors_body++;
+                else
+                        s->st.errors_client++;
+                wait = next_backoff(s, p->opts.backoff_min_ms,
+                                    p->opts.backoff_max_ms);
+                eb_warn("poller", "source=%s HTTP %ld: %s; retry in %lldms",
+                        s->cfg->name, res->status, page.detail,
+                        (long long)wait);
+                backoff_retry(s, wait);
+                break;
+        }
+        eb_page_fini(&page);
+        if (p->stopping && !s->publishing && s->state != EB_SRC_STOPPED) {
+                evtimer_del(s->timer);
+                set_state(s, EB_SRC_STOPPED);
+        }
+}
+
+/* Advance the source: begin a walk if needed, then send the next request
+ * once the rate limit allows. */
+static void src_step(struct src *s)
+{
+        eb_poller_t *p = s->p;
+        struct eb_http_request req;
+        char *url = NULL, *auth = NULL;
+        const char *headers[3];
+        int64_t now = eb_mono_ms(), wait;
+        int rc;
+
+        if (s->stopped || p->stopping || s->removed || s->fetching ||
+            s->publishing)
+                return;
+        if (s->not_before_ms > now) {
+                set_state(s, EB_SRC_WAITING);
+                src_schedule(s, s->not_before_ms - now);
+                return;
+        }
+        wait = take_token(s);
+        if (wait > 0) {
+                set_state(s, EB_SRC_WAITING);
+                src_schedule(s, wait);
+                return;
+        }
+        if (!s->in_walk) {
+                eb_walk_init(&s->walk, s->prov, s->cfg, s->committed_cp,
+                             eb_now_ms());
+                rc = s->prov->walk_begin(&s->walk);
+                if (rc == -EINVAL) {
+                        /* A corrupt checkpoint, or one written by another
+                         * provider: starting over could re-publish or skip
+                         * a month of events. Stop and say so. */
+                        eb_walk_fini(&s->walk);
+                        s->stopped = 1;
+                        set_state(s, EB_SRC_STOPPED);
+                        eb_error("poller",
+                                 "source=%s has an unusable checkpoint; "
+                                 "polling of this source is STOPPED. Fix or "
+                                 "delete its checkpoint and restart.",
+                                 s->cfg->name);
+                        return;
+                }
+                if (rc) {
+                        eb_error("poller", "source=%s cannot start a walk "
+                                 "(%s); retrying",
+                                 s->cfg->name, strerror(-rc));
+                        eb_walk_fini(&s->walk);
+                        backoff_retry(s, next_backoff(s, p->opts.backoff_min_ms,
+                                                      p->opts.backoff_max_ms));
+                        return;
+                }
+                s->in_walk = 1;
+                s->walk_had_full_page = 0;
+        }
+        rc = s->prov->next_request(&s->walk, &url, &auth);
+        if (rc) {
+                eb_error("poller", "source=%s cannot build a request (%s)",
+                         s->cfg->name, strerror(-rc));
+                walk_reset(s);
+                backoff_retry(s, next_backoff(s, p->opts.backoff_min_ms,
+                                              p->opts.backoff_max_ms));
+                return;
+        }
+        headers[0] = auth;
+        headers[1] = "Accept: application/json";
+        headers[2] = NULL;
+        memset(&req, 0, sizeof(req));
+        req.url = url;
+        req.headers = auth ? headers : headers + 1;
+        req.timeout_ms = s->cfg->timeout_ms;
+        req.connect_timeout_ms = s->cfg->connect_timeout_ms;
+        req.max_body = s->cfg->max_body;
+        eb_debug("poller", "source=%s GET %s", s->cfg->name, url);
+        rc = eb_http_start(p->http, &req, on_response, s, &s->xfer_id);
+        free(url);
+        if (auth) {
+                /* Scrub the credential from the heap block before free. */
+                memset(auth, 0, strlen(auth));
+                free(auth);
+        }
+        if (rc) {
+                backoff_retry(s, next_backoff(s, p->opts.backoff_min_ms,
+                                              p->opts.backoff_max_ms));
+                return;
+        }
+        s->fetching = 1;
+        s->st.requests++;
+        set_state(s, EB_SRC_FETCHING);
+}
+
+int eb_poller_trigger(eb_poller_t *p, const char *name)
+{
+        struct src *s = find(p, name);
+
+        if (!s)
+                return -ENOENT;
+        if (s->stopped)
+                return 0;
+        if (s->state == EB_SRC_IDLE) {
+                src_schedule(s, 0); /* the token bucket still applies */
+        } else {
+                s->trigger_pending = 1; /* coalesced: one walk follows */
+        }
+        return 0;
+}
+
+void eb_poller_stop(eb_poller_t *p)
+{
+        struct src *s;
+
+        p->stopping = 1;
+        for (s = p->srcs; s; s = s->next) {
+                if (!s->fetching && !s->publishing) {
+                        evtimer_del(s->timer);
+                        set_state(s, EB_SRC_STOPPED);
+                }
+        }
+}
+
+int eb_poller_idle(const eb_poller_t *p)
+{
+        const struct src *s;
+
+        for (s = p->srcs; s; s = s->next)
+                if (s->fetching || s->publishing)
+                        return 0;
+        return 1;
+}
+
+const struct eb_source_stats *eb_poller_stats(const eb_poller_t *p,
+                                              const char *name)
+{
+        const struct src *s = find(p, name);
+
+        return s ? &s->st : NULL;
+}
+
+json_t *eb_poller_checkpoint(const eb_poller_t *p, const char *name)
+{
+        const struct src *s = find(p, name);
+
+        return s ? s->committed_cp : NULL;
+}
+
+void eb_poller_foreach(const eb_poller_t *p,
+                       void (*fn)(const char *name, const char *provider,
+                                  const struct eb_source_stats *st,
+                                  void *opaque),
+                       void *opaque)
+{
+        const struct src *s;
+
+        for (s = p->srcs; s; s = s->next)
+                if (!s->removed)
+                        fn(s->cfg->name, s->cfg->provider, &s->st, opaque);
+}
+
+void eb_poller_free(eb_poller_t *p)
+{
+        if (!p)
+                return;
+        while (p->srcs) {
+                struct src *s = p->srcs;
+                p->srcs = s->next;
+                if (s->fetching)
+                        eb_http_cancel(p->http, s->xfer_id);
+                src_free(s);
+        }
+        free(p);
+}
