@@ -1,0 +1,70 @@
+# Shared helpers for end-to-end shell tests (sourced, not run).
+# Starts processes in a temp dir, cleans them all up on exit, and keeps a
+# pass/fail tally that ends with the "N passed, N failed" line.
+B="${EB_BUILD_DIR:-$PWD/build/release}"
+PY=/usr/bin/python3
+T=$(mktemp -d "${TMPDIR:-/tmp}/evbridge-e2e.XXXXXX")
+PIDS=()
+pass=0
+fail=0
+MULT=${EB_TEST_TMOUT_MULT:-1}
+
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  sleep 0.2
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  if [ "$fail" -eq 0 ] && [ -z "${EB_KEEP_TMP:-}" ]; then rm -rf "$T"; else
+    echo "artifacts kept in $T"; fi
+}
+trap cleanup EXIT
+
+ok() { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+check() { # check "name" cmd...
+  local name=$1; shift
+  if "$@"; then ok "$name"; else bad "$name"; fi
+}
+finish() {
+  echo "$pass passed, $fail failed"
+  [ "$fail" -eq 0 ]
+}
+
+# wait_for "description" seconds command...: poll until the command succeeds
+wait_for() {
+  local what=$1 secs=$2; shift 2; local t0=$(date +%s)
+  local end=$(( $(date +%s) + secs * MULT ))
+  while [ "$(date +%s)" -lt "$end" ]; do
+    if "$@" >/dev/null 2>&1; then echo "  ($what: $(( $(date +%s) - t0 ))s)"; return 0; fi
+    sleep 0.5
+  done
+  echo "timed out waiting for: $what"
+  return 1
+}
+
+start_kmock() { # start_kmock BROKERS -> sets BS
+  (exec "$B/bin/evbridge-kafka-mock" --brokers "${1:-1}" --port-file "$T/bs" \
+    > "$T/kmock.out" 2>&1) &
+  PIDS+=($!)
+  KMOCK_PID=$!
+  wait_for "kafka mock" 10 test -s "$T/bs" || return 1
+  BS=$(cat "$T/bs")
+}
+
+start_sim() { # start_sim ARGS... -> sets SIM_PID, SIM_CTL
+  (exec "$B/bin/evbridge-sim" --dump "$T/truth.jsonl" "$@" > "$T/sim.out" \
+    2> "$T/sim.err") &
+  SIM_PID=$!
+  PIDS+=($SIM_PID)
+  wait_for "simulator" 10 test -s "$T/sim.out" || return 1
+  SIM_CTL=$(head -1 "$T/sim.out" | $PY -c \
+    'import json,sys; print(json.load(sys.stdin)["control_url"])')
+  SIM_ORIGIN=${SIM_CTL%/_sim/control}
+}
+
+sim_control() { curl -s -f -X POST -d "$1" "$SIM_CTL" > /dev/null; }
+
+stop_pid() { # stop_pid PID -> returns its exit status
+  kill -TERM "$1" 2>/dev/null
+  wait "$1"
+}

@@ -1,0 +1,217 @@
+#!/usr/bin/python3
+"""Compare what evbridge published to Kafka with the simulator's ground truth.
+
+Reads every topic under the prefix with confluent_kafka (read_committed),
+derives each truth event's expected CloudEvents type, topic and key on its
+own (from docs/providers.md and docs/event-format.md, not from evbridge's
+code), and reports:
+
+  missing     current (not superseded) versions absent from Kafka
+  unserved    messages for versions the simulator never served
+  unknown     messages that match no truth version at all
+  duplicates  (source, id, version) published more than once
+  misrouted   messages on the wrong topic or with the wrong key
+  disorder    per key, a message whose event time is older than the one
+              before it in the same partition
+
+Prints a JSON summary; exit status 0 when everything above is zero.
+"""
+import argparse
+import json
+import re
+import sys
+import time
+from collections import defaultdict
+
+from confluent_kafka import Consumer, TopicPartition
+
+
+def sanitize_part(s):
+    out = []
+    for ch in s.lower():
+        m = ch if re.match(r"[a-z0-9.\-]", ch) else "-"
+        if m in ".-":
+            if not out or out[-1] == m:
+                continue
+        out.append(m)
+    while out and out[-1] in ".-":
+        out.pop()
+    return "".join(out)
+
+
+def topic_for(prefix, provider, entity, action):
+    name = "%s.%s.%s.%s" % (sanitize_part(prefix), sanitize_part(provider),
+                            sanitize_part(entity), sanitize_part(action))
+    return sanitize_part(name) or "unnamed"
+
+
+def expect(ev):
+    """Expected (entity, action, version) of a truth line, derived here."""
+    n = ev["native"]
+    prov = ev["provider"]
+    if prov == "kommo":
+        entity = n["entity_type"]
+        t = n["type"]
+        action = t[len(entity) + 1:] if t.startswith(entity + "_") else t
+        eid = str(n.get("entity_id", ""))
+        version = ""
+        tms = int(n["created_at"]) * 1000
+    elif prov == "close":
+        entity = n["object_type"]
+        action = n["action"]
+        eid = n.get("object_id") or ""
+        version = n["date_updated"]
+        tms = None
+    elif prov == "kota":
+        t = n["type"]
+        if "." in t:
+            entity, action = t.rsplit(".", 1)
+        else:
+            entity, action = t, "event"
+        eid = (n.get("data") or {}).get("id") or ""
+        version = ""
+        tms = None
+    else:
+        raise ValueError(prov)
+    return entity, action, eid, version, tms
+
+
+def consume(bootstrap, prefix, timeout):
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": "truth-check-%d" % time.time_ns(),
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+    })
+    md = c.list_topics(timeout=10)
+    parts = []
+    for t, tm in md.topics.items():
+        if t.startswith(prefix + "."):
+            for p in tm.partitions:
+                lo, hi = c.get_watermark_offsets(TopicPartition(t, p),
+                                                 timeout=10)
+                if hi > lo:
+                    parts.append(TopicPartition(t, p, lo))
+    recs = []
+    if not parts:
+        c.close()
+        return recs
+    c.assign(parts)
+    pending = {(p.topic, p.partition) for p in parts}
+    deadline = time.time() + timeout
+    while pending and time.time() < deadline:
+        m = c.poll(1.0)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == -191:  # _PARTITION_EOF
+                pending.discard((m.topic(), m.partition()))
+            continue
+        recs.append(m)
+    c.close()
+    return recs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--truth", required=True, help="JSON lines file")
+    ap.add_argument("--prefix", default="crm")
+    ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--topic-counts", default=None,
+                    help="write '<topic> <messages>' lines to this file")
+    a = ap.parse_args()
+
+    truth = {}
+    with open(a.truth) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            ev = json.loads(line)
+            entity, action, eid, version, tms = expect(ev)
+            src = ev["account"]  # sources are named after sim accounts
+            key = (src, ev["id"], version)
+            truth[key] = {
+                "topic": topic_for(a.prefix, ev["provider"], entity, action),
+                "key": "%s/%s/%s" % (src, entity, eid),
+                "served": bool(ev.get("served")),
+                "superseded": bool(ev.get("superseded")),
+            }
+
+    recs = consume(a.bootstrap, a.prefix, a.timeout)
+    seen = defaultdict(int)
+    unknown = unserved = misrouted = disorder = 0
+    examples = defaultdict(list)
+    last_time = {}
+    recs.sort(key=lambda m: (m.topic(), m.partition(), m.offset()))
+    for m in recs:
+        try:
+            ce = json.loads(m.value())
+        except Exception:
+            unknown += 1
+            examples["unknown"].append(m.topic())
+            continue
+        k = (ce.get("sourcename"), ce.get("id"), ce.get("eventversion") or "")
+        seen[k] += 1
+        t = truth.get(k)
+        if t is None:
+            unknown += 1
+            examples["unknown"].append(k)
+            continue
+        if not t["served"]:
+            unserved += 1
+            examples["unserved"].append(k)
+        key = m.key().decode() if m.key() else None
+        if m.topic() != t["topic"] or key != t["key"]:
+            misrouted += 1
+            examples["misrouted"].append((k, m.topic(), t["topic"], key,
+                                          t["key"]))
+        pk = (m.topic(), m.partition(), key)
+        ts = ce.get("time")
+        if pk in last_time and ts < last_time[pk]:
+            disorder += 1
+            examples["disorder"].append((key, last_time[pk], ts))
+        last_time[pk] = ts
+    if a.topic_counts:
+        per = defaultdict(int)
+        for m in recs:
+            per[m.topic()] += 1
+        with open(a.topic_counts, "w") as f:
+            for t in sorted(per):
+                f.write("%s %d\n" % (t, per[t]))
+    dups = sum(1 for v in seen.values() if v > 1)
+    for k, v in seen.items():
+        if v > 1:
+            examples["duplicates"].append((k, v))
+    missing = [k for k, t in truth.items()
+               if not t["superseded"] and k not in seen]
+    examples["missing"] = missing[:10]
+    summary = {
+        "truth_versions": len(truth),
+        "current_versions": sum(1 for t in truth.values()
+                                if not t["superseded"]),
+        "messages": len(recs),
+        "missing": len(missing),
+        "unserved": unserved,
+        "unknown": unknown,
+        "duplicates": dups,
+        "misrouted": misrouted,
+        "disorder": disorder,
+    }
+    if not a.quiet or any(summary[x] for x in ("missing", "unserved",
+                                                 "unknown", "duplicates",
+                                                 "misrouted", "disorder")):
+        summary["examples"] = {k: [str(x) for x in v[:5]]
+                               for k, v in examples.items() if v}
+    print(json.dumps(summary))
+    bad = any(summary[x] for x in ("missing", "unserved", "unknown",
+                                   "duplicates", "misrouted", "disorder"))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
