@@ -80,11 +80,13 @@ check "evbridge logged no ban" bash -c "! grep -q BANNED '$T/evbridge.log'"
 $PY tests/tools/truth_check.py --bootstrap "$BS" --truth "$T/truth.jsonl" \
   --quiet --topic-counts "$T/topics.txt" > /dev/null
 sort -k2 -n -r "$T/topics.txt" | head -6 > "$T/top.txt"
+kpids=()
 while read -r t n; do
-  kcat -C -b "$BS" -t "$t" -e -q -X isolation.level=read_committed \
-    -f '%k\n' 2>/dev/null | wc -l > "$T/kcat.$t" &
+  (kcat -C -b "$BS" -t "$t" -e -q -X isolation.level=read_committed \
+    -f '%k\n' 2>/dev/null | wc -l > "$T/kcat.$t") &
+  kpids+=($!)
 done < "$T/top.txt"
-wait
+wait "${kpids[@]}"
 kcat_ok=1
 while read -r t n; do
   k=$(cat "$T/kcat.$t")
