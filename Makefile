@@ -134,7 +134,7 @@ ubsan:
 valgrind: all
 	$(Q)EB_TEST_TMOUT_MULT=10 EB_VALGRIND=1 tests/run $(UNIT_BINS)
 
-run: all
+run: $(CMD_BINS)
 	$(Q)scripts/demo $(B)
 
 bench: all
