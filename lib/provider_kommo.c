@@ -764,8 +764,8 @@ static void kommo_walk_end(struct eb_walk *w)
 const struct eb_provider eb_provider_kommo = {
         .name = "kommo",
         .default_base_url = NULL,
-        .default_rps = 5.0,
-        .default_burst = 5,
+        .default_rps = 6.9,
+        .default_burst = 1,
         .default_page_size = 250,
         .max_page_size = 250,
         .default_overlap_ms = 2 * 60 * 1000,
