@@ -13,7 +13,7 @@
 #include "eb_log.h"
 
 struct eb_buf {
-        char *data;   /* NUL-terminated after every append */
+        char *data; /* NUL-terminated after every append */
         size_t len;
         size_t cap;
         size_t limit; /* 0: no limit */
@@ -30,8 +30,8 @@ int eb_buf_append(struct eb_buf *b, const void *p, size_t n) EB_WUR;
 /** @returns 0, -E2BIG or -ENOMEM. */
 int eb_buf_append_str(struct eb_buf *b, const char *s) EB_WUR;
 /** @returns 0, -E2BIG or -ENOMEM. */
-int eb_buf_printf(struct eb_buf *b, const char *fmt, ...) EB_PRINTF(2, 3)
-        EB_WUR;
+int eb_buf_printf(struct eb_buf *b, const char *fmt, ...)
+        EB_PRINTF(2, 3) EB_WUR;
 /**
  * @brief Take the contents (never NULL: an empty buffer yields "").
  * @returns new string (caller frees); the buffer is left empty.

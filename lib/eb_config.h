@@ -57,8 +57,8 @@ struct eb_source_cfg {
         int page_size;            /* "poll.page_size", 0: provider default */
 
         /* rate limit */
-        double rate_rps;  /* "rate_limit.rps", 0: provider default */
-        int rate_burst;   /* "rate_limit.burst", 0: provider default */
+        double rate_rps; /* "rate_limit.rps", 0: provider default */
+        int rate_burst;  /* "rate_limit.burst", 0: provider default */
 
         /* HTTP client */
         int64_t timeout_ms;         /* "http.timeout", default 20s */
@@ -67,9 +67,9 @@ struct eb_source_cfg {
 
         /* webhook ("webhook" block present => accepted) */
         int webhook_enabled;
-        char *webhook_secret;      /* HMAC key (Close: hex; Kota; standard) */
-        char *webhook_token;       /* Kommo path/query token */
-        char *webhook_scheme;      /* signature scheme, NULL: provider's */
+        char *webhook_secret; /* HMAC key (Close: hex; Kota; standard) */
+        char *webhook_token;  /* Kommo path/query token */
+        char *webhook_scheme; /* signature scheme, NULL: provider's */
         int64_t webhook_tolerance_ms; /* default 5m */
 
         /* The whole source object as written (after interpolation), for
@@ -82,28 +82,30 @@ struct eb_config {
         char *path; /* the file it came from, or "<string>" */
 
         /* kafka */
-        char *brokers;   /* NULL: embedded mock cluster */
-        int embedded;    /* 1 when brokers is absent or "embedded" */
+        char *brokers;        /* NULL: embedded mock cluster */
+        int embedded;         /* 1 when brokers is absent or "embedded" */
         int embedded_brokers; /* "kafka.embedded_brokers", default 1 */
         char *topic_prefix;   /* default "crm" */
-        char *topic_template; /* default "{prefix}.{provider}.{entity}.{action}" */
+        char *topic_template; /* default "{prefix}.{provider}.{entity}.{action}"
+                               */
         char *state_prefix;   /* default "evbridge" */
-        char *transactional_id; /* default "<state_prefix>-main" */
-        eb_delivery_t delivery;      /* default exactly-once */
-        int envelope_binary;         /* "kafka.envelope": structured|binary */
-        int64_t batch_linger_ms;     /* "kafka.batch.linger", default 100ms */
-        int batch_max_events;        /* "kafka.batch.max_events", default 5000 */
-        size_t queue_max_messages;   /* "kafka.queue_max_messages", 100000 */
-        struct eb_kv *properties;    /* "kafka.properties" pass-through */
+        char *transactional_id;    /* default "<state_prefix>-main" */
+        eb_delivery_t delivery;    /* default exactly-once */
+        int envelope_binary;       /* "kafka.envelope": structured|binary */
+        int64_t batch_linger_ms;   /* "kafka.batch.linger", default 100ms */
+        int batch_max_events;      /* "kafka.batch.max_events", default 5000 */
+        size_t queue_max_messages; /* "kafka.queue_max_messages", 100000 */
+        struct eb_kv *properties;  /* "kafka.properties" pass-through */
         size_t properties_cnt;
 
         /* http listener (webhooks, /metrics, /healthz, /readyz) */
-        char *listen;               /* NULL: no listener; default "0.0.0.0:8080" */
-        size_t http_max_body;       /* "http.max_body", default 1 MiB */
-        size_t http_max_headers;    /* "http.max_headers", default 16 KiB */
-        int64_t http_timeout_ms;    /* "http.timeout", default 10s */
-        int64_t webhook_deadline_ms;/* "http.webhook_deadline", default 1500ms */
-        int http_max_held;          /* "http.max_held", default 10000 */
+        char *listen;            /* NULL: no listener; default "0.0.0.0:8080" */
+        size_t http_max_body;    /* "http.max_body", default 1 MiB */
+        size_t http_max_headers; /* "http.max_headers", default 16 KiB */
+        int64_t http_timeout_ms; /* "http.timeout", default 10s */
+        int64_t webhook_deadline_ms; /* "http.webhook_deadline", default 1500ms
+                                      */
+        int http_max_held;           /* "http.max_held", default 10000 */
 
         /* dedupe */
         int64_t dedupe_window_ms; /* default 72h */

@@ -10,8 +10,8 @@
  *   specversion  "1.0"
  *   id           native event id
  *   source       "/<provider>/<account>"          (provider + account)
- *   type         "<provider>.<entity>.<action>"   e.g. close.opportunity.updated
- *   time         upstream event time, RFC 3339 (ms)
+ *   type         "<provider>.<entity>.<action>"   e.g.
+ * close.opportunity.updated time         upstream event time, RFC 3339 (ms)
  *   subject      "<entity>/<entity id>"
  *   datacontenttype "application/json"
  *   extensions   provider, account, entitytype, entityid, action, actor,

@@ -12,7 +12,7 @@
 #include "eb_util.h"
 
 #define EB_HTTP_MAX_HEADER_BYTES (64 * 1024)
-#define EB_HTTP_MAX_HEADERS 64
+#define EB_HTTP_MAX_HEADERS      64
 
 struct hdr {
         char *name; /* points into xfer->hdrbuf copies */
@@ -163,8 +163,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
                 curl_multi_assign(http->multi, s, sc);
         } else {
                 event_del(sc->ev);
-                event_assign(sc->ev, http->base, s, kind, on_sock_event,
-                             http);
+                event_assign(sc->ev, http->base, s, kind, on_sock_event, http);
         }
         event_add(sc->ev, NULL);
         return 0;
@@ -265,8 +264,8 @@ static void finish(eb_http_t *http, struct xfer *x, CURLcode rc)
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
         memset(&res, 0, sizeof(res));
         res.err = map_curl_err(rc, x->too_big);
-        res.errstr = res.err ? (x->err[0] ? x->err : curl_easy_strerror(rc))
-                             : "";
+        res.errstr =
+                res.err ? (x->err[0] ? x->err : curl_easy_strerror(rc)) : "";
         if (res.err == -E2BIG)
                 res.errstr = "response body over the size limit";
         res.status = status;
@@ -318,8 +317,7 @@ eb_http_t *eb_http_new(struct event_base *base, char *errstr,
         }
         curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
         curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http);
-        curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION,
-                          on_timer_update);
+        curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION, on_timer_update);
         curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http);
         return http;
 }

@@ -24,29 +24,29 @@ typedef struct eb_http_s eb_http_t;
 
 struct eb_http_request {
         const char *url;
-        const char *method;              /* NULL: GET */
-        const char *body;                /* request body (POST), may be NULL */
+        const char *method; /* NULL: GET */
+        const char *body;   /* request body (POST), may be NULL */
         size_t body_len;
-        const char *const *headers;      /* NULL-terminated "Name: value" */
-        int64_t timeout_ms;              /* whole transfer; 0: 30 s */
-        int64_t connect_timeout_ms;      /* 0: 5 s */
-        size_t max_body;                 /* response cap; 0: 16 MiB */
-        const char *protocols;           /* NULL: "http,https" */
+        const char *const *headers; /* NULL-terminated "Name: value" */
+        int64_t timeout_ms;         /* whole transfer; 0: 30 s */
+        int64_t connect_timeout_ms; /* 0: 5 s */
+        size_t max_body;            /* response cap; 0: 16 MiB */
+        const char *protocols;      /* NULL: "http,https" */
 };
 
 /** A finished transfer. Everything is borrowed and valid only during the
  *  callback. */
 struct eb_http_result {
-        int err;             /* 0, -ETIMEDOUT, -ECONNREFUSED, -ECONNRESET,
-                              * -E2BIG (body over the cap), -EPROTO
-                              * (bad response / decoding), -ECANCELED,
-                              * -EHOSTUNREACH (resolve), -EIO (other) */
-        const char *errstr;  /* curl's message when err != 0, else "" */
-        long status;         /* HTTP status, 0 if none */
-        const char *body;    /* NUL-terminated, "" if none */
+        int err;            /* 0, -ETIMEDOUT, -ECONNREFUSED, -ECONNRESET,
+                             * -E2BIG (body over the cap), -EPROTO
+                             * (bad response / decoding), -ECANCELED,
+                             * -EHOSTUNREACH (resolve), -EIO (other) */
+        const char *errstr; /* curl's message when err != 0, else "" */
+        long status;        /* HTTP status, 0 if none */
+        const char *body;   /* NUL-terminated, "" if none */
         size_t body_len;
         int64_t elapsed_us;
-        const void *priv_;   /* header store: use eb_http_result_header() */
+        const void *priv_; /* header store: use eb_http_result_header() */
 };
 
 typedef void(eb_http_cb)(const struct eb_http_result *res, void *opaque);

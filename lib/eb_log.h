@@ -38,7 +38,7 @@ extern eb_log_level_t eb_log_level;
 
 #if defined(__GNUC__)
 #define EB_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#define EB_WUR __attribute__((warn_unused_result))
+#define EB_WUR          __attribute__((warn_unused_result))
 #else
 #define EB_PRINTF(f, a)
 #define EB_WUR
@@ -52,8 +52,8 @@ extern eb_log_level_t eb_log_level;
         } while (0)
 
 #define eb_debug(mod, ...) eb_log(EB_LOG_DEBUG, mod, __VA_ARGS__)
-#define eb_info(mod, ...) eb_log(EB_LOG_INFO, mod, __VA_ARGS__)
-#define eb_warn(mod, ...) eb_log(EB_LOG_WARN, mod, __VA_ARGS__)
+#define eb_info(mod, ...)  eb_log(EB_LOG_INFO, mod, __VA_ARGS__)
+#define eb_warn(mod, ...)  eb_log(EB_LOG_WARN, mod, __VA_ARGS__)
 #define eb_error(mod, ...) eb_log(EB_LOG_ERROR, mod, __VA_ARGS__)
 
 /** @brief Format and emit one record (use the eb_log macros instead). */
@@ -82,8 +82,7 @@ void eb_log_clear_secrets(void);
  * @brief Send finished lines to @p fn instead of stderr (tests); NULL
  * restores stderr. @p fn gets the line without its trailing newline.
  */
-void eb_log_set_sink(void (*fn)(const char *line, void *opaque),
-                     void *opaque);
+void eb_log_set_sink(void (*fn)(const char *line, void *opaque), void *opaque);
 
 /**
  * @brief Copy @p in to @p out (size @p outsz) with every registered secret

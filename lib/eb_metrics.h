@@ -76,7 +76,7 @@ void eb_prom_sample(struct eb_prom *w, const char *suffix,
 struct eb_histogram {
         const double *bounds; /* ascending upper bounds, borrowed */
         size_t nbounds;
-        uint64_t *counts;     /* nbounds + 1 (the last is +Inf), owned */
+        uint64_t *counts; /* nbounds + 1 (the last is +Inf), owned */
         double sum;
         uint64_t count;
 };

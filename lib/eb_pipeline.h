@@ -26,6 +26,7 @@
 #include "eb_dedupe.h"
 #include "eb_event.h"
 #include "eb_kafka.h"
+#include "eb_metrics.h"
 #include "eb_poller.h"
 
 struct event_base;
@@ -33,11 +34,11 @@ typedef struct eb_pipeline_s eb_pipeline_t;
 
 /** Per-source publishing counters. */
 struct eb_pipeline_stats {
-        uint64_t published;  /* messages acknowledged by Kafka */
-        uint64_t duplicates; /* events dropped as already published */
-        uint64_t failed;     /* messages whose delivery failed */
-        uint64_t invalid;    /* events that could not be rendered */
-        uint64_t queue_full; /* publishes refused: Kafka queue full */
+        uint64_t published;      /* messages acknowledged by Kafka */
+        uint64_t duplicates;     /* events dropped as already published */
+        uint64_t failed;         /* messages whose delivery failed */
+        uint64_t invalid;        /* events that could not be rendered */
+        uint64_t queue_full;     /* publishes refused: Kafka queue full */
         int64_t newest_event_ms; /* newest event time acknowledged */
 };
 
@@ -69,11 +70,19 @@ int eb_pipeline_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
 json_t *eb_pipeline_checkpoint(const eb_pipeline_t *pl, const char *source);
 
 /** @returns borrowed stats of @p source (zeroes if unknown: never NULL). */
-const struct eb_pipeline_stats *
-eb_pipeline_stats(eb_pipeline_t *pl, const char *source);
+const struct eb_pipeline_stats *eb_pipeline_stats(eb_pipeline_t *pl,
+                                                  const char *source);
 
 /** @returns borrowed dedupe table (metrics). */
 const eb_dedupe_t *eb_pipeline_dedupe(const eb_pipeline_t *pl);
+
+/**
+ * @returns borrowed histogram of the seconds from eb_kafka_produce() to the
+ * message's delivery report (success or failure), for metrics. Valid until
+ * eb_pipeline_free().
+ */
+const struct eb_histogram *
+eb_pipeline_delivery_latency(const eb_pipeline_t *pl);
 
 /** @returns publishes not yet settled. */
 int eb_pipeline_pending(const eb_pipeline_t *pl);

@@ -15,8 +15,8 @@ struct src {
         const struct eb_provider *prov;
         struct event *timer;
         enum eb_source_state state;
-        int removed;  /* freed once an in-flight publish settles */
-        int stopped;  /* banned or poller stopping */
+        int removed; /* freed once an in-flight publish settles */
+        int stopped; /* banned or poller stopping */
 
         struct eb_walk walk;
         int in_walk;
@@ -165,7 +165,7 @@ int eb_poller_add(eb_poller_t *p, const struct eb_source_cfg *src, json_t *cp,
         }
         s->committed_cp = cp ? json_incref(cp) : NULL;
         s->rps = src->rate_rps > 0 ? src->rate_rps : prov->default_rps;
-        s->burst = src->rate_burst > 0 ? src->rate_burst
+        s->burst = src->rate_burst > 0       ? src->rate_burst
                    : prov->default_burst > 0 ? prov->default_burst
                                              : 1;
         s->tokens = 1; /* start with one token: no burst at start-up */
@@ -180,9 +180,9 @@ int eb_poller_add(eb_poller_t *p, const struct eb_source_cfg *src, json_t *cp,
                 int64_t spread = src->poll_interval_ms < 2000
                                          ? src->poll_interval_ms
                                          : 2000;
-                src_schedule(s, spread > 0 ? (int64_t)(rnd(p) %
-                                                       (uint64_t)spread)
-                                           : 0);
+                src_schedule(s, spread > 0
+                                        ? (int64_t)(rnd(p) % (uint64_t)spread)
+                                        : 0);
         }
         return 0;
 }
@@ -504,7 +504,8 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                 s->st.errors_http++;
                 wait = next_backoff(s, p->opts.backoff_min_ms,
                                     p->opts.backoff_max_ms);
-                eb_warn("poller", "source=%s request failed: %s; retry in "
+                eb_warn("poller",
+                        "source=%s request failed: %s; retry in "
                         "%lldms",
                         s->cfg->name, res->errstr, (long long)wait);
                 if (p->stopping)
@@ -545,8 +546,7 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                     page.ratelimit_remaining >= 0 &&
                     page.ratelimit_reset_ms > 0 &&
                     page.ratelimit_remaining <
-                            page.ratelimit_limit *
-                                    p->opts.slowdown_remaining) {
+                            page.ratelimit_limit * p->opts.slowdown_remaining) {
                         /* Close: the window's budget is nearly spent.
                          * Spread what is left over the time to reset
                          * instead of running into a 429. */
@@ -665,7 +665,8 @@ static void src_step(struct src *s)
                         return;
                 }
                 if (rc) {
-                        eb_error("poller", "source=%s cannot start a walk "
+                        eb_error("poller",
+                                 "source=%s cannot start a walk "
                                  "(%s); retrying",
                                  s->cfg->name, strerror(-rc));
                         eb_walk_fini(&s->walk);

@@ -54,10 +54,10 @@ struct eb_sink {
 };
 
 struct eb_poller_opts {
-        int64_t backoff_min_ms; /* first retry delay, default 1s */
-        int64_t backoff_max_ms; /* cap, default 5 min */
-        int64_t auth_backoff_ms; /* after 401/402, default 5 min */
-        int64_t catchup_delay_ms; /* between back-to-back walks, default 0 */
+        int64_t backoff_min_ms;    /* first retry delay, default 1s */
+        int64_t backoff_max_ms;    /* cap, default 5 min */
+        int64_t auth_backoff_ms;   /* after 401/402, default 5 min */
+        int64_t catchup_delay_ms;  /* between back-to-back walks, default 0 */
         double slowdown_remaining; /* Close RateLimit: below this share of
                                     * limit left, spread the rest (0.1) */
         long max_walk_events;      /* newest-first walks are buffered and
@@ -76,22 +76,22 @@ enum eb_source_state {
 
 /** Per-source counters (monotonic unless noted). */
 struct eb_source_stats {
-        uint64_t walks;        /* completed page walks */
-        uint64_t requests;     /* HTTP requests sent */
-        uint64_t pages;        /* pages handled */
-        uint64_t events;       /* events handed to the sink */
-        uint64_t errors_http;  /* timeouts, resets, refused */
+        uint64_t walks;       /* completed page walks */
+        uint64_t requests;    /* HTTP requests sent */
+        uint64_t pages;       /* pages handled */
+        uint64_t events;      /* events handed to the sink */
+        uint64_t errors_http; /* timeouts, resets, refused */
         uint64_t errors_5xx;
-        uint64_t errors_body;  /* unparseable / wrong shape */
-        uint64_t errors_auth;  /* 401 / 402 */
-        uint64_t errors_client; /* other 4xx */
-        uint64_t errors_publish; /* sink failures */
-        uint64_t rate_limited; /* 429s */
-        uint64_t slowdowns;    /* proactive waits on RateLimit remaining */
-        int banned;            /* gauge: 1 after a Kommo 403 */
-        int64_t backoff_ms;    /* gauge: current backoff, 0 if none */
-        int64_t newest_event_ms; /* gauge: newest event time published */
-        int64_t last_walk_end_ms; /* gauge: wall clock */
+        uint64_t errors_body;       /* unparseable / wrong shape */
+        uint64_t errors_auth;       /* 401 / 402 */
+        uint64_t errors_client;     /* other 4xx */
+        uint64_t errors_publish;    /* sink failures */
+        uint64_t rate_limited;      /* 429s */
+        uint64_t slowdowns;         /* proactive waits on RateLimit remaining */
+        int banned;                 /* gauge: 1 after a Kommo 403 */
+        int64_t backoff_ms;         /* gauge: current backoff, 0 if none */
+        int64_t newest_event_ms;    /* gauge: newest event time published */
+        int64_t last_walk_end_ms;   /* gauge: wall clock */
         enum eb_source_state state; /* gauge */
 };
 

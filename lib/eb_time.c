@@ -85,8 +85,11 @@ void eb_duration_format(int64_t ms, char *buf, size_t sz)
         static const struct {
                 const char *unit;
                 int64_t ms;
-        } units[] = {{"d", 86400000LL}, {"h", 3600000}, {"m", 60000},
-                     {"s", 1000},       {"ms", 1}};
+        } units[] = {{"d", 86400000LL},
+                     {"h", 3600000},
+                     {"m", 60000},
+                     {"s", 1000},
+                     {"ms", 1}};
         size_t i, o = 0;
 
         if (!sz)
@@ -147,14 +150,14 @@ int eb_rfc3339_parse(const char *s, int64_t *ms)
 
         if (!s)
                 return -EINVAL;
-        if (num(&p, 4, &y) || *p++ != '-' || num(&p, 2, &mo) ||
-            *p++ != '-' || num(&p, 2, &d))
+        if (num(&p, 4, &y) || *p++ != '-' || num(&p, 2, &mo) || *p++ != '-' ||
+            num(&p, 2, &d))
                 return -EINVAL;
         if (*p != 'T' && *p != 't' && *p != ' ')
                 return -EINVAL;
         p++;
-        if (num(&p, 2, &h) || *p++ != ':' || num(&p, 2, &mi) ||
-            *p++ != ':' || num(&p, 2, &sec))
+        if (num(&p, 2, &h) || *p++ != ':' || num(&p, 2, &mi) || *p++ != ':' ||
+            num(&p, 2, &sec))
                 return -EINVAL;
         if (*p == '.') {
                 p++;

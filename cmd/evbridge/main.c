@@ -23,8 +23,10 @@ static void usage(FILE *fp)
                 "once, as a CloudEvents envelope, to a Kafka topic per type.\n"
                 "\n"
                 "Options:\n"
-                "  -c, --config FILE        run with this configuration (JSON)\n"
-                "      --check-config FILE  validate FILE and exit: 0 if valid,\n"
+                "  -c, --config FILE        run with this configuration "
+                "(JSON)\n"
+                "      --check-config FILE  validate FILE and exit: 0 if "
+                "valid,\n"
                 "                           2 with a message naming the key\n"
                 "      --bootstrap-file F   write the Kafka bootstrap address\n"
                 "                           to F once running (embedded mode)\n"
@@ -125,8 +127,9 @@ int main(int argc, char **argv)
         if (level) {
                 eb_log_level_t lvl;
                 if (eb_log_level_parse(level, &lvl)) {
-                        fprintf(stderr, "evbridge: --log-level: unknown "
-                                        "level \"%s\"\n",
+                        fprintf(stderr,
+                                "evbridge: --log-level: unknown "
+                                "level \"%s\"\n",
                                 level);
                         eb_config_free(cfg);
                         return 2;

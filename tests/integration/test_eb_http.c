@@ -100,8 +100,7 @@ static void handler(struct evhttp_request *req, void *arg)
                 evtimer_add(s->ev, &tv);
         } else if (!strcmp(uri, "/headers")) {
                 const char *auth = evhttp_find_header(
-                        evhttp_request_get_input_headers(req),
-                        "Authorization");
+                        evhttp_request_get_input_headers(req), "Authorization");
                 evbuffer_add_printf(out, "%s", auth ? auth : "none");
                 evhttp_send_reply(req, 200, "OK", NULL);
         } else {

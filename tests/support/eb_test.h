@@ -65,7 +65,8 @@ extern const char *eb_test_case_name_;
         do {                                                                   \
                 long long eb_a_ = (long long)(a), eb_b_ = (long long)(b);      \
                 if (eb_a_ != eb_b_) {                                          \
-                        fprintf(stderr, "  %s:%d: %s: %lld != %lld (%s vs %s)\n", \
+                        fprintf(stderr,                                        \
+                                "  %s:%d: %s: %lld != %lld (%s vs %s)\n",      \
                                 __FILE__, __LINE__, eb_test_case_name_, eb_a_, \
                                 eb_b_, #a, #b);                                \
                         eb_test_case_failed_ = 1;                              \

@@ -36,8 +36,8 @@ static void test_hmac_rfc4231(void)
         unsigned char mac[32];
         char hex[65];
 
-        EB_REQUIRE(eb_hmac_sha256("Jefe", 4, "what do ya want for nothing?",
-                                  28, mac) == 0);
+        EB_REQUIRE(eb_hmac_sha256("Jefe", 4, "what do ya want for nothing?", 28,
+                                  mac) == 0);
         eb_hex_encode(mac, 32, hex);
         EB_CHECK_STR(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839"
                           "dec58b964ec3843");
@@ -84,13 +84,20 @@ static void test_duration(void)
                 int64_t ms;
                 int rc;
         } cases[] = {
-                {"10s", 10000, 0},       {"5m", 300000, 0},
-                {"24h", 86400000, 0},    {"1h30m", 5400000, 0},
-                {"250ms", 250, 0},       {"2d", 172800000, 0},
-                {"0", 0, 0},             {"", 0, -EINVAL},
-                {"10", 0, -EINVAL},      {"s", 0, -EINVAL},
-                {"10x", 0, -EINVAL},     {"-5s", 0, -EINVAL},
-                {"1.5s", 0, -EINVAL},    {"often", 0, -EINVAL},
+                {"10s", 10000, 0},
+                {"5m", 300000, 0},
+                {"24h", 86400000, 0},
+                {"1h30m", 5400000, 0},
+                {"250ms", 250, 0},
+                {"2d", 172800000, 0},
+                {"0", 0, 0},
+                {"", 0, -EINVAL},
+                {"10", 0, -EINVAL},
+                {"s", 0, -EINVAL},
+                {"10x", 0, -EINVAL},
+                {"-5s", 0, -EINVAL},
+                {"1.5s", 0, -EINVAL},
+                {"often", 0, -EINVAL},
                 {"99999999999999999999d", 0, -EINVAL},
         };
         size_t i;
