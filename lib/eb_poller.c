@@ -21,6 +21,7 @@ struct src {
         struct eb_walk walk;
         int in_walk;
         int walk_had_full_page;
+        int64_t walk_started_ms; /* monotonic */
         int trigger_pending;
         json_t *committed_cp; /* last checkpoint acknowledged */
         json_t *snap_cp;      /* walk.cp / walk.state before page_done */
@@ -481,12 +482,21 @@ static void on_published(void *arg, int err)
         s->st.last_walk_end_ms = eb_now_ms();
         walk_reset(s);
         set_state(s, EB_SRC_IDLE);
-        if (s->trigger_pending || s->walk_had_full_page) {
-                /* Catch-up: the backlog filled pages, or a webhook asked. */
+        if (s->trigger_pending) {
+                /* A webhook asked for a poll while this walk ran. */
                 s->trigger_pending = 0;
                 src_schedule(s, p->opts.catchup_delay_ms);
         } else {
-                src_schedule(s, s->cfg->poll_interval_ms);
+                /* Walks start one interval apart. A walk that took longer
+                 * than the interval (a backlog: every page was full) is
+                 * followed at once by the next: catch-up mode, until a
+                 * walk is quick again. Every walk itself keeps going while
+                 * pages are full, so this never skips anything. */
+                int64_t took = eb_mono_ms() - s->walk_started_ms;
+                int64_t delay = s->cfg->poll_interval_ms - took;
+                if (delay < p->opts.catchup_delay_ms)
+                        delay = p->opts.catchup_delay_ms;
+                src_schedule(s, delay);
         }
         s->walk_had_full_page = 0;
 }
@@ -676,6 +686,7 @@ static void src_step(struct src *s)
                 }
                 s->in_walk = 1;
                 s->walk_had_full_page = 0;
+                s->walk_started_ms = eb_mono_ms();
         }
         rc = s->prov->next_request(&s->walk, &url, &auth);
         if (rc) {
