@@ -1,0 +1,313 @@
+/*
+ * eb_poller against the simulator with a sink that fails on purpose.
+ *
+ * The contract under test: a checkpoint moves only when the sink has
+ * acknowledged the page behind it; a failed publish rolls the walk back
+ * and the same events are offered again, so nothing is lost; a failed
+ * upstream request (injected 500s) is retried without losing the
+ * position. The sink here dedupes by (source, id, version) the way the
+ * pipeline does, and counts how often each event was offered.
+ */
+#include "eb_config.h"
+#include "eb_http.h"
+#include "eb_poller.h"
+#include "eb_test.h"
+#include "eb_time.h"
+#include "sim_harness.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <event2/event.h>
+
+static struct event_base *base;
+
+struct pending {
+        eb_publish_done_cb *done;
+        void *arg;
+        int err;
+        struct event *ev;
+};
+
+struct fake_sink {
+        json_t *seen; /* dedupe key -> times accepted (1 expected) */
+        int publishes;
+        int fail_every; /* fail every Nth publish */
+        int failed;
+        json_t *cp_at_fail; /* checkpoints (by source) offered on failure */
+};
+
+static void settle(evutil_socket_t fd, short what, void *arg)
+{
+        struct pending *pd = arg;
+
+        (void)fd;
+        (void)what;
+        pd->done(pd->arg, pd->err);
+        event_free(pd->ev);
+        free(pd);
+}
+
+static int publish(void *opaque, const struct eb_source_cfg *src,
+                   struct eb_event **evts, size_t cnt, json_t *cp,
+                   eb_publish_done_cb *done, void *arg)
+{
+        struct fake_sink *fs = opaque;
+        struct pending *pd = calloc(1, sizeof(*pd));
+        struct timeval tv = {0, 1000};
+        size_t i;
+
+        (void)cp;
+        fs->publishes++;
+        pd->done = done;
+        pd->arg = arg;
+        if (fs->fail_every && fs->publishes % fs->fail_every == 0 && cnt) {
+                /* Kafka said no: nothing of this page is kept. */
+                pd->err = -EIO;
+                fs->failed++;
+        } else {
+                for (i = 0; i < cnt; i++) {
+                        char *k = eb_event_dedupe_key(evts[i], NULL);
+                        json_t *n = json_object_get(fs->seen, k);
+                        /* The real pipeline drops repeats (overlap); what
+                         * matters is that each is accepted at least once
+                         * and that accepted ones are counted. */
+                        json_object_set_new(
+                                fs->seen, k,
+                                json_integer(n ? json_integer_value(n) + 1
+                                               : 1));
+                        free(k);
+                }
+        }
+        (void)src;
+        for (i = 0; i < cnt; i++)
+                eb_event_free(evts[i]);
+        free(evts);
+        pd->ev = evtimer_new(base, settle, pd);
+        evtimer_add(pd->ev, &tv);
+        return 0;
+}
+
+static void run_for(int ms)
+{
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+}
+
+/* Every current version in the truth was accepted by the sink. */
+static int all_accepted(struct eb_sim *sim, struct fake_sink *fs, int *missing)
+{
+        json_t *truth = eb_sim_truth(sim, "");
+        size_t i;
+        int miss = 0;
+
+        if (!truth)
+                return 0;
+        for (i = 0; i < json_array_size(truth); i++) {
+                json_t *t = json_array_get(truth, i);
+                const char *ver =
+                        json_string_value(json_object_get(t, "version"));
+                char key[512];
+                if (json_is_true(json_object_get(t, "superseded")))
+                        continue;
+                snprintf(key, sizeof(key), "%s\x1f%s\x1f%s",
+                         json_string_value(json_object_get(t, "account")),
+                         json_string_value(json_object_get(t, "id")),
+                         ver ? ver : "");
+                if (!json_object_get(fs->seen, key))
+                        miss++;
+        }
+        json_decref(truth);
+        *missing = miss;
+        return miss == 0;
+}
+
+static void test_failures_lose_nothing(void)
+{
+        const char *args[] = {"--seed",
+                              "3",
+                              "--accounts",
+                              "kommo=1,close=1,kota=1",
+                              "--backlog",
+                              "700",
+                              "--backlog-span",
+                              "2h",
+                              "--rate",
+                              "0",
+                              "--limits",
+                              "off",
+                              "--faults",
+                              "500@every=4",
+                              NULL};
+        struct eb_sim sim;
+        struct fake_sink fs;
+        struct eb_sink sink;
+        struct eb_poller_opts opts;
+        struct eb_config *cfg = NULL;
+        eb_http_t *http = NULL;
+        eb_poller_t *p = NULL;
+        char json[4096], err[512];
+        const char *names[] = {"kommo-1", "close-1", "kota-1"};
+        int i, missing = -1, rounds;
+
+        memset(&fs, 0, sizeof(fs));
+        fs.seen = json_object();
+        fs.fail_every = 3;
+        EB_REQUIRE(eb_sim_start(args, &sim) == 0);
+        snprintf(json, sizeof(json),
+                 "{\"kafka\":{},\"sources\":["
+                 "{\"name\":\"kommo-1\",\"provider\":\"kommo\","
+                 "\"base_url\":\"%s\",\"credentials\":{\"token\":\"%s\"},"
+                 "\"poll\":{\"interval\":\"300ms\",\"start\":\"1d\"}},"
+                 "{\"name\":\"close-1\",\"provider\":\"close\","
+                 "\"base_url\":\"%s\",\"credentials\":{\"api_key\":\"%s\"},"
+                 "\"poll\":{\"interval\":\"300ms\",\"start\":\"1d\"}},"
+                 "{\"name\":\"kota-1\",\"provider\":\"kota\","
+                 "\"base_url\":\"%s\",\"credentials\":{\"api_key\":\"%s\"},"
+                 "\"poll\":{\"interval\":\"300ms\",\"start\":\"1d\"}}]}",
+                 eb_sim_str(&sim, "kommo-1", "base_url"),
+                 eb_sim_str(&sim, "kommo-1", "credentials.token"),
+                 eb_sim_str(&sim, "close-1", "base_url"),
+                 eb_sim_str(&sim, "close-1", "credentials.api_key"),
+                 eb_sim_str(&sim, "kota-1", "base_url"),
+                 eb_sim_str(&sim, "kota-1", "credentials.api_key"));
+        cfg = eb_config_load_string(json, err, sizeof(err));
+        EB_REQUIRE(cfg != NULL);
+        http = eb_http_new(base, err, sizeof(err));
+        sink.publish = publish;
+        sink.opaque = &fs;
+        memset(&opts, 0, sizeof(opts));
+        opts.backoff_min_ms = 50;
+        opts.backoff_max_ms = 200;
+        p = eb_poller_new(base, http, &sink, &opts);
+        for (i = 0; i < 3; i++)
+                EB_REQUIRE(eb_poller_add(p, &cfg->sources[i], NULL, err,
+                                         sizeof(err)) == 0);
+        for (rounds = 0; rounds < EB_T_TMOUT(60); rounds++) {
+                run_for(500);
+                if (all_accepted(&sim, &fs, &missing))
+                        break;
+        }
+        EB_CHECK_INT(missing, 0);
+        EB_CHECK(fs.failed >= 3);
+        for (i = 0; i < 3; i++) {
+                const struct eb_source_stats *st = eb_poller_stats(p, names[i]);
+                EB_REQUIRE(st != NULL);
+                /* Injected 500s were met and retried. */
+                EB_CHECK(st->errors_5xx >= 1);
+                EB_CHECK(eb_poller_checkpoint(p, names[i]) != NULL);
+        }
+        eb_poller_stop(p);
+        run_for(300);
+        EB_CHECK(eb_poller_idle(p));
+        eb_poller_free(p);
+        eb_http_free(http);
+        eb_config_free(cfg);
+        json_decref(fs.seen);
+        EB_CHECK(eb_sim_stop(&sim) == 0);
+}
+
+/* A failed publish leaves the committed checkpoint where it was. */
+struct cp_sink {
+        int calls;
+        json_t *offered; /* checkpoint offered with the failing publish */
+};
+
+static int publish_fail_second(void *opaque, const struct eb_source_cfg *src,
+                               struct eb_event **evts, size_t cnt, json_t *cp,
+                               eb_publish_done_cb *done, void *arg)
+{
+        struct cp_sink *cs = opaque;
+        struct pending *pd = calloc(1, sizeof(*pd));
+        struct timeval tv = {0, 1000};
+        size_t i;
+
+        (void)src;
+        cs->calls++;
+        pd->done = done;
+        pd->arg = arg;
+        if (cs->calls == 2) {
+                pd->err = -EIO;
+                cs->offered = json_deep_copy(cp);
+        }
+        for (i = 0; i < cnt; i++)
+                eb_event_free(evts[i]);
+        free(evts);
+        pd->ev = evtimer_new(base, settle, pd);
+        evtimer_add(pd->ev, &tv);
+        return 0;
+}
+
+static void test_checkpoint_waits_for_ack(void)
+{
+        const char *args[] = {"--seed",    "9",   "--accounts", "kota=1",
+                              "--backlog", "350", "--rate",     "0",
+                              "--limits",  "off", NULL};
+        struct eb_sim sim;
+        struct cp_sink cs;
+        struct eb_sink sink;
+        struct eb_poller_opts opts;
+        struct eb_config *cfg;
+        eb_http_t *http;
+        eb_poller_t *p;
+        char json[2048], err[512];
+        json_t *before = NULL, *after;
+        int i;
+
+        memset(&cs, 0, sizeof(cs));
+        EB_REQUIRE(eb_sim_start(args, &sim) == 0);
+        snprintf(json, sizeof(json),
+                 "{\"sources\":[{\"name\":\"kota-1\",\"provider\":\"kota\","
+                 "\"base_url\":\"%s\",\"credentials\":{\"api_key\":\"%s\"},"
+                 "\"poll\":{\"interval\":\"1h\",\"start\":\"1d\"}}]}",
+                 eb_sim_str(&sim, "kota-1", "base_url"),
+                 eb_sim_str(&sim, "kota-1", "credentials.api_key"));
+        cfg = eb_config_load_string(json, err, sizeof(err));
+        EB_REQUIRE(cfg != NULL);
+        http = eb_http_new(base, err, sizeof(err));
+        sink.publish = publish_fail_second;
+        sink.opaque = &cs;
+        memset(&opts, 0, sizeof(opts));
+        opts.backoff_min_ms = 400; /* time to look between fail and retry */
+        opts.backoff_max_ms = 400;
+        p = eb_poller_new(base, http, &sink, &opts);
+        EB_REQUIRE(eb_poller_add(p, &cfg->sources[0], NULL, err, sizeof(err)) ==
+                   0);
+        /* Run until the second publish has failed. */
+        for (i = 0; i < 200 && cs.calls < 2; i++)
+                run_for(20);
+        EB_REQUIRE(cs.calls == 2);
+        run_for(20);
+        before = json_deep_copy(eb_poller_checkpoint(p, "kota-1"));
+        EB_REQUIRE(before != NULL && cs.offered != NULL);
+        /* The failed page's checkpoint was offered but not committed. */
+        EB_CHECK(!json_equal(before, cs.offered));
+        /* After the retry succeeds, the checkpoint moves on to it. */
+        for (i = 0; i < 200 && cs.calls < 4; i++)
+                run_for(20);
+        after = eb_poller_checkpoint(p, "kota-1");
+        EB_CHECK(after != NULL && !json_equal(before, after));
+        EB_CHECK(cs.calls >= 3);
+        json_decref(before);
+        json_decref(cs.offered);
+        eb_poller_stop(p);
+        run_for(200);
+        eb_poller_free(p);
+        eb_http_free(http);
+        eb_config_free(cfg);
+        EB_CHECK(eb_sim_stop(&sim) == 0);
+}
+
+int main(void)
+{
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        eb_log_set_level(EB_LOG_ERROR);
+        base = event_base_new();
+        EB_RUN(test_failures_lose_nothing);
+        EB_RUN(test_checkpoint_waits_for_ack);
+        event_base_free(base);
+        curl_global_cleanup();
+        eb_log_shutdown();
+        return eb_test_summary();
+}
