@@ -6,6 +6,7 @@
 #   make valgrind   unit tests under valgrind, leak-free
 #   make run        the demo on the embedded Kafka cluster
 #   make lint       clang-format check + banned functions
+#   make lint-deploy  render and check the Kubernetes manifests (offline)
 #   make deps       apt-get install what the build and tests need
 #
 # V=1 shows the full commands, WERROR=1 turns warnings into errors.
@@ -78,7 +79,7 @@ INTEG_BINS := $(INTEG_SRC:tests/integration/%.c=$(B)/tests/integration/%)
 INTEG_SH  := $(sort $(wildcard tests/integration/test_*.sh))
 
 .PHONY: all test test-unit test-integration asan ubsan valgrind run lint \
-        style-check style-fix checksrc install clean deps bench
+        style-check style-fix checksrc install clean deps bench lint-deploy
 
 all: $(CMD_BINS) $(UNIT_BINS) $(INTEG_BINS)
 
@@ -157,6 +158,20 @@ checksrc:
 	  echo "checksrc: banned function used (see docs/architecture.md)"; exit 1; \
 	else echo "checksrc: ok"; fi
 
+# ---- deploy manifests ------------------------------------------------------
+# Renders deploy/k8s/base and every overlay offline and checks every object:
+# schema, policy, and the evbridge config in the ConfigMap (with
+# `evbridge --check-config`). See tools/lint-deploy.js and
+# docs/operations.md. The node modules are pinned in tools/package-lock.json.
+TOOLS_MODULES := tools/node_modules/.package-lock.json
+
+$(TOOLS_MODULES): tools/package.json tools/package-lock.json
+	$(Q)cd tools && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	$(Q)touch $@
+
+lint-deploy: $(TOOLS_MODULES) $(B)/bin/evbridge
+	$(Q)node tools/lint-deploy.js --evbridge $(B)/bin/evbridge
+
 # ---- install / clean / deps ----------------------------------------------
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
@@ -178,3 +193,4 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq $$missing; \
 	else echo "deps: all present"; fi
+	$(Q)p=$$(scripts/get-promtool) && echo "deps: promtool at $$p"

@@ -5,8 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eb_metrics.h"
 #include "eb_time.h"
 #include "eb_util.h"
+
+/* Delivery latency histogram bounds, seconds (produce -> delivery report). */
+static const double delivery_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
+                                         0.05,  0.1,    0.25,  0.5,  1,
+                                         2.5,   5,      10,    30};
 
 struct srcstat {
         struct srcstat *next;
@@ -21,9 +27,9 @@ struct batch {
         json_t *cp;
         eb_publish_done_cb *done;
         void *arg;
-        int outstanding; /* messages produced, DR not yet in */
-        int submitted;   /* all produce calls made */
-        int err;         /* first error */
+        int outstanding;     /* messages produced, DR not yet in */
+        int submitted;       /* all produce calls made */
+        int err;             /* first error */
         struct event *later; /* settles from the loop when nothing is due */
 };
 
@@ -32,6 +38,7 @@ struct msg {
         struct batch *b;
         struct eb_fp fp;
         int64_t time_ms;
+        int64_t produced_us; /* eb_mono_us() at produce, for the latency */
 };
 
 struct eb_pipeline_s {
@@ -43,6 +50,7 @@ struct eb_pipeline_s {
         struct srcstat *stats;
         int pending;
         struct eb_pipeline_stats zero;
+        struct eb_histogram latency; /* produce -> delivery report */
 };
 
 static struct srcstat *stat_of(eb_pipeline_t *pl, const char *source)
@@ -79,6 +87,8 @@ eb_pipeline_t *eb_pipeline_new(struct event_base *base,
                 return NULL;
         }
         pl->checkpoints = json_object();
+        eb_histogram_init(&pl->latency, delivery_bounds,
+                          sizeof(delivery_bounds) / sizeof(delivery_bounds[0]));
         return pl;
 }
 
@@ -133,6 +143,8 @@ static void on_delivery(void *opaque, int err, const char *errstr)
         struct batch *b = m->b;
         struct srcstat *ss = stat_of(b->pl, b->source);
 
+        eb_histogram_observe(&b->pl->latency,
+                             (double)(eb_mono_us() - m->produced_us) / 1e6);
         if (err) {
                 ss->st.failed++;
                 if (!b->err)
@@ -142,8 +154,8 @@ static void on_delivery(void *opaque, int err, const char *errstr)
                 if (eb_kafka_dr_persisted(b->pl->kafka) ==
                     EB_KAFKA_NOT_PERSISTED)
                         eb_dedupe_remove(b->pl->dedupe, &m->fp);
-                eb_warn("pipeline", "source=%s delivery failed: %s",
-                        b->source, errstr);
+                eb_warn("pipeline", "source=%s delivery failed: %s", b->source,
+                        errstr);
         } else {
                 ss->st.published++;
                 if (m->time_ms > ss->st.newest_event_ms)
@@ -189,12 +201,11 @@ int eb_pipeline_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                         ss->st.duplicates++;
                         continue;
                 }
-                if (eb_envelope_render(evt, cfg->topic_template,
-                                       cfg->topic_prefix,
-                                       cfg->envelope_binary
-                                               ? EB_ENVELOPE_BINARY
-                                               : EB_ENVELOPE_STRUCTURED,
-                                       &env) != 0) {
+                if (eb_envelope_render(
+                            evt, cfg->topic_template, cfg->topic_prefix,
+                            cfg->envelope_binary ? EB_ENVELOPE_BINARY
+                                                 : EB_ENVELOPE_STRUCTURED,
+                            &env) != 0) {
                         /* A normalized event missing a required field is a
                          * bug in an adapter: count it and fail the page so
                          * it is retried and visible, never skipped. */
@@ -209,6 +220,7 @@ int eb_pipeline_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                 m->b = b;
                 m->fp = fp;
                 m->time_ms = evt->time_ms;
+                m->produced_us = eb_mono_us();
                 rc = eb_kafka_produce(pl->kafka, &env, on_delivery, m);
                 eb_envelope_fini(&env);
                 if (rc) {
@@ -274,6 +286,11 @@ const eb_dedupe_t *eb_pipeline_dedupe(const eb_pipeline_t *pl)
         return pl->dedupe;
 }
 
+const struct eb_histogram *eb_pipeline_delivery_latency(const eb_pipeline_t *pl)
+{
+        return &pl->latency;
+}
+
 int eb_pipeline_pending(const eb_pipeline_t *pl)
 {
         return pl->pending;
@@ -290,6 +307,7 @@ void eb_pipeline_free(eb_pipeline_t *pl)
                 free(s);
         }
         json_decref(pl->checkpoints);
+        eb_histogram_fini(&pl->latency);
         eb_dedupe_free(pl->dedupe);
         free(pl);
 }
