@@ -7,14 +7,20 @@
 #include <string.h>
 
 #include "eb_http.h"
+#include "eb_httpd.h"
 #include "eb_kafka.h"
+#include "eb_metrics_collect.h"
 #include "eb_pipeline.h"
 #include "eb_poller.h"
 #include "eb_provider.h"
 #include "eb_time.h"
 #include "eb_util.h"
+#include "eb_webhook.h"
 
 #define EB_APP_DRAIN_TICK_MS 50
+/* After the drain, how long answered webhooks may take to reach their
+ * sockets before the loop stops and the listener is freed. */
+#define EB_APP_HTTP_FLUSH_MS 1000
 
 struct eb_app_s {
         struct event_base *base;
@@ -28,6 +34,16 @@ struct eb_app_s {
         int64_t drain_deadline_ms;
         int draining;
         int exit_code;
+        /* metrics: the registry /metrics renders, and what the
+         * application's collectors read (eb_metrics_collect) */
+        eb_metrics_t *metrics;
+        struct eb_metrics_app metrics_src;
+        /* HTTP listener and webhook intake (eb_httpd, eb_webhook) */
+        eb_httpd_t *httpd;
+        eb_webhook_t *webhook;
+        int kafka_fatal; /* the producer reported a fatal error */
+        int drained;     /* drain over: webhooks answered, no accept */
+        int64_t flush_deadline_ms;
 };
 
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
@@ -36,20 +52,37 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
         struct timeval tv = {0, EB_APP_DRAIN_TICK_MS * 1000};
         int idle = eb_poller_idle(app->poller) &&
                    eb_pipeline_pending(app->pipeline) == 0;
+        int64_t now = eb_mono_ms();
 
         (void)fd;
         (void)what;
-        if (idle || eb_mono_ms() >= app->drain_deadline_ms) {
+        if (!app->drained) {
+                if (!idle && now < app->drain_deadline_ms) {
+                        evtimer_add(app->drain_timer, &tv);
+                        return;
+                }
                 if (!idle)
                         eb_warn("app",
                                 "drain timeout: %d publish(es) still pending; "
                                 "their pages will be fetched again on the "
                                 "next start",
                                 eb_pipeline_pending(app->pipeline));
-                event_base_loopbreak(app->base);
+                app->drained = 1;
+                /* Webhooks still held (their events are not in Kafka yet)
+                 * get 503 now, inside the loop, so the replies can reach
+                 * their sockets; no new connection is accepted. */
+                if (app->httpd) {
+                        eb_webhook_shutdown(app->webhook);
+                        eb_httpd_stop(app->httpd);
+                        app->flush_deadline_ms = now + EB_APP_HTTP_FLUSH_MS;
+                }
+        }
+        if (app->httpd && eb_httpd_unsent(app->httpd) > 0 &&
+            now < app->flush_deadline_ms) {
+                evtimer_add(app->drain_timer, &tv);
                 return;
         }
-        evtimer_add(app->drain_timer, &tv);
+        event_base_loopbreak(app->base);
 }
 
 void eb_app_shutdown(eb_app_t *app, const char *reason, int fatal)
@@ -75,7 +108,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         (void)what;
         if (sig == SIGHUP) {
                 eb_info("app", "SIGHUP received: configuration reload is "
-                        "not available in this version; ignoring");
+                               "not available in this version; ignoring");
                 return;
         }
         if (app->draining) {
@@ -91,7 +124,81 @@ static void on_kafka_fatal(void *opaque, const char *reason)
         eb_app_t *app = opaque;
 
         eb_error("app", "Kafka producer fatal error: %s", reason);
+        app->kafka_fatal = 1;
         eb_app_shutdown(app, "Kafka fatal error", 1);
+}
+
+/* ---- HTTP listener and webhook intake -------------------------------- */
+
+/* /readyz and webhook intake: ready while the producer exists and is not
+ * in a fatal state, and the process is not draining. */
+static int app_ready(void *opaque, const char **why)
+{
+        eb_app_t *app = opaque;
+
+        if (app->draining) {
+                *why = "shutting down";
+                return 0;
+        }
+        if (!app->kafka) {
+                *why = "Kafka producer not created";
+                return 0;
+        }
+        if (app->kafka_fatal) {
+                *why = "Kafka producer failed (fatal error)";
+                return 0;
+        }
+        return 1;
+}
+
+static int app_trigger(void *opaque, const char *source)
+{
+        eb_app_t *app = opaque;
+
+        return eb_poller_trigger(app->poller, source);
+}
+
+static int app_http_new(eb_app_t *app, const struct eb_sink *sink, char *errstr,
+                        size_t errstr_size)
+{
+        const struct eb_config *cfg = app->cfg;
+        struct eb_webhook_deps deps;
+        size_t i, hooks = 0;
+
+        if (eb_webhook_check_config(cfg, errstr, errstr_size))
+                return -EINVAL;
+        for (i = 0; i < cfg->sources_cnt; i++)
+                hooks += cfg->sources[i].webhook_enabled ? 1 : 0;
+        if (!cfg->listen) {
+                if (hooks)
+                        eb_warn("app",
+                                "%zu source(s) have a webhook block but "
+                                "http.listen is null: no webhook can arrive",
+                                hooks);
+                return 0;
+        }
+        memset(&deps, 0, sizeof(deps));
+        deps.sink = *sink;
+        deps.pipeline = app->pipeline;
+        deps.trigger = app_trigger;
+        deps.trigger_opaque = app;
+        deps.ready = app_ready;
+        deps.ready_opaque = app;
+        app->webhook =
+                eb_webhook_new(app->base, cfg, &deps, errstr, errstr_size);
+        if (!app->webhook)
+                return -EINVAL;
+        app->httpd =
+                eb_httpd_new(app->base, cfg, app->metrics, errstr, errstr_size);
+        if (!app->httpd)
+                return -EADDRINUSE;
+        eb_httpd_set_ready(app->httpd, app_ready, app);
+        if (eb_httpd_route(app->httpd, "/webhooks/", eb_webhook_handle,
+                           app->webhook))
+                return -ENOSPC;
+        eb_metrics_add_collector(app->metrics, eb_webhook_collect,
+                                 app->webhook);
+        return 0;
 }
 
 eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
@@ -101,6 +208,8 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
         size_t i;
 
         app->cfg = cfg;
+        app->metrics = eb_metrics_new();
+        app->metrics_src.start_time_ms = eb_now_ms();
         eb_log_set_level(cfg->log_level);
         eb_log_set_format(cfg->log_format);
         if (eb_provider_check_config(cfg, errstr, errstr_size))
@@ -130,13 +239,25 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
                         eb_info("app", "source=%s disabled", src->name);
                         continue;
                 }
-                if (eb_poller_add(app->poller, src, NULL, errstr,
-                                  errstr_size))
+                if (eb_poller_add(app->poller, src, NULL, errstr, errstr_size))
                         goto err;
                 eb_info("app", "source=%s provider=%s interval=%lldms",
                         src->name, src->provider,
                         (long long)src->poll_interval_ms);
         }
+        /* metrics: register the application's collectors */
+        app->metrics_src.poller = app->poller;
+        app->metrics_src.pipeline = app->pipeline;
+        app->metrics_src.kafka = app->kafka;
+        app->metrics_src.version = EB_VERSION;
+        app->metrics_src.gitrev = EB_GITREV;
+        eb_metrics_register_app(app->metrics, &app->metrics_src);
+
+        /* HTTP listener and webhook intake: bound here, so a taken port
+         * fails the start-up with a clear message. */
+        if (app_http_new(app, &sink, errstr, errstr_size))
+                goto err;
+
         app->sig_term = evsignal_new(app->base, SIGTERM, on_signal, app);
         app->sig_int = evsignal_new(app->base, SIGINT, on_signal, app);
         app->sig_hup = evsignal_new(app->base, SIGHUP, on_signal, app);
@@ -177,10 +298,35 @@ const char *eb_app_bootstrap(eb_app_t *app)
         return eb_kafka_bootstrap(app->kafka);
 }
 
+eb_metrics_t *eb_app_metrics(eb_app_t *app)
+{
+        return app->metrics;
+}
+
+int eb_app_http_port(eb_app_t *app)
+{
+        return app->httpd ? eb_httpd_port(app->httpd) : -1;
+}
+
 void eb_app_free(eb_app_t *app)
 {
         if (!app)
                 return;
+        /* HTTP (normally already done by the drain, inside the loop):
+         * held webhooks are answered 503 and no connection is accepted;
+         * the listener's and the intake's collectors leave the registry
+         * before it is freed. */
+        if (app->webhook) {
+                eb_webhook_shutdown(app->webhook);
+                eb_metrics_remove_collector(app->metrics, eb_webhook_collect,
+                                            app->webhook);
+        }
+        if (app->httpd) {
+                eb_httpd_stop(app->httpd);
+                eb_httpd_set_metrics(app->httpd, NULL);
+        }
+        /* metrics first: its collectors read the modules freed below */
+        eb_metrics_free(app->metrics);
         if (app->sig_term)
                 event_free(app->sig_term);
         if (app->sig_int)
@@ -197,6 +343,10 @@ void eb_app_free(eb_app_t *app)
                 eb_poller_stop(app->poller);
         eb_kafka_free(app->kafka);
         eb_poller_free(app->poller);
+        /* After Kafka: no publish callback can reach the intake any more.
+         * Then the listener closes its connections. */
+        eb_webhook_free(app->webhook);
+        eb_httpd_free(app->httpd);
         eb_pipeline_free(app->pipeline);
         eb_http_free(app->http);
         if (app->base)

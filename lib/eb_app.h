@@ -9,16 +9,20 @@
  * Nothing here calls exit(); fatal conditions go through eb_app_shutdown().
  *
  * Shutdown order (docs/architecture.md): stop the poller (no new
- * requests), let in-flight requests and publishes settle within
- * shutdown.drain_timeout, flush Kafka, free the poller (curl handles),
- * the pipeline, Kafka (producer, then the embedded cluster), the HTTP
- * client, then the event_base.
+ * requests; /readyz and new webhooks answer 503), let in-flight requests,
+ * publishes and held webhooks settle within shutdown.drain_timeout,
+ * answer webhooks still held 503 and stop accepting (bounded wait for
+ * the replies to be written), flush Kafka, free the poller (curl
+ * handles), the webhook intake and the HTTP listener, the pipeline,
+ * Kafka (producer, then the embedded cluster), the HTTP client, then the
+ * event_base.
  */
 #ifndef EB_APP_H
 #define EB_APP_H
 
 #include "eb_config.h"
 #include "eb_log.h"
+#include "eb_metrics.h"
 
 struct event_base;
 typedef struct eb_app_s eb_app_t;
@@ -43,6 +47,18 @@ struct event_base *eb_app_base(eb_app_t *app);
 
 /** @returns borrowed Kafka bootstrap servers in use. */
 const char *eb_app_bootstrap(eb_app_t *app);
+
+/**
+ * @returns borrowed metrics registry (never NULL), valid until
+ * eb_app_free(). The application's collectors (eb_metrics_collect) are
+ * registered in it; other modules (the HTTP listener) may add their own
+ * and render it with eb_metrics_render() on the loop thread.
+ */
+eb_metrics_t *eb_app_metrics(eb_app_t *app);
+
+/** @returns the HTTP listener's bound port (http.listen; the real one
+ *  when port 0 was asked for), or -1 without a listener. */
+int eb_app_http_port(eb_app_t *app);
 
 /** @brief Free everything; NULL is a no-op. */
 void eb_app_free(eb_app_t *app);

@@ -3,6 +3,7 @@
  * Thin main: arguments, configuration, then the application loop.
  */
 #include <curl/curl.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "eb_config.h"
 #include "eb_log.h"
 #include "eb_provider.h"
+#include "eb_webhook.h"
 
 static void usage(FILE *fp)
 {
@@ -30,6 +32,9 @@ static void usage(FILE *fp)
                 "                           2 with a message naming the key\n"
                 "      --bootstrap-file F   write the Kafka bootstrap address\n"
                 "                           to F once running (embedded mode)\n"
+                "      --port-file FILE     write the bound HTTP port to FILE\n"
+                "                           once running (http.listen with\n"
+                "                           port 0 picks a free one)\n"
                 "  -l, --log-level LEVEL    debug|info|warn|error (overrides\n"
                 "                           log.level)\n"
                 "  -V, --version            print the version and exit\n"
@@ -50,7 +55,8 @@ static int check_config(const char *path)
                 fprintf(stderr, "%s\n", errstr);
                 return 2;
         }
-        if (eb_provider_check_config(cfg, errstr, sizeof(errstr))) {
+        if (eb_provider_check_config(cfg, errstr, sizeof(errstr)) ||
+            eb_webhook_check_config(cfg, errstr, sizeof(errstr))) {
                 fprintf(stderr, "%s: %s\n", path, errstr);
                 rc = 2;
         } else {
@@ -60,18 +66,41 @@ static int check_config(const char *path)
         return rc;
 }
 
+/* Write "<port>\n" to @p path atomically (a reader never sees a partial
+ * file). @returns 0 or -1 with a message on stderr. */
+static int write_port_file(const char *path, int port)
+{
+        char tmp[4096];
+        FILE *fp;
+
+        if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+                fprintf(stderr, "evbridge: --port-file: path too long\n");
+                return -1;
+        }
+        fp = fopen(tmp, "w");
+        if (!fp || fprintf(fp, "%d\n", port) < 0 || fclose(fp) != 0 ||
+            rename(tmp, path) != 0) {
+                fprintf(stderr, "evbridge: --port-file %s: %s\n", path,
+                        strerror(errno));
+                return -1;
+        }
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         static const struct option opts[] = {
                 {"config", required_argument, NULL, 'c'},
                 {"check-config", required_argument, NULL, 'C'},
                 {"bootstrap-file", required_argument, NULL, 'B'},
+                {"port-file", required_argument, NULL, 'P'},
                 {"log-level", required_argument, NULL, 'l'},
                 {"version", no_argument, NULL, 'V'},
                 {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0},
         };
         const char *config = NULL, *bootstrap_file = NULL, *level = NULL;
+        const char *port_file = NULL;
         struct eb_config *cfg;
         eb_app_t *app;
         char errstr[1024];
@@ -88,6 +117,9 @@ int main(int argc, char **argv)
                         return rc;
                 case 'B':
                         bootstrap_file = optarg;
+                        break;
+                case 'P':
+                        port_file = optarg;
                         break;
                 case 'l':
                         level = optarg;
@@ -151,7 +183,20 @@ int main(int argc, char **argv)
                         fclose(fp);
                 }
         }
+        if (port_file) {
+                if (eb_app_http_port(app) < 0) {
+                        fprintf(stderr, "evbridge: --port-file: no HTTP "
+                                        "listener (http.listen is null)\n");
+                        rc = 2;
+                        goto done;
+                }
+                if (write_port_file(port_file, eb_app_http_port(app))) {
+                        rc = 1;
+                        goto done;
+                }
+        }
         rc = eb_app_run(app);
+done:
         eb_app_free(app);
         curl_global_cleanup();
         eb_log_shutdown();

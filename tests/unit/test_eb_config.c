@@ -295,7 +295,7 @@ static void test_valid_full(void)
         EB_CHECK_INT(s->webhook_enabled, 1);
         EB_CHECK_STR(s->webhook_secret, "0a1b2c3d4e5f60718293a4b5c6d7e8f9");
         EB_CHECK(s->webhook_token == NULL);
-        EB_CHECK_STR(s->webhook_scheme, "close-sig-hash");
+        EB_CHECK_STR(s->webhook_scheme, "close");
         EB_CHECK_INT(s->webhook_tolerance_ms, 600000);
         EB_CHECK_STR(json_string_value(json_object_get(
                              json_object_get(s->json, "options"), "action")),
