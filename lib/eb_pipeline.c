@@ -33,13 +33,31 @@ struct batch {
         struct event *later; /* settles from the loop when nothing is due */
 };
 
+/* A batch waiting on another batch's message with the same fingerprint. */
+struct waiter {
+        struct waiter *next;
+        struct batch *b;
+};
+
 /* One message in flight: its fingerprint, for rollback. */
 struct msg {
         struct batch *b;
         struct eb_fp fp;
         int64_t time_ms;
         int64_t produced_us; /* eb_mono_us() at produce, for the latency */
+        struct msg *hnext;   /* in-flight index chain */
+        struct waiter *waiters;
 };
+
+/*
+ * In-flight index: fingerprint -> message not yet acknowledged. A publish
+ * that meets a duplicate of an in-flight message must not settle before
+ * that message does: otherwise a webhook could be answered 200, or a poll
+ * checkpoint move past an event, while the only copy on its way to Kafka
+ * may still fail. Such a batch waits for the message and inherits its
+ * error.
+ */
+#define EB_INFLIGHT_MIN_BUCKETS 1024
 
 struct eb_pipeline_s {
         struct event_base *base;
@@ -51,7 +69,70 @@ struct eb_pipeline_s {
         int pending;
         struct eb_pipeline_stats zero;
         struct eb_histogram latency; /* produce -> delivery report */
+        struct msg **inflight;       /* buckets, power of two */
+        size_t inflight_buckets;
+        size_t inflight_cnt;
 };
+
+static size_t inflight_slot(const eb_pipeline_t *pl, const struct eb_fp *fp)
+{
+        return (size_t)(fp->lo ^ (fp->hi >> 17)) & (pl->inflight_buckets - 1);
+}
+
+static struct msg *inflight_find(const eb_pipeline_t *pl,
+                                 const struct eb_fp *fp)
+{
+        struct msg *m;
+
+        for (m = pl->inflight[inflight_slot(pl, fp)]; m; m = m->hnext)
+                if (m->fp.hi == fp->hi && m->fp.lo == fp->lo)
+                        return m;
+        return NULL;
+}
+
+static void inflight_grow(eb_pipeline_t *pl)
+{
+        size_t old = pl->inflight_buckets, i;
+        struct msg **ob = pl->inflight;
+
+        pl->inflight_buckets = old * 2;
+        pl->inflight = eb_xcalloc(pl->inflight_buckets, sizeof(*pl->inflight));
+        for (i = 0; i < old; i++) {
+                while (ob[i]) {
+                        struct msg *m = ob[i];
+                        size_t k = inflight_slot(pl, &m->fp);
+                        ob[i] = m->hnext;
+                        m->hnext = pl->inflight[k];
+                        pl->inflight[k] = m;
+                }
+        }
+        free(ob);
+}
+
+static void inflight_add(eb_pipeline_t *pl, struct msg *m)
+{
+        size_t k;
+
+        if (pl->inflight_cnt >= pl->inflight_buckets * 2)
+                inflight_grow(pl);
+        k = inflight_slot(pl, &m->fp);
+        m->hnext = pl->inflight[k];
+        pl->inflight[k] = m;
+        pl->inflight_cnt++;
+}
+
+static void inflight_del(eb_pipeline_t *pl, struct msg *m)
+{
+        struct msg **pp = &pl->inflight[inflight_slot(pl, &m->fp)];
+
+        for (; *pp; pp = &(*pp)->hnext) {
+                if (*pp == m) {
+                        *pp = m->hnext;
+                        pl->inflight_cnt--;
+                        return;
+                }
+        }
+}
 
 static struct srcstat *stat_of(eb_pipeline_t *pl, const char *source)
 {
@@ -87,6 +168,8 @@ eb_pipeline_t *eb_pipeline_new(struct event_base *base,
                 return NULL;
         }
         pl->checkpoints = json_object();
+        pl->inflight_buckets = EB_INFLIGHT_MIN_BUCKETS;
+        pl->inflight = eb_xcalloc(pl->inflight_buckets, sizeof(*pl->inflight));
         eb_histogram_init(&pl->latency, delivery_bounds,
                           sizeof(delivery_bounds) / sizeof(delivery_bounds[0]));
         return pl;
@@ -161,6 +244,16 @@ static void on_delivery(void *opaque, int err, const char *errstr)
                 if (m->time_ms > ss->st.newest_event_ms)
                         ss->st.newest_event_ms = m->time_ms;
         }
+        inflight_del(b->pl, m);
+        while (m->waiters) {
+                struct waiter *w = m->waiters;
+                m->waiters = w->next;
+                if (err && !w->b->err)
+                        w->b->err = err; /* its copy is not in Kafka either */
+                w->b->outstanding--;
+                maybe_settle(w->b);
+                free(w);
+        }
         b->outstanding--;
         free(m);
         maybe_settle(b);
@@ -198,7 +291,15 @@ int eb_pipeline_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                 eb_fp_compute(dkey, klen, &fp);
                 free(dkey);
                 if (eb_dedupe_contains(pl->dedupe, &fp)) {
+                        struct msg *m0 = inflight_find(pl, &fp);
                         ss->st.duplicates++;
+                        if (m0) {
+                                struct waiter *w = eb_xcalloc(1, sizeof(*w));
+                                w->b = b;
+                                w->next = m0->waiters;
+                                m0->waiters = w;
+                                b->outstanding++;
+                        }
                         continue;
                 }
                 if (eb_envelope_render(
@@ -230,9 +331,12 @@ int eb_pipeline_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                         b->err = rc;
                         break;
                 }
-                eb_dedupe_insert(pl->dedupe, &fp,
-                                 evt->time_ms > 0 ? evt->time_ms / 1000
-                                                  : now_s);
+                /* Stamped with the time we published it, not the event's
+                 * time: the window is how long after publishing a repeat
+                 * (platform retries, rescans) is still recognised. An old
+                 * event stamped with its own time would expire at once. */
+                eb_dedupe_insert(pl->dedupe, &fp, now_s);
+                inflight_add(pl, m);
                 b->outstanding++;
         }
         for (i = 0; i < cnt; i++)
