@@ -6,9 +6,13 @@ set -u
 cd "$(dirname "$0")/../.."
 . tests/integration/lib_e2e.sh
 
+# The embedded default, except that the listener takes an ephemeral
+# loopback port instead of 0.0.0.0:8080.
+echo '{"http":{"listen":"127.0.0.1:0"}}' > "$T/default.json"
 start_default() { # -> EB_PID, waits for the bootstrap file
   rm -f "$T/bs.$1"
-  (exec "$B/bin/evbridge" --bootstrap-file "$T/bs.$1" > "$T/eb.$1.log" 2>&1) &
+  (exec "$B/bin/evbridge" --config "$T/default.json" \
+    --bootstrap-file "$T/bs.$1" > "$T/eb.$1.log" 2>&1) &
   EB_PID=$!
   PIDS+=($EB_PID)
   wait_for "evbridge $1 start" 20 test -s "$T/bs.$1"
