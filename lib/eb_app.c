@@ -327,12 +327,6 @@ void eb_app_free(eb_app_t *app)
         }
         /* metrics first: its collectors read the modules freed below */
         eb_metrics_free(app->metrics);
-        if (app->sig_term)
-                event_free(app->sig_term);
-        if (app->sig_int)
-                event_free(app->sig_int);
-        if (app->sig_hup)
-                event_free(app->sig_hup);
         if (app->drain_timer)
                 event_free(app->drain_timer);
         /* 1. No new requests. 2. eb_kafka_free flushes (bounded) and runs
@@ -349,6 +343,21 @@ void eb_app_free(eb_app_t *app)
         eb_httpd_free(app->httpd);
         eb_pipeline_free(app->pipeline);
         eb_http_free(app->http);
+        /* The signal events go last. Freeing them makes libevent restore
+         * the default action, which for SIGTERM/SIGINT is to die: a second
+         * stop signal during the teardown above would have killed us
+         * before Kafka was flushed (exit 143). Until here libevent's
+         * handler swallows them; from here on they are ignored. */
+        if (app->sig_term) {
+                event_free(app->sig_term);
+                signal(SIGTERM, SIG_IGN);
+        }
+        if (app->sig_int) {
+                event_free(app->sig_int);
+                signal(SIGINT, SIG_IGN);
+        }
+        if (app->sig_hup)
+                event_free(app->sig_hup);
         if (app->base)
                 event_base_free(app->base);
         eb_config_free(app->cfg);
