@@ -412,6 +412,7 @@ void eb_pipeline_free(eb_pipeline_t *pl)
         }
         json_decref(pl->checkpoints);
         eb_histogram_fini(&pl->latency);
+        free(pl->inflight);
         eb_dedupe_free(pl->dedupe);
         free(pl);
 }
