@@ -44,6 +44,12 @@ struct eb_app_s {
         int kafka_fatal; /* the producer reported a fatal error */
         int drained;     /* drain over: webhooks answered, no accept */
         int64_t flush_deadline_ms;
+        /* Configurations replaced by SIGHUP reloads: sources, batches and
+         * held requests may still point into them, so they live until
+         * eb_app_free(). A few KB per reload. */
+        struct eb_config **retired;
+        size_t nretired;
+        uint64_t reloads, reload_failures;
 };
 
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
@@ -101,14 +107,160 @@ void eb_app_shutdown(eb_app_t *app, const char *reason, int fatal)
         evtimer_add(app->drain_timer, &tv);
 }
 
+static const struct eb_source_cfg *find_source(const struct eb_config *cfg,
+                                               const char *name)
+{
+        size_t i;
+
+        for (i = 0; i < cfg->sources_cnt; i++)
+                if (!strcmp(cfg->sources[i].name, name))
+                        return &cfg->sources[i];
+        return NULL;
+}
+
+static int str_differs(const char *a, const char *b)
+{
+        if (!a || !b)
+                return a != b;
+        return strcmp(a, b) != 0;
+}
+
+/* Settings that need a restart: say so instead of half-applying them. */
+static void warn_restart_only(const struct eb_config *o,
+                              const struct eb_config *n)
+{
+        size_t i;
+        int props = o->properties_cnt != n->properties_cnt;
+
+        for (i = 0; !props && i < o->properties_cnt; i++)
+                props = str_differs(o->properties[i].key,
+                                    n->properties[i].key) ||
+                        str_differs(o->properties[i].value,
+                                    n->properties[i].value);
+        if (str_differs(o->brokers, n->brokers) || props ||
+            o->delivery != n->delivery ||
+            str_differs(o->transactional_id, n->transactional_id) ||
+            str_differs(o->state_prefix, n->state_prefix))
+                eb_warn("app", "reload: kafka connection settings changed; "
+                               "they take effect after a restart");
+        if (str_differs(o->topic_prefix, n->topic_prefix) ||
+            str_differs(o->topic_template, n->topic_template) ||
+            o->envelope_binary != n->envelope_binary)
+                eb_warn("app", "reload: topic or envelope settings changed; "
+                               "they take effect after a restart");
+        if (str_differs(o->listen, n->listen) ||
+            o->http_max_body != n->http_max_body ||
+            o->http_max_held != n->http_max_held)
+                eb_warn("app", "reload: http settings changed; they take "
+                               "effect after a restart");
+        if (o->dedupe_window_ms != n->dedupe_window_ms ||
+            o->dedupe_capacity != n->dedupe_capacity)
+                eb_warn("app", "reload: dedupe settings changed; they take "
+                               "effect after a restart");
+}
+
+void eb_app_reload(eb_app_t *app)
+{
+        struct eb_config *old = app->cfg, *ncfg;
+        char errstr[1024];
+        size_t i;
+        int added = 0, removed = 0, changed = 0;
+
+        if (!old->path || old->path[0] == '<') {
+                eb_info("app", "SIGHUP: running on the built-in default, no "
+                               "configuration file to reload");
+                return;
+        }
+        eb_info("app", "SIGHUP: reloading %s", old->path);
+        ncfg = eb_config_load(old->path, errstr, sizeof(errstr));
+        if (ncfg && (eb_provider_check_config(ncfg, errstr, sizeof(errstr)) ||
+                     eb_webhook_check_config(ncfg, errstr, sizeof(errstr)))) {
+                eb_config_free(ncfg);
+                ncfg = NULL;
+        }
+        if (!ncfg) {
+                app->reload_failures++;
+                eb_error("app",
+                         "reload failed, the running configuration stays in "
+                         "force: %s",
+                         errstr);
+                return;
+        }
+        if (app->webhook &&
+            eb_webhook_reload(app->webhook, ncfg, errstr, sizeof(errstr))) {
+                app->reload_failures++;
+                eb_error("app",
+                         "reload failed, the running configuration stays in "
+                         "force: %s",
+                         errstr);
+                eb_config_free(ncfg);
+                return;
+        }
+        warn_restart_only(old, ncfg);
+        eb_log_set_level(ncfg->log_level);
+        eb_log_set_format(ncfg->log_format);
+
+        /* Removed (or now disabled) sources stop. */
+        for (i = 0; i < old->sources_cnt; i++) {
+                const struct eb_source_cfg *o = &old->sources[i];
+                const struct eb_source_cfg *n = find_source(ncfg, o->name);
+                if (!o->enabled || (n && n->enabled))
+                        continue;
+                eb_poller_remove(app->poller, o->name);
+                eb_info("app", "reload: source=%s removed", o->name);
+                removed++;
+        }
+        /* Added sources start from the checkpoint this process committed
+         * for them, if any; changed ones restart from where they were.
+         * Dedupe state is untouched, so nothing is published twice. */
+        for (i = 0; i < ncfg->sources_cnt; i++) {
+                const struct eb_source_cfg *n = &ncfg->sources[i];
+                const struct eb_source_cfg *o = find_source(old, n->name);
+                json_t *cp;
+                int rc;
+
+                if (!n->enabled)
+                        continue;
+                if (o && o->enabled && json_equal(o->json, n->json))
+                        continue; /* unchanged: keeps running as it is */
+                cp = eb_poller_checkpoint(app->poller, n->name);
+                if (!cp)
+                        cp = eb_pipeline_checkpoint(app->pipeline, n->name);
+                json_incref(cp);
+                if (o && o->enabled) {
+                        eb_poller_remove(app->poller, n->name);
+                        changed++;
+                } else {
+                        added++;
+                }
+                rc = eb_poller_add(app->poller, n, cp, errstr, sizeof(errstr));
+                json_decref(cp);
+                if (rc)
+                        eb_error("app", "reload: source=%s cannot start: %s",
+                                 n->name, errstr);
+                else
+                        eb_info("app", "reload: source=%s %s", n->name,
+                                o && o->enabled ? "changed" : "added");
+        }
+        app->retired = eb_xrealloc(app->retired,
+                                   (app->nretired + 1) * sizeof(*app->retired));
+        app->retired[app->nretired++] = old;
+        app->cfg = ncfg;
+        app->reloads++;
+        eb_info("app",
+                "reload done: %d added, %d removed, %d changed, %zu "
+                "source(s) in total",
+                added, removed, changed, ncfg->sources_cnt);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
         eb_app_t *app = arg;
 
         (void)what;
         if (sig == SIGHUP) {
-                eb_info("app", "SIGHUP received: configuration reload is "
-                               "not available in this version; ignoring");
+                if (!app->draining)
+                        eb_app_reload(app);
                 return;
         }
         if (app->draining) {
@@ -361,5 +513,8 @@ void eb_app_free(eb_app_t *app)
         if (app->base)
                 event_base_free(app->base);
         eb_config_free(app->cfg);
+        for (size_t i = 0; i < app->nretired; i++)
+                eb_config_free(app->retired[i]);
+        free(app->retired);
         free(app);
 }

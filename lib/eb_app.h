@@ -42,6 +42,15 @@ int eb_app_run(eb_app_t *app);
  *  is logged; @p fatal makes eb_app_run() return 1. */
 void eb_app_shutdown(eb_app_t *app, const char *reason, int fatal);
 
+/**
+ * @brief Reload the configuration file (what SIGHUP does): sources added,
+ * removed or changed take effect at once, without dropping checkpoints or
+ * dedupe state and without restarting the Kafka clients. Settings that
+ * need a restart (kafka.*, http.*, dedupe.*) are reported, not applied.
+ * A broken file is reported and changes nothing.
+ */
+void eb_app_reload(eb_app_t *app);
+
 /** @returns borrowed event_base. */
 struct event_base *eb_app_base(eb_app_t *app);
 

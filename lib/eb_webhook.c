@@ -196,12 +196,21 @@ struct wh_pub {
 static const double ack_bounds[] = {
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
+/* A source table replaced by a reload: requests and publishes in flight
+ * may still point into it, so it lives until eb_webhook_free(). */
+struct wh_retired {
+        struct wh_retired *next;
+        struct wh_src *srcs;
+        size_t nsrcs;
+};
+
 struct eb_webhook_s {
         struct event_base *base;
         const struct eb_config *cfg;
         struct eb_webhook_deps deps;
         struct wh_src *srcs;
         size_t nsrcs;
+        struct wh_retired *retired;
         struct wh_src unknown;
         struct wh_held *held;
         int nheld;
@@ -839,13 +848,16 @@ void eb_webhook_handle(eb_httpd_t *h, struct evhttp_request *req,
 
 /* ---- life cycle ------------------------------------------------------ */
 
+static int build_sources(eb_webhook_t *wh, const struct eb_config *cfg,
+                         struct wh_src **srcsp, size_t *np, char *errstr,
+                         size_t errstr_size);
+
 eb_webhook_t *eb_webhook_new(struct event_base *base,
                              const struct eb_config *cfg,
                              const struct eb_webhook_deps *deps, char *errstr,
                              size_t errstr_size)
 {
         eb_webhook_t *wh = eb_xcalloc(1, sizeof(*wh));
-        size_t i;
 
         wh->base = base;
         wh->cfg = cfg;
@@ -854,11 +866,38 @@ eb_webhook_t *eb_webhook_new(struct event_base *base,
         wh->unknown.name = "";
         eb_histogram_init(&wh->ack, ack_bounds,
                           sizeof(ack_bounds) / sizeof(ack_bounds[0]));
-        wh->nsrcs = cfg->sources_cnt;
-        wh->srcs = eb_xcalloc(wh->nsrcs ? wh->nsrcs : 1, sizeof(*wh->srcs));
-        for (i = 0; i < wh->nsrcs; i++) {
+        if (build_sources(wh, cfg, &wh->srcs, &wh->nsrcs, errstr, errstr_size))
+                goto err;
+        return wh;
+err:
+        eb_webhook_free(wh);
+        return NULL;
+}
+
+static void free_sources(struct wh_src *srcs, size_t n)
+{
+        size_t i;
+
+        for (i = 0; i < n; i++) {
+                eb_wh_key_fini(&srcs[i].key);
+                if (srcs[i].trigger_timer)
+                        event_free(srcs[i].trigger_timer);
+        }
+        free(srcs);
+}
+
+/* Build the per-source table of @p cfg. On error nothing is left to free
+ * (the partial table is freed here). */
+static int build_sources(eb_webhook_t *wh, const struct eb_config *cfg,
+                         struct wh_src **srcsp, size_t *np, char *errstr,
+                         size_t errstr_size)
+{
+        size_t n = cfg->sources_cnt, i;
+        struct wh_src *srcs = eb_xcalloc(n ? n : 1, sizeof(*srcs));
+
+        for (i = 0; i < n; i++) {
                 const struct eb_source_cfg *sc = &cfg->sources[i];
-                struct wh_src *s = &wh->srcs[i];
+                struct wh_src *s = &srcs[i];
 
                 s->wh = wh;
                 s->cfg = sc;
@@ -879,7 +918,7 @@ eb_webhook_t *eb_webhook_new(struct event_base *base,
                 }
                 if (s->kind->trigger) {
                         s->trigger_timer =
-                                evtimer_new(base, on_trigger_timer, s);
+                                evtimer_new(wh->base, on_trigger_timer, s);
                         if (!s->trigger_timer) {
                                 snprintf(errstr, errstr_size,
                                          "cannot create a timer");
@@ -893,10 +932,49 @@ eb_webhook_t *eb_webhook_new(struct event_base *base,
                         s->name, s->name, eb_wh_scheme_name(s->scheme),
                         s->kind->trigger ? ", as poll triggers" : "");
         }
-        return wh;
+        *srcsp = srcs;
+        *np = n;
+        return 0;
 err:
-        eb_webhook_free(wh);
-        return NULL;
+        free_sources(srcs, n);
+        return -EINVAL;
+}
+
+int eb_webhook_reload(eb_webhook_t *wh, const struct eb_config *cfg,
+                      char *errstr, size_t errstr_size)
+{
+        struct wh_src *srcs = NULL;
+        struct wh_retired *r;
+        size_t n = 0, i, j;
+
+        if (build_sources(wh, cfg, &srcs, &n, errstr, errstr_size))
+                return -EINVAL;
+        /* Counters follow a source that keeps its name, so /metrics does
+         * not see them reset by a reload. */
+        for (i = 0; i < n; i++) {
+                for (j = 0; j < wh->nsrcs; j++) {
+                        if (strcmp(srcs[i].name, wh->srcs[j].name))
+                                continue;
+                        memcpy(srcs[i].counts, wh->srcs[j].counts,
+                               sizeof(srcs[i].counts));
+                        srcs[i].trig_now = wh->srcs[j].trig_now;
+                        srcs[i].trig_deferred = wh->srcs[j].trig_deferred;
+                        srcs[i].trig_coalesced = wh->srcs[j].trig_coalesced;
+                        srcs[i].last_trigger_ms = wh->srcs[j].last_trigger_ms;
+                }
+        }
+        for (j = 0; j < wh->nsrcs; j++)
+                if (wh->srcs[j].trigger_timer)
+                        evtimer_del(wh->srcs[j].trigger_timer);
+        r = eb_xcalloc(1, sizeof(*r));
+        r->srcs = wh->srcs;
+        r->nsrcs = wh->nsrcs;
+        r->next = wh->retired;
+        wh->retired = r;
+        wh->srcs = srcs;
+        wh->nsrcs = n;
+        wh->cfg = cfg;
+        return 0;
 }
 
 void eb_webhook_shutdown(eb_webhook_t *wh)
@@ -1031,12 +1109,13 @@ void eb_webhook_free(eb_webhook_t *wh)
                 }
         }
         free(wh->buckets);
-        for (i = 0; i < wh->nsrcs; i++) {
-                eb_wh_key_fini(&wh->srcs[i].key);
-                if (wh->srcs[i].trigger_timer)
-                        event_free(wh->srcs[i].trigger_timer);
+        free_sources(wh->srcs, wh->nsrcs);
+        while (wh->retired) {
+                struct wh_retired *r = wh->retired;
+                wh->retired = r->next;
+                free_sources(r->srcs, r->nsrcs);
+                free(r);
         }
-        free(wh->srcs);
         eb_histogram_fini(&wh->ack);
         free(wh);
 }

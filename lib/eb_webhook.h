@@ -97,6 +97,16 @@ eb_webhook_t *eb_webhook_new(struct event_base *base,
                              size_t errstr_size);
 
 /**
+ * @brief Switch to the sources of @p cfg (SIGHUP reload; borrowed, must
+ * outlive the intake). Sources that keep their name keep their counters;
+ * the old table stays alive (requests in flight point into it) until
+ * eb_webhook_free(). The global http.* limits are not reloaded.
+ * @returns 0, or -EINVAL with @p errstr (the old sources stay in force).
+ */
+int eb_webhook_reload(eb_webhook_t *wh, const struct eb_config *cfg,
+                      char *errstr, size_t errstr_size);
+
+/**
  * @brief The eb_httpd route handler for "/webhooks/" (@p opaque is the
  * intake). Answers @p req now, or holds it until its publish settles or
  * its deadline passes.

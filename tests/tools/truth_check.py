@@ -119,6 +119,8 @@ def main():
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--truth", required=True, help="JSON lines file")
     ap.add_argument("--prefix", default="crm")
+    ap.add_argument("--provider", default=None,
+                    help="read only this provider's topics")
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--topic-counts", default=None,
@@ -142,7 +144,10 @@ def main():
                 "superseded": bool(ev.get("superseded")),
             }
 
-    recs = consume(a.bootstrap, a.prefix, a.timeout)
+    topic_prefix = a.prefix
+    if a.provider:
+        topic_prefix = "%s.%s" % (sanitize_part(a.prefix), a.provider)
+    recs = consume(a.bootstrap, topic_prefix, a.timeout)
     seen = defaultdict(int)
     unknown = unserved = misrouted = disorder = 0
     examples = defaultdict(list)
