@@ -3,9 +3,12 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "eb_time.h"
@@ -15,6 +18,46 @@
 
 /* At most this many lines per second for a repeated kind of failure. */
 #define EB_KAFKA_LOG_BURST 10
+
+/* A transaction operation still running says so this often. */
+#define EB_KAFKA_TXN_REPORT_MS 10000
+
+/* Error events handed from another thread to the loop, at most. */
+#define EB_KAFKA_DEFERRED_MAX 16
+
+/* The transaction operation running. */
+enum txn_op {
+        TXN_OP_NONE = 0,
+        TXN_OP_INIT,
+        TXN_OP_COMMIT,
+        TXN_OP_ABORT,
+};
+
+/* Where the running operation is. */
+enum txn_phase {
+        TXN_PHASE_IDLE = 0,
+        TXN_PHASE_WAIT_DRS, /* loop: waiting for every delivery report */
+        TXN_PHASE_WORKER,   /* the helper thread is in librdkafka */
+};
+
+/* The helper thread that makes librdkafka's blocking transactional calls
+ * (see "transactions" below). Everything but thread is under mu. */
+struct txn_worker {
+        pthread_t thread;
+        int started; /* loop thread only */
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        enum txn_op job;          /* to run; NONE: idle */
+        int quit;                 /* stop at the next slice */
+        int done;                 /* finished; result below */
+        rd_kafka_error_t *result; /* NULL: success */
+};
+
+/* An error event librdkafka served on the helper thread. */
+struct deferred_err {
+        int err;
+        char reason[512];
+};
 
 struct ratelimit {
         int64_t window_ms; /* start of the current 1 s window */
@@ -40,13 +83,36 @@ struct eb_kafka_s {
         int64_t drain_ms;
 
         int flags;
-#define EB_KAFKA_F_FATAL   0x1 /* fatal error seen: produce refuses */
-#define EB_KAFKA_F_CLOSING 0x2 /* inside eb_kafka_free() */
+#define EB_KAFKA_F_FATAL    0x1 /* fatal error seen: produce refuses */
+#define EB_KAFKA_F_CLOSING  0x2 /* inside eb_kafka_free() */
+#define EB_KAFKA_F_REPORTED 0x4 /* fatal callback has run (at most once) */
 
         eb_kafka_persisted_t dr_status; /* of the DR being served */
         struct eb_kafka_stats stats;
         struct ratelimit rl_dr;
         struct ratelimit rl_err;
+        char fatal_msg[768]; /* what the fatal callback was told */
+
+        pthread_t loop_thread; /* the thread that made the handle */
+        int sync_ready;        /* the mutexes below are initialised */
+        pthread_mutex_t def_mu;
+        struct deferred_err deferred[EB_KAFKA_DEFERRED_MAX];
+        int ndeferred;
+        uint64_t deferred_dropped;
+
+        /* Transactions: txn_id is NULL unless transactional. */
+        char *txn_id;
+        eb_kafka_txn_state_t txn_state;
+        struct event *txn_ev; /* drives txn_op */
+        enum txn_op txn_op;
+        enum txn_phase txn_phase;
+        struct txn_worker worker;
+        eb_kafka_txn_cb_t *txn_cb;
+        void *txn_opaque;
+        int64_t txn_op_start_ms; /* when txn_op started */
+        int64_t txn_report_ms;   /* next "still running" line */
+        int txn_tick_ms;         /* next resume delay */
+        uint64_t txn_msgs;       /* produced in the open transaction */
 };
 
 /* Per-message context, recovered in the delivery report as _private. */
@@ -159,6 +225,62 @@ static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
         k->dr_status = EB_KAFKA_NOT_PERSISTED;
 }
 
+/* Wake the loop from another thread (the pipe librdkafka also writes to);
+ * a full pipe already holds a wake-up. */
+static void wake_loop(eb_kafka_t *k)
+{
+        ssize_t n = write(k->wake_fds[1], "w", 1);
+
+        (void)n;
+}
+
+static int is_fenced(rd_kafka_resp_err_t code)
+{
+        return code == RD_KAFKA_RESP_ERR__FENCED ||
+               code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+               code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+/* How a fatal error reaches a transaction callback. */
+static int fatal_errno(rd_kafka_resp_err_t code)
+{
+        if (is_fenced(code))
+                return -EPERM;
+        switch (code) {
+        case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+                return -EACCES;
+        default:
+                return -EIO;
+        }
+}
+
+/*
+ * The one place a fatal error is recorded: produce refuses from now on,
+ * the transaction state is FATAL, and the fatal callback runs once, with
+ * a message that says plainly when this instance was fenced (librdkafka's
+ * own text does not name the transactional.id).
+ */
+static void set_fatal(eb_kafka_t *k, rd_kafka_resp_err_t code, const char *text)
+{
+        k->flags |= EB_KAFKA_F_FATAL;
+        if (k->txn_id)
+                k->txn_state = EB_KAFKA_TXN_FATAL;
+        if (k->flags & EB_KAFKA_F_REPORTED)
+                return;
+        k->flags |= EB_KAFKA_F_REPORTED;
+        if (k->txn_id && is_fenced(code))
+                snprintf(k->fatal_msg, sizeof(k->fatal_msg),
+                         "fenced: another evbridge with transactional.id=%s "
+                         "took over (%s)",
+                         k->txn_id, text);
+        else
+                snprintf(k->fatal_msg, sizeof(k->fatal_msg), "%s", text);
+        eb_error(MOD, "fatal producer error: %s", k->fatal_msg);
+        if (k->fatal_cb)
+                k->fatal_cb(k->fatal_opaque, k->fatal_msg);
+}
+
 /*
  * librdkafka error events. Most are informational (a broker went away and
  * librdkafka reconnects by itself); only ERR__FATAL means the producer is
@@ -167,7 +289,28 @@ static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
         eb_kafka_t *k = opaque;
+        rd_kafka_resp_err_t code;
         char buf[512];
+
+        if (!pthread_equal(pthread_self(), k->loop_thread)) {
+                /*
+                 * Served by the transaction helper from inside librdkafka's
+                 * flush: hand it to the loop (serve() runs it there).
+                 */
+                pthread_mutex_lock(&k->def_mu);
+                if (k->ndeferred < EB_KAFKA_DEFERRED_MAX) {
+                        struct deferred_err *d = &k->deferred[k->ndeferred++];
+
+                        d->err = err;
+                        snprintf(d->reason, sizeof(d->reason), "%s",
+                                 reason ? reason : "");
+                } else {
+                        k->deferred_dropped++;
+                }
+                pthread_mutex_unlock(&k->def_mu);
+                wake_loop(k);
+                return;
+        }
 
         if (err == RD_KAFKA_RESP_ERR__TRANSPORT) {
                 /* librdkafka has logged it already (log facility FAIL) */
@@ -184,11 +327,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                 return;
         }
         buf[0] = '\0';
-        (void)rd_kafka_fatal_error(rk, buf, sizeof(buf));
-        k->flags |= EB_KAFKA_F_FATAL;
-        eb_error(MOD, "fatal producer error: %s", buf[0] ? buf : reason);
-        if (k->fatal_cb)
-                k->fatal_cb(k->fatal_opaque, buf[0] ? buf : reason);
+        code = rd_kafka_fatal_error(rk, buf, sizeof(buf));
+        set_fatal(k, code, buf[0] ? buf : (reason ? reason : "fatal error"));
 }
 
 /* Once a window has passed, say how many lines it swallowed. */
@@ -201,9 +341,37 @@ static void report_dropped(struct ratelimit *rl, const char *what)
         }
 }
 
+/* Error events the helper thread handed over, run on the loop. */
+static void serve_deferred(eb_kafka_t *k)
+{
+        struct deferred_err d[EB_KAFKA_DEFERRED_MAX];
+        uint64_t dropped;
+        int n, i;
+
+        if (!k->sync_ready)
+                return;
+        pthread_mutex_lock(&k->def_mu);
+        n = k->ndeferred;
+        memcpy(d, k->deferred, (size_t)n * sizeof(d[0]));
+        k->ndeferred = 0;
+        dropped = k->deferred_dropped;
+        k->deferred_dropped = 0;
+        pthread_mutex_unlock(&k->def_mu);
+        for (i = 0; i < n; i++)
+                on_error(k->rk, d[i].err, d[i].reason, k);
+        if (dropped)
+                eb_warn(MOD, "%llu librdkafka error events lost",
+                        (unsigned long long)dropped);
+}
+
+static void txn_poll_worker(eb_kafka_t *k);
+
 static void serve(eb_kafka_t *k)
 {
         (void)rd_kafka_poll(k->rk, 0);
+        serve_deferred(k);
+        if (k->txn_id)
+                txn_poll_worker(k);
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
@@ -323,6 +491,7 @@ static int make_conf(eb_kafka_t *k, const struct eb_config *cfg,
         char num[32];
         char *client_id = NULL;
         int user_bootstrap = 0;
+        int user_msg_timeout = 0;
         size_t i;
         int rc = -EINVAL;
 
@@ -357,6 +526,14 @@ static int make_conf(eb_kafka_t *k, const struct eb_config *cfg,
                              errstr_size))
                         goto out;
         }
+        if (k->txn_id) {
+                snprintf(num, sizeof(num), "%d", EB_KAFKA_TXN_TIMEOUT_MS);
+                if (conf_set(conf, "kafka.transactional_id", "transactional.id",
+                             k->txn_id, errstr, errstr_size) ||
+                    conf_set(conf, "kafka", "transaction.timeout.ms", num,
+                             errstr, errstr_size))
+                        goto out;
+        }
         for (i = 0; i < cfg->properties_cnt; i++) {
                 const struct eb_kv *kv = &cfg->properties[i];
                 char what[300];
@@ -373,8 +550,34 @@ static int make_conf(eb_kafka_t *k, const struct eb_config *cfg,
                 if (!strcmp(kv->key, "bootstrap.servers") ||
                     !strcmp(kv->key, "metadata.broker.list"))
                         user_bootstrap = 1;
+                if (!strcmp(kv->key, "message.timeout.ms") ||
+                    !strcmp(kv->key, "delivery.timeout.ms"))
+                        user_msg_timeout = 1;
+                if (!strcmp(kv->key, "transactional.id")) {
+                        /* A producer made transactional behind our back
+                         * refuses every produce outside a transaction. */
+                        snprintf(errstr, errstr_size,
+                                 "kafka.properties.transactional.id: not "
+                                 "allowed here; set kafka.transactional_id");
+                        goto out;
+                }
                 snprintf(what, sizeof(what), "kafka.properties.%s", kv->key);
                 if (conf_set(conf, what, kv->key, kv->value, errstr,
+                             errstr_size))
+                        goto out;
+        }
+        if (k->txn_id && !user_msg_timeout) {
+                /*
+                 * librdkafka refuses message.timeout.ms >
+                 * transaction.timeout.ms; a message may not outlive its
+                 * transaction anyway.
+                 */
+                char tmo[32];
+                size_t tmo_size = sizeof(tmo);
+
+                if (rd_kafka_conf_get(conf, "transaction.timeout.ms", tmo,
+                                      &tmo_size) != RD_KAFKA_CONF_OK ||
+                    conf_set(conf, "kafka", "message.timeout.ms", tmo, errstr,
                              errstr_size))
                         goto out;
         }
@@ -398,8 +601,17 @@ out:
         return rc;
 }
 
+static void txn_step(evutil_socket_t fd, short what, void *arg);
+
 eb_kafka_t *eb_kafka_new(struct event_base *base, const struct eb_config *cfg,
                          char *errstr, size_t errstr_size)
+{
+        return eb_kafka_new_ex(base, cfg, 0, errstr, errstr_size);
+}
+
+eb_kafka_t *eb_kafka_new_ex(struct event_base *base,
+                            const struct eb_config *cfg, int flags,
+                            char *errstr, size_t errstr_size)
 {
         eb_kafka_t *k = eb_xcalloc(1, sizeof(*k));
         rd_kafka_conf_t *conf = NULL;
@@ -411,8 +623,28 @@ eb_kafka_t *eb_kafka_new(struct event_base *base, const struct eb_config *cfg,
         k->base = base;
         k->wake_fds[0] = -1;
         k->wake_fds[1] = -1;
+        k->loop_thread = pthread_self();
+        if (pthread_mutex_init(&k->def_mu, NULL) != 0 ||
+            pthread_mutex_init(&k->worker.mu, NULL) != 0 ||
+            pthread_cond_init(&k->worker.cv, NULL) != 0) {
+                snprintf(errstr, errstr_size, "kafka: cannot create locks");
+                free(k);
+                return NULL;
+        }
+        k->sync_ready = 1;
         k->drain_ms = cfg->drain_timeout_ms > 0 ? cfg->drain_timeout_ms
                                                 : EB_KAFKA_DEFAULT_DRAIN_MS;
+        if ((flags & EB_KAFKA_NEW_F_TRANSACTIONS) &&
+            cfg->delivery == EB_DELIVERY_EXACTLY_ONCE) {
+                if (!cfg->transactional_id || !*cfg->transactional_id) {
+                        snprintf(errstr, errstr_size,
+                                 "kafka.transactional_id: must be set for "
+                                 "exactly-once delivery");
+                        goto fail;
+                }
+                k->txn_id = eb_xstrdup(cfg->transactional_id);
+                k->txn_state = EB_KAFKA_TXN_INIT;
+        }
 
         /* Validate every property before starting anything. */
         if (make_conf(k, cfg, &conf, errstr, errstr_size) != 0)
@@ -465,17 +697,20 @@ eb_kafka_t *eb_kafka_new(struct event_base *base, const struct eb_config *cfg,
         k->wake_ev = event_new(base, k->wake_fds[0], EV_READ | EV_PERSIST,
                                on_wake, k);
         k->backstop_ev = event_new(base, -1, EV_PERSIST, on_backstop, k);
-        if (!k->wake_ev || !k->backstop_ev || event_add(k->wake_ev, NULL) ||
-            event_add(k->backstop_ev, &tv)) {
+        if (k->txn_id)
+                k->txn_ev = evtimer_new(base, txn_step, k);
+        if (!k->wake_ev || !k->backstop_ev || (k->txn_id && !k->txn_ev) ||
+            event_add(k->wake_ev, NULL) || event_add(k->backstop_ev, &tv)) {
                 snprintf(errstr, errstr_size, "kafka: cannot add loop events");
                 goto fail;
         }
         k->mainq = rd_kafka_queue_get_main(k->rk);
         rd_kafka_queue_io_event_enable(k->mainq, k->wake_fds[1], "1", 1);
 
-        eb_info(MOD, "producer ready bootstrap.servers=%s client.id=%s%s",
+        eb_info(MOD, "producer ready bootstrap.servers=%s client.id=%s%s%s%s",
                 k->bootstrap, rd_kafka_name(k->rk),
-                cfg->embedded ? " (embedded)" : "");
+                k->txn_id ? " transactional.id=" : "",
+                k->txn_id ? k->txn_id : "", cfg->embedded ? " (embedded)" : "");
         return k;
 fail:
         eb_kafka_free(k);
@@ -493,6 +728,15 @@ int eb_kafka_produce(eb_kafka_t *k, const struct eb_envelope *env,
 
         if (k->flags & EB_KAFKA_F_FATAL)
                 return -EIO;
+        if (k->txn_id && k->txn_state != EB_KAFKA_TXN_IN_TXN) {
+                if (rl_allow(&k->rl_err))
+                        eb_warn(MOD,
+                                "produce refused topic=%s: no open "
+                                "transaction (state %s)",
+                                env->topic ? env->topic : "",
+                                eb_kafka_txn_state_name(k->txn_state));
+                return -EIO;
+        }
         if (!env->topic || !*env->topic || !env->value || env->header_cnt < 0 ||
             env->header_cnt > EB_ENVELOPE_MAX_HEADERS)
                 return -EINVAL;
@@ -541,6 +785,7 @@ int eb_kafka_produce(eb_kafka_t *k, const struct eb_envelope *env,
                 return rc == -EINVAL || rc == -ENOENT ? -EINVAL : -EIO;
         }
         k->stats.produced++;
+        k->txn_msgs++;
         return 0;
 }
 
@@ -593,11 +838,597 @@ rd_kafka_mock_cluster_t *eb_kafka_mock_cluster(eb_kafka_t *k)
         return k->mock;
 }
 
+/* ---- transactions --------------------------------------------------------
+ *
+ * librdkafka's init/commit/abort_transaction() block until done or until
+ * their timeout. Since 1.8 a call that returned a retriable _TIMED_OUT may
+ * be repeated to resume, which suggests calling them with a zero timeout
+ * from a loop timer. On 2.0.2 that crashes the process (docs/delivery.md):
+ * a resumed commit whose first internal step does not get its answer
+ * within the timeout returns without resuming and forgets that a commit
+ * is running; when EndTxn then completes, librdkafka takes it for an
+ * abort and asserts ("CommittingTransaction -> AbortedNotAcked"). Any
+ * short timeout leaves that window open.
+ *
+ * So the blocking calls are made, with long time slices (EB_KAFKA_TXN_
+ * SLICE_MS, so eb_kafka_free() can stop them), by one helper thread per
+ * transactional producer, and the loop never blocks:
+ *
+ *  - init: straight to the helper.
+ *  - commit: the loop first waits (timer) until every message of the
+ *    transaction has had its delivery report served here; only then does
+ *    the helper call commit_transaction(). Its internal flush then finds
+ *    no delivery report to serve, so every delivery callback still runs
+ *    on the loop thread.
+ *  - abort: the same wait, then the helper aborts. (Purging the queued
+ *    messages first, outside librdkafka's abort, would break the
+ *    sequence numbers of the next transaction.)
+ *
+ * The helper touches no application state: it calls librdkafka, stores
+ * the result under a mutex and writes the wake-up pipe; the loop picks the
+ * result up in serve(). The only callbacks librdkafka may run on the
+ * helper (from inside its flush) are log lines (eb_log is thread-safe) and
+ * error events, which on_error() hands over to the loop.
+ */
+
+static const char *op_name(enum txn_op op)
+{
+        switch (op) {
+        case TXN_OP_INIT:
+                return "init";
+        case TXN_OP_COMMIT:
+                return "commit";
+        case TXN_OP_ABORT:
+                return "abort";
+        case TXN_OP_NONE:
+                break;
+        }
+        return "none";
+}
+
+const char *eb_kafka_txn_state_name(eb_kafka_txn_state_t st)
+{
+        switch (st) {
+        case EB_KAFKA_TXN_NONE:
+                return "none";
+        case EB_KAFKA_TXN_INIT:
+                return "init";
+        case EB_KAFKA_TXN_INITIALIZING:
+                return "initializing";
+        case EB_KAFKA_TXN_READY:
+                return "ready";
+        case EB_KAFKA_TXN_IN_TXN:
+                return "in_txn";
+        case EB_KAFKA_TXN_COMMITTING:
+                return "committing";
+        case EB_KAFKA_TXN_ABORTING:
+                return "aborting";
+        case EB_KAFKA_TXN_ABORTABLE:
+                return "abortable";
+        case EB_KAFKA_TXN_FATAL:
+                return "fatal";
+        }
+        return "?";
+}
+
+int eb_kafka_transactional(const eb_kafka_t *k)
+{
+        return k->txn_id != NULL;
+}
+
+eb_kafka_txn_state_t eb_kafka_txn_state(const eb_kafka_t *k)
+{
+        return k->txn_id ? k->txn_state : EB_KAFKA_TXN_NONE;
+}
+
+/* Messages whose delivery report has not been served yet. */
+static uint64_t undelivered(const eb_kafka_t *k)
+{
+        uint64_t done = k->stats.delivered + k->stats.failed;
+
+        return k->stats.produced > done ? k->stats.produced - done : 0;
+}
+
+/* ---- the helper thread ---------------------------------------------------
+ */
+
+static rd_kafka_error_t *txn_call(rd_kafka_t *rk, enum txn_op op, int ms)
+{
+        switch (op) {
+        case TXN_OP_INIT:
+                return rd_kafka_init_transactions(rk, ms);
+        case TXN_OP_COMMIT:
+                return rd_kafka_commit_transaction(rk, ms);
+        case TXN_OP_ABORT:
+                return rd_kafka_abort_transaction(rk, ms);
+        case TXN_OP_NONE:
+                break;
+        }
+        return NULL;
+}
+
+static void *txn_worker_main(void *arg)
+{
+        eb_kafka_t *k = arg;
+        struct txn_worker *w = &k->worker;
+
+        pthread_mutex_lock(&w->mu);
+        for (;;) {
+                rd_kafka_error_t *error = NULL;
+                enum txn_op op;
+
+                while (!w->quit && w->job == TXN_OP_NONE)
+                        pthread_cond_wait(&w->cv, &w->mu);
+                if (w->quit)
+                        break;
+                op = w->job;
+                w->job = TXN_OP_NONE;
+                pthread_mutex_unlock(&w->mu);
+
+                for (;;) {
+                        int quit;
+
+                        error = txn_call(k->rk, op, EB_KAFKA_TXN_SLICE_MS);
+                        if (!error || !rd_kafka_error_is_retriable(error))
+                                break;
+                        pthread_mutex_lock(&w->mu);
+                        quit = w->quit;
+                        if (!quit && rd_kafka_error_code(error) !=
+                                             RD_KAFKA_RESP_ERR__TIMED_OUT) {
+                                /* e.g. COORDINATOR_NOT_AVAILABLE: back off */
+                                struct timespec ts;
+
+                                clock_gettime(CLOCK_REALTIME, &ts);
+                                ts.tv_nsec += 100 * 1000 * 1000;
+                                if (ts.tv_nsec >= 1000000000L) {
+                                        ts.tv_sec++;
+                                        ts.tv_nsec -= 1000000000L;
+                                }
+                                (void)pthread_cond_timedwait(&w->cv, &w->mu,
+                                                             &ts);
+                                quit = w->quit;
+                        }
+                        pthread_mutex_unlock(&w->mu);
+                        if (quit)
+                                break; /* error still set: retriable */
+                        rd_kafka_error_destroy(error);
+                }
+
+                pthread_mutex_lock(&w->mu);
+                w->result = error;
+                w->done = 1;
+                pthread_mutex_unlock(&w->mu);
+                wake_loop(k);
+                pthread_mutex_lock(&w->mu);
+        }
+        pthread_mutex_unlock(&w->mu);
+        return NULL;
+}
+
+static int worker_start(eb_kafka_t *k)
+{
+        sigset_t all, old;
+        int rc;
+
+        if (k->worker.started)
+                return 0;
+        /* Signals are for the loop (libevent): the helper blocks them all,
+         * like librdkafka's own threads. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        rc = pthread_create(&k->worker.thread, NULL, txn_worker_main, k);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (rc != 0)
+                return -EAGAIN;
+        k->worker.started = 1;
+        return 0;
+}
+
+static void worker_submit(eb_kafka_t *k, enum txn_op op)
+{
+        pthread_mutex_lock(&k->worker.mu);
+        k->worker.job = op;
+        k->worker.done = 0;
+        pthread_cond_signal(&k->worker.cv);
+        pthread_mutex_unlock(&k->worker.mu);
+}
+
+/* @returns 1 and the result (NULL: success) if the helper has finished. */
+static int worker_collect(eb_kafka_t *k, rd_kafka_error_t **errorp)
+{
+        int done;
+
+        pthread_mutex_lock(&k->worker.mu);
+        done = k->worker.done;
+        if (done) {
+                *errorp = k->worker.result;
+                k->worker.result = NULL;
+                k->worker.done = 0;
+        }
+        pthread_mutex_unlock(&k->worker.mu);
+        return done;
+}
+
+static void worker_stop(eb_kafka_t *k)
+{
+        rd_kafka_error_t *error = NULL;
+
+        if (!k->worker.started)
+                return;
+        pthread_mutex_lock(&k->worker.mu);
+        k->worker.quit = 1;
+        pthread_cond_signal(&k->worker.cv);
+        pthread_mutex_unlock(&k->worker.mu);
+        pthread_join(k->worker.thread, NULL);
+        k->worker.started = 0;
+        if (worker_collect(k, &error) && error)
+                rd_kafka_error_destroy(error);
+}
+
+/* ---- the loop's side --------------------------------------------------- */
+
+static void txn_schedule(eb_kafka_t *k, int ms)
+{
+        struct timeval tv;
+
+        tv.tv_sec = ms / 1000;
+        tv.tv_usec = (ms % 1000) * 1000;
+        evtimer_add(k->txn_ev, &tv);
+}
+
+/* Settle the running operation, then tell its owner (which may start the
+ * next one from the callback). */
+static void txn_finish(eb_kafka_t *k, eb_kafka_txn_state_t st, int err,
+                       const char *errstr)
+{
+        eb_kafka_txn_cb_t *cb = k->txn_cb;
+        void *opaque = k->txn_opaque;
+
+        k->txn_op = TXN_OP_NONE;
+        k->txn_phase = TXN_PHASE_IDLE;
+        k->txn_cb = NULL;
+        k->txn_opaque = NULL;
+        if (k->txn_state != EB_KAFKA_TXN_FATAL)
+                k->txn_state = st;
+        if (cb)
+                cb(opaque, err, errstr ? errstr : "");
+}
+
+static void txn_succeeded(eb_kafka_t *k, enum txn_op op, int64_t took_ms)
+{
+        switch (op) {
+        case TXN_OP_INIT:
+                eb_info(MOD,
+                        "transactions ready transactional.id=%s (init took "
+                        "%lld ms)",
+                        k->txn_id, (long long)took_ms);
+                break;
+        case TXN_OP_COMMIT:
+                k->stats.txn_committed++;
+                k->stats.txn_last_commit_ms = took_ms;
+                eb_debug(MOD, "committed transaction: %llu messages in %lld ms",
+                         (unsigned long long)k->txn_msgs, (long long)took_ms);
+                break;
+        case TXN_OP_ABORT:
+                k->stats.txn_aborted++;
+                eb_info(MOD, "aborted transaction of %llu messages",
+                        (unsigned long long)k->txn_msgs);
+                break;
+        case TXN_OP_NONE:
+                break;
+        }
+        txn_finish(k, EB_KAFKA_TXN_READY, 0, "Success");
+}
+
+/*
+ * The outcome of a transactional call (takes @p error): success, abortable
+ * (the transaction must be aborted), fatal (fenced, authorization, ...),
+ * or, only when the helper was told to quit, still retriable.
+ */
+static void txn_result(eb_kafka_t *k, enum txn_op op, rd_kafka_error_t *error)
+{
+        rd_kafka_resp_err_t code;
+        int64_t took = eb_mono_ms() - k->txn_op_start_ms;
+        char text[512];
+
+        if (!error) {
+                txn_succeeded(k, op, took);
+                return;
+        }
+        code = rd_kafka_error_code(error);
+        snprintf(text, sizeof(text), "%s", rd_kafka_error_string(error));
+        if (rd_kafka_error_is_fatal(error)) {
+                rd_kafka_error_destroy(error);
+                if (op == TXN_OP_COMMIT)
+                        k->stats.txn_commit_failed++;
+                set_fatal(k, code, text);
+                txn_finish(k, EB_KAFKA_TXN_FATAL, fatal_errno(code),
+                           k->fatal_msg);
+                return;
+        }
+        if (rd_kafka_error_is_retriable(error)) {
+                /* only when stopped by eb_kafka_free() */
+                rd_kafka_error_destroy(error);
+                txn_finish(k, k->txn_state, -ESHUTDOWN, "producer shut down");
+                return;
+        }
+        if (op == TXN_OP_COMMIT) {
+                /*
+                 * Abortable, or neither abortable nor fatal (librdkafka and
+                 * we disagree about the state, e.g. _STATE): an unknown
+                 * commit outcome is made abortable, since aborting is
+                 * always safe and the batch is redone.
+                 */
+                int abortable = rd_kafka_error_txn_requires_abort(error);
+
+                rd_kafka_error_destroy(error);
+                k->stats.txn_commit_failed++;
+                if (abortable)
+                        eb_warn(MOD,
+                                "transaction of %llu messages failed and must "
+                                "be aborted (err=%s): %s",
+                                (unsigned long long)k->txn_msgs,
+                                rd_kafka_err2name(code), text);
+                else
+                        eb_error(MOD, "transaction commit: unexpected %s: %s",
+                                 rd_kafka_err2name(code), text);
+                txn_finish(k, EB_KAFKA_TXN_ABORTABLE, -ECANCELED, text);
+                return;
+        }
+        /* An init or abort that can neither proceed nor be retried leaves
+         * nothing safe to do. */
+        rd_kafka_error_destroy(error);
+        eb_error(MOD, "transaction %s: unexpected %s: %s", op_name(op),
+                 rd_kafka_err2name(code), text);
+        set_fatal(k, code, text);
+        txn_finish(k, EB_KAFKA_TXN_FATAL, -EIO, k->fatal_msg);
+}
+
+/* From serve(): the helper has finished? */
+static void txn_poll_worker(eb_kafka_t *k)
+{
+        rd_kafka_error_t *error = NULL;
+
+        if (k->txn_phase != TXN_PHASE_WORKER || !worker_collect(k, &error))
+                return;
+        evtimer_del(k->txn_ev);
+        txn_result(k, k->txn_op, error);
+}
+
+/*
+ * The operation's timer: waits for the delivery reports before handing
+ * commit/abort to the helper, then only reports an operation that takes
+ * long (the result itself comes through serve()).
+ */
+static void txn_step(evutil_socket_t fd, short what, void *arg)
+{
+        eb_kafka_t *k = arg;
+        int64_t now = eb_mono_ms();
+        int64_t took = now - k->txn_op_start_ms;
+
+        (void)fd;
+        (void)what;
+        if (k->txn_op == TXN_OP_NONE)
+                return;
+        if (now >= k->txn_report_ms) {
+                if (took >= EB_KAFKA_TXN_REPORT_MS)
+                        eb_warn(MOD,
+                                "transaction %s still running after %lld s "
+                                "(%llu messages, %llu without a delivery "
+                                "report)",
+                                op_name(k->txn_op), (long long)(took / 1000),
+                                (unsigned long long)k->txn_msgs,
+                                (unsigned long long)undelivered(k));
+                k->txn_report_ms = now + EB_KAFKA_TXN_REPORT_MS;
+        }
+        if (k->txn_phase == TXN_PHASE_WAIT_DRS) {
+                if (undelivered(k) == 0) {
+                        k->txn_phase = TXN_PHASE_WORKER;
+                        worker_submit(k, k->txn_op);
+                        txn_schedule(k, EB_KAFKA_TXN_SLOW_TICK_MS);
+                        return;
+                }
+                if (took >= EB_KAFKA_TXN_SLOW_MS)
+                        k->txn_tick_ms = EB_KAFKA_TXN_SLOW_TICK_MS;
+                else if (k->txn_tick_ms < EB_KAFKA_TXN_TICK_MAX_MS)
+                        k->txn_tick_ms =
+                                k->txn_tick_ms * 2 > EB_KAFKA_TXN_TICK_MAX_MS
+                                        ? EB_KAFKA_TXN_TICK_MAX_MS
+                                        : k->txn_tick_ms * 2;
+                txn_schedule(k, k->txn_tick_ms);
+                return;
+        }
+        /* TXN_PHASE_WORKER: the result comes through the wake-up pipe */
+        txn_poll_worker(k);
+        if (k->txn_op != TXN_OP_NONE)
+                txn_schedule(k, EB_KAFKA_TXN_SLOW_TICK_MS);
+}
+
+/* Common checks of the asynchronous calls. */
+static int txn_check(const eb_kafka_t *k)
+{
+        if (!k->txn_id)
+                return -EINVAL;
+        if (k->flags & EB_KAFKA_F_CLOSING)
+                return -ESHUTDOWN;
+        if (k->txn_state == EB_KAFKA_TXN_FATAL || (k->flags & EB_KAFKA_F_FATAL))
+                return -EIO;
+        if (k->txn_op != TXN_OP_NONE)
+                return -EBUSY;
+        return 0;
+}
+
+static void txn_start(eb_kafka_t *k, enum txn_op op, eb_kafka_txn_state_t st,
+                      eb_kafka_txn_cb_t *cb, void *opaque)
+{
+        int64_t now = eb_mono_ms();
+
+        k->txn_op = op;
+        k->txn_state = st;
+        k->txn_cb = cb;
+        k->txn_opaque = opaque;
+        k->txn_op_start_ms = now;
+        k->txn_report_ms = now + EB_KAFKA_TXN_REPORT_MS;
+        k->txn_tick_ms = 1;
+        if (op == TXN_OP_INIT) {
+                k->txn_phase = TXN_PHASE_WORKER;
+                worker_submit(k, op);
+                txn_schedule(k, EB_KAFKA_TXN_SLOW_TICK_MS);
+        } else {
+                /* never call back from inside the call */
+                k->txn_phase = TXN_PHASE_WAIT_DRS;
+                txn_schedule(k, 0);
+        }
+}
+
+int eb_kafka_txn_init(eb_kafka_t *k, eb_kafka_txn_cb_t *cb, void *opaque)
+{
+        int rc = txn_check(k);
+
+        if (rc)
+                return rc;
+        if (!cb || k->txn_state != EB_KAFKA_TXN_INIT)
+                return -EINVAL;
+        rc = worker_start(k);
+        if (rc) {
+                eb_error(MOD, "cannot start the transaction thread");
+                return -EIO;
+        }
+        eb_info(MOD, "initialising transactions transactional.id=%s",
+                k->txn_id);
+        txn_start(k, TXN_OP_INIT, EB_KAFKA_TXN_INITIALIZING, cb, opaque);
+        return 0;
+}
+
+int eb_kafka_txn_begin(eb_kafka_t *k)
+{
+        rd_kafka_error_t *error;
+        int rc = txn_check(k);
+
+        if (rc)
+                return rc;
+        if (k->txn_state != EB_KAFKA_TXN_READY)
+                return -EINVAL;
+        error = rd_kafka_begin_transaction(k->rk);
+        if (error) {
+                rd_kafka_resp_err_t code = rd_kafka_error_code(error);
+                char text[512];
+
+                snprintf(text, sizeof(text), "%s",
+                         rd_kafka_error_string(error));
+                rc = rd_kafka_error_is_fatal(error) ? -EIO : -EINVAL;
+                rd_kafka_error_destroy(error);
+                eb_warn(MOD, "begin transaction: %s: %s",
+                        rd_kafka_err2name(code), text);
+                if (rc == -EIO)
+                        set_fatal(k, code, text);
+                return rc;
+        }
+        k->txn_state = EB_KAFKA_TXN_IN_TXN;
+        k->txn_msgs = 0;
+        return 0;
+}
+
+int eb_kafka_txn_commit(eb_kafka_t *k, eb_kafka_txn_cb_t *cb, void *opaque)
+{
+        int rc = txn_check(k);
+
+        if (rc)
+                return rc;
+        if (!cb || k->txn_state != EB_KAFKA_TXN_IN_TXN)
+                return -EINVAL;
+        txn_start(k, TXN_OP_COMMIT, EB_KAFKA_TXN_COMMITTING, cb, opaque);
+        return 0;
+}
+
+int eb_kafka_txn_abort(eb_kafka_t *k, eb_kafka_txn_cb_t *cb, void *opaque)
+{
+        int rc = txn_check(k);
+
+        if (rc)
+                return rc;
+        if (!cb || (k->txn_state != EB_KAFKA_TXN_IN_TXN &&
+                    k->txn_state != EB_KAFKA_TXN_ABORTABLE))
+                return -EINVAL;
+        /*
+         * The messages still queued are not purged here: a purge outside
+         * librdkafka's own abort leaves a gap in the idempotent sequence
+         * numbers and fails the next transaction (OUT_OF_ORDER_SEQUENCE_
+         * NUMBER). txn_step waits until every one has its delivery report
+         * (after an abortable error librdkafka has purged them already).
+         */
+        txn_start(k, TXN_OP_ABORT, EB_KAFKA_TXN_ABORTING, cb, opaque);
+        return 0;
+}
+
+/*
+ * Teardown of a transactional producer, before the generic flush/purge.
+ * It may block (bounded by the drain timeout), and serves callbacks on
+ * this thread. A running commit or abort is finished and its callback
+ * told the result; an open transaction is aborted, so the next instance
+ * does not wait for it to time out. Single blocking calls on this thread
+ * are safe: the 2.0.2 bug needs a resumed call.
+ */
+static void txn_teardown(eb_kafka_t *k)
+{
+        enum txn_op op = k->txn_op;
+        rd_kafka_error_t *error = NULL;
+        int64_t deadline;
+
+        if (!k->txn_id || !k->rk)
+                return;
+        if (k->txn_ev)
+                event_del(k->txn_ev);
+        deadline = eb_mono_ms() + k->drain_ms;
+        if (op != TXN_OP_NONE && k->txn_phase == TXN_PHASE_WORKER) {
+                int done = 0;
+
+                /* Let the helper finish what it runs, serving callbacks. */
+                while (!(done = worker_collect(k, &error)) &&
+                       op != TXN_OP_INIT && eb_mono_ms() < deadline)
+                        (void)rd_kafka_poll(k->rk, 20);
+                worker_stop(k);
+                if (done)
+                        txn_result(k, op, error);
+                else
+                        txn_finish(k, k->txn_state, -ESHUTDOWN,
+                                   "producer shut down");
+        } else if (op != TXN_OP_NONE) {
+                /* commit/abort still waiting for delivery reports */
+                int64_t left = deadline - eb_mono_ms();
+
+                k->txn_op_start_ms = eb_mono_ms();
+                error = txn_call(k->rk, op, left > 0 ? (int)left : 0);
+                txn_result(k, op, error);
+        }
+        worker_stop(k);
+        if (k->txn_state == EB_KAFKA_TXN_IN_TXN ||
+            k->txn_state == EB_KAFKA_TXN_ABORTABLE) {
+                int64_t left = deadline - eb_mono_ms();
+
+                eb_warn(MOD,
+                        "shutdown: aborting the open transaction of %llu "
+                        "messages",
+                        (unsigned long long)k->txn_msgs);
+                error = rd_kafka_abort_transaction(
+                        k->rk, left > 1000 ? (int)left : 1000);
+                if (!error) {
+                        k->stats.txn_aborted++;
+                        k->txn_state = EB_KAFKA_TXN_READY;
+                } else {
+                        eb_warn(MOD, "shutdown: abort: %s",
+                                rd_kafka_error_string(error));
+                        rd_kafka_error_destroy(error);
+                }
+        }
+}
+
 void eb_kafka_free(eb_kafka_t *k)
 {
         if (!k)
                 return;
         k->flags |= EB_KAFKA_F_CLOSING;
+        txn_teardown(k);
         if (k->rk) {
                 uint64_t failed = k->stats.failed;
                 int left;
@@ -639,6 +1470,8 @@ void eb_kafka_free(eb_kafka_t *k)
                 event_free(k->wake_ev);
         if (k->backstop_ev)
                 event_free(k->backstop_ev);
+        if (k->txn_ev)
+                event_free(k->txn_ev);
         if (k->wake_fds[0] >= 0)
                 close(k->wake_fds[0]);
         if (k->wake_fds[1] >= 0)
@@ -650,6 +1483,12 @@ void eb_kafka_free(eb_kafka_t *k)
                 rd_kafka_mock_cluster_destroy(k->mock);
         if (k->mock_rk)
                 rd_kafka_destroy(k->mock_rk);
+        if (k->sync_ready) {
+                pthread_mutex_destroy(&k->def_mu);
+                pthread_mutex_destroy(&k->worker.mu);
+                pthread_cond_destroy(&k->worker.cv);
+        }
         free(k->bootstrap);
+        free(k->txn_id);
         free(k);
 }

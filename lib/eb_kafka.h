@@ -21,9 +21,33 @@
  * broker error), or from eb_kafka_free() with -ECANCELED if it was still
  * queued at teardown.
  *
- * Transactions (exactly-once delivery) are a later addition on top of this
- * handle: they will add eb_kafka_txn_*() calls and take transactional.id
- * from the config; eb_kafka_rk() exposes the producer for that work.
+ * Transactions (exactly-once delivery): a handle made by eb_kafka_new_ex()
+ * with EB_KAFKA_NEW_F_TRANSACTIONS from an exactly-once config is a
+ * transactional producer (transactional.id = kafka.transactional_id). Its
+ * eb_kafka_txn_*() calls never block the loop and report through a
+ * callback. librdkafka's init/commit/abort_transaction() block, and on
+ * 2.0.2 resuming them with short timeouts from the loop can crash the
+ * process (docs/delivery.md), so: the loop first waits, without blocking,
+ * until every delivery report of the transaction has been served on it;
+ * then one helper thread per transactional producer makes the blocking
+ * call (in EB_KAFKA_TXN_SLICE_MS slices) and wakes the loop through the
+ * same pipe. The helper touches no application state; every callback of
+ * this module still runs on the loop thread. The life of a transaction:
+ *
+ *     eb_kafka_txn_init(k, cb)              once, before anything else
+ *     eb_kafka_txn_begin(k)                 -> EB_KAFKA_TXN_IN_TXN
+ *     eb_kafka_produce(k, ...) ...          events and state records
+ *     eb_kafka_txn_commit(k, cb)            cb(0): durable and visible
+ *       cb(-ECANCELED) -> eb_kafka_txn_abort(k, cb), then redo the batch
+ *       cb(-EPERM)     -> fenced by a newer instance: shut down
+ *
+ * In a transaction a delivery report only says that the broker stored the
+ * message; it is NOT durable: if the transaction is then aborted, consumers
+ * (read_committed) never see it. Only a successful commit callback makes
+ * the batch durable, so checkpoints advance and held webhooks are answered
+ * from the commit callback, never from delivery reports. Every delivery
+ * report of a transaction runs before its commit or abort callback.
+ * docs/delivery.md has the librdkafka 2.0.2 behaviour behind all this.
  *
  * Thread context: every function must be called on the thread that runs
  * the event_base given to eb_kafka_new(), unless stated otherwise.
@@ -72,11 +96,13 @@ typedef void eb_kafka_dr_cb_t(void *opaque, int err, const char *errstr);
 
 /**
  * @brief Fatal error callback: the producer can no longer deliver anything
- * (e.g. an idempotence sequence violation, or later a fenced transactional
- * producer). The application should shut down through its normal drain
- * path; never exit() from here.
+ * (e.g. an idempotence sequence violation, or a fenced transactional
+ * producer: reason "fenced: another evbridge with transactional.id=X took
+ * over (...)"). The application should shut down through its normal drain
+ * path; never exit() from here. Runs at most once per handle.
  * @param reason borrowed, valid during the call.
- * @remark Runs on the loop thread from rd_kafka_poll().
+ * @remark Runs on the loop thread from rd_kafka_poll() or from the timer
+ * that drives a transaction operation.
  */
 typedef void eb_kafka_fatal_cb_t(void *opaque, const char *reason);
 
@@ -87,14 +113,69 @@ typedef enum {
         EB_KAFKA_PERSISTED = 2,          /* acknowledged */
 } eb_kafka_persisted_t;
 
-/** Counters for metrics (monotonic except outq). */
+/** Counters for metrics (monotonic except outq and txn_last_commit_ms). */
 struct eb_kafka_stats {
         uint64_t produced;   /* accepted by eb_kafka_produce() */
         uint64_t delivered;  /* acknowledged by the cluster */
         uint64_t failed;     /* delivery reports with an error */
         uint64_t queue_full; /* eb_kafka_produce() returned -EAGAIN */
         int outq;            /* rd_kafka_outq_len() at the time of the call */
+        /* Transactions (zero unless transactional). */
+        uint64_t txn_committed;     /* commits that succeeded */
+        uint64_t txn_aborted;       /* aborts that succeeded */
+        uint64_t txn_commit_failed; /* commits that ended in an error */
+        int64_t txn_last_commit_ms; /* duration of the last good commit */
 };
+
+/** Flags of eb_kafka_new_ex(). */
+#define EB_KAFKA_NEW_F_TRANSACTIONS                                            \
+        0x1 /* exactly-once config => transactional producer */
+
+/** Where a transactional producer is (eb_kafka_txn_state()). */
+typedef enum {
+        EB_KAFKA_TXN_NONE = 0,     /* not a transactional producer */
+        EB_KAFKA_TXN_INIT,         /* eb_kafka_txn_init() not called yet */
+        EB_KAFKA_TXN_INITIALIZING, /* eb_kafka_txn_init() running */
+        EB_KAFKA_TXN_READY,        /* may eb_kafka_txn_begin() */
+        EB_KAFKA_TXN_IN_TXN,       /* begun: produce, commit or abort */
+        EB_KAFKA_TXN_COMMITTING,   /* eb_kafka_txn_commit() running */
+        EB_KAFKA_TXN_ABORTING,     /* eb_kafka_txn_abort() running */
+        EB_KAFKA_TXN_ABORTABLE,    /* failed: only eb_kafka_txn_abort() */
+        EB_KAFKA_TXN_FATAL,        /* fenced or fatal error: shut down */
+} eb_kafka_txn_state_t;
+
+/** Transaction operations run without blocking the loop (see the .c). */
+#define EB_KAFKA_TXN_TICK_MAX_MS  10   /* delivery-report wait: check period */
+#define EB_KAFKA_TXN_SLOW_MS      5000 /* then every EB_KAFKA_TXN_SLOW_TICK */
+#define EB_KAFKA_TXN_SLOW_TICK_MS 100
+#define EB_KAFKA_TXN_SLICE_MS     500 /* one blocking call of the helper */
+/** Default transaction.timeout.ms unless kafka.properties sets it. */
+#define EB_KAFKA_TXN_TIMEOUT_MS 60000
+
+/**
+ * @brief Result of eb_kafka_txn_init(), eb_kafka_txn_commit() and
+ * eb_kafka_txn_abort().
+ * @param err 0 on success, otherwise:
+ *  -ECANCELED  (commit only) abortable: the transaction failed as a whole
+ *              (a message failed delivery, the coordinator rejected it,
+ *              ...); nothing of it is visible to read_committed
+ *              consumers. Call eb_kafka_txn_abort(), then redo the batch
+ *              in a new transaction.
+ *  -EPERM      fenced: another producer with the same transactional.id
+ *              initialised after this one. Fatal; the fatal callback has
+ *              run with "fenced: another evbridge with
+ *              transactional.id=X took over".
+ *  -EACCES     (init) transactional.id or cluster authorization refused;
+ *              fatal.
+ *  -EIO        any other fatal producer error; fatal.
+ *  -ESHUTDOWN  eb_kafka_free() ran before the operation could finish.
+ * @param errstr borrowed, valid during the call; librdkafka's text or ours.
+ * @remark Runs on the loop thread from a timer, never inside the call that
+ * started the operation (or from eb_kafka_free()). It may start the next
+ * operation (e.g. abort from a commit's callback) but must not call
+ * eb_kafka_free().
+ */
+typedef void eb_kafka_txn_cb_t(void *opaque, int err, const char *errstr);
 
 /**
  * @brief Create the producer (and, in embedded mode, the mock cluster) and
@@ -119,6 +200,24 @@ eb_kafka_t *eb_kafka_new(struct event_base *base, const struct eb_config *cfg,
                          char *errstr, size_t errstr_size);
 
 /**
+ * @brief eb_kafka_new() with options. @p flags 0 is eb_kafka_new().
+ *
+ * With EB_KAFKA_NEW_F_TRANSACTIONS and @p cfg->delivery ==
+ * EB_DELIVERY_EXACTLY_ONCE the producer is transactional: our defaults
+ * then also hold transactional.id = @p cfg->transactional_id (must be set)
+ * and transaction.timeout.ms = EB_KAFKA_TXN_TIMEOUT_MS, and
+ * message.timeout.ms defaults to transaction.timeout.ms (librdkafka
+ * requires message.timeout.ms <= transaction.timeout.ms). Every
+ * kafka.properties entry still wins, except transactional.id, which is
+ * refused there (kafka.transactional_id is the one place to set it).
+ * With an at-least-once config the flag changes nothing.
+ * Nothing is sent until eb_kafka_txn_init().
+ */
+eb_kafka_t *eb_kafka_new_ex(struct event_base *base,
+                            const struct eb_config *cfg, int flags,
+                            char *errstr, size_t errstr_size);
+
+/**
  * @brief Enqueue one rendered envelope: topic, key, value (copied) and
  * headers. Never blocks and never retries.
  * @param env borrowed; may be freed as soon as this returns.
@@ -127,7 +226,11 @@ eb_kafka_t *eb_kafka_new(struct event_base *base, const struct eb_config *cfg,
  * @returns 0 (then @p cb will run exactly once), -EAGAIN when the local
  * queue is full (back off: answer 503, skip a poll cycle), -EINVAL for an
  * unusable envelope (no topic, too large, illegal topic name) or -EIO
- * (fatal producer state, anything else). On error @p cb is never called.
+ * (fatal producer state, anything else; on a transactional producer also
+ * when no transaction is open: state other than EB_KAFKA_TXN_IN_TXN).
+ * On error @p cb is never called.
+ * @remark On a transactional producer a refused message is not part of
+ * the transaction: a caller that needs it there must abort, not commit.
  */
 int eb_kafka_produce(eb_kafka_t *k, const struct eb_envelope *env,
                      eb_kafka_dr_cb_t *cb, void *opaque) EB_WUR;
@@ -173,8 +276,11 @@ const char *eb_kafka_bootstrap(const eb_kafka_t *k);
 int eb_kafka_embedded(const eb_kafka_t *k);
 
 /**
- * @returns borrowed producer handle (transactions, metadata, tests). Do not
- * destroy it or change its queues. Valid until eb_kafka_free().
+ * @returns borrowed producer handle (metadata, admin requests, tests). Do
+ * not destroy it, change its queues, produce on it or call its
+ * transactional API: a transactional handle counts the messages of
+ * eb_kafka_produce() to know when a transaction's delivery reports are all
+ * in. Valid until eb_kafka_free().
  */
 rd_kafka_t *eb_kafka_rk(eb_kafka_t *k);
 
@@ -185,8 +291,82 @@ rd_kafka_t *eb_kafka_rk(eb_kafka_t *k);
  */
 rd_kafka_mock_cluster_t *eb_kafka_mock_cluster(eb_kafka_t *k);
 
+/*
+ * Transaction calls. Each returns -ESHUTDOWN when called from a callback
+ * that eb_kafka_free() runs. Only one operation (init, commit, abort) runs
+ * at a time.
+ */
+
+/** @returns 1 if the producer is transactional (eb_kafka_new_ex()). */
+int eb_kafka_transactional(const eb_kafka_t *k);
+
+/** @returns the transaction state (EB_KAFKA_TXN_NONE if not
+ *  transactional). */
+eb_kafka_txn_state_t eb_kafka_txn_state(const eb_kafka_t *k);
+
+/** @returns static name of @p st ("ready", "in_txn", ...). */
+const char *eb_kafka_txn_state_name(eb_kafka_txn_state_t st);
+
 /**
- * @brief Tear down, in this order: flush for at most the configured drain
+ * @brief Start init_transactions: get a producer id and epoch from the
+ * transaction coordinator, fencing any older producer with the same
+ * transactional.id and aborting its open transaction. Starts the helper
+ * thread, which retries until it ends; there is no overall time limit (it
+ * waits for the coordinator as long as it takes, logging every 10 s), so a
+ * caller that wants one uses its own timer and eb_kafka_free().
+ * @param cb required; runs exactly once: 0 (state READY), or -EPERM /
+ * -EACCES / -EIO (state FATAL), or -ESHUTDOWN.
+ * @returns 0 (state INITIALIZING), -EINVAL (not transactional, or not in
+ * state INIT), -EIO (fatal state, or the thread could not be started).
+ */
+int eb_kafka_txn_init(eb_kafka_t *k, eb_kafka_txn_cb_t *cb,
+                      void *opaque) EB_WUR;
+
+/**
+ * @brief Begin a transaction (local, immediate).
+ * @returns 0 (state IN_TXN), -EBUSY (an operation is running), -EINVAL
+ * (not transactional, or not in state READY), -EIO (fatal state).
+ */
+int eb_kafka_txn_begin(eb_kafka_t *k) EB_WUR;
+
+/**
+ * @brief Commit the open transaction: wait for every delivery report of
+ * its messages, then end it on the coordinator. Never blocks; the outcome
+ * goes to @p cb (see eb_kafka_txn_cb_t), which runs after every delivery
+ * report of the transaction's messages.
+ * Commit resumes through broker outages (librdkafka retries by itself);
+ * a message that exceeds message.timeout.ms meanwhile makes it end with
+ * -ECANCELED.
+ * @param cb required; runs exactly once. On 0 the state is READY; on
+ * -ECANCELED it is ABORTABLE; on -EPERM / -EIO it is FATAL.
+ * @returns 0 (state COMMITTING), -EBUSY (an operation is running),
+ * -EINVAL (not transactional, or not in state IN_TXN), -EIO (fatal).
+ */
+int eb_kafka_txn_commit(eb_kafka_t *k, eb_kafka_txn_cb_t *cb,
+                        void *opaque) EB_WUR;
+
+/**
+ * @brief Abort the open (or failed) transaction: its messages still
+ * queued are sent and their delivery reports served first (after an
+ * abortable error librdkafka has purged them: -ECANCELED, NOT_PERSISTED),
+ * then the coordinator writes the abort markers. Delivery reports that
+ * said "delivered" do not make those messages visible: read_committed
+ * consumers skip them.
+ * @param cb required; runs exactly once: 0 (state READY) or -EPERM / -EIO
+ * (state FATAL) or -ESHUTDOWN.
+ * @returns 0 (state ABORTING), -EBUSY (an operation is running, e.g. a
+ * commit: librdkafka cannot abort a commit half way; wait for its
+ * callback), -EINVAL (not transactional, or not in state IN_TXN or
+ * ABORTABLE), -EIO (fatal).
+ */
+int eb_kafka_txn_abort(eb_kafka_t *k, eb_kafka_txn_cb_t *cb,
+                       void *opaque) EB_WUR;
+
+/**
+ * @brief Tear down, in this order: on a transactional producer, finish a
+ * running commit or abort, or abort an open transaction, within the drain
+ * timeout (blocking; a pending eb_kafka_txn_*() callback runs from here
+ * with its result, or -ESHUTDOWN); flush for at most the configured drain
  * timeout (shutdown.drain_timeout, default 20 s); purge what is left, whose
  * callbacks then run with -ECANCELED; disable the queue's io-event and
  * destroy the queue; free the loop events and the pipe; destroy the
