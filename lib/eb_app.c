@@ -13,6 +13,7 @@
 #include "eb_pipeline.h"
 #include "eb_poller.h"
 #include "eb_provider.h"
+#include "eb_state.h"
 #include "eb_time.h"
 #include "eb_util.h"
 #include "eb_webhook.h"
@@ -50,6 +51,10 @@ struct eb_app_s {
         struct eb_config **retired;
         size_t nretired;
         uint64_t reloads, reload_failures;
+        /* Exactly-once: sources start and the process reports ready only
+         * once eb_kafka_txn_init() and the state restore are done. */
+        int eos;
+        int restored;
 };
 
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
@@ -200,6 +205,10 @@ void eb_app_reload(eb_app_t *app)
         eb_log_set_level(ncfg->log_level);
         eb_log_set_format(ncfg->log_format);
 
+        /* Exactly-once before the restore: no source runs yet; the
+         * restore starts the sources of the configuration then in force. */
+        if (app->eos && !app->restored)
+                goto swap;
         /* Removed (or now disabled) sources stop. */
         for (i = 0; i < old->sources_cnt; i++) {
                 const struct eb_source_cfg *o = &old->sources[i];
@@ -242,6 +251,7 @@ void eb_app_reload(eb_app_t *app)
                         eb_info("app", "reload: source=%s %s", n->name,
                                 o && o->enabled ? "changed" : "added");
         }
+swap:
         app->retired = eb_xrealloc(app->retired,
                                    (app->nretired + 1) * sizeof(*app->retired));
         app->retired[app->nretired++] = old;
@@ -300,6 +310,10 @@ static int app_ready(void *opaque, const char **why)
                 *why = "Kafka producer failed (fatal error)";
                 return 0;
         }
+        if (app->eos && !app->restored) {
+                *why = "state not restored";
+                return 0;
+        }
         return 1;
 }
 
@@ -353,11 +367,117 @@ static int app_http_new(eb_app_t *app, const struct eb_sink *sink, char *errstr,
         return 0;
 }
 
+/*
+ * Whether both state topics already exist (cluster metadata, which does
+ * not create topics). Then CreateTopics is skipped: a cluster without a
+ * controller (the standalone evbridge-kafka-mock, created with --topic)
+ * or a principal without CREATE works when they were made beforehand.
+ */
+static int state_topics_exist(eb_kafka_t *k, const struct eb_config *cfg)
+{
+        const struct rd_kafka_metadata *md = NULL;
+        char *names[2];
+        int found = 0, i, j;
+
+        if (eb_kafka_mock_cluster(k))
+                return 0;
+        if (rd_kafka_metadata(eb_kafka_rk(k), 1, NULL, &md, 10000) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR)
+                return 0;
+        names[0] = eb_state_topic_checkpoints(cfg);
+        names[1] = eb_state_topic_seen(cfg);
+        for (j = 0; j < 2; j++)
+                for (i = 0; i < md->topic_cnt; i++)
+                        if (!md->topics[i].err &&
+                            !strcmp(md->topics[i].topic, names[j])) {
+                                found++;
+                                break;
+                        }
+        rd_kafka_metadata_destroy(md);
+        free(names[0]);
+        free(names[1]);
+        return found == 2;
+}
+
+static int app_add_sources(eb_app_t *app, json_t *cps, char *errstr,
+                           size_t errstr_size)
+{
+        const struct eb_config *cfg = app->cfg;
+        size_t i;
+
+        for (i = 0; i < cfg->sources_cnt; i++) {
+                const struct eb_source_cfg *src = &cfg->sources[i];
+                json_t *cp = cps ? json_object_get(cps, src->name) : NULL;
+                if (!src->enabled) {
+                        eb_info("app", "source=%s disabled", src->name);
+                        continue;
+                }
+                if (eb_poller_add(app->poller, src, cp, errstr, errstr_size))
+                        return -EINVAL;
+                eb_info("app", "source=%s provider=%s interval=%lldms%s",
+                        src->name, src->provider,
+                        (long long)src->poll_interval_ms,
+                        cp ? " (restored checkpoint)" : "");
+        }
+        return 0;
+}
+
+/*
+ * Exactly-once start-up, second half (on the loop): the producer holds
+ * the transactional.id (an older instance is fenced and its open
+ * transaction aborted), so the state topics can be read to their end:
+ * dedupe ids and checkpoints. This blocks the loop; nothing else runs yet
+ * (no source, /readyz and webhooks answer "state not restored").
+ */
+static void on_txn_init(void *opaque, int err, const char *errstr)
+{
+        eb_app_t *app = opaque;
+        struct eb_state_restore_stats st;
+        char ebuf[1024];
+        json_t *cps;
+
+        if (err == -ESHUTDOWN)
+                return; /* from eb_kafka_free(): the app is going away */
+        if (err) {
+                eb_error("app", "Kafka transactions cannot start: %s", errstr);
+                app->kafka_fatal = 1;
+                eb_app_shutdown(app, "Kafka transactions cannot start", 1);
+                return;
+        }
+        if (app->draining)
+                return;
+        memset(&st, 0, sizeof(st));
+        cps = json_object();
+        if (eb_pipeline_restore(app->pipeline, eb_kafka_bootstrap(app->kafka),
+                                cps, &st, ebuf, sizeof(ebuf))) {
+                eb_error("app", "state restore failed: %s", ebuf);
+                json_decref(cps);
+                eb_app_shutdown(app, "state restore failed", 1);
+                return;
+        }
+        eb_info("app",
+                "restored %llu ids and %llu checkpoints in %lld ms (%llu "
+                "record(s), %llu id(s) of aborted transactions skipped, "
+                "%llu undecodable)",
+                (unsigned long long)st.ids, (unsigned long long)st.checkpoints,
+                (long long)st.ms, (unsigned long long)st.records,
+                (unsigned long long)st.ids_aborted,
+                (unsigned long long)st.garbage);
+        if (app_add_sources(app, cps, ebuf, sizeof(ebuf))) {
+                eb_error("app", "%s", ebuf);
+                json_decref(cps);
+                eb_app_shutdown(app, "a source cannot start", 1);
+                return;
+        }
+        json_decref(cps);
+        app->restored = 1;
+        eb_info("app", "state restored: ready");
+}
+
 eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
 {
         eb_app_t *app = eb_xcalloc(1, sizeof(*app));
         struct eb_sink sink;
-        size_t i;
 
         app->cfg = cfg;
         app->metrics = eb_metrics_new();
@@ -372,10 +492,22 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
                 snprintf(errstr, errstr_size, "cannot create event base");
                 goto err;
         }
-        app->kafka = eb_kafka_new(app->base, cfg, errstr, errstr_size);
+        /* Exactly-once: a transactional producer, and the state topics
+         * (design.md "State lives in Kafka"). At-least-once keeps the
+         * idempotent producer and no state topics: checkpoints then live
+         * only in the process, as before. */
+        app->eos = cfg->delivery == EB_DELIVERY_EXACTLY_ONCE;
+        app->kafka = eb_kafka_new_ex(app->base, cfg,
+                                     app->eos ? EB_KAFKA_NEW_F_TRANSACTIONS : 0,
+                                     errstr, errstr_size);
         if (!app->kafka)
                 goto err;
         eb_kafka_set_fatal_cb(app->kafka, on_kafka_fatal, app);
+        if (app->eos && !state_topics_exist(app->kafka, cfg) &&
+            eb_state_ensure_topics(eb_kafka_rk(app->kafka),
+                                   eb_kafka_mock_cluster(app->kafka), cfg, 1,
+                                   30000, errstr, errstr_size))
+                goto err;
         app->http = eb_http_new(app->base, errstr, errstr_size);
         if (!app->http)
                 goto err;
@@ -385,18 +517,9 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
                 goto err;
         sink = eb_pipeline_sink(app->pipeline);
         app->poller = eb_poller_new(app->base, app->http, &sink, NULL);
-        for (i = 0; i < cfg->sources_cnt; i++) {
-                const struct eb_source_cfg *src = &cfg->sources[i];
-                if (!src->enabled) {
-                        eb_info("app", "source=%s disabled", src->name);
-                        continue;
-                }
-                if (eb_poller_add(app->poller, src, NULL, errstr, errstr_size))
-                        goto err;
-                eb_info("app", "source=%s provider=%s interval=%lldms",
-                        src->name, src->provider,
-                        (long long)src->poll_interval_ms);
-        }
+        /* Exactly-once: sources start after the restore (on_txn_init). */
+        if (!app->eos && app_add_sources(app, NULL, errstr, errstr_size))
+                goto err;
         /* metrics: register the application's collectors */
         app->metrics_src.poller = app->poller;
         app->metrics_src.pipeline = app->pipeline;
@@ -422,6 +545,15 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
         evsignal_add(app->sig_term, NULL);
         evsignal_add(app->sig_int, NULL);
         evsignal_add(app->sig_hup, NULL);
+        if (app->eos) {
+                int rc = eb_kafka_txn_init(app->kafka, on_txn_init, app);
+                if (rc) {
+                        snprintf(errstr, errstr_size,
+                                 "kafka: cannot start transactions: %s",
+                                 strerror(-rc));
+                        goto err;
+                }
+        }
         return app;
 err:
         app->cfg = NULL; /* the caller keeps it on failure */

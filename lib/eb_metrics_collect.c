@@ -136,7 +136,8 @@ void eb_metrics_collect_sources(struct eb_prom *w, void *opaque)
 
         eb_prom_family(w, "evbridge_source_errors_total", "counter",
                        "Failed requests or pages by kind: http (timeout, "
-                       "reset, refused), 5xx, body (unparseable), auth "
+                       "reset, refused), 5xx, body (unparseable or over "
+                       "http.max_body), auth "
                        "(401/402), client (other 4xx), publish (Kafka).");
         for (i = 0; i < s.cnt; i++) {
                 for (j = 0; j < NELEM(src_errors); j++) {
@@ -269,7 +270,14 @@ void eb_metrics_collect_kafka(struct eb_prom *w, void *opaque)
                 eb_prom_family(w, "evbridge_kafka_queue_full_total", "counter",
                                "Produce calls refused because the local "
                                "producer queue was full (backpressure).");
-                eb_prom_sample(w, NULL, NULL, (double)ks.queue_full);
+                /* exactly-once: publishes refused at the queue bound
+                 * before they reach the producer (eb_pipeline) */
+                eb_prom_sample(
+                        w, NULL, NULL,
+                        (double)ks.queue_full +
+                                (a->pipeline ? (double)eb_pipeline_backpressure(
+                                                       a->pipeline)
+                                             : 0));
                 eb_prom_family(w, "evbridge_kafka_producer_queue_messages",
                                "gauge",
                                "Messages and requests in the producer not "
@@ -279,19 +287,18 @@ void eb_metrics_collect_kafka(struct eb_prom *w, void *opaque)
                                "1 when running on the embedded in-process "
                                "cluster (nothing survives a restart).");
                 eb_prom_sample(w, NULL, NULL, eb_kafka_embedded(a->kafka));
-                /* Exactly-once delivery (Kafka transactions) is not wired
-                 * yet: the families exist so dashboards and alerts can be
-                 * written now; they stay 0 until then. */
+                /* Exactly-once delivery (Kafka transactions); 0 with
+                 * delivery "at-least-once". */
                 eb_prom_family(w, "evbridge_kafka_transactions_committed_total",
                                "counter",
                                "Kafka transactions committed (exactly-once "
-                               "delivery); 0 until transactions are used.");
-                eb_prom_sample(w, NULL, NULL, 0);
+                               "delivery).");
+                eb_prom_sample(w, NULL, NULL, (double)ks.txn_committed);
                 eb_prom_family(w, "evbridge_kafka_transactions_aborted_total",
                                "counter",
                                "Kafka transactions aborted (exactly-once "
-                               "delivery); 0 until transactions are used.");
-                eb_prom_sample(w, NULL, NULL, 0);
+                               "delivery).");
+                eb_prom_sample(w, NULL, NULL, (double)ks.txn_aborted);
         }
         if (a->pipeline) {
                 eb_prom_family(w, "evbridge_kafka_delivery_latency_seconds",

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eb_log.h"
 #include "eb_metrics.h"
+#include "eb_state.h"
 #include "eb_time.h"
 #include "eb_util.h"
 
@@ -31,6 +33,7 @@ struct batch {
         int submitted;       /* all produce calls made */
         int err;             /* first error */
         struct event *later; /* settles from the loop when nothing is due */
+        struct txn *txn;     /* exactly-once: the transaction it waits for */
 };
 
 /* A batch waiting on another batch's message with the same fingerprint. */
@@ -47,6 +50,28 @@ struct msg {
         int64_t produced_us; /* eb_mono_us() at produce, for the latency */
         struct msg *hnext;   /* in-flight index chain */
         struct waiter *waiters;
+        /* exactly-once only: the kept rendered envelope (redone as is
+         * after an abort), its place in the transaction, and the time
+         * the id was remembered (Unix seconds, for the seen record) */
+        struct eb_envelope env;
+        struct msg *tnext;
+        int64_t seen_s;
+};
+
+/*
+ * Exactly-once mode: one transaction's worth of publishes. Messages are
+ * kept rendered in memory and produced only when the transaction closes
+ * (after kafka.batch.linger or kafka.batch.max_events), all in one go
+ * together with the state records, so an attempt and its redo are the
+ * same code and nothing is ever produced outside a transaction.
+ */
+struct txn {
+        struct msg *msgs, **tail; /* in publish order */
+        size_t nmsgs;
+        struct batch **batches; /* publishes settled by its outcome */
+        size_t nbatches, cap;
+        int attempts; /* attempts aborted so far */
+        int last_err; /* why the last attempt failed */
 };
 
 /*
@@ -72,6 +97,17 @@ struct eb_pipeline_s {
         struct msg **inflight;       /* buckets, power of two */
         size_t inflight_buckets;
         size_t inflight_cnt;
+        /* exactly-once mode (a transactional producer) */
+        int eos;
+        int fatal;                 /* no transaction can run any more */
+        eb_state_writer_t *writer; /* state record stamps */
+        struct txn *cur;           /* accumulating, not produced yet */
+        struct txn *closing;       /* being committed, aborted, redone */
+        struct event *linger;      /* closes cur */
+        int close_wanted;          /* cur is due once closing is over */
+        uint64_t txn_redone;       /* attempts redone after an abort */
+        uint64_t txn_failed;       /* transactions given up */
+        uint64_t txn_backpressure; /* publishes refused: queue bound */
 };
 
 static size_t inflight_slot(const eb_pipeline_t *pl, const struct eb_fp *fp)
@@ -148,6 +184,11 @@ static struct srcstat *stat_of(eb_pipeline_t *pl, const char *source)
         return s;
 }
 
+static void on_linger(evutil_socket_t fd, short what, void *arg);
+static int eos_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
+                       struct eb_event **evts, size_t cnt, json_t *cp,
+                       eb_publish_done_cb *done, void *arg);
+
 eb_pipeline_t *eb_pipeline_new(struct event_base *base,
                                const struct eb_config *cfg, eb_kafka_t *kafka,
                                char *errstr, size_t errstr_size)
@@ -172,6 +213,18 @@ eb_pipeline_t *eb_pipeline_new(struct event_base *base,
         pl->inflight = eb_xcalloc(pl->inflight_buckets, sizeof(*pl->inflight));
         eb_histogram_init(&pl->latency, delivery_bounds,
                           sizeof(delivery_bounds) / sizeof(delivery_bounds[0]));
+        if (cfg->delivery == EB_DELIVERY_EXACTLY_ONCE &&
+            eb_kafka_transactional(kafka)) {
+                pl->eos = 1;
+                pl->writer = eb_state_writer_new(cfg, 0);
+                pl->linger = evtimer_new(base, on_linger, pl);
+                if (!pl->linger) {
+                        snprintf(errstr, errstr_size,
+                                 "cannot create the batch timer");
+                        eb_pipeline_free(pl);
+                        return NULL;
+                }
+        }
         return pl;
 }
 
@@ -216,7 +269,7 @@ static void on_later(evutil_socket_t fd, short what, void *arg)
 
 static void maybe_settle(struct batch *b)
 {
-        if (b->submitted && b->outstanding == 0)
+        if (b->submitted && b->outstanding == 0 && !b->txn)
                 batch_settle(b);
 }
 
@@ -259,16 +312,577 @@ static void on_delivery(void *opaque, int err, const char *errstr)
         maybe_settle(b);
 }
 
+/* ---- exactly-once mode ------------------------------------------------
+ *
+ * publish: dedupe as above, render, keep the envelope in the open
+ * transaction (pl->cur; the id is remembered and indexed in flight at
+ * once, so a concurrent duplicate waits for this copy's outcome). The
+ * transaction closes kafka.batch.linger after its first publish, or at
+ * kafka.batch.max_events messages; closing it (only one at a time, in
+ * order; publishes meanwhile go into the next one):
+ *
+ *   eb_kafka_txn_begin; eb_state_writer_begin
+ *   produce every kept envelope (header evbridge-txn: <session>:<seq>)
+ *   produce the seen record(s) of its ids and one checkpoint record per
+ *   source (the last checkpoint of that source's publishes that have no
+ *   error), then eb_kafka_txn_commit
+ *     0          writer committed; every publish done(0) (or the error it
+ *                inherited from a duplicate's earlier copy); checkpoints
+ *                recorded; waiters settled
+ *     -ECANCELED writer aborted; eb_kafka_txn_abort; redo the same
+ *                envelopes in a new attempt, up to
+ *                EB_PIPELINE_TXN_ATTEMPTS attempts (docs/delivery.md: the
+ *                first redo can fail again); then give up: every publish
+ *                gets -EAGAIN (poller rolls back, webhooks answer 503)
+ *                and the ids are forgotten so the retry publishes them
+ *     fatal      (-EPERM fenced, -EIO, -EACCES, -ESHUTDOWN) every pending
+ *                publish fails with that error; later publishes get -EIO;
+ *                the kafka fatal callback shuts the application down
+ *
+ * A produce refused during an attempt (-EAGAIN queue full, or anything
+ * else) means that message is not in the transaction, so the attempt is
+ * aborted, never committed, and counts as a failed attempt: the abort
+ * lets the queue drain and the redo produces everything again. This keeps
+ * one rule (a transaction commits only with all its messages) at the cost
+ * of redoing a whole batch, which is rare.
+ *
+ * Ids stay remembered between attempts: an event published again during
+ * a redo waits for the copy being redone instead of going into the next
+ * transaction as a second copy.
+ */
+
+#define EB_PIPELINE_TXN_ATTEMPTS 5
+#define EB_PIPELINE_TXN_HEADER   "evbridge-txn"
+/*
+ * Back-pressure. Messages are produced only when their transaction closes,
+ * so the producer queue (kafka.queue_max_messages) must hold a whole
+ * transaction: a transaction takes at most half of it (and at most
+ * kafka.batch.max_events), and the messages held in memory (closing + open
+ * transaction) never exceed that half: a publish that reaches it stops
+ * adding messages and gets -EAGAIN (poller: page retried; its messages
+ * already added are committed and deduplicated on the retry, so a large
+ * page makes progress; webhook: 503 queue_full), as with a full producer
+ * queue in at-least-once mode. Without a queue bound, held messages may
+ * reach this many times batch.max_events.
+ */
+#define EB_PIPELINE_TXN_BACKLOG_FACTOR 4
+
+static void txn_close(eb_pipeline_t *pl);
+
+static struct txn *txn_cur(eb_pipeline_t *pl)
+{
+        if (!pl->cur) {
+                pl->cur = eb_xcalloc(1, sizeof(*pl->cur));
+                pl->cur->tail = &pl->cur->msgs;
+        }
+        return pl->cur;
+}
+
+static void txn_add_batch(struct txn *t, struct batch *b)
+{
+        if (t->nbatches == t->cap) {
+                t->cap = t->cap ? t->cap * 2 : 8;
+                t->batches =
+                        eb_xrealloc(t->batches, t->cap * sizeof(*t->batches));
+        }
+        t->batches[t->nbatches++] = b;
+        b->txn = t;
+}
+
+/* Settle everything of @p t with @p err (0: committed) and free it. */
+static void txn_settle(eb_pipeline_t *pl, struct txn *t, int err)
+{
+        size_t i;
+
+        while (t->msgs) {
+                struct msg *m = t->msgs;
+                struct srcstat *ss = stat_of(pl, m->b->source);
+
+                t->msgs = m->tnext;
+                if (err) {
+                        ss->st.failed++;
+                        /* Not committed: forget the id so that the retried
+                         * page or webhook publishes it again. */
+                        eb_dedupe_remove(pl->dedupe, &m->fp);
+                } else {
+                        ss->st.published++;
+                        if (m->time_ms > ss->st.newest_event_ms)
+                                ss->st.newest_event_ms = m->time_ms;
+                }
+                inflight_del(pl, m);
+                while (m->waiters) {
+                        struct waiter *w = m->waiters;
+                        m->waiters = w->next;
+                        if (err && !w->b->err)
+                                w->b->err = err;
+                        w->b->outstanding--;
+                        maybe_settle(w->b);
+                        free(w);
+                }
+                eb_envelope_fini(&m->env);
+                free(m);
+        }
+        for (i = 0; i < t->nbatches; i++) {
+                struct batch *b = t->batches[i];
+                b->txn = NULL;
+                if (err && !b->err)
+                        b->err = err;
+                maybe_settle(b);
+        }
+        free(t->batches);
+        free(t);
+}
+
+/* The closing transaction is over: settle it, then close the next one if
+ * it is due (or fail it too after a fatal error). */
+static void txn_finish(eb_pipeline_t *pl, int err)
+{
+        struct txn *t = pl->closing;
+
+        pl->closing = NULL;
+        if (err) {
+                pl->txn_failed++;
+                eb_warn("pipeline",
+                        "transaction of %zu message(s) failed after %d "
+                        "attempt(s): %s",
+                        t->nmsgs, t->attempts + 1, strerror(-err));
+        }
+        txn_settle(pl, t, err);
+        if (pl->fatal && pl->cur) {
+                struct txn *c = pl->cur;
+                pl->cur = NULL;
+                evtimer_del(pl->linger);
+                txn_settle(pl, c, -EIO);
+        }
+        if (pl->cur && pl->close_wanted)
+                txn_close(pl);
+}
+
+static void on_txn_dr(void *opaque, int err, const char *errstr)
+{
+        struct msg *m = opaque;
+
+        (void)err;
+        (void)errstr;
+        eb_histogram_observe(&m->b->pl->latency,
+                             (double)(eb_mono_us() - m->produced_us) / 1e6);
+}
+
+/* A state record's delivery report: only the latency histogram, which
+ * counts every delivery report (metrics: count == delivered + failed). */
+struct state_dr {
+        eb_pipeline_t *pl;
+        int64_t produced_us;
+};
+
+static void on_state_dr(void *opaque, int err, const char *errstr)
+{
+        struct state_dr *d = opaque;
+
+        (void)err;
+        (void)errstr;
+        eb_histogram_observe(&d->pl->latency,
+                             (double)(eb_mono_us() - d->produced_us) / 1e6);
+        free(d);
+}
+
+static int state_produce(eb_pipeline_t *pl, const struct eb_envelope *env)
+{
+        struct state_dr *d = eb_xcalloc(1, sizeof(*d));
+        int rc;
+
+        d->pl = pl;
+        d->produced_us = eb_mono_us();
+        rc = eb_kafka_produce(pl->kafka, env, on_state_dr, d);
+        if (rc)
+                free(d);
+        return rc;
+}
+
+static void txn_attempt(eb_pipeline_t *pl);
+
+static void on_txn_abort(void *opaque, int err, const char *errstr)
+{
+        eb_pipeline_t *pl = opaque;
+        struct txn *t = pl->closing;
+
+        if (err) {
+                eb_error("pipeline", "transaction abort failed: %s", errstr);
+                pl->fatal = 1;
+                txn_finish(pl, err);
+                return;
+        }
+        t->attempts++;
+        if (t->attempts < EB_PIPELINE_TXN_ATTEMPTS) {
+                pl->txn_redone++;
+                eb_info("pipeline",
+                        "transaction aborted; redoing its %zu message(s) "
+                        "(attempt %d of %d)",
+                        t->nmsgs, t->attempts + 1, EB_PIPELINE_TXN_ATTEMPTS);
+                txn_attempt(pl);
+                return;
+        }
+        txn_finish(pl, t->last_err ? t->last_err : -EAGAIN);
+}
+
+static void txn_abort(eb_pipeline_t *pl, int why)
+{
+        int rc;
+
+        eb_state_writer_aborted(pl->writer);
+        pl->closing->last_err = why;
+        rc = eb_kafka_txn_abort(pl->kafka, on_txn_abort, pl);
+        if (rc) {
+                eb_error("pipeline", "cannot abort the transaction: %s",
+                         strerror(-rc));
+                pl->fatal = 1;
+                txn_finish(pl, -EIO);
+        }
+}
+
+static void on_txn_commit(void *opaque, int err, const char *errstr)
+{
+        eb_pipeline_t *pl = opaque;
+
+        if (err == 0) {
+                eb_state_writer_committed(pl->writer);
+                txn_finish(pl, 0);
+                return;
+        }
+        if (err == -ECANCELED) {
+                eb_warn("pipeline", "transaction commit failed: %s", errstr);
+                txn_abort(pl, -EAGAIN);
+                return;
+        }
+        /* fenced or fatal: the kafka fatal callback shuts us down */
+        eb_state_writer_aborted(pl->writer);
+        eb_error("pipeline", "transaction commit failed (fatal): %s", errstr);
+        pl->fatal = 1;
+        txn_finish(pl, err);
+}
+
+/* Produce one kept envelope with the transaction stamp header. */
+static int txn_produce_msg(eb_pipeline_t *pl, struct msg *m, const char *stamp)
+{
+        struct eb_envelope *env = &m->env;
+        int rc, hdr = env->header_cnt < EB_ENVELOPE_MAX_HEADERS;
+
+        if (hdr) {
+                env->headers[env->header_cnt].name = EB_PIPELINE_TXN_HEADER;
+                env->headers[env->header_cnt].value = (char *)stamp;
+                env->header_cnt++;
+        }
+        m->produced_us = eb_mono_us();
+        rc = eb_kafka_produce(pl->kafka, env, on_txn_dr, m);
+        if (hdr) {
+                env->header_cnt--;
+                env->headers[env->header_cnt].name = NULL;
+                env->headers[env->header_cnt].value = NULL;
+        }
+        return rc;
+}
+
+/* The state records of the open attempt: seen record(s), checkpoints. */
+static int txn_produce_state(eb_pipeline_t *pl, struct txn *t)
+{
+        struct eb_fp *fps = eb_xcalloc(t->nmsgs + 1, sizeof(*fps));
+        int64_t *times = eb_xcalloc(t->nmsgs + 1, sizeof(*times));
+        struct eb_envelope *envs = NULL;
+        size_t n = 0, cnt = 0, i, j;
+        struct msg *m;
+        int rc;
+
+        for (m = t->msgs; m; m = m->tnext, n++) {
+                fps[n] = m->fp;
+                times[n] = m->seen_s;
+        }
+        rc = eb_state_seen_records(pl->writer, fps, times, n, 0, &envs, &cnt);
+        free(fps);
+        free(times);
+        for (i = 0; i < cnt; i++) {
+                if (!rc)
+                        rc = state_produce(pl, &envs[i]);
+                eb_envelope_fini(&envs[i]);
+        }
+        free(envs);
+        /* One checkpoint per source: its last publish without an error. */
+        for (i = t->nbatches; !rc && i-- > 0;) {
+                struct batch *b = t->batches[i];
+                struct eb_envelope env;
+                int dup = 0;
+
+                if (!b->cp || b->err)
+                        continue;
+                for (j = i + 1; j < t->nbatches && !dup; j++)
+                        dup = t->batches[j]->cp && !t->batches[j]->err &&
+                              !strcmp(t->batches[j]->source, b->source);
+                if (dup)
+                        continue;
+                rc = eb_state_checkpoint_record(pl->writer, b->source, b->cp,
+                                                eb_now_ms(), &env);
+                if (rc)
+                        break;
+                rc = state_produce(pl, &env);
+                eb_envelope_fini(&env);
+        }
+        return rc;
+}
+
+static void txn_attempt(eb_pipeline_t *pl)
+{
+        struct txn *t = pl->closing;
+        struct eb_state_txn st;
+        char stamp[64];
+        struct msg *m;
+        int rc;
+
+        rc = eb_kafka_txn_begin(pl->kafka);
+        if (rc) {
+                eb_error("pipeline", "cannot begin a transaction: %s",
+                         strerror(-rc));
+                pl->fatal = 1;
+                txn_finish(pl, -EIO);
+                return;
+        }
+        eb_state_writer_begin(pl->writer);
+        eb_state_writer_txn(pl->writer, &st);
+        snprintf(stamp, sizeof(stamp), "%016llx:%llu",
+                 (unsigned long long)st.session, (unsigned long long)st.seq);
+        for (m = t->msgs; m; m = m->tnext) {
+                rc = txn_produce_msg(pl, m, stamp);
+                if (rc)
+                        break;
+        }
+        if (!rc)
+                rc = txn_produce_state(pl, t);
+        if (rc) {
+                if (rc == -EAGAIN)
+                        stat_of(pl, t->msgs ? t->msgs->b->source
+                                            : t->batches[0]->source)
+                                ->st.queue_full++;
+                eb_warn("pipeline",
+                        "transaction: a message was refused (%s); aborting "
+                        "it",
+                        strerror(-rc));
+                txn_abort(pl, rc == -EAGAIN ? -EAGAIN : rc);
+                return;
+        }
+        rc = eb_kafka_txn_commit(pl->kafka, on_txn_commit, pl);
+        if (rc) {
+                eb_error("pipeline", "cannot commit the transaction: %s",
+                         strerror(-rc));
+                eb_state_writer_aborted(pl->writer);
+                pl->fatal = 1;
+                txn_finish(pl, -EIO);
+        }
+}
+
+/* Close the accumulating transaction now, or as soon as the closing one is
+ * over. */
+static void txn_close(eb_pipeline_t *pl)
+{
+        if (!pl->cur || pl->fatal)
+                return;
+        if (pl->closing) {
+                pl->close_wanted = 1;
+                return;
+        }
+        pl->close_wanted = 0;
+        evtimer_del(pl->linger);
+        pl->closing = pl->cur;
+        pl->cur = NULL;
+        txn_attempt(pl);
+}
+
+static void on_linger(evutil_socket_t fd, short what, void *arg)
+{
+        (void)fd;
+        (void)what;
+        txn_close(arg);
+}
+
+static int eos_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
+                       struct eb_event **evts, size_t cnt, json_t *cp,
+                       eb_publish_done_cb *done, void *arg)
+{
+        const struct eb_config *cfg = pl->cfg;
+        struct srcstat *ss = stat_of(pl, src->name);
+        size_t max = cfg->batch_max_events > 0 ? (size_t)cfg->batch_max_events
+                                               : 5000;
+        size_t qmax = cfg->queue_max_messages, held, cap;
+        int64_t now_s = eb_now_ms() / 1000;
+        struct batch *b;
+        size_t i, added = 0;
+        int rc = 0;
+
+        if (qmax >= 2 && max > qmax / 2)
+                max = qmax / 2;
+        cap = qmax >= 2 ? qmax / 2 : max * EB_PIPELINE_TXN_BACKLOG_FACTOR;
+        held = (pl->closing ? pl->closing->nmsgs : 0) +
+               (pl->cur ? pl->cur->nmsgs : 0);
+        if (pl->fatal) {
+                rc = -EIO;
+        } else if (cnt > 0 && held >= cap) {
+                ss->st.queue_full++;
+                pl->txn_backpressure++;
+                rc = -EAGAIN;
+        }
+        if (rc) {
+                for (i = 0; i < cnt; i++)
+                        eb_event_free(evts[i]);
+                free(evts);
+                return rc;
+        }
+        b = eb_xcalloc(1, sizeof(*b));
+        b->pl = pl;
+        b->source = eb_xstrdup(src->name);
+        b->cp = cp ? json_incref(cp) : NULL;
+        b->done = done;
+        b->arg = arg;
+        eb_dedupe_expire(pl->dedupe, now_s);
+
+        for (i = 0; i < cnt && !b->err; i++) {
+                struct eb_event *evt = evts[i];
+                struct txn *t;
+                struct msg *m;
+                struct eb_fp fp;
+                size_t klen;
+                char *dkey;
+
+                dkey = eb_event_dedupe_key(evt, &klen);
+                eb_fp_compute(dkey, klen, &fp);
+                free(dkey);
+                if (eb_dedupe_contains(pl->dedupe, &fp)) {
+                        struct msg *m0 = inflight_find(pl, &fp);
+                        ss->st.duplicates++;
+                        if (m0) {
+                                struct waiter *w = eb_xcalloc(1, sizeof(*w));
+                                w->b = b;
+                                w->next = m0->waiters;
+                                m0->waiters = w;
+                                b->outstanding++;
+                        }
+                        continue;
+                }
+                if (held >= cap) {
+                        /* back-pressure: the rest on the retry */
+                        ss->st.queue_full++;
+                        pl->txn_backpressure++;
+                        b->err = -EAGAIN;
+                        break;
+                }
+                m = eb_xcalloc(1, sizeof(*m));
+                if (eb_envelope_render(
+                            evt, cfg->topic_template, cfg->topic_prefix,
+                            cfg->envelope_binary ? EB_ENVELOPE_BINARY
+                                                 : EB_ENVELOPE_STRUCTURED,
+                            &m->env) != 0) {
+                        /* an adapter bug: fail the page, never skip */
+                        free(m);
+                        ss->st.invalid++;
+                        eb_error("pipeline",
+                                 "source=%s event %s cannot be rendered",
+                                 src->name, evt->id ? evt->id : "(no id)");
+                        b->err = -EINVAL;
+                        break;
+                }
+                m->b = b;
+                m->fp = fp;
+                m->time_ms = evt->time_ms;
+                m->seen_s = now_s;
+                t = txn_cur(pl);
+                *t->tail = m;
+                t->tail = &m->tnext;
+                t->nmsgs++;
+                eb_dedupe_insert(pl->dedupe, &fp, now_s);
+                inflight_add(pl, m);
+                added++;
+                held++;
+        }
+        for (i = 0; i < cnt; i++)
+                eb_event_free(evts[i]);
+        free(evts);
+
+        pl->pending++;
+        b->submitted = 1;
+        if (added || b->cp) {
+                /* its messages and/or its checkpoint go into pl->cur */
+                struct txn *t = txn_cur(pl);
+                txn_add_batch(t, b);
+                if (t->nmsgs >= max) {
+                        /* full: close it from the loop, so that no done
+                         * callback can run inside this call */
+                        struct timeval now = {0, 0};
+                        evtimer_del(pl->linger);
+                        evtimer_add(pl->linger, &now);
+                } else if (!evtimer_pending(pl->linger, NULL)) {
+                        struct timeval tv;
+                        int64_t ms = cfg->batch_linger_ms > 0
+                                             ? cfg->batch_linger_ms
+                                             : 0;
+                        tv.tv_sec = (time_t)(ms / 1000);
+                        tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+                        evtimer_add(pl->linger, &tv);
+                }
+        } else if (b->outstanding == 0) {
+                /* all duplicates already committed, or nothing at all */
+                struct timeval tv = {0, 0};
+                b->later = evtimer_new(pl->base, on_later, b);
+                if (!b->later) {
+                        pl->pending--;
+                        json_decref(b->cp);
+                        free(b->source);
+                        free(b);
+                        return -ENOMEM;
+                }
+                evtimer_add(b->later, &tv);
+        }
+        return 0;
+}
+
+/* Free a transaction at teardown without calling anyone back. */
+static void txn_discard(struct txn *t)
+{
+        size_t i;
+
+        if (!t)
+                return;
+        while (t->msgs) {
+                struct msg *m = t->msgs;
+                t->msgs = m->tnext;
+                while (m->waiters) {
+                        struct waiter *w = m->waiters;
+                        m->waiters = w->next;
+                        free(w);
+                }
+                eb_envelope_fini(&m->env);
+                free(m);
+        }
+        for (i = 0; i < t->nbatches; i++) {
+                struct batch *b = t->batches[i];
+                if (b->later)
+                        event_free(b->later);
+                json_decref(b->cp);
+                free(b->source);
+                free(b);
+        }
+        free(t->batches);
+        free(t);
+}
+
 int eb_pipeline_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                         struct eb_event **evts, size_t cnt, json_t *cp,
                         eb_publish_done_cb *done, void *arg)
 {
         const struct eb_config *cfg = pl->cfg;
         struct srcstat *ss = stat_of(pl, src->name);
-        struct batch *b = eb_xcalloc(1, sizeof(*b));
+        struct batch *b;
         int64_t now_s = eb_now_ms() / 1000;
         size_t i;
 
+        if (pl->eos)
+                return eos_publish(pl, src, evts, cnt, cp, done, arg);
+        b = eb_xcalloc(1, sizeof(*b));
         b->pl = pl;
         b->source = eb_xstrdup(src->name);
         b->cp = cp ? json_incref(cp) : NULL;
@@ -390,6 +1004,34 @@ const eb_dedupe_t *eb_pipeline_dedupe(const eb_pipeline_t *pl)
         return pl->dedupe;
 }
 
+int eb_pipeline_transactional(const eb_pipeline_t *pl)
+{
+        return pl->eos;
+}
+
+uint64_t eb_pipeline_backpressure(const eb_pipeline_t *pl)
+{
+        return pl->txn_backpressure;
+}
+
+int eb_pipeline_restore(eb_pipeline_t *pl, const char *bootstrap,
+                        json_t *checkpoints_out,
+                        struct eb_state_restore_stats *st, char *errstr,
+                        size_t errstr_size)
+{
+        const char *key;
+        json_t *cp;
+        int rc;
+
+        rc = eb_state_restore(bootstrap, pl->cfg, NULL, pl->dedupe,
+                              checkpoints_out, st, errstr, errstr_size);
+        if (rc)
+                return rc;
+        json_object_foreach(checkpoints_out, key, cp)
+                json_object_set(pl->checkpoints, key, cp);
+        return 0;
+}
+
 const struct eb_histogram *eb_pipeline_delivery_latency(const eb_pipeline_t *pl)
 {
         return &pl->latency;
@@ -410,6 +1052,14 @@ void eb_pipeline_free(eb_pipeline_t *pl)
                 free(s->name);
                 free(s);
         }
+        /* Exactly-once: a transaction still here at teardown (the drain
+         * timed out) is dropped; its callers are gone. Nothing of it was
+         * committed, so its pages are fetched again on the next start. */
+        if (pl->linger)
+                event_free(pl->linger);
+        txn_discard(pl->closing);
+        txn_discard(pl->cur);
+        eb_state_writer_free(pl->writer);
         json_decref(pl->checkpoints);
         eb_histogram_fini(&pl->latency);
         free(pl->inflight);

@@ -14,6 +14,15 @@
  * Committed checkpoints are kept per source; eb_pipeline_checkpoint()
  * returns the last one whose events were all acknowledged.
  *
+ * Exactly-once mode (a transactional producer, eb_kafka_new_ex() with
+ * EB_KAFKA_NEW_F_TRANSACTIONS, and delivery "exactly-once"): publishes
+ * accumulate into a Kafka transaction that closes after
+ * kafka.batch.linger or kafka.batch.max_events; the transaction holds the
+ * events (header "evbridge-txn: <session hex>:<seq>"), the seen record(s)
+ * of their ids and one checkpoint record per source (eb_state). done(0)
+ * runs only once that transaction has committed; an aborted one is redone
+ * a few times, then its publishes get -EAGAIN. Details in the .c.
+ *
  * Thread context: the loop thread only.
  */
 #ifndef EB_PIPELINE_H
@@ -28,6 +37,7 @@
 #include "eb_kafka.h"
 #include "eb_metrics.h"
 #include "eb_poller.h"
+#include "eb_state.h"
 
 struct event_base;
 typedef struct eb_pipeline_s eb_pipeline_t;
@@ -84,7 +94,33 @@ const eb_dedupe_t *eb_pipeline_dedupe(const eb_pipeline_t *pl);
 const struct eb_histogram *
 eb_pipeline_delivery_latency(const eb_pipeline_t *pl);
 
-/** @returns publishes not yet settled. */
+/** @returns 1 in exactly-once (transactional) mode. */
+int eb_pipeline_transactional(const eb_pipeline_t *pl);
+
+/**
+ * @returns exactly-once mode: publishes refused with -EAGAIN because the
+ * messages held for transactions reached kafka.queue_max_messages (the
+ * producer queue's bound; counted in evbridge_kafka_queue_full_total with
+ * the producer's own refusals). 0 in at-least-once mode.
+ */
+uint64_t eb_pipeline_backpressure(const eb_pipeline_t *pl);
+
+/**
+ * @brief Exactly-once start-up: eb_state_restore() from @p bootstrap into
+ * the pipeline's dedupe table and committed checkpoints (blocking; call
+ * after eb_kafka_txn_init() succeeded, before anything publishes).
+ * @param checkpoints_out borrowed JSON object: receives source ->
+ * checkpoint (references added).
+ * @param st may be NULL.
+ * @returns 0 or eb_state_restore()'s error with @p errstr.
+ */
+int eb_pipeline_restore(eb_pipeline_t *pl, const char *bootstrap,
+                        json_t *checkpoints_out,
+                        struct eb_state_restore_stats *st, char *errstr,
+                        size_t errstr_size) EB_WUR;
+
+/** @returns publishes not yet settled (in exactly-once mode including
+ *  those in the open transaction, which the drain thus waits for). */
 int eb_pipeline_pending(const eb_pipeline_t *pl);
 
 /** @brief Free; pending publishes must have settled (flush Kafka first).

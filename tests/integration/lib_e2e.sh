@@ -43,7 +43,10 @@ wait_for() {
 }
 
 start_kmock() { # start_kmock BROKERS -> sets BS
+  # The state topics of exactly-once delivery (state_prefix "evbridge"):
+  # the mock has no controller, so evbridge cannot create them itself.
   (exec "$B/bin/evbridge-kafka-mock" --brokers "${1:-1}" --port-file "$T/bs" \
+    --topic evbridge.checkpoints:1 --topic evbridge.seen:1 \
     > "$T/kmock.out" 2>&1) &
   PIDS+=($!)
   KMOCK_PID=$!

@@ -450,8 +450,10 @@ static void test_kafka(void)
                 }
         }
         EB_CHECK(value_of(text, "evbridge_kafka_embedded") == 1);
+        /* delivery "exactly-once" (the default): events went out in
+         * committed transactions */
         EB_CHECK(value_of(text,
-                          "evbridge_kafka_transactions_committed_total") == 0);
+                          "evbridge_kafka_transactions_committed_total") >= 1);
 }
 
 static void test_dedupe(void)

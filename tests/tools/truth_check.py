@@ -76,7 +76,7 @@ def expect(ev):
     return entity, action, eid, version, tms
 
 
-def consume(bootstrap, prefix, timeout):
+def consume(bootstrap, prefix, timeout, exact=False):
     c = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": "truth-check-%d" % time.time_ns(),
@@ -88,7 +88,7 @@ def consume(bootstrap, prefix, timeout):
     md = c.list_topics(timeout=10)
     parts = []
     for t, tm in md.topics.items():
-        if t.startswith(prefix + "."):
+        if (t == prefix) if exact else t.startswith(prefix + "."):
             for p in tm.partitions:
                 lo, hi = c.get_watermark_offsets(TopicPartition(t, p),
                                                  timeout=10)
@@ -114,6 +114,56 @@ def consume(bootstrap, prefix, timeout):
     return recs
 
 
+def uvarint(b, i):
+    v = shift = 0
+    while True:
+        if i >= len(b) or shift > 63:
+            raise ValueError("truncated varint")
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        if not c & 0x80:
+            return v, i
+        shift += 7
+
+
+def committed_stamps(bootstrap, state_prefix, timeout):
+    """(session hex, seq) of transactions the state topic shows committed.
+
+    Each seen record (docs/delivery.md "The seen record") carries the stamp
+    (session, seq, prev) of its transaction: prev is the session's last
+    committed seq, so every prev is committed. A session's last stamp is
+    never confirmed by a later one; it is counted as committed, as
+    evbridge's restore trusts it (distrust_tail 0). Used on brokers that
+    ignore read_committed (the mock): events of transactions proven
+    aborted are then visible and must not count."""
+    recs = consume(bootstrap, state_prefix + ".seen", timeout, exact=True)
+    stamps = defaultdict(list)
+    for m in recs:
+        b = m.value() or b""
+        if len(b) < 12 or b[0] != 0xEB or b[1] != 0x5E:
+            continue
+        session = "%016x" % int.from_bytes(b[4:12], "big")
+        seq, i = uvarint(b, 12)
+        prev, i = uvarint(b, i)
+        stamps[session].append((seq, prev))
+    ok = set()
+    for session, lst in stamps.items():
+        for seq, prev in lst:
+            if prev:
+                ok.add((session, prev))
+        ok.add((session, max(seq for seq, _ in lst)))
+    return ok
+
+
+def txn_stamp(m):
+    for k, v in m.headers() or []:
+        if k == "evbridge-txn" and v:
+            session, _, seq = v.decode().partition(":")
+            return session, int(seq)
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
@@ -123,6 +173,10 @@ def main():
                     help="read only this provider's topics")
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--committed-only", metavar="STATE_PREFIX", default=None,
+                    help="skip messages whose evbridge-txn header names a "
+                    "transaction that <STATE_PREFIX>.seen proves aborted "
+                    "(brokers that ignore read_committed)")
     ap.add_argument("--topic-counts", default=None,
                     help="write '<topic> <messages>' lines to this file")
     a = ap.parse_args()
@@ -148,6 +202,17 @@ def main():
     if a.provider:
         topic_prefix = "%s.%s" % (sanitize_part(a.prefix), a.provider)
     recs = consume(a.bootstrap, topic_prefix, a.timeout)
+    skipped = 0
+    if a.committed_only:
+        ok = committed_stamps(a.bootstrap, a.committed_only, a.timeout)
+        kept = []
+        for m in recs:
+            st = txn_stamp(m)
+            if st is not None and st not in ok:
+                skipped += 1
+                continue
+            kept.append(m)
+        recs = kept
     seen = defaultdict(int)
     unknown = unserved = misrouted = disorder = 0
     examples = defaultdict(list)
@@ -200,6 +265,7 @@ def main():
         "current_versions": sum(1 for t in truth.values()
                                 if not t["superseded"]),
         "messages": len(recs),
+        "aborted_skipped": skipped,
         "missing": len(missing),
         "unserved": unserved,
         "unknown": unknown,

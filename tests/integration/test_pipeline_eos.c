@@ -1,0 +1,208 @@
+/*
+ * eb_pipeline in exactly-once mode on the embedded cluster: publishes are
+ * settled by the commit of their transaction (a duplicate waits for it),
+ * checkpoints are committed with the events and come back through
+ * eb_pipeline_restore() together with the dedupe ids, an abortable commit
+ * failure is redone transparently, and a fenced producer fails what is
+ * pending and refuses later publishes.
+ */
+#include "eb_config.h"
+#include "eb_kafka.h"
+#include "eb_pipeline.h"
+#include "eb_state.h"
+#include "eb_test.h"
+#include "eb_time.h"
+
+#include <errno.h>
+#include <event2/event.h>
+
+static struct event_base *base;
+static struct eb_config *cfg;
+static eb_kafka_t *k;
+
+struct result {
+        int done;
+        int err;
+};
+
+static void on_done(void *arg, int err)
+{
+        struct result *r = arg;
+
+        r->done++;
+        r->err = err;
+}
+
+static void on_txn(void *arg, int err, const char *errstr)
+{
+        struct result *r = arg;
+
+        (void)errstr;
+        r->done++;
+        r->err = err;
+}
+
+static struct eb_event **one_event(const char *id)
+{
+        struct eb_event **evts = calloc(1, sizeof(*evts));
+        struct eb_event *e = eb_event_new();
+
+        e->id = strdup(id);
+        e->source_name = strdup("acme");
+        e->provider = strdup("kota");
+        e->account = strdup("pt_1");
+        e->entity_type = strdup("employee");
+        e->entity_id = strdup("ee_1");
+        e->action = strdup("created");
+        e->time_ms = eb_now_ms();
+        e->native = json_pack("{s:s}", "id", id);
+        evts[0] = e;
+        return evts;
+}
+
+static void wait_done(struct result *r, int ms)
+{
+        int64_t until = eb_mono_ms() + EB_T_TMOUT(ms);
+
+        while (!r->done && eb_mono_ms() < until)
+                event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+}
+
+static const struct eb_source_cfg *acme(void)
+{
+        static struct eb_source_cfg src;
+
+        src.name = (char *)"acme";
+        return &src;
+}
+
+static void test_commit_and_restore(void)
+{
+        char err[512];
+        struct result a = {0, 0}, b = {0, 0};
+        struct eb_kafka_stats ks;
+        struct eb_state_restore_stats st;
+        eb_pipeline_t *pl, *pl2;
+        json_t *cp = json_pack("{s:i}", "wm", 42), *cps = json_object();
+
+        pl = eb_pipeline_new(base, cfg, k, err, sizeof(err));
+        EB_REQUIRE(pl != NULL);
+        EB_CHECK_INT(eb_pipeline_transactional(pl), 1);
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), one_event("e1"), 1, cp,
+                                       on_done, &a) == 0);
+        /* the same event again (a webhook racing a poll) */
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), one_event("e1"), 1, NULL,
+                                       on_done, &b) == 0);
+        EB_CHECK_INT(a.done, 0); /* never inside publish */
+        EB_CHECK_INT(eb_pipeline_pending(pl), 2);
+        wait_done(&a, 20000);
+        wait_done(&b, 20000);
+        EB_CHECK(a.done == 1 && a.err == 0);
+        EB_CHECK(b.done == 1 && b.err == 0);
+        EB_CHECK_INT(eb_pipeline_pending(pl), 0);
+        EB_CHECK_INT(eb_pipeline_stats(pl, "acme")->published, 1);
+        EB_CHECK_INT(eb_pipeline_stats(pl, "acme")->duplicates, 1);
+        EB_CHECK(json_equal(eb_pipeline_checkpoint(pl, "acme"), cp));
+        eb_kafka_get_stats(k, &ks);
+        EB_CHECK(ks.txn_committed >= 1);
+
+        /* a new process: ids and checkpoint come back from the topics */
+        pl2 = eb_pipeline_new(base, cfg, k, err, sizeof(err));
+        EB_REQUIRE(pl2 != NULL);
+        EB_REQUIRE(eb_pipeline_restore(pl2, eb_kafka_bootstrap(k), cps, &st,
+                                       err, sizeof(err)) == 0);
+        EB_CHECK(json_equal(json_object_get(cps, "acme"), cp));
+        EB_CHECK(json_equal(eb_pipeline_checkpoint(pl2, "acme"), cp));
+        EB_CHECK(st.ids >= 1);
+        memset(&a, 0, sizeof(a));
+        EB_REQUIRE(eb_pipeline_publish(pl2, acme(), one_event("e1"), 1, NULL,
+                                       on_done, &a) == 0);
+        wait_done(&a, 5000);
+        EB_CHECK(a.done == 1 && a.err == 0);
+        EB_CHECK_INT(eb_pipeline_stats(pl2, "acme")->duplicates, 1);
+        EB_CHECK_INT(eb_pipeline_stats(pl2, "acme")->published, 0);
+        eb_pipeline_free(pl2);
+        eb_pipeline_free(pl);
+        json_decref(cps);
+        json_decref(cp);
+}
+
+static void test_abortable_commit_is_redone(void)
+{
+        char err[512];
+        struct result a = {0, 0};
+        struct eb_kafka_stats before, after;
+        eb_pipeline_t *pl = eb_pipeline_new(base, cfg, k, err, sizeof(err));
+
+        EB_REQUIRE(pl != NULL);
+        eb_kafka_get_stats(k, &before);
+        /* EndTxn UNKNOWN_PRODUCER_ID: abortable (docs/delivery.md) */
+        rd_kafka_mock_push_request_errors(
+                eb_kafka_mock_cluster(k), 26, 1,
+                RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID);
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), one_event("e2"), 1, NULL,
+                                       on_done, &a) == 0);
+        wait_done(&a, 30000);
+        EB_CHECK(a.done == 1 && a.err == 0);
+        eb_kafka_get_stats(k, &after);
+        EB_CHECK(after.txn_aborted >= before.txn_aborted + 1);
+        EB_CHECK(after.txn_committed >= before.txn_committed + 1);
+        EB_CHECK_INT(eb_pipeline_stats(pl, "acme")->published, 1);
+        EB_CHECK_INT(eb_pipeline_pending(pl), 0);
+        eb_pipeline_free(pl);
+}
+
+static void test_fenced_fails_pending(void)
+{
+        char err[512];
+        struct result a = {0, 0};
+        struct eb_event **evts;
+        eb_pipeline_t *pl = eb_pipeline_new(base, cfg, k, err, sizeof(err));
+
+        EB_REQUIRE(pl != NULL);
+        rd_kafka_mock_push_request_errors(eb_kafka_mock_cluster(k), 26, 1,
+                                          RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), one_event("e3"), 1, NULL,
+                                       on_done, &a) == 0);
+        wait_done(&a, 30000);
+        EB_CHECK(a.done == 1 && a.err != 0);
+        EB_CHECK_INT(eb_pipeline_pending(pl), 0);
+        evts = one_event("e4");
+        EB_CHECK_INT(
+                eb_pipeline_publish(pl, acme(), evts, 1, NULL, on_done, &a),
+                -EIO);
+        eb_pipeline_free(pl);
+}
+
+static void setup(void)
+{
+        char err[1024];
+        struct result init = {0, 0};
+
+        cfg = eb_config_new_default();
+        cfg->dedupe_capacity = 1000;
+        k = eb_kafka_new_ex(base, cfg, EB_KAFKA_NEW_F_TRANSACTIONS, err,
+                            sizeof(err));
+        EB_REQUIRE(k != NULL);
+        EB_REQUIRE(eb_state_ensure_topics(eb_kafka_rk(k),
+                                          eb_kafka_mock_cluster(k), cfg, 1,
+                                          30000, err, sizeof(err)) == 0);
+        EB_REQUIRE(eb_kafka_txn_init(k, on_txn, &init) == 0);
+        wait_done(&init, 20000);
+        EB_REQUIRE(init.done == 1 && init.err == 0);
+}
+
+int main(void)
+{
+        base = event_base_new();
+        EB_RUN(setup);
+        if (k && eb_kafka_txn_state(k) == EB_KAFKA_TXN_READY) {
+                EB_RUN(test_commit_and_restore);
+                EB_RUN(test_abortable_commit_is_redone);
+                EB_RUN(test_fenced_fails_pending);
+        }
+        eb_kafka_free(k);
+        eb_config_free(cfg);
+        event_base_free(base);
+        return eb_test_summary();
+}
