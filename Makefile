@@ -4,6 +4,7 @@
 #   make test       unit + integration tests, ends with "N passed, N failed"
 #   make asan       the whole test suite under ASan+UBSan
 #   make valgrind   unit tests under valgrind, leak-free
+#   make fuzz       libFuzzer targets with clang, FUZZ_TIME s each (fuzz-ci: 10)
 #   make run        the demo on the embedded Kafka cluster
 #   make lint       clang-format check + banned functions
 #   make lint-deploy  render and check the Kubernetes manifests (offline)
@@ -141,6 +142,99 @@ run: $(CMD_BINS)
 bench: all
 	$(Q)scripts/bench $(B)
 
+# ---- fuzzing ---------------------------------------------------------------
+# libFuzzer targets for every parser of outside input (tests/fuzz/, see
+# tests/fuzz/entries.h). Built with clang into build/fuzz/ against their
+# own libeb.a (every lib/*.c under ASan+UBSan and fuzzer coverage), then
+# each runs for FUZZ_TIME seconds on a copy of its seed corpus
+# (tests/fuzz/corpus/<name>/ plus tests/fixtures/fuzz-regressions/<name>/),
+# so the committed corpus stays as it is. A crash leaves its input in
+# build/fuzz/artifacts/<name>/ and fails the target; make it a regression
+# (tests/fixtures/fuzz-regressions/<name>/, replayed by
+# tests/unit/test_fuzz_regressions.c). `make -j2 fuzz` runs two at once.
+#
+#   make fuzz            FUZZ_TIME=60 per target (default)
+#   make fuzz-ci         FUZZ_TIME=10 per target
+#   make fuzz FUZZ_TARGETS="close_page time"   only these
+FUZZ_CC      ?= clang
+FUZZ_TIME    ?= 60
+FUZZ_B       := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=c11 -O1 -g $(WARN) -Wno-unknown-warning-option \
+                -Wno-gnu-statement-expression -Wno-cast-align \
+                $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(PKG_CFLAGS) -MMD -MP
+FUZZ_ALL     := $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_TARGETS ?= $(FUZZ_ALL)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_B)/%.o)
+FUZZ_LIBEB   := $(FUZZ_B)/libeb.a
+FUZZ_BINS    := $(FUZZ_ALL:%=$(FUZZ_B)/fuzz_%)
+
+.PHONY: fuzz fuzz-ci fuzz-build fuzz-toolchain
+
+# A clear message when clang or its fuzzer runtime is missing.
+fuzz-toolchain:
+	$(Q)printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n)\n{ (void)d; (void)n; return 0; }\n' | \
+	  $(FUZZ_CC) -x c $(FUZZ_SAN) -fsanitize=fuzzer -o /dev/null - 2>/dev/null || \
+	  { echo "fuzz: needs clang with libFuzzer and the sanitizer runtimes" \
+	    "(Debian: apt-get install clang libclang-rt-14-dev)"; exit 1; }
+
+$(FUZZ_LIB_OBJ) $(FUZZ_B)/tests/fuzz/entries.o: | fuzz-toolchain
+
+$(FUZZ_B)/lib/%.o: lib/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_B)/tests/fuzz/%.o: tests/fuzz/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_LIBEB): $(FUZZ_LIB_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_B)/fuzz_%: $(FUZZ_B)/tests/fuzz/fuzz_%.o $(FUZZ_B)/tests/fuzz/entries.o $(FUZZ_LIBEB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+# One run per target (phony, so `make -j` runs them side by side). The
+# log goes to build/fuzz/<name>.log; the last lines are shown on failure
+# and build/fuzz/<name>.failed marks it.
+fuzz-run-%: $(FUZZ_B)/fuzz_%
+	$(Q)rm -rf $(FUZZ_B)/corpus-$* $(FUZZ_B)/$*.failed && \
+	  mkdir -p $(FUZZ_B)/corpus-$* $(FUZZ_B)/artifacts/$*
+	$(Q)if [ -d tests/fuzz/corpus/$* ]; then \
+	  cp -R tests/fuzz/corpus/$*/. $(FUZZ_B)/corpus-$*/; fi
+	$(Q)regs=; if [ -d tests/fixtures/fuzz-regressions/$* ]; then \
+	  regs=tests/fixtures/fuzz-regressions/$*; fi; \
+	if ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} \
+	  $(FUZZ_B)/fuzz_$* -max_total_time=$(FUZZ_TIME) -timeout=10 \
+	    -rss_limit_mb=2048 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_B)/artifacts/$*/ \
+	    $(FUZZ_B)/corpus-$* $$regs > $(FUZZ_B)/$*.log 2>&1; then \
+	  echo "fuzz $*: ok ($$(grep -E '^stat::number_of_executed_units' \
+	    $(FUZZ_B)/$*.log | awk '{print $$2}') runs in $(FUZZ_TIME)s)"; \
+	else \
+	  echo "fuzz $*: FAILED (input in $(FUZZ_B)/artifacts/$*/, log $(FUZZ_B)/$*.log)"; \
+	  tail -n 40 $(FUZZ_B)/$*.log | sed 's/^/    | /'; \
+	  touch $(FUZZ_B)/$*.failed; \
+	fi
+
+# Every target runs even when one fails; the verdict comes at the end.
+fuzz: $(FUZZ_TARGETS:%=fuzz-run-%)
+	$(Q)failed=$$(cd $(FUZZ_B) && ls *.failed 2>/dev/null | sed 's/\.failed$$//'); \
+	if [ -n "$$failed" ]; then echo "fuzz: findings in:" $$failed; exit 1; \
+	else echo "fuzz: $(words $(FUZZ_TARGETS)) target(s), no findings"; fi
+
+fuzz-ci:
+	$(Q)$(MAKE) --no-print-directory FUZZ_TIME=10 fuzz
+
+-include $(shell find $(FUZZ_B) -name '*.d' 2>/dev/null)
+
 # ---- lint ----------------------------------------------------------------
 SRC_ALL := $(shell find lib cmd tests -name '*.[ch]' 2>/dev/null)
 BANNED  := '\b(sprintf|vsprintf|strcpy|strcat|strncpy|gets|strtok|atoi|atol)[[:space:]]*\('
@@ -182,7 +276,8 @@ clean:
 
 DEB_PKGS := build-essential pkg-config libevent-dev libcurl4-openssl-dev \
             libjansson-dev librdkafka-dev libssl-dev kcat \
-            python3-confluent-kafka clang-format valgrind curl
+            python3-confluent-kafka clang-format valgrind curl \
+            clang libclang-rt-14-dev
 
 deps:
 	$(Q)missing=""; for p in $(DEB_PKGS); do \

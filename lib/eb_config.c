@@ -1357,6 +1357,8 @@ static const struct cfg_key poll_keys[] = {
               7 * MS_DAY),
         K_NUM(struct eb_source_cfg, CFG_DUR, "lag", lag_ms, 0, MS_DAY),
         K_NUM(struct eb_source_cfg, CFG_INT, "page_size", page_size, 0, 1000),
+        K_NUM(struct eb_source_cfg, CFG_INT, "max_buffered_events",
+              max_buffered_events, 100, 10000000),
         K_END,
 };
 
@@ -1431,6 +1433,7 @@ static void source_defaults(struct eb_source_cfg *src)
         src->connect_timeout_ms = 5 * MS_SEC;
         src->max_body = (size_t)(16 * MIB);
         src->webhook_tolerance_ms = 5 * MS_MIN;
+        src->max_buffered_events = 20000;
 }
 
 static void source_fini(struct eb_source_cfg *src)

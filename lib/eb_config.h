@@ -76,6 +76,11 @@ struct eb_source_cfg {
          * the provider adapter's own options ("options": {...}). Owned
          * reference. */
         json_t *json;
+
+        /* Added: "poll.max_buffered_events", default 20000: the most
+         * events of a newest-first walk (Kommo, Close) held in memory
+         * before they are published. */
+        int max_buffered_events;
 };
 
 struct eb_config {

@@ -13,23 +13,52 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "eb_buf.h"
 #include "eb_util.h"
 
-#define HTTPD_MAX_ROUTES  8
-#define HTTPD_MAX_CODE    600
-#define HTTPD_METRICS_MAX ((size_t)64 * 1024 * 1024)
-#define HTTPD_BACKLOG     511
-#define HTTPD_PROM_TYPE   "text/plain; version=0.0.4; charset=utf-8"
-#define HTTPD_TEXT_TYPE   "text/plain; charset=utf-8"
+#define HTTPD_MAX_ROUTES   8
+#define HTTPD_MAX_CODE     600
+#define HTTPD_METRICS_MAX  ((size_t)64 * 1024 * 1024)
+#define HTTPD_BACKLOG      511
+#define HTTPD_PROM_TYPE    "text/plain; version=0.0.4; charset=utf-8"
+#define HTTPD_TEXT_TYPE    "text/plain; charset=utf-8"
+#define HTTPD_CONN_BUCKETS 4096
+#define HTTPD_READ_SLACK   ((size_t)64 * 1024)
 
 struct route {
         char *prefix;
         size_t plen;
         eb_httpd_handler_cb *cb;
         void *opaque;
+};
+
+/*
+ * One accepted connection, tracked so that a request must arrive whole
+ * within http.timeout of its first byte. libevent's own timeout is an
+ * idle timeout: a client that sends one byte every few seconds (slowloris)
+ * would otherwise hold its connection for ever. libevent 2.1 has no hook
+ * for new connections, so the connection is found right after accept
+ * (hook_conn), and evhttp's close callback says when it goes.
+ */
+enum conn_state {
+        CONN_IDLE = 0, /* between requests */
+        CONN_READING,  /* a request is arriving: the deadline runs */
+        CONN_BUSY,     /* a request is with a handler or being answered */
+};
+
+struct conn {
+        eb_httpd_t *h;
+        struct bufferevent *bev;
+        struct evhttp_connection *evcon; /* set once hooked */
+        struct evbuffer_cb_entry *in_cb;
+        struct event *timer; /* first the hook (0 s), then the deadline */
+        int hooked;          /* close callback set; no reference held */
+        enum conn_state state;
+        struct conn *prev, *next; /* h->conns */
+        struct conn *hnext;       /* h->buckets[] by evcon */
 };
 
 struct eb_httpd_s {
@@ -44,6 +73,14 @@ struct eb_httpd_s {
         struct route routes[HTTPD_MAX_ROUTES];
         int nroutes;
         int unsent; /* replies sent, on_complete not yet seen */
+        /* Open connections (struct conn), and an index by evcon. */
+        struct conn *conns;
+        struct conn *buckets[HTTPD_CONN_BUCKETS];
+        long nconns;
+        uint64_t request_timeouts; /* closed by the request deadline */
+        struct timeval timeout;    /* http.timeout */
+        size_t read_limit;         /* input held while a request arrives */
+        size_t busy_read_limit;    /* ... and while one is answered */
         /* Every response written to a socket, by status code, including
          * the ones libevent writes itself (413, 400, 501). */
         uint64_t responses[HTTPD_MAX_CODE];
@@ -113,14 +150,235 @@ static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info,
                 h->responses[code]++;
 }
 
+/* ---- connections: the request deadline -------------------------------- */
+
+static size_t conn_bucket(const struct evhttp_connection *evcon)
+{
+        uintptr_t v = (uintptr_t)evcon;
+
+        return (size_t)((v >> 4) ^ (v >> 16)) % HTTPD_CONN_BUCKETS;
+}
+
+static struct conn *conn_find(eb_httpd_t *h, struct evhttp_connection *evcon)
+{
+        struct conn *c;
+
+        if (!evcon)
+                return NULL;
+        for (c = h->buckets[conn_bucket(evcon)]; c; c = c->hnext)
+                if (c->evcon == evcon)
+                        return c;
+        return NULL;
+}
+
+static void conn_unindex(struct conn *c)
+{
+        struct conn **pp;
+
+        if (!c->evcon)
+                return;
+        for (pp = &c->h->buckets[conn_bucket(c->evcon)]; *pp;
+             pp = &(*pp)->hnext) {
+                if (*pp == c) {
+                        *pp = c->hnext;
+                        break;
+                }
+        }
+}
+
+/* Forget @p c. @p bev_alive: the bufferevent may still be touched (our
+ * input callback is removed and our reference, if any, dropped). */
+static void conn_free(struct conn *c, int bev_alive)
+{
+        eb_httpd_t *h = c->h;
+
+        conn_unindex(c);
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                h->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        h->nconns--;
+        if (c->timer)
+                event_free(c->timer);
+        if (bev_alive && c->in_cb)
+                evbuffer_remove_cb_entry(bufferevent_get_input(c->bev),
+                                         c->in_cb);
+        if (bev_alive && !c->hooked)
+                bufferevent_decref(c->bev);
+        free(c);
+}
+
+static void conn_start_reading(struct conn *c)
+{
+        c->state = CONN_READING;
+        evtimer_add(c->timer, &c->h->timeout);
+}
+
+/* evhttp is closing the connection (it frees it right after). */
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+        struct conn *c = arg;
+
+        (void)evcon;
+        conn_free(c, 1);
+}
+
+/* Find the evhttp connection that owns our bufferevent and ask it to tell
+ * us when it closes. Runs right after accept, when evhttp has wired the
+ * bufferevent (its callback argument is the connection; checked through
+ * the public evhttp_connection_get_bufferevent). */
+static void hook_conn(struct conn *c)
+{
+        bufferevent_data_cb rcb = NULL, wcb = NULL;
+        bufferevent_event_cb ecb = NULL;
+        struct evhttp_connection *evcon;
+        void *arg = NULL;
+
+        if (c->hooked)
+                return;
+        bufferevent_getcb(c->bev, &rcb, &wcb, &ecb, &arg);
+        evcon = arg;
+        if ((!rcb && !wcb && !ecb) || !evcon) {
+                /* evhttp dropped it during accept (out of memory). */
+                conn_free(c, 1);
+                return;
+        }
+        if (evhttp_connection_get_bufferevent(evcon) != c->bev) {
+                static int warned;
+                if (!warned++)
+                        eb_warn("httpd",
+                                "cannot track connections with this "
+                                "libevent; slow requests are only bounded by "
+                                "the idle timeout");
+                conn_free(c, 1);
+                return;
+        }
+        c->evcon = evcon;
+        c->hnext = c->h->buckets[conn_bucket(evcon)];
+        c->h->buckets[conn_bucket(evcon)] = c;
+        evhttp_connection_set_closecb(evcon, on_conn_close, c);
+        c->hooked = 1;
+        bufferevent_decref(c->bev); /* the close callback guards it now */
+        evtimer_del(c->timer);
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+                conn_start_reading(c);
+}
+
+static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+        struct conn *c = arg;
+        evutil_socket_t sfd;
+
+        (void)fd;
+        (void)what;
+        if (!c->hooked) {
+                hook_conn(c);
+                return;
+        }
+        if (c->state != CONN_READING)
+                return;
+        /* The request did not arrive whole in time. Shutting the socket
+         * down makes evhttp see the client hang up: it drops the
+         * connection through its normal path (a request already with a
+         * handler is detached, never freed under it). */
+        c->h->request_timeouts++;
+        c->state = CONN_IDLE;
+        sfd = bufferevent_getfd(c->bev);
+        if (sfd >= 0)
+                (void)shutdown(sfd, SHUT_RDWR);
+        eb_debug("httpd", "closed a connection: request not received "
+                          "within http.timeout");
+}
+
+/* Bytes arrived: the first byte of a request starts its deadline. */
+static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                     void *arg)
+{
+        struct conn *c = arg;
+
+        (void)buf;
+        if (!info->n_added)
+                return;
+        if (!c->hooked) {
+                hook_conn(c); /* may free c */
+                return;
+        }
+        if (c->state == CONN_IDLE)
+                conn_start_reading(c);
+}
+
+/* A request is complete and goes to a handler: its deadline is met. */
+static void conn_request_begins(eb_httpd_t *h, struct evhttp_request *req)
+{
+        struct conn *c = conn_find(h, evhttp_request_get_connection(req));
+
+        if (!c)
+                return;
+        c->state = CONN_BUSY;
+        evtimer_del(c->timer);
+        /* While the answer is pending, evhttp reads only to see the
+         * client hang up: whatever a client pipelines meanwhile (without
+         * reading its answers) would pile up. Hold little of it. */
+        bufferevent_setwatermark(c->bev, EV_READ, 0, h->busy_read_limit);
+}
+
+/* Its answer is written: the next request's clock starts with its first
+ * byte (already here when the client pipelines). */
+static void conn_request_ends(eb_httpd_t *h, struct evhttp_request *req)
+{
+        struct conn *c = conn_find(h, evhttp_request_get_connection(req));
+
+        if (!c || c->state != CONN_BUSY)
+                return;
+        c->state = CONN_IDLE;
+        bufferevent_setwatermark(c->bev, EV_READ, 0, h->read_limit);
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+                conn_start_reading(c);
+}
+
 static struct bufferevent *make_bev(struct event_base *base, void *arg)
 {
+        static const struct timeval now = {0, 0};
+        eb_httpd_t *h = arg;
         struct bufferevent *bev =
                 bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+        struct conn *c;
 
-        if (bev)
-                evbuffer_add_cb(bufferevent_get_output(bev), on_output, arg);
-        return bev; /* NULL: evhttp makes its own (then uncounted) */
+        if (!bev)
+                return NULL; /* evhttp makes its own (then uncounted) */
+        evbuffer_add_cb(bufferevent_get_output(bev), on_output, arg);
+        /* evhttp keeps a request's body in this buffer until the whole
+         * body is in, so it may hold headers and body; past that, stop
+         * reading until evhttp takes some (see conn_request_begins). */
+        bufferevent_setwatermark(bev, EV_READ, 0, h->read_limit);
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return bev; /* served, without a request deadline */
+        c->h = h;
+        c->bev = bev;
+        c->timer = evtimer_new(base, on_conn_timer, c);
+        c->in_cb = evbuffer_add_cb(bufferevent_get_input(bev), on_input, c);
+        if (!c->timer || !c->in_cb) {
+                if (c->in_cb)
+                        evbuffer_remove_cb_entry(bufferevent_get_input(bev),
+                                                 c->in_cb);
+                if (c->timer)
+                        event_free(c->timer);
+                free(c);
+                return bev;
+        }
+        /* Keep the bufferevent alive until the hook has run, whatever
+         * evhttp does with it in between. */
+        bufferevent_incref(bev);
+        c->next = h->conns;
+        if (c->next)
+                c->next->prev = c;
+        h->conns = c;
+        h->nconns++;
+        evtimer_add(c->timer, &now);
+        return bev;
 }
 
 static void collect(struct eb_prom *w, void *opaque)
@@ -140,6 +398,13 @@ static void collect(struct eb_prom *w, void *opaque)
                 eb_prom_sample(w, NULL, (const char *[]){"code", code, NULL},
                                (double)h->responses[i]);
         }
+        eb_prom_family(w, "evbridge_http_connections", "gauge",
+                       "Connections open on the listener now.");
+        eb_prom_sample(w, NULL, NULL, (double)h->nconns);
+        eb_prom_family(w, "evbridge_http_request_timeouts_total", "counter",
+                       "Connections closed because a request did not arrive "
+                       "whole within http.timeout of its first byte.");
+        eb_prom_sample(w, NULL, NULL, (double)h->request_timeouts);
 }
 
 /* ---- replies --------------------------------------------------------- */
@@ -148,9 +413,9 @@ static void on_complete(struct evhttp_request *req, void *arg)
 {
         eb_httpd_t *h = arg;
 
-        (void)req;
         if (h->unsent > 0)
                 h->unsent--;
+        conn_request_ends(h, req);
 }
 
 void eb_httpd_reply(eb_httpd_t *h, struct evhttp_request *req, int code,
@@ -237,6 +502,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         char msg[256];
         int i;
 
+        conn_request_begins(h, req);
         if (!path || !*path)
                 path = "/";
         for (i = 0; i < h->nroutes; i++) {
@@ -352,6 +618,10 @@ eb_httpd_t *eb_httpd_new(struct event_base *base, const struct eb_config *cfg,
         tv.tv_sec = (time_t)(cfg->http_timeout_ms / 1000);
         tv.tv_usec = (suseconds_t)(cfg->http_timeout_ms % 1000) * 1000;
         evhttp_set_timeout_tv(h->http, &tv);
+        h->timeout = tv;
+        h->read_limit =
+                cfg->http_max_headers + cfg->http_max_body + HTTPD_READ_SLACK;
+        h->busy_read_limit = cfg->http_max_headers + HTTPD_READ_SLACK;
         /* Methods we answer ourselves (405 with Allow); anything else
          * (TRACE, CONNECT) gets libevent's 501. */
         evhttp_set_allowed_methods(
@@ -435,9 +705,14 @@ void eb_httpd_free(eb_httpd_t *h)
         if (!h)
                 return;
         /* evhttp_free closes every connection and frees their requests;
-         * no callback of ours runs after it. */
+         * no callback of ours runs after it. Each connection's close
+         * callback forgets it; what is left was never hooked (it still
+         * holds a reference to its bufferevent) or, defensively, was not
+         * reported closed (then its bufferevent is not touched). */
         if (h->http)
                 evhttp_free(h->http);
+        while (h->conns)
+                conn_free(h->conns, !h->conns->hooked);
         eb_httpd_set_metrics(h, NULL);
         for (i = 0; i < h->nroutes; i++)
                 free(h->routes[i].prefix);

@@ -16,6 +16,14 @@
  * wrote it, is also counted by status code at the socket
  * (evbridge_http_responses_total{code}).
  *
+ * Hostile clients: http.timeout is also the longest a request may take to
+ * arrive whole from its first byte, so clients that dribble bytes are
+ * closed. Unparsed input per connection is capped at max_headers +
+ * max_body + 64 KiB, and at max_headers + 64 KiB while an answer is
+ * pending, so clients that pipeline without reading cannot pile requests
+ * up. Open connections and deadline closes are in /metrics
+ * (evbridge_http_connections, evbridge_http_request_timeouts_total).
+ *
  * The listener is bound in eb_httpd_new(), so a taken port is an error at
  * start-up: "http.listen: cannot bind 0.0.0.0:8080: Address already in
  * use". Port 0 takes an ephemeral port; eb_httpd_port() says which.

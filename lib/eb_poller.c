@@ -375,9 +375,17 @@ static void flush_buffer(struct src *s)
         }
 }
 
+/* The most events a newest-first walk buffers: the source's
+ * poll.max_buffered_events, else the poller's default. */
+static size_t walk_limit(const struct src *s)
+{
+        if (s->cfg->max_buffered_events > 0)
+                return (size_t)s->cfg->max_buffered_events;
+        return (size_t)s->p->opts.max_walk_events;
+}
+
 static void handle_page(struct src *s, struct eb_page *page)
 {
-        eb_poller_t *p = s->p;
         size_t i;
 
         s->st.pages++;
@@ -411,8 +419,7 @@ static void handle_page(struct src *s, struct eb_page *page)
         page->events = NULL;
         page->events_cnt = 0;
 
-        if (page->more && s->prov->newest_first &&
-            s->buf_cnt < (size_t)p->opts.max_walk_events) {
+        if (page->more && s->prov->newest_first && s->buf_cnt < walk_limit(s)) {
                 /* Keep walking before publishing anything. */
                 src_step(s);
                 return;
@@ -511,7 +518,12 @@ static void on_response(const struct eb_http_result *res, void *opaque)
 
         s->fetching = 0;
         if (res->err) {
-                s->st.errors_http++;
+                /* A body over http.max_body is the upstream's answer being
+                 * unacceptable, like an unparseable one: a body error. */
+                if (res->err == -E2BIG)
+                        s->st.errors_body++;
+                else
+                        s->st.errors_http++;
                 wait = next_backoff(s, p->opts.backoff_min_ms,
                                     p->opts.backoff_max_ms);
                 eb_warn("poller",

@@ -62,7 +62,8 @@ struct eb_poller_opts {
                                     * limit left, spread the rest (0.1) */
         long max_walk_events;      /* newest-first walks are buffered and
                                     * published oldest first up to this many
-                                    * events (default 20000) */
+                                    * events (default 20000); a source's
+                                    * poll.max_buffered_events wins */
 };
 
 enum eb_source_state {
@@ -82,7 +83,8 @@ struct eb_source_stats {
         uint64_t events;      /* events handed to the sink */
         uint64_t errors_http; /* timeouts, resets, refused */
         uint64_t errors_5xx;
-        uint64_t errors_body;       /* unparseable / wrong shape */
+        uint64_t errors_body;       /* unparseable / wrong shape / over
+                                     * http.max_body */
         uint64_t errors_auth;       /* 401 / 402 */
         uint64_t errors_client;     /* other 4xx */
         uint64_t errors_publish;    /* sink failures */

@@ -194,7 +194,12 @@ int eb_rfc3339_parse(const char *s, int64_t *ms)
                 return -EINVAL;
         t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
         t -= (int64_t)off * 60;
-        *ms = t * 1000 + frac;
+        t = t * 1000 + frac;
+        /* Only what eb_rfc3339_format() can write back: a time an
+         * upstream sends ends up in checkpoints and envelopes. */
+        if (t < 0 || t > EB_RFC3339_MAX_MS)
+                return -EINVAL;
+        *ms = t;
         return 0;
 }
 

@@ -34,9 +34,15 @@ void eb_duration_format(int64_t ms, char *buf, size_t sz);
  * with optional fractional seconds (any digits, kept to ms) and a "Z",
  * "+hh:mm" or "-hh:mm" offset. A time with no offset is taken as UTC (Close
  * writes date_created that way). A space may stand for the 'T'.
+ * Only times from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z (after
+ * the offset) are accepted, so that every parsed time can be formatted
+ * back by eb_rfc3339_format() and parsed again to the same value.
  * @returns 0 and ms since the epoch, or -EINVAL.
  */
 int eb_rfc3339_parse(const char *s, int64_t *ms) EB_WUR;
+
+/** The latest time eb_rfc3339_parse() accepts, 9999-12-31T23:59:59.999Z. */
+#define EB_RFC3339_MAX_MS INT64_C(253402300799999)
 
 /**
  * @brief Format @p ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" (@p frac_digits 3) or
