@@ -2,6 +2,8 @@
  * evbridge-kafka-mock: a throw-away Kafka cluster (librdkafka's mock) for
  * manual runs and scripts, since kcat on Debian has no -M. Nothing is
  * durable. Prints "bootstrap.servers=<addr>" and runs until SIGTERM/SIGINT.
+ * With --control-port-file a test script injects faults at run time
+ * (control.c).
  */
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
@@ -13,14 +15,33 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "eb_log.h"
 #include "eb_util.h"
 
 static const char usage[] =
         "usage: evbridge-kafka-mock [--brokers N] [--port-file FILE]\n"
         "                           [--topic NAME:PARTITIONS]...\n"
+        "                           [--control-port-file FILE]\n"
         "Runs an in-process mock Kafka cluster (not durable) until SIGTERM\n"
-        "or SIGINT and prints bootstrap.servers=<addr> on stdout.\n";
+        "or SIGINT and prints bootstrap.servers=<addr> on stdout.\n"
+        "\n"
+        "--control-port-file FILE: also listen on 127.0.0.1:<port> (written\n"
+        "to FILE, and \"control=127.0.0.1:<port>\" on stdout) for fault\n"
+        "injection, one command per line, one answer line each (\"ok ...\"\n"
+        "or \"error <why>\"):\n"
+        "  ping\n"
+        "  broker-down <id|all>          broker-up <id|all>\n"
+        "  rtt <id|all> <ms>\n"
+        "  push-errors <api> <err> [<err>...]\n"
+        "      the next requests of <api> (any broker) fail with these\n"
+        "  push-broker-errors <id> <api> <err> <rtt_ms> [<err> <rtt_ms>...]\n"
+        "      the same on one broker, each answer delayed by rtt_ms\n"
+        "  clear-errors <api>            drop <api>'s errors not consumed\n"
+        "<api>: ApiKey number or name (Produce, InitProducerId,\n"
+        "AddPartitionsToTxn, EndTxn, ...); <err>: broker error code number\n"
+        "or name (NOT_ENOUGH_REPLICAS, PRODUCER_FENCED, ...). Brokers are\n"
+        "numbered 1..N.\n";
 
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
@@ -34,8 +55,8 @@ static int parse_int(const char *s, int lo, int hi, int *out)
 
 int main(int argc, char **argv)
 {
-        int brokers = 3, ntopics = 0, i, sig, rc = 1;
-        const char *port_file = NULL, *bs;
+        int brokers = 3, ntopics = 0, i, rc = 1;
+        const char *port_file = NULL, *ctl_file = NULL, *bs;
         rd_kafka_mock_cluster_t *mc = NULL;
         rd_kafka_t *rk = NULL;
         rd_kafka_conf_t *conf;
@@ -63,6 +84,8 @@ int main(int argc, char **argv)
                         i++;
                 } else if (!strcmp(a, "--port-file") && *v) {
                         port_file = argv[++i];
+                } else if (!strcmp(a, "--control-port-file") && *v) {
+                        ctl_file = argv[++i];
                 } else if (!strcmp(a, "--topic") && colon && colon > v &&
                            !parse_int(colon + 1, 1, 10000, &parts[ntopics])) {
                         names[ntopics++] = eb_xstrndup(v, (size_t)(colon - v));
@@ -121,8 +144,8 @@ int main(int argc, char **argv)
         }
         printf("bootstrap.servers=%s\n", bs);
         fflush(stdout);
-        while (sigwait(&set, &sig) != 0)
-                ;
+        if (eb_kmock_control_run(mc, brokers, ctl_file, &set))
+                goto out;
         rc = 0;
 out:
         if (mc)
