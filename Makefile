@@ -139,8 +139,11 @@ valgrind: all
 run: $(CMD_BINS)
 	$(Q)scripts/demo $(B)
 
+# Benchmarks against baselines measured in the same run (docs/benchmarks.md,
+# which it rewrites; needs kcat and wrk). BENCH_QUICK=1: a smoke run of the
+# harness with small sizes, written to $(B)/bench/benchmarks.md instead.
 bench: all
-	$(Q)scripts/bench $(B)
+	$(Q)scripts/bench $(B) $(if $(BENCH_QUICK),--quick)
 
 # ---- fuzzing ---------------------------------------------------------------
 # libFuzzer targets for every parser of outside input (tests/fuzz/, see
