@@ -32,6 +32,7 @@
 #define EB_CFG_FILE_MAX       (64 * 1024)   /* ${file:} value cap */
 #define EB_CFG_VALUE_MAX      (1024 * 1024) /* any string after interpolation */
 #define EB_CFG_PATH_MAX       512           /* key path in messages */
+#define EB_CONFIG_MAX_SHARDS  1024          /* scale.shards */
 #define EB_CFG_MSG_MAX        1024          /* one error message */
 #define EB_CFG_QUOTE_MAX      60            /* bytes of a value echoed back */
 #define EB_CFG_NAME_MAX       100           /* source name length */
@@ -1236,6 +1237,14 @@ static const struct cfg_key log_keys[] = {
         K_END,
 };
 
+static const struct cfg_key scale_keys[] = {
+        K_NUM(struct eb_config, CFG_INT, "shards", scale_shards, 0,
+              EB_CONFIG_MAX_SHARDS),
+        K_NUM(struct eb_config, CFG_DUR, "rebalance_timeout",
+              scale_rebalance_timeout_ms, 100, 10 * MS_MIN),
+        K_END,
+};
+
 static const struct cfg_key shutdown_keys[] = {
         K_NUM(struct eb_config, CFG_DUR, "drain_timeout", drain_timeout_ms,
               MS_SEC, 10 * MS_MIN),
@@ -1506,6 +1515,7 @@ static const struct cfg_key top_keys[] = {
         K_FN(struct eb_config, "sources", sources, parse_sources),
         K_OBJ("log", log_keys),
         K_OBJ("shutdown", shutdown_keys),
+        K_OBJ("scale", scale_keys),
         K_END,
 };
 
@@ -1544,6 +1554,7 @@ struct eb_config *eb_config_new_default(void)
         cfg->log_level = EB_LOG_INFO;
         cfg->log_format = EB_LOG_FMT_TEXT;
         cfg->drain_timeout_ms = 20 * MS_SEC;
+        cfg->scale_rebalance_timeout_ms = 10 * MS_SEC;
         return cfg;
 }
 
@@ -1613,6 +1624,23 @@ static struct eb_config *config_from_json(json_t *root, const char *origin,
         if (!cfg->transactional_id)
                 cfg->transactional_id =
                         eb_xasprintf("%s-main", cfg->state_prefix);
+        /* Shards fence each other through Kafka transactions and share
+         * state through a real cluster: neither exists otherwise. */
+        if (cfg->scale_shards > 0 &&
+            cfg->delivery != EB_DELIVERY_EXACTLY_ONCE) {
+                set_err(errstr, errstr_size,
+                        "scale.shards: sharding needs kafka.delivery "
+                        "\"exactly-once\" (each shard is fenced through "
+                        "its own transactional.id)");
+                goto fail;
+        }
+        if (cfg->scale_shards > 0 && cfg->embedded) {
+                set_err(errstr, errstr_size,
+                        "scale.shards: sharding needs kafka.brokers (replicas "
+                        "must share one cluster; the embedded one is "
+                        "private to a process)");
+                goto fail;
+        }
         return cfg;
 fail:
         eb_config_free(cfg);

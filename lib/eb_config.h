@@ -130,6 +130,12 @@ struct eb_config {
          * fields): host without IPv6 brackets, NULL when listen is NULL. */
         char *listen_host;
         int listen_port;
+
+        /* "scale": sharding across replicas (docs/scaling.md). 0 shards:
+         * one process owns every source (the default). */
+        int scale_shards;                   /* "scale.shards", 0..1024 */
+        int64_t scale_rebalance_timeout_ms; /* "scale.rebalance_timeout",
+                                               default 10s */
 };
 
 /**

@@ -113,6 +113,12 @@ struct eb_kafka_s {
         int64_t txn_report_ms;   /* next "still running" line */
         int txn_tick_ms;         /* next resume delay */
         uint64_t txn_msgs;       /* produced in the open transaction */
+        /* Consumed offsets to commit with the open transaction
+         * (eb_kafka_txn_set_offsets()); the helper sends them before the
+         * commit. Owned; cleared when the transaction ends. */
+        rd_kafka_topic_partition_list_t *txn_offsets;
+        rd_kafka_consumer_group_metadata_t *txn_cgmd;
+        int txn_offsets_sent;
 };
 
 /* Per-message context, recovered in the delivery report as _private. */
@@ -720,6 +726,12 @@ fail:
 int eb_kafka_produce(eb_kafka_t *k, const struct eb_envelope *env,
                      eb_kafka_dr_cb_t *cb, void *opaque)
 {
+        return eb_kafka_produce_to(k, env, RD_KAFKA_PARTITION_UA, cb, opaque);
+}
+
+int eb_kafka_produce_to(eb_kafka_t *k, const struct eb_envelope *env,
+                        int32_t partition, eb_kafka_dr_cb_t *cb, void *opaque)
+{
         rd_kafka_headers_t *hdrs = NULL;
         struct msgctx *ctx = NULL;
         rd_kafka_resp_err_t err;
@@ -761,6 +773,7 @@ int eb_kafka_produce(eb_kafka_t *k, const struct eb_envelope *env,
 
         err = rd_kafka_producev(
                 k->rk, RD_KAFKA_V_TOPIC(env->topic),
+                RD_KAFKA_V_PARTITION(partition),
                 RD_KAFKA_V_KEY(env->key, env->key ? env->key_len : 0),
                 RD_KAFKA_V_VALUE(env->value, env->value_len),
                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -932,12 +945,25 @@ static uint64_t undelivered(const eb_kafka_t *k)
 /* ---- the helper thread ---------------------------------------------------
  */
 
-static rd_kafka_error_t *txn_call(rd_kafka_t *rk, enum txn_op op, int ms)
+static rd_kafka_error_t *txn_call(eb_kafka_t *k, enum txn_op op, int ms)
 {
+        rd_kafka_t *rk = k->rk;
+        rd_kafka_error_t *error;
+
         switch (op) {
         case TXN_OP_INIT:
                 return rd_kafka_init_transactions(rk, ms);
         case TXN_OP_COMMIT:
+                /* Consumed offsets first (consume-transform-produce): set
+                 * by the loop before the job was handed over, read here
+                 * only; sent once per attempt. */
+                if (k->txn_offsets && !k->txn_offsets_sent) {
+                        error = rd_kafka_send_offsets_to_transaction(
+                                rk, k->txn_offsets, k->txn_cgmd, ms);
+                        if (error)
+                                return error;
+                        k->txn_offsets_sent = 1;
+                }
                 return rd_kafka_commit_transaction(rk, ms);
         case TXN_OP_ABORT:
                 return rd_kafka_abort_transaction(rk, ms);
@@ -968,7 +994,7 @@ static void *txn_worker_main(void *arg)
                 for (;;) {
                         int quit;
 
-                        error = txn_call(k->rk, op, EB_KAFKA_TXN_SLICE_MS);
+                        error = txn_call(k, op, EB_KAFKA_TXN_SLICE_MS);
                         if (!error || !rd_kafka_error_is_retriable(error))
                                 break;
                         pthread_mutex_lock(&w->mu);
@@ -1076,6 +1102,35 @@ static void txn_schedule(eb_kafka_t *k, int ms)
         evtimer_add(k->txn_ev, &tv);
 }
 
+static void txn_offsets_clear(eb_kafka_t *k)
+{
+        if (k->txn_offsets)
+                rd_kafka_topic_partition_list_destroy(k->txn_offsets);
+        if (k->txn_cgmd)
+                rd_kafka_consumer_group_metadata_destroy(k->txn_cgmd);
+        k->txn_offsets = NULL;
+        k->txn_cgmd = NULL;
+        k->txn_offsets_sent = 0;
+}
+
+int eb_kafka_txn_set_offsets(eb_kafka_t *k,
+                             rd_kafka_topic_partition_list_t *offsets,
+                             rd_kafka_consumer_group_metadata_t *cgmd)
+{
+        if (!k->txn_id || k->txn_state != EB_KAFKA_TXN_IN_TXN ||
+            k->txn_op != TXN_OP_NONE || !offsets || !cgmd) {
+                if (offsets)
+                        rd_kafka_topic_partition_list_destroy(offsets);
+                if (cgmd)
+                        rd_kafka_consumer_group_metadata_destroy(cgmd);
+                return -EINVAL;
+        }
+        txn_offsets_clear(k);
+        k->txn_offsets = offsets;
+        k->txn_cgmd = cgmd;
+        return 0;
+}
+
 /* Settle the running operation, then tell its owner (which may start the
  * next one from the callback). */
 static void txn_finish(eb_kafka_t *k, eb_kafka_txn_state_t st, int err,
@@ -1084,10 +1139,13 @@ static void txn_finish(eb_kafka_t *k, eb_kafka_txn_state_t st, int err,
         eb_kafka_txn_cb_t *cb = k->txn_cb;
         void *opaque = k->txn_opaque;
 
+        if (!err && k->txn_op == TXN_OP_COMMIT && k->txn_offsets_sent)
+                k->stats.txn_offset_commits++;
         k->txn_op = TXN_OP_NONE;
         k->txn_phase = TXN_PHASE_IDLE;
         k->txn_cb = NULL;
         k->txn_opaque = NULL;
+        txn_offsets_clear(k);
         if (k->txn_state != EB_KAFKA_TXN_FATAL)
                 k->txn_state = st;
         if (cb)
@@ -1398,7 +1456,7 @@ static void txn_teardown(eb_kafka_t *k)
                 int64_t left = deadline - eb_mono_ms();
 
                 k->txn_op_start_ms = eb_mono_ms();
-                error = txn_call(k->rk, op, left > 0 ? (int)left : 0);
+                error = txn_call(k, op, left > 0 ? (int)left : 0);
                 txn_result(k, op, error);
         }
         worker_stop(k);
@@ -1429,6 +1487,7 @@ void eb_kafka_free(eb_kafka_t *k)
                 return;
         k->flags |= EB_KAFKA_F_CLOSING;
         txn_teardown(k);
+        txn_offsets_clear(k);
         if (k->rk) {
                 uint64_t failed = k->stats.failed;
                 int left;

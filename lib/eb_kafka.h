@@ -121,10 +121,12 @@ struct eb_kafka_stats {
         uint64_t queue_full; /* eb_kafka_produce() returned -EAGAIN */
         int outq;            /* rd_kafka_outq_len() at the time of the call */
         /* Transactions (zero unless transactional). */
-        uint64_t txn_committed;     /* commits that succeeded */
-        uint64_t txn_aborted;       /* aborts that succeeded */
-        uint64_t txn_commit_failed; /* commits that ended in an error */
-        int64_t txn_last_commit_ms; /* duration of the last good commit */
+        uint64_t txn_committed;      /* commits that succeeded */
+        uint64_t txn_aborted;        /* aborts that succeeded */
+        uint64_t txn_commit_failed;  /* commits that ended in an error */
+        int64_t txn_last_commit_ms;  /* duration of the last good commit */
+        uint64_t txn_offset_commits; /* commits that carried consumed
+                                        offsets (eb_kafka_txn_set_offsets) */
 };
 
 /** Flags of eb_kafka_new_ex(). */
@@ -234,6 +236,32 @@ eb_kafka_t *eb_kafka_new_ex(struct event_base *base,
  */
 int eb_kafka_produce(eb_kafka_t *k, const struct eb_envelope *env,
                      eb_kafka_dr_cb_t *cb, void *opaque) EB_WUR;
+
+/**
+ * @brief eb_kafka_produce() to an explicit @p partition
+ * (RD_KAFKA_PARTITION_UA: the partitioner's choice, i.e.
+ * eb_kafka_produce()). For the sharded intake topic, whose partition is
+ * the source's shard.
+ */
+int eb_kafka_produce_to(eb_kafka_t *k, const struct eb_envelope *env,
+                        int32_t partition, eb_kafka_dr_cb_t *cb,
+                        void *opaque) EB_WUR;
+
+/**
+ * @brief Consume-transform-produce: commit @p offsets (the next offset to
+ * read per partition) for the consumer group of @p cgmd within the open
+ * transaction. Call after eb_kafka_txn_begin(), before
+ * eb_kafka_txn_commit(); the helper sends them
+ * (rd_kafka_send_offsets_to_transaction()) right before the commit, and
+ * an error there fails the commit like any other (-ECANCELED: abort and
+ * redo). Takes ownership of both (also on error); a second call replaces
+ * the first. Cleared when the transaction ends.
+ * @returns 0, or -EINVAL (not transactional, no open transaction, an
+ * operation running).
+ */
+int eb_kafka_txn_set_offsets(eb_kafka_t *k,
+                             rd_kafka_topic_partition_list_t *offsets,
+                             rd_kafka_consumer_group_metadata_t *cgmd);
 
 /**
  * @brief Wait until every queued message has been delivered or has failed,

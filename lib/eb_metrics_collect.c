@@ -23,12 +23,14 @@ struct snapshot {
         struct src_row *rows;
         size_t cnt, cap;
         eb_pipeline_t *pipeline;
+        const struct eb_metrics_app *app;
 };
 
 static void snap_one(const char *name, const char *provider,
                      const struct eb_source_stats *st, void *opaque)
 {
         struct snapshot *s = opaque;
+        eb_pipeline_t *pl;
         struct src_row *r;
 
         if (s->cnt == s->cap) {
@@ -39,8 +41,11 @@ static void snap_one(const char *name, const char *provider,
         r->name = name;
         r->provider = provider;
         r->st = *st;
-        if (s->pipeline)
-                r->pst = *eb_pipeline_stats(s->pipeline, name);
+        pl = s->app->pipeline_for
+                     ? s->app->pipeline_for(s->app->pipeline_for_opaque, name)
+                     : s->pipeline;
+        if (pl)
+                r->pst = *eb_pipeline_stats(pl, name);
         else
                 memset(&r->pst, 0, sizeof(r->pst));
 }
@@ -115,6 +120,7 @@ void eb_metrics_collect_sources(struct eb_prom *w, void *opaque)
                 return;
         memset(&s, 0, sizeof(s));
         s.pipeline = a->pipeline;
+        s.app = a;
         eb_poller_foreach(a->poller, snap_one, &s);
         if (s.cnt == 0)
                 goto out;

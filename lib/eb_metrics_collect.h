@@ -40,6 +40,11 @@ struct eb_metrics_app {
         const char *version;   /* evbridge_build_info{version} ("" if NULL) */
         const char *gitrev;    /* evbridge_build_info{gitrev} ("" if NULL) */
         int64_t start_time_ms; /* wall clock at start; 0: left out */
+        /* Sharded mode: the pipeline of a source's shard (NULL if the
+         * shard is not owned here); wins over pipeline for the
+         * evbridge_source_* families. May be NULL. */
+        eb_pipeline_t *(*pipeline_for)(void *opaque, const char *source);
+        void *pipeline_for_opaque;
 };
 
 /** @brief Collector: evbridge_source_* (opaque: struct eb_metrics_app *). */

@@ -34,6 +34,8 @@ struct batch {
         int err;             /* first error */
         struct event *later; /* settles from the loop when nothing is due */
         struct txn *txn;     /* exactly-once: the transaction it waits for */
+        int32_t off_part;    /* consumed record this publish came from */
+        int64_t off;         /* (intake), committed with it; -1: none */
 };
 
 /* A batch waiting on another batch's message with the same fingerprint. */
@@ -72,6 +74,10 @@ struct txn {
         size_t nbatches, cap;
         int attempts; /* attempts aborted so far */
         int last_err; /* why the last attempt failed */
+        /* Events of the running attempt whose delivery report is due, and
+         * whether one of them failed: its state records wait for them. */
+        size_t drs_due;
+        int dr_failed, state_due;
 };
 
 /*
@@ -108,6 +114,9 @@ struct eb_pipeline_s {
         uint64_t txn_redone;       /* attempts redone after an abort */
         uint64_t txn_failed;       /* transactions given up */
         uint64_t txn_backpressure; /* publishes refused: queue bound */
+        /* consume-transform-produce (eb_pipeline_set_consumer()) */
+        char *off_topic;
+        rd_kafka_t *off_consumer;
 };
 
 static size_t inflight_slot(const eb_pipeline_t *pl, const struct eb_fp *fp)
@@ -187,7 +196,8 @@ static struct srcstat *stat_of(eb_pipeline_t *pl, const char *source)
 static void on_linger(evutil_socket_t fd, short what, void *arg);
 static int eos_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                        struct eb_event **evts, size_t cnt, json_t *cp,
-                       eb_publish_done_cb *done, void *arg);
+                       int32_t off_part, int64_t off, eb_publish_done_cb *done,
+                       void *arg);
 
 eb_pipeline_t *eb_pipeline_new(struct event_base *base,
                                const struct eb_config *cfg, eb_kafka_t *kafka,
@@ -458,14 +468,25 @@ static void txn_finish(eb_pipeline_t *pl, int err)
                 txn_close(pl);
 }
 
+static void txn_attempt_state(eb_pipeline_t *pl);
+
 static void on_txn_dr(void *opaque, int err, const char *errstr)
 {
         struct msg *m = opaque;
+        eb_pipeline_t *pl = m->b->pl;
+        struct txn *t = pl->closing;
 
-        (void)err;
         (void)errstr;
-        eb_histogram_observe(&m->b->pl->latency,
+        eb_histogram_observe(&pl->latency,
                              (double)(eb_mono_us() - m->produced_us) / 1e6);
+        if (!t || t->drs_due == 0)
+                return;
+        if (err)
+                t->dr_failed = 1;
+        if (--t->drs_due == 0 && t->state_due) {
+                t->state_due = 0;
+                txn_attempt_state(pl);
+        }
 }
 
 /* A state record's delivery report: only the latency histogram, which
@@ -628,6 +649,38 @@ static int txn_produce_state(eb_pipeline_t *pl, struct txn *t)
         return rc;
 }
 
+/* Consume-transform-produce: the next offset of every consumed partition
+ * whose records this transaction publishes commits with it. */
+static void txn_set_offsets(eb_pipeline_t *pl, const struct txn *t)
+{
+        rd_kafka_topic_partition_list_t *tpl = NULL;
+        size_t i;
+
+        if (!pl->off_consumer)
+                return;
+        for (i = 0; i < t->nbatches; i++) {
+                const struct batch *b = t->batches[i];
+                rd_kafka_topic_partition_t *tp;
+
+                if (b->off < 0)
+                        continue;
+                if (!tpl)
+                        tpl = rd_kafka_topic_partition_list_new(4);
+                tp = rd_kafka_topic_partition_list_find(tpl, pl->off_topic,
+                                                        b->off_part);
+                if (!tp)
+                        tp = rd_kafka_topic_partition_list_add(
+                                tpl, pl->off_topic, b->off_part);
+                if (b->off + 1 > tp->offset)
+                        tp->offset = b->off + 1;
+        }
+        if (tpl && eb_kafka_txn_set_offsets(
+                           pl->kafka, tpl,
+                           rd_kafka_consumer_group_metadata(pl->off_consumer)))
+                eb_warn("pipeline", "transaction: cannot attach the consumed "
+                                    "offsets; they are read again later");
+}
+
 static void txn_attempt(eb_pipeline_t *pl)
 {
         struct txn *t = pl->closing;
@@ -648,13 +701,24 @@ static void txn_attempt(eb_pipeline_t *pl)
         eb_state_writer_txn(pl->writer, &st);
         snprintf(stamp, sizeof(stamp), "%016llx:%llu",
                  (unsigned long long)st.session, (unsigned long long)st.seq);
+        t->drs_due = 0;
+        t->dr_failed = 0;
+        t->state_due = 0;
         for (m = t->msgs; m; m = m->tnext) {
                 rc = txn_produce_msg(pl, m, stamp);
                 if (rc)
                         break;
+                t->drs_due++;
         }
-        if (!rc)
-                rc = txn_produce_state(pl, t);
+        /*
+         * The state records (seen ids, checkpoints) go out only once every
+         * event of the attempt is acknowledged. On a broker that honours
+         * read_committed this changes nothing; on one that ignores it (the
+         * 2.0.2 mock) a crash can leave a transaction that never committed
+         * visible, and restore trusts a session's last transaction: its
+         * ids and checkpoint must then never be there without all of its
+         * events. The cost is one round trip per transaction.
+         */
         if (rc) {
                 if (rc == -EAGAIN)
                         stat_of(pl, t->msgs ? t->msgs->b->source
@@ -667,6 +731,35 @@ static void txn_attempt(eb_pipeline_t *pl)
                 txn_abort(pl, rc == -EAGAIN ? -EAGAIN : rc);
                 return;
         }
+        if (t->drs_due > 0) {
+                t->state_due = 1; /* on_txn_dr() goes on */
+                return;
+        }
+        txn_attempt_state(pl);
+}
+
+/* Second half of an attempt, once every event is acknowledged: the state
+ * records, then the commit. */
+static void txn_attempt_state(eb_pipeline_t *pl)
+{
+        struct txn *t = pl->closing;
+        int rc;
+
+        if (t->dr_failed) {
+                /* the transaction is lost anyway: abort it, then redo */
+                txn_abort(pl, -EAGAIN);
+                return;
+        }
+        rc = txn_produce_state(pl, t);
+        if (rc) {
+                eb_warn("pipeline",
+                        "transaction: a state record was refused (%s); "
+                        "aborting it",
+                        strerror(-rc));
+                txn_abort(pl, rc);
+                return;
+        }
+        txn_set_offsets(pl, t);
         rc = eb_kafka_txn_commit(pl->kafka, on_txn_commit, pl);
         if (rc) {
                 eb_error("pipeline", "cannot commit the transaction: %s",
@@ -703,7 +796,8 @@ static void on_linger(evutil_socket_t fd, short what, void *arg)
 
 static int eos_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                        struct eb_event **evts, size_t cnt, json_t *cp,
-                       eb_publish_done_cb *done, void *arg)
+                       int32_t off_part, int64_t off, eb_publish_done_cb *done,
+                       void *arg)
 {
         const struct eb_config *cfg = pl->cfg;
         struct srcstat *ss = stat_of(pl, src->name);
@@ -739,6 +833,8 @@ static int eos_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
         b->cp = cp ? json_incref(cp) : NULL;
         b->done = done;
         b->arg = arg;
+        b->off_part = off_part;
+        b->off = off;
         eb_dedupe_expire(pl->dedupe, now_s);
 
         for (i = 0; i < cnt && !b->err; i++) {
@@ -805,8 +901,9 @@ static int eos_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
 
         pl->pending++;
         b->submitted = 1;
-        if (added || b->cp) {
-                /* its messages and/or its checkpoint go into pl->cur */
+        if (added || b->cp || b->off >= 0) {
+                /* its messages, its checkpoint and/or its consumed offset
+                 * go into pl->cur */
                 struct txn *t = txn_cur(pl);
                 txn_add_batch(t, b);
                 if (t->nmsgs >= max) {
@@ -870,6 +967,32 @@ static void txn_discard(struct txn *t)
         free(t);
 }
 
+int eb_pipeline_publish_consumed(eb_pipeline_t *pl,
+                                 const struct eb_source_cfg *src,
+                                 struct eb_event **evts, size_t cnt,
+                                 int32_t partition, int64_t offset,
+                                 eb_publish_done_cb *done, void *arg)
+{
+        size_t i;
+
+        if (!pl->eos || !pl->off_consumer || offset < 0) {
+                for (i = 0; i < cnt; i++)
+                        eb_event_free(evts[i]);
+                free(evts);
+                return -EINVAL;
+        }
+        return eos_publish(pl, src, evts, cnt, NULL, partition, offset, done,
+                           arg);
+}
+
+void eb_pipeline_set_consumer(eb_pipeline_t *pl, const char *topic,
+                              rd_kafka_t *consumer)
+{
+        free(pl->off_topic);
+        pl->off_topic = topic ? eb_xstrdup(topic) : NULL;
+        pl->off_consumer = topic ? consumer : NULL;
+}
+
 int eb_pipeline_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                         struct eb_event **evts, size_t cnt, json_t *cp,
                         eb_publish_done_cb *done, void *arg)
@@ -881,13 +1004,14 @@ int eb_pipeline_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
         size_t i;
 
         if (pl->eos)
-                return eos_publish(pl, src, evts, cnt, cp, done, arg);
+                return eos_publish(pl, src, evts, cnt, cp, -1, -1, done, arg);
         b = eb_xcalloc(1, sizeof(*b));
         b->pl = pl;
         b->source = eb_xstrdup(src->name);
         b->cp = cp ? json_incref(cp) : NULL;
         b->done = done;
         b->arg = arg;
+        b->off = -1;
         eb_dedupe_expire(pl->dedupe, now_s);
 
         for (i = 0; i < cnt; i++) {
@@ -1019,11 +1143,21 @@ int eb_pipeline_restore(eb_pipeline_t *pl, const char *bootstrap,
                         struct eb_state_restore_stats *st, char *errstr,
                         size_t errstr_size)
 {
+        return eb_pipeline_restore_ex(pl, bootstrap, NULL, checkpoints_out, st,
+                                      errstr, errstr_size);
+}
+
+int eb_pipeline_restore_ex(eb_pipeline_t *pl, const char *bootstrap,
+                           const struct eb_state_restore_opts *opts,
+                           json_t *checkpoints_out,
+                           struct eb_state_restore_stats *st, char *errstr,
+                           size_t errstr_size)
+{
         const char *key;
         json_t *cp;
         int rc;
 
-        rc = eb_state_restore(bootstrap, pl->cfg, NULL, pl->dedupe,
+        rc = eb_state_restore(bootstrap, pl->cfg, opts, pl->dedupe,
                               checkpoints_out, st, errstr, errstr_size);
         if (rc)
                 return rc;
@@ -1064,5 +1198,6 @@ void eb_pipeline_free(eb_pipeline_t *pl)
         eb_histogram_fini(&pl->latency);
         free(pl->inflight);
         eb_dedupe_free(pl->dedupe);
+        free(pl->off_topic);
         free(pl);
 }

@@ -76,6 +76,31 @@ int eb_pipeline_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                         struct eb_event **evts, size_t cnt, json_t *cp,
                         eb_publish_done_cb *done, void *arg);
 
+/**
+ * @brief Consume-transform-produce (exactly-once only): take the consumer
+ * whose records are published with eb_pipeline_publish_consumed(); each
+ * transaction then also commits, for that consumer's group, the next
+ * offset of every @p topic partition it published records of.
+ * @p consumer is borrowed and must outlive the pipeline's transactions;
+ * NULL @p topic detaches.
+ */
+void eb_pipeline_set_consumer(eb_pipeline_t *pl, const char *topic,
+                              rd_kafka_t *consumer);
+
+/**
+ * @brief eb_pipeline_publish() of the events of one consumed record
+ * (@p partition, @p offset of the eb_pipeline_set_consumer() topic): its
+ * offset commits in the same transaction as its events, even when they
+ * are all duplicates. @p done as for eb_pipeline_publish().
+ * @returns 0, -EAGAIN (back-pressure) or -EINVAL (not exactly-once, no
+ * consumer set).
+ */
+int eb_pipeline_publish_consumed(eb_pipeline_t *pl,
+                                 const struct eb_source_cfg *src,
+                                 struct eb_event **evts, size_t cnt,
+                                 int32_t partition, int64_t offset,
+                                 eb_publish_done_cb *done, void *arg);
+
 /** @returns borrowed last committed checkpoint of @p source, or NULL. */
 json_t *eb_pipeline_checkpoint(const eb_pipeline_t *pl, const char *source);
 
@@ -118,6 +143,16 @@ int eb_pipeline_restore(eb_pipeline_t *pl, const char *bootstrap,
                         json_t *checkpoints_out,
                         struct eb_state_restore_stats *st, char *errstr,
                         size_t errstr_size) EB_WUR;
+
+/**
+ * @brief eb_pipeline_restore() with restore options (sharding: only this
+ * shard's .seen keys and sources). @p opts may be NULL.
+ */
+int eb_pipeline_restore_ex(eb_pipeline_t *pl, const char *bootstrap,
+                           const struct eb_state_restore_opts *opts,
+                           json_t *checkpoints_out,
+                           struct eb_state_restore_stats *st, char *errstr,
+                           size_t errstr_size) EB_WUR;
 
 /** @returns publishes not yet settled (in exactly-once mode including
  *  those in the open transaction, which the drain thus waits for). */

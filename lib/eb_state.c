@@ -1349,18 +1349,20 @@ static int cset(rd_kafka_conf_t *conf, const char *what, const char *key,
         return -EINVAL;
 }
 
-static rd_kafka_t *restore_client(const char *bootstrap,
+rd_kafka_t *eb_state_consumer_new(const char *bootstrap,
                                   const struct eb_config *cfg,
-                                  const char *isolation, const char *role,
-                                  char *errstr, size_t errstr_size)
+                                  const char *group, const char *role,
+                                  const char *const *extra,
+                                  rd_kafka_conf_t *conf, char *errstr,
+                                  size_t errstr_size)
 {
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        char *group = NULL;
         char *client_id = NULL;
         char msg[512];
         rd_kafka_t *rk = NULL;
         size_t i;
 
+        if (!conf)
+                conf = rd_kafka_conf_new();
         rd_kafka_conf_set_log_cb(conf, eb_log_rdkafka_cb);
         /* A default (properties may change it): don't let the broker hold
          * a fetch at the end of a partition for long, start-up waits on
@@ -1378,10 +1380,6 @@ static rd_kafka_t *restore_client(const char *bootstrap,
                 if (cset(conf, what, kv->key, kv->value, errstr, errstr_size))
                         goto fail;
         }
-        group = eb_xasprintf("%s-restore",
-                             cfg->transactional_id && *cfg->transactional_id
-                                     ? cfg->transactional_id
-                                     : prefix_of(cfg));
         client_id = eb_xasprintf("evbridge-%s", role);
         if ((bootstrap && *bootstrap &&
              cset(conf, "bootstrap.servers", "bootstrap.servers", bootstrap,
@@ -1389,31 +1387,50 @@ static rd_kafka_t *restore_client(const char *bootstrap,
             cset(conf, "client.id", "client.id", client_id, errstr,
                  errstr_size) ||
             cset(conf, "group.id", "group.id", group, errstr, errstr_size) ||
-            cset(conf, "isolation.level", "isolation.level", isolation, errstr,
-                 errstr_size) ||
-            cset(conf, "auto.offset.reset", "auto.offset.reset", "earliest",
+            cset(conf, "isolation.level", "isolation.level", "read_committed",
                  errstr, errstr_size) ||
-            cset(conf, "enable.partition.eof", "enable.partition.eof", "true",
+            cset(conf, "auto.offset.reset", "auto.offset.reset", "earliest",
                  errstr, errstr_size) ||
             cset(conf, "enable.auto.commit", "enable.auto.commit", "false",
                  errstr, errstr_size) ||
             cset(conf, "enable.auto.offset.store", "enable.auto.offset.store",
                  "false", errstr, errstr_size))
                 goto fail;
+        for (i = 0; extra && extra[i] && extra[i + 1]; i += 2)
+                if (cset(conf, extra[i], extra[i], extra[i + 1], errstr,
+                         errstr_size))
+                        goto fail;
         rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, msg, sizeof(msg));
         if (!rk) {
                 char red[512];
 
                 eb_log_redact(msg, red, sizeof(red));
-                snprintf(errstr, errstr_size, "state restore: %s", red);
+                snprintf(errstr, errstr_size, "%s: %s", role, red);
                 goto fail;
         }
         conf = NULL; /* rk owns it */
 fail:
         if (conf)
                 rd_kafka_conf_destroy(conf);
-        free(group);
         free(client_id);
+        return rk;
+}
+
+static rd_kafka_t *restore_client(const char *bootstrap,
+                                  const struct eb_config *cfg,
+                                  const char *isolation, const char *role,
+                                  char *errstr, size_t errstr_size)
+{
+        const char *extra[] = {"isolation.level", isolation,
+                               "enable.partition.eof", "true", NULL};
+        char *group = eb_xasprintf(
+                "%s-restore", cfg->transactional_id && *cfg->transactional_id
+                                      ? cfg->transactional_id
+                                      : prefix_of(cfg));
+        rd_kafka_t *rk = eb_state_consumer_new(
+                bootstrap, cfg, group, role, extra, NULL, errstr, errstr_size);
+
+        free(group);
         return rk;
 }
 
@@ -1568,9 +1585,37 @@ static int left_to_read(const struct rtopic *t)
 }
 
 /* Read every partition of @p t to its start-time high watermark. */
+/* Sharding filters (eb_state_restore_opts): 1 if the record is wanted. */
+static int key_in(const char *const *keys, const void *key, size_t len)
+{
+        size_t i;
+
+        if (!keys)
+                return 1;
+        for (i = 0; keys[i]; i++)
+                if (key && strlen(keys[i]) == len && !memcmp(keys[i], key, len))
+                        return 1;
+        return 0;
+}
+
+static int want_record(const struct eb_state_restore_opts *o, int is_seen,
+                       const rd_kafka_message_t *m)
+{
+        char name[EB_STATE_KEY_MAX + 1];
+
+        if (is_seen)
+                return key_in(o->seen_keys, m->key, m->key_len);
+        if (!o->want_source || !m->key || m->key_len > EB_STATE_KEY_MAX)
+                return 1; /* garbage is the loader's to count */
+        memcpy(name, m->key, m->key_len);
+        name[m->key_len] = '\0';
+        return o->want_source(name, o->want_opaque);
+}
+
 static int read_topic(rd_kafka_t *rk, struct rtopic *t, int is_seen,
-                      eb_state_loader_t *ld, int64_t deadline, char *errstr,
-                      size_t errstr_size)
+                      eb_state_loader_t *ld,
+                      const struct eb_state_restore_opts *o, int64_t deadline,
+                      char *errstr, size_t errstr_size)
 {
         rd_kafka_topic_partition_list_t *tpl;
         rd_kafka_resp_err_t err;
@@ -1649,7 +1694,9 @@ static int read_topic(rd_kafka_t *rk, struct rtopic *t, int is_seen,
                         eb_debug(MOD, "restore: %s: %s", t->name,
                                  rd_kafka_message_errstr(m));
                 } else if (p && !p->done && m->offset < p->hi) {
-                        if (is_seen)
+                        if (!want_record(o, is_seen, m))
+                                ; /* another shard's */
+                        else if (is_seen)
                                 (void)eb_state_loader_seen(ld, m->payload,
                                                            m->len);
                         else
@@ -1736,11 +1783,13 @@ int eb_state_restore(const char *bootstrap, const struct eb_config *cfg,
         }
         ld = eb_state_loader_new(dd, o.now_s, o.distrust_tail);
         /* .seen first: checkpoints are judged by what it proves. */
-        rc = read_topic(rk, &topics[0], 1, ld, deadline, errstr, errstr_size);
+        rc = read_topic(rk, &topics[0], 1, ld, &o, deadline, errstr,
+                        errstr_size);
         if (rc)
                 goto out;
         eb_state_loader_seen_done(ld);
-        rc = read_topic(rk, &topics[1], 0, ld, deadline, errstr, errstr_size);
+        rc = read_topic(rk, &topics[1], 0, ld, &o, deadline, errstr,
+                        errstr_size);
         if (rc)
                 goto out;
         eb_state_loader_finish(ld, checkpoints_out, &stats);

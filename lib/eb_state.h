@@ -57,6 +57,8 @@
 #define EB_STATE_MIN_RECORD 128
 /** Largest checkpoint record value restore accepts. */
 #define EB_STATE_MAX_CHECKPOINT (1024 * 1024)
+/** Longest checkpoint key (source name) the restore filters look at. */
+#define EB_STATE_KEY_MAX 256
 /** .seen keeps ids this much longer than the dedupe window. */
 #define EB_STATE_RETENTION_MARGIN_MS (24 * 3600 * 1000LL)
 /** eb_state_restore() bound when opts->timeout_ms is 0. */
@@ -250,9 +252,33 @@ struct eb_state_restore_opts {
          * instead of a possible loss). 0 (default): trust it.
          */
         int distrust_tail;
+        /*
+         * Sharding (docs/scaling.md): NULL-terminated list of .seen keys
+         * (transactional.ids) whose records are read; NULL reads them all.
+         */
+        const char *const *seen_keys;
+        /* Only checkpoints of sources this returns 1 for (NULL: all). */
+        int (*want_source)(const char *source, void *opaque);
+        void *want_opaque;
 };
 
 typedef struct eb_state_loader_s eb_state_loader_t;
+
+/**
+ * @brief A consumer handle configured like restore's: @p cfg->properties
+ * (producer-only ones left out), bootstrap.servers = @p bootstrap (if
+ * set), client.id "evbridge-<role>", group.id @p group,
+ * isolation.level=read_committed, auto.offset.reset=earliest, no auto
+ * commit, then @p extra (NULL-terminated key, value pairs; may be NULL).
+ * Logs go through eb_log. For the shard and intake consumers.
+ * @returns new handle (rd_kafka_destroy()), or NULL with @p errstr.
+ */
+rd_kafka_t *eb_state_consumer_new(const char *bootstrap,
+                                  const struct eb_config *cfg,
+                                  const char *group, const char *role,
+                                  const char *const *extra,
+                                  rd_kafka_conf_t *conf, char *errstr,
+                                  size_t errstr_size);
 
 /**
  * @brief The decision logic of eb_state_restore(), without Kafka: feed it

@@ -493,6 +493,84 @@ static void test_restore_empty(void)
         event_base_free(base);
 }
 
+/* Sharding (docs/scaling.md): a shard restores only the .seen records of
+ * its own transactional.id (plus the unsharded one's) and only the
+ * checkpoints of its sources. */
+static int only_a(const char *source, void *opaque)
+{
+        (void)opaque;
+        return source[0] == 'a';
+}
+
+static void test_restore_shard_filters(void)
+{
+        static char shard0[] = "evbt-shard-0", shard1[] = "evbt-shard-1";
+        const char *keys[] = {shard0, txn_id, NULL};
+        struct event_base *base = event_base_new();
+        struct eb_state_restore_stats st;
+        struct eb_state_restore_opts opts;
+        struct eb_config cfg, c0, c1;
+        struct eb_fp a[100], b[100], l[50];
+        int64_t ta[100], tb[100], tl[50];
+        int64_t t0 = eb_now_ms() / 1000 - 60;
+        eb_state_writer_t *w0, *w1, *wl;
+        const struct ckp ca[] = {{"a-src", "{\"v\":\"a1\"}"}};
+        const struct ckp cb[] = {{"b-src", "{\"v\":\"b1\"}"}};
+        char errstr[1024];
+        eb_dedupe_t *dd;
+        eb_kafka_t *k;
+        json_t *cps;
+
+        EB_REQUIRE(base != NULL);
+        cfg_init(&cfg);
+        k = start(base, &cfg, 1);
+        EB_REQUIRE(k != NULL);
+        c0 = cfg;
+        c0.transactional_id = shard0;
+        c1 = cfg;
+        c1.transactional_id = shard1;
+        w0 = eb_state_writer_new(&c0, 0);
+        w1 = eb_state_writer_new(&c1, 0);
+        wl = eb_state_writer_new(&cfg, 0);
+        make_ids(a, ta, 100, t0);
+        make_ids(b, tb, 100, t0);
+        make_ids(l, tl, 50, t0);
+        EB_CHECK_INT(write_txn(base, k, wl, l, tl, 50, NULL, 0, 0), 0);
+        EB_CHECK_INT(write_txn(base, k, w0, a, ta, 100, ca, 1, 0), 0);
+        EB_CHECK_INT(write_txn(base, k, w1, b, tb, 100, cb, 1, 0), 0);
+
+        dd = eb_dedupe_new(1000, WINDOW_S);
+        cps = json_object();
+        memset(&opts, 0, sizeof(opts));
+        opts.timeout_ms = EB_T_TMOUT(30000);
+        opts.seen_keys = keys;
+        opts.want_source = only_a;
+        EB_CHECK_INT(eb_state_restore(eb_kafka_bootstrap(k), &cfg, &opts, dd,
+                                      cps, &st, errstr, sizeof(errstr)),
+                     0);
+        EB_CHECK_INT(count_in(dd, a, 100), 100);
+        EB_CHECK_INT(count_in(dd, l, 50), 50);
+        EB_CHECK_INT(count_in(dd, b, 100), 0);
+        EB_CHECK_STR(cp_of(cps, "a-src"), "a1");
+        EB_CHECK(json_object_get(cps, "b-src") == NULL);
+        json_decref(cps);
+        eb_dedupe_free(dd);
+
+        /* Without filters (unsharded): everything. */
+        dd = eb_dedupe_new(1000, WINDOW_S);
+        cps = json_object();
+        EB_CHECK_INT(restore(k, &cfg, 0, dd, cps, &st), 0);
+        EB_CHECK_INT(count_in(dd, b, 100), 100);
+        EB_CHECK_STR(cp_of(cps, "b-src"), "b1");
+        json_decref(cps);
+        eb_dedupe_free(dd);
+        eb_state_writer_free(w0);
+        eb_state_writer_free(w1);
+        eb_state_writer_free(wl);
+        eb_kafka_free(k);
+        event_base_free(base);
+}
+
 /* Broker down: a bounded wait and a clear error. Bad arguments. */
 static void test_restore_errors(void)
 {
@@ -608,6 +686,7 @@ int main(void)
         EB_RUN(test_restore_skips_aborted);
         EB_RUN(test_restore_expiry_garbage_restart);
         EB_RUN(test_restore_empty);
+        EB_RUN(test_restore_shard_filters);
         EB_RUN(test_restore_errors);
         EB_RUN(test_restore_100k);
         return eb_test_summary();
