@@ -13,6 +13,7 @@
 #include "eb_pipeline.h"
 #include "eb_poller.h"
 #include "eb_provider.h"
+#include "eb_shard.h"
 #include "eb_state.h"
 #include "eb_time.h"
 #include "eb_util.h"
@@ -55,14 +56,19 @@ struct eb_app_s {
          * once eb_kafka_txn_init() and the state restore are done. */
         int eos;
         int restored;
+        /* Sharded (scale.shards > 0): shards own producers and pipelines;
+         * app->kafka and app->pipeline stay NULL. */
+        eb_shards_t *shards;
 };
 
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
         eb_app_t *app = arg;
         struct timeval tv = {0, EB_APP_DRAIN_TICK_MS * 1000};
-        int idle = eb_poller_idle(app->poller) &&
-                   eb_pipeline_pending(app->pipeline) == 0;
+        int idle =
+                eb_poller_idle(app->poller) &&
+                (!app->pipeline || eb_pipeline_pending(app->pipeline) == 0) &&
+                (!app->shards || eb_shards_idle(app->shards));
         int64_t now = eb_mono_ms();
 
         (void)fd;
@@ -77,7 +83,9 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
                                 "drain timeout: %d publish(es) still pending; "
                                 "their pages will be fetched again on the "
                                 "next start",
-                                eb_pipeline_pending(app->pipeline));
+                                app->pipeline
+                                        ? eb_pipeline_pending(app->pipeline)
+                                        : -1);
                 app->drained = 1;
                 /* Webhooks still held (their events are not in Kafka yet)
                  * get 503 now, inside the loop, so the replies can reach
@@ -108,6 +116,8 @@ void eb_app_shutdown(eb_app_t *app, const char *reason, int fatal)
         eb_info("app", "shutting down: %s (drain up to %lldms)", reason,
                 (long long)app->cfg->drain_timeout_ms);
         eb_poller_stop(app->poller);
+        if (app->shards)
+                eb_shards_stop(app->shards);
         app->drain_deadline_ms = eb_mono_ms() + app->cfg->drain_timeout_ms;
         evtimer_add(app->drain_timer, &tv);
 }
@@ -145,7 +155,8 @@ static void warn_restart_only(const struct eb_config *o,
         if (str_differs(o->brokers, n->brokers) || props ||
             o->delivery != n->delivery ||
             str_differs(o->transactional_id, n->transactional_id) ||
-            str_differs(o->state_prefix, n->state_prefix))
+            str_differs(o->state_prefix, n->state_prefix) ||
+            o->scale_shards != n->scale_shards)
                 eb_warn("app", "reload: kafka connection settings changed; "
                                "they take effect after a restart");
         if (str_differs(o->topic_prefix, n->topic_prefix) ||
@@ -205,6 +216,11 @@ void eb_app_reload(eb_app_t *app)
         eb_log_set_level(ncfg->log_level);
         eb_log_set_format(ncfg->log_format);
 
+        /* Sharded: each owned shard restarts its sources. */
+        if (app->shards) {
+                eb_shards_reload(app->shards, ncfg);
+                goto swap;
+        }
         /* Exactly-once before the restore: no source runs yet; the
          * restore starts the sources of the configuration then in force. */
         if (app->eos && !app->restored)
@@ -302,7 +318,7 @@ static int app_ready(void *opaque, const char **why)
                 *why = "shutting down";
                 return 0;
         }
-        if (!app->kafka) {
+        if (!app->kafka && !app->shards) {
                 *why = "Kafka producer not created";
                 return 0;
         }
@@ -310,7 +326,7 @@ static int app_ready(void *opaque, const char **why)
                 *why = "Kafka producer failed (fatal error)";
                 return 0;
         }
-        if (app->eos && !app->restored) {
+        if (app->eos && !app->restored && !app->shards) {
                 *why = "state not restored";
                 return 0;
         }
@@ -321,6 +337,8 @@ static int app_trigger(void *opaque, const char *source)
 {
         eb_app_t *app = opaque;
 
+        if (app->shards)
+                return eb_shards_trigger(app->shards, source);
         return eb_poller_trigger(app->poller, source);
 }
 
@@ -365,6 +383,52 @@ static int app_http_new(eb_app_t *app, const struct eb_sink *sink, char *errstr,
         eb_metrics_add_collector(app->metrics, eb_webhook_collect,
                                  app->webhook);
         return 0;
+}
+
+/* ---- sharded mode (scale.shards > 0, eb_shard) ----------------------- */
+
+static int app_poll_publish(void *opaque, const struct eb_source_cfg *src,
+                            struct eb_event **evts, size_t cnt, json_t *cp,
+                            eb_publish_done_cb *done, void *arg)
+{
+        eb_app_t *app = opaque;
+        struct eb_sink sink = eb_shards_poll_sink(app->shards);
+
+        return sink.publish(sink.opaque, src, evts, cnt, cp, done, arg);
+}
+
+static void on_shards_fatal(void *opaque, const char *why)
+{
+        eb_app_t *app = opaque;
+
+        (void)why; /* logged by eb_shard */
+        app->kafka_fatal = 1;
+        eb_app_shutdown(app, "sharding failed", 1);
+}
+
+/* Sources are polled by the shards this replica owns; webhooks go to the
+ * intake topic, whichever replica receives them. */
+static int app_sharded_new(eb_app_t *app, char *errstr, size_t errstr_size)
+{
+        struct eb_sink sink = {app_poll_publish, app};
+
+        app->http = eb_http_new(app->base, errstr, errstr_size);
+        if (!app->http)
+                return -EINVAL;
+        app->poller = eb_poller_new(app->base, app->http, &sink, NULL);
+        app->shards = eb_shards_new(app->base, app->cfg, app->poller,
+                                    on_shards_fatal, app, errstr, errstr_size);
+        if (!app->shards)
+                return -EINVAL;
+        app->metrics_src.poller = app->poller;
+        app->metrics_src.pipeline_for = eb_shards_pipeline_for;
+        app->metrics_src.pipeline_for_opaque = app->shards;
+        app->metrics_src.version = EB_VERSION;
+        app->metrics_src.gitrev = EB_GITREV;
+        eb_metrics_register_app(app->metrics, &app->metrics_src);
+        eb_metrics_add_collector(app->metrics, eb_shards_collect, app->shards);
+        sink = eb_shards_intake_sink(app->shards);
+        return app_http_new(app, &sink, errstr, errstr_size);
 }
 
 /*
@@ -497,6 +561,11 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
          * idempotent producer and no state topics: checkpoints then live
          * only in the process, as before. */
         app->eos = cfg->delivery == EB_DELIVERY_EXACTLY_ONCE;
+        if (cfg->scale_shards > 0) {
+                if (app_sharded_new(app, errstr, errstr_size))
+                        goto err;
+                goto signals;
+        }
         app->kafka = eb_kafka_new_ex(app->base, cfg,
                                      app->eos ? EB_KAFKA_NEW_F_TRANSACTIONS : 0,
                                      errstr, errstr_size);
@@ -533,6 +602,7 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
         if (app_http_new(app, &sink, errstr, errstr_size))
                 goto err;
 
+      signals:
         app->sig_term = evsignal_new(app->base, SIGTERM, on_signal, app);
         app->sig_int = evsignal_new(app->base, SIGINT, on_signal, app);
         app->sig_hup = evsignal_new(app->base, SIGHUP, on_signal, app);
@@ -545,7 +615,7 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
         evsignal_add(app->sig_term, NULL);
         evsignal_add(app->sig_int, NULL);
         evsignal_add(app->sig_hup, NULL);
-        if (app->eos) {
+        if (app->eos && !app->shards) {
                 int rc = eb_kafka_txn_init(app->kafka, on_txn_init, app);
                 if (rc) {
                         snprintf(errstr, errstr_size,
@@ -564,9 +634,9 @@ err:
 int eb_app_run(eb_app_t *app)
 {
         eb_info("app", "evbridge %s running: %zu source(s), kafka %s%s",
-                EB_VERSION, app->cfg->sources_cnt,
-                eb_kafka_bootstrap(app->kafka),
-                eb_kafka_embedded(app->kafka) ? " (embedded)" : "");
+                EB_VERSION, app->cfg->sources_cnt, eb_app_bootstrap(app),
+                app->kafka && eb_kafka_embedded(app->kafka) ? " (embedded)"
+                                                            : "");
         event_base_dispatch(app->base);
         eb_info("app", "stopped");
         return app->exit_code;
@@ -579,6 +649,8 @@ struct event_base *eb_app_base(eb_app_t *app)
 
 const char *eb_app_bootstrap(eb_app_t *app)
 {
+        if (!app->kafka)
+                return app->cfg->brokers;
         return eb_kafka_bootstrap(app->kafka);
 }
 
@@ -619,6 +691,7 @@ void eb_app_free(eb_app_t *app)
          * 3. Then the poller cancels what curl still has in flight. */
         if (app->poller)
                 eb_poller_stop(app->poller);
+        eb_shards_free(app->shards);
         eb_kafka_free(app->kafka);
         eb_poller_free(app->poller);
         /* After Kafka: no publish callback can reach the intake any more.

@@ -1,0 +1,1216 @@
+#include "eb_shard.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <librdkafka/rdkafka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eb_kafka.h"
+#include "eb_log.h"
+#include "eb_state.h"
+#include "eb_time.h"
+#include "eb_util.h"
+
+#define MOD "shard"
+
+enum sh_state {
+        SH_STARTING = 0, /* txn init / restore */
+        SH_RUNNING,      /* sources polling, intake consumed */
+        SH_STOPPING,     /* sources removed, last transaction settling */
+};
+
+struct shard {
+        eb_shards_t *m;
+        int n;
+        enum sh_state state;
+        struct eb_config cfg; /* shallow copy: transactional.id, no sources */
+        char *txn_id;
+        eb_kafka_t *kafka;
+        eb_pipeline_t *pipeline;
+        char **names; /* sources added to the poller */
+        size_t nnames;
+        int64_t stop_deadline_ms;
+        int restart;    /* start again once stopped (still assigned) */
+        int intake_on;  /* intake partition n assigned */
+        int intake_bad; /* an intake publish failed: restart the shard */
+        uint64_t restored_ids, restored_checkpoints;
+        int64_t restore_ms;
+};
+
+struct eb_shards_s {
+        struct event_base *base;
+        const struct eb_config *cfg; /* borrowed, current */
+        eb_poller_t *poller;
+        eb_shards_fatal_cb *fatal;
+        void *fatal_opaque;
+        int failed; /* fatal reported */
+        int n;
+        struct shard **sh; /* [n], NULL: not owned */
+        int *assigned;     /* [n], the group gave it to us */
+        char *control_topic, *group, *intake_topic, *intake_group;
+        rd_kafka_t *member; /* group member on the control topic */
+        rd_kafka_t *intake; /* intake consumer (manual assign) */
+        eb_kafka_t *writer; /* intake producer (idempotent) */
+        rd_kafka_topic_partition_list_t *revoking; /* given back when done */
+        struct event *tick;
+        int stopping; /* shutdown: no shard starts any more */
+        int closing;  /* eb_shards_free(): unassign at once */
+        /* metrics */
+        uint64_t rebalances, assigned_total, revoked_total, lost_total;
+        uint64_t intake_written, intake_write_failed, intake_consumed,
+                intake_skipped, intake_publish_failed;
+};
+
+int eb_shard_of(const char *name, int nshards)
+{
+        if (nshards <= 1)
+                return 0;
+        return (int)(eb_fnv1a64(name, strlen(name)) % (uint64_t)nshards);
+}
+
+static void fail(eb_shards_t *m, const char *why)
+{
+        if (m->failed)
+                return;
+        m->failed = 1;
+        eb_error(MOD, "%s", why);
+        if (m->fatal)
+                m->fatal(m->fatal_opaque, why);
+}
+
+/* ---- intake record format ----------------------------------------------- */
+
+static void jset_str(json_t *o, const char *k, const char *v)
+{
+        if (v)
+                json_object_set_new(o, k, json_string(v));
+}
+
+char *eb_intake_encode(const struct eb_event *e, size_t *lenp)
+{
+        json_t *o = json_object(), *ev = json_object();
+        char *s;
+
+        jset_str(ev, "id", e->id);
+        jset_str(ev, "source", e->source_name);
+        jset_str(ev, "provider", e->provider);
+        jset_str(ev, "account", e->account);
+        jset_str(ev, "entity_type", e->entity_type);
+        jset_str(ev, "entity_id", e->entity_id);
+        jset_str(ev, "action", e->action);
+        jset_str(ev, "actor", e->actor);
+        jset_str(ev, "version", e->version);
+        json_object_set_new(ev, "time_ms", json_integer(e->time_ms));
+        if (e->fields)
+                json_object_set(ev, "fields", e->fields);
+        if (e->native)
+                json_object_set(ev, "native", e->native);
+        json_object_set_new(o, "v", json_integer(EB_INTAKE_VERSION));
+        jset_str(o, "source", e->source_name);
+        json_object_set_new(o, "received_ms", json_integer(eb_now_ms()));
+        json_object_set_new(o, "event", ev);
+        s = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        *lenp = s ? strlen(s) : 0;
+        return s;
+}
+
+static char *jdup(json_t *o, const char *k, int required, int *bad)
+{
+        json_t *v = json_object_get(o, k);
+
+        if (json_is_string(v))
+                return eb_xstrdup(json_string_value(v));
+        if (v && !json_is_null(v))
+                *bad = 1;
+        if (required)
+                *bad = 1;
+        return NULL;
+}
+
+int eb_intake_decode(const void *buf, size_t len, char **sourcep,
+                     struct eb_event **evtp, int *trigger)
+{
+        json_t *o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+        json_t *ev, *src, *t;
+        struct eb_event *e;
+        int bad = 0;
+
+        *evtp = NULL;
+        *trigger = 0;
+        *sourcep = NULL;
+        src = json_object_get(o, "source");
+        if (!json_is_object(o) ||
+            json_integer_value(json_object_get(o, "v")) != EB_INTAKE_VERSION ||
+            !json_is_string(src)) {
+                json_decref(o);
+                return -EINVAL;
+        }
+        if (json_is_true(json_object_get(o, "trigger"))) {
+                *sourcep = eb_xstrdup(json_string_value(src));
+                *trigger = 1;
+                json_decref(o);
+                return 0;
+        }
+        ev = json_object_get(o, "event");
+        if (!json_is_object(ev)) {
+                json_decref(o);
+                return -EINVAL;
+        }
+        e = eb_event_new();
+        e->id = jdup(ev, "id", 1, &bad);
+        e->source_name = jdup(ev, "source", 1, &bad);
+        e->provider = jdup(ev, "provider", 1, &bad);
+        e->account = jdup(ev, "account", 0, &bad);
+        e->entity_type = jdup(ev, "entity_type", 1, &bad);
+        e->entity_id = jdup(ev, "entity_id", 0, &bad);
+        e->action = jdup(ev, "action", 1, &bad);
+        e->actor = jdup(ev, "actor", 0, &bad);
+        e->version = jdup(ev, "version", 0, &bad);
+        t = json_object_get(ev, "time_ms");
+        if (!json_is_integer(t))
+                bad = 1;
+        e->time_ms = json_integer_value(t);
+        t = json_object_get(ev, "fields");
+        if (json_is_object(t))
+                e->fields = json_incref(t);
+        t = json_object_get(ev, "native");
+        if (!t)
+                bad = 1;
+        else
+                e->native = json_incref(t);
+        if (!bad && strcmp(e->source_name, json_string_value(src)))
+                bad = 1;
+        if (bad) {
+                eb_event_free(e);
+                json_decref(o);
+                return -EINVAL;
+        }
+        *sourcep = eb_xstrdup(json_string_value(src));
+        *evtp = e;
+        json_decref(o);
+        return 0;
+}
+
+/* ---- topics ---------------------------------------------------------------
+ */
+
+/* @returns partitions of @p topic, 0 if it does not exist, -errno. */
+static int topic_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
+                            size_t errstr_size)
+{
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        rd_kafka_resp_err_t err;
+        int n = 0, tries;
+
+        for (tries = 0; tries < 20; tries++) {
+                err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+                if (err) {
+                        md = NULL;
+                        continue;
+                }
+                if (md->topic_cnt == 1 &&
+                    md->topics[0].err ==
+                            RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
+                        rd_kafka_metadata_destroy(md);
+                        md = NULL;
+                        continue;
+                }
+                break;
+        }
+        rd_kafka_topic_destroy(rkt);
+        if (!md) {
+                snprintf(errstr, errstr_size, "metadata of %s: %s", topic,
+                         rd_kafka_err2str(err));
+                return -ETIMEDOUT;
+        }
+        if (md->topic_cnt == 1 && !md->topics[0].err)
+                n = md->topics[0].partition_cnt;
+        else if (md->topic_cnt == 1 &&
+                 md->topics[0].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+                snprintf(errstr, errstr_size, "metadata of %s: %s", topic,
+                         rd_kafka_err2str(md->topics[0].err));
+                n = -EIO;
+        }
+        rd_kafka_metadata_destroy(md);
+        return n;
+}
+
+static int create_topic(rd_kafka_t *rk, const char *topic, int partitions,
+                        char *errstr, size_t errstr_size)
+{
+        rd_kafka_NewTopic_t *nt;
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_AdminOptions_t *opts =
+                rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+        rd_kafka_event_t *ev;
+        char msg[256];
+        int rc = -ETIMEDOUT;
+
+        nt = rd_kafka_NewTopic_new(topic, partitions, -1, msg, sizeof(msg));
+        if (!nt) {
+                snprintf(errstr, errstr_size, "%s: %s", topic, msg);
+                rd_kafka_AdminOptions_destroy(opts);
+                rd_kafka_queue_destroy(q);
+                return -EINVAL;
+        }
+        (void)rd_kafka_AdminOptions_set_operation_timeout(opts, 10000, msg,
+                                                          sizeof(msg));
+        (void)rd_kafka_AdminOptions_set_request_timeout(opts, 10000, msg,
+                                                        sizeof(msg));
+        rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
+        ev = rd_kafka_queue_poll(q, 15000);
+        if (ev) {
+                const rd_kafka_CreateTopics_result_t *res =
+                        rd_kafka_event_CreateTopics_result(ev);
+                size_t cnt = 0;
+                const rd_kafka_topic_result_t **tr =
+                        res ? rd_kafka_CreateTopics_result_topics(res, &cnt)
+                            : NULL;
+                rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
+
+                if (!err && cnt == 1)
+                        err = rd_kafka_topic_result_error(tr[0]);
+                rc = !err || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS
+                             ? 0
+                             : -EIO;
+                if (rc)
+                        snprintf(errstr, errstr_size, "create %s: %s", topic,
+                                 rd_kafka_err2str(err));
+                rd_kafka_event_destroy(ev);
+        } else {
+                snprintf(errstr, errstr_size, "create %s: timed out", topic);
+        }
+        rd_kafka_NewTopic_destroy(nt);
+        rd_kafka_AdminOptions_destroy(opts);
+        rd_kafka_queue_destroy(q);
+        return rc;
+}
+
+/* The control and intake topics must have exactly N partitions: the
+ * partition IS the shard. */
+static int ensure_topic(rd_kafka_t *rk, const char *topic, int n, char *errstr,
+                        size_t errstr_size)
+{
+        char why[512] = "";
+        int have = topic_partitions(rk, topic, why, sizeof(why));
+
+        if (have == 0) {
+                if (create_topic(rk, topic, n, why, sizeof(why)) == 0)
+                        have = topic_partitions(rk, topic, why, sizeof(why));
+                if (have == 0 && !why[0])
+                        snprintf(why, sizeof(why), "created, not visible yet");
+        }
+        if (have == n)
+                return 0;
+        if (have > 0)
+                snprintf(errstr, errstr_size,
+                         "scale.shards is %d but topic %s has %d "
+                         "partition(s): the partition is the shard, so they "
+                         "must match (create a new state_prefix to change "
+                         "the shard count)",
+                         n, topic, have);
+        else
+                snprintf(errstr, errstr_size,
+                         "scale: topic %s is missing and cannot be created "
+                         "(%s): create it with %d partitions",
+                         topic, why, n);
+        return -EINVAL;
+}
+
+static int state_topics_missing(eb_shards_t *m)
+{
+        char *names[2], why[256];
+        int i, missing = 0;
+
+        names[0] = eb_state_topic_checkpoints(m->cfg);
+        names[1] = eb_state_topic_seen(m->cfg);
+        for (i = 0; i < 2; i++) {
+                if (topic_partitions(eb_kafka_rk(m->writer), names[i], why,
+                                     sizeof(why)) <= 0)
+                        missing = 1;
+                free(names[i]);
+        }
+        return missing;
+}
+
+/* ---- shards ---------------------------------------------------------------
+ */
+
+static void shard_fatal_cb(void *opaque, const char *reason)
+{
+        struct shard *sh = opaque;
+        char why[700];
+
+        snprintf(why, sizeof(why),
+                 "shard %d: Kafka producer fatal error: %s (another replica "
+                 "owns it now; stopping so the group can rebalance)",
+                 sh->n, reason);
+        fail(sh->m, why);
+}
+
+static int want_source(const char *source, void *opaque)
+{
+        struct shard *sh = opaque;
+
+        return eb_shard_of(source, sh->m->n) == sh->n;
+}
+
+static void intake_assign(eb_shards_t *m, struct shard *sh, int on)
+{
+        rd_kafka_topic_partition_list_t *tpl;
+        rd_kafka_error_t *error;
+
+        if (sh->intake_on == on)
+                return;
+        tpl = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(tpl, m->intake_topic, sh->n)->offset =
+                RD_KAFKA_OFFSET_STORED;
+        error = on ? rd_kafka_incremental_assign(m->intake, tpl)
+                   : rd_kafka_incremental_unassign(m->intake, tpl);
+        if (error) {
+                eb_error(MOD, "shard %d: intake partition %s: %s", sh->n,
+                         on ? "assign" : "unassign",
+                         rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+        } else {
+                sh->intake_on = on;
+        }
+        rd_kafka_topic_partition_list_destroy(tpl);
+}
+
+static void shard_add_sources(struct shard *sh, json_t *cps)
+{
+        eb_shards_t *m = sh->m;
+        const struct eb_config *cfg = m->cfg;
+        char err[512];
+        size_t i;
+
+        for (i = 0; i < cfg->sources_cnt; i++) {
+                const struct eb_source_cfg *src = &cfg->sources[i];
+                json_t *cp;
+
+                if (!src->enabled || eb_shard_of(src->name, m->n) != sh->n)
+                        continue;
+                cp = cps ? json_object_get(cps, src->name) : NULL;
+                if (!cp)
+                        cp = eb_pipeline_checkpoint(sh->pipeline, src->name);
+                if (eb_poller_add(m->poller, src, cp, err, sizeof(err))) {
+                        eb_error(MOD, "shard %d: source=%s cannot start: %s",
+                                 sh->n, src->name, err);
+                        continue;
+                }
+                sh->names = eb_xrealloc(sh->names,
+                                        (sh->nnames + 1) * sizeof(*sh->names));
+                sh->names[sh->nnames++] = eb_xstrdup(src->name);
+        }
+}
+
+static void shard_remove_sources(struct shard *sh)
+{
+        size_t i;
+
+        for (i = 0; i < sh->nnames; i++) {
+                eb_poller_remove(sh->m->poller, sh->names[i]);
+                free(sh->names[i]);
+        }
+        free(sh->names);
+        sh->names = NULL;
+        sh->nnames = 0;
+}
+
+static void on_shard_init(void *opaque, int err, const char *errstr)
+{
+        struct shard *sh = opaque;
+        eb_shards_t *m = sh->m;
+        struct eb_state_restore_opts o;
+        struct eb_state_restore_stats st;
+        const char *keys[3];
+        char ebuf[1024];
+        json_t *cps;
+
+        if (err == -ESHUTDOWN || sh->state != SH_STARTING)
+                return;
+        if (err) {
+                snprintf(ebuf, sizeof(ebuf),
+                         "shard %d: Kafka transactions cannot start: %s", sh->n,
+                         errstr);
+                fail(m, ebuf);
+                return;
+        }
+        /* This shard's ids: its own transactional.id's records, and those
+         * of the unsharded process (migration from scale.shards 0). */
+        memset(&o, 0, sizeof(o));
+        keys[0] = sh->txn_id;
+        keys[1] = m->cfg->transactional_id;
+        keys[2] = NULL;
+        o.seen_keys = keys;
+        o.want_source = want_source;
+        o.want_opaque = sh;
+        memset(&st, 0, sizeof(st));
+        cps = json_object();
+        if (eb_pipeline_restore_ex(sh->pipeline, eb_kafka_bootstrap(sh->kafka),
+                                   &o, cps, &st, ebuf, sizeof(ebuf))) {
+                char why[1200];
+
+                snprintf(why, sizeof(why), "shard %d: state restore failed: %s",
+                         sh->n, ebuf);
+                json_decref(cps);
+                fail(m, why);
+                return;
+        }
+        sh->restored_ids = st.ids;
+        sh->restored_checkpoints = st.checkpoints;
+        sh->restore_ms = st.ms;
+        shard_add_sources(sh, cps);
+        json_decref(cps);
+        sh->state = SH_RUNNING;
+        eb_pipeline_set_consumer(sh->pipeline, m->intake_topic, m->intake);
+        intake_assign(m, sh, 1);
+        eb_info(MOD,
+                "shard %d: owned (transactional.id=%s): restored %llu ids "
+                "and %llu checkpoints in %lld ms, %zu source(s) polling",
+                sh->n, sh->txn_id, (unsigned long long)st.ids,
+                (unsigned long long)st.checkpoints, (long long)st.ms,
+                sh->nnames);
+}
+
+static void shard_start(eb_shards_t *m, int n)
+{
+        struct shard *sh;
+        char err[512];
+
+        if (m->stopping || m->failed)
+                return;
+        if (m->sh[n]) {
+                /* still stopping from an earlier assignment */
+                m->sh[n]->restart = 1;
+                return;
+        }
+        sh = eb_xcalloc(1, sizeof(*sh));
+        sh->m = m;
+        sh->n = n;
+        sh->state = SH_STARTING;
+        sh->txn_id = eb_xasprintf("%s-shard-%d", m->cfg->state_prefix, n);
+        sh->cfg = *m->cfg;
+        sh->cfg.transactional_id = sh->txn_id;
+        sh->cfg.sources = NULL;
+        sh->cfg.sources_cnt = 0;
+        m->sh[n] = sh;
+        sh->kafka =
+                eb_kafka_new_ex(m->base, &sh->cfg, EB_KAFKA_NEW_F_TRANSACTIONS,
+                                err, sizeof(err));
+        if (sh->kafka) {
+                eb_kafka_set_fatal_cb(sh->kafka, shard_fatal_cb, sh);
+                sh->pipeline = eb_pipeline_new(m->base, &sh->cfg, sh->kafka,
+                                               err, sizeof(err));
+        }
+        if (!sh->kafka || !sh->pipeline ||
+            eb_kafka_txn_init(sh->kafka, on_shard_init, sh)) {
+                char why[700];
+
+                snprintf(why, sizeof(why), "shard %d cannot start: %s", n, err);
+                fail(m, why);
+                return;
+        }
+        eb_info(MOD, "shard %d: assigned; starting transactions", n);
+}
+
+static void shard_stop(eb_shards_t *m, struct shard *sh, const char *why)
+{
+        if (sh->state == SH_STOPPING)
+                return;
+        eb_info(MOD, "shard %d: stopping (%s): %zu source(s)", sh->n, why,
+                sh->nnames);
+        sh->state = SH_STOPPING;
+        sh->stop_deadline_ms =
+                eb_mono_ms() + m->cfg->scale_rebalance_timeout_ms;
+        shard_remove_sources(sh);
+        intake_assign(m, sh, 0);
+}
+
+static void shard_free(struct shard *sh)
+{
+        /* eb_kafka_free() settles every publish (callbacks into the
+         * pipeline and the poller's removed sources) before the pipeline
+         * goes. */
+        eb_kafka_free(sh->kafka);
+        eb_pipeline_free(sh->pipeline);
+        shard_remove_sources(sh);
+        free(sh->txn_id);
+        free(sh);
+}
+
+/* Give revoked partitions back to the group once their shards stopped. */
+static void revoke_settle(eb_shards_t *m)
+{
+        rd_kafka_error_t *error = NULL;
+        int i;
+
+        if (!m->revoking)
+                return;
+        for (i = 0; i < m->revoking->cnt; i++) {
+                int n = m->revoking->elems[i].partition;
+
+                if (n >= 0 && n < m->n && m->sh[n])
+                        return; /* still stopping */
+        }
+        if (!strcmp(rd_kafka_rebalance_protocol(m->member), "COOPERATIVE"))
+                error = rd_kafka_incremental_unassign(m->member, m->revoking);
+        else
+                (void)rd_kafka_assign(m->member, NULL);
+        if (error) {
+                eb_warn(MOD, "giving shards back: %s",
+                        rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+        }
+        eb_info(MOD, "%d shard(s) handed back to the group", m->revoking->cnt);
+        rd_kafka_topic_partition_list_destroy(m->revoking);
+        m->revoking = NULL;
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+        eb_shards_t *m = opaque;
+        int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+        int i;
+
+        m->rebalances++;
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                rd_kafka_error_t *error = NULL;
+
+                if (coop)
+                        error = rd_kafka_incremental_assign(rk, parts);
+                else
+                        (void)rd_kafka_assign(rk, parts);
+                if (error) {
+                        eb_error(MOD, "assign: %s",
+                                 rd_kafka_error_string(error));
+                        rd_kafka_error_destroy(error);
+                }
+                for (i = 0; i < parts->cnt; i++) {
+                        int n = parts->elems[i].partition;
+
+                        if (n < 0 || n >= m->n)
+                                continue;
+                        m->assigned[n] = 1;
+                        m->assigned_total++;
+                        shard_start(m, n);
+                }
+                return;
+        }
+        if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+                int lost = rd_kafka_assignment_lost(rk);
+
+                for (i = 0; i < parts->cnt; i++) {
+                        int n = parts->elems[i].partition;
+
+                        if (n < 0 || n >= m->n)
+                                continue;
+                        m->assigned[n] = 0;
+                        m->revoked_total++;
+                        m->lost_total += lost ? 1 : 0;
+                        if (m->sh[n]) {
+                                m->sh[n]->restart = 0;
+                                shard_stop(m, m->sh[n],
+                                           lost ? "assignment lost"
+                                                : "revoked by the group");
+                        }
+                }
+                if (m->closing) {
+                        if (coop)
+                                rd_kafka_error_destroy(
+                                        rd_kafka_incremental_unassign(rk,
+                                                                      parts));
+                        else
+                                (void)rd_kafka_assign(rk, NULL);
+                        return;
+                }
+                if (!m->revoking)
+                        m->revoking =
+                                rd_kafka_topic_partition_list_new(parts->cnt);
+                for (i = 0; i < parts->cnt; i++)
+                        rd_kafka_topic_partition_list_add(
+                                m->revoking, parts->elems[i].topic,
+                                parts->elems[i].partition);
+                revoke_settle(m);
+                return;
+        }
+        eb_error(MOD, "rebalance error: %s", rd_kafka_err2str(err));
+        (void)rd_kafka_assign(rk, NULL);
+}
+
+/* ---- intake consumption ---------------------------------------------------
+ */
+
+struct intake_pub {
+        struct shard *sh;
+        int64_t offset;
+};
+
+static void on_intake_published(void *arg, int err)
+{
+        struct intake_pub *ip = arg;
+        struct shard *sh = ip->sh;
+
+        if (err) {
+                sh->m->intake_publish_failed++;
+                if (!sh->intake_bad) {
+                        /* Later transactions must not commit offsets past
+                         * this record: detach, read it again after a
+                         * restart (dedupe drops what did commit). */
+                        eb_warn(MOD,
+                                "shard %d: intake record at offset %lld "
+                                "not published (%s); restarting the shard",
+                                sh->n, (long long)ip->offset, strerror(-err));
+                        sh->intake_bad = 1;
+                        eb_pipeline_set_consumer(sh->pipeline, NULL, NULL);
+                }
+        }
+        free(ip);
+}
+
+/* Stands in for the source of a record that is skipped (garbage, an
+ * unknown source): its offset still commits with the next transaction. */
+static char intake_nosrc_name[] = "(intake)";
+static const struct eb_source_cfg intake_nosrc = {.name = intake_nosrc_name};
+
+static void intake_handle(eb_shards_t *m, rd_kafka_message_t *msg)
+{
+        struct shard *sh;
+        const struct eb_source_cfg *src = NULL;
+        struct eb_event *evt = NULL, **evts = NULL;
+        struct intake_pub *ip;
+        char *source = NULL;
+        int trigger = 0, rc;
+        size_t cnt = 0;
+
+        if (msg->partition < 0 || msg->partition >= m->n)
+                return;
+        sh = m->sh[msg->partition];
+        if (!sh || sh->state != SH_RUNNING || sh->intake_bad)
+                return; /* released: the next owner reads it */
+        m->intake_consumed++;
+        if (eb_intake_decode(msg->payload, msg->len, &source, &evt, &trigger)) {
+                m->intake_skipped++;
+                eb_warn(MOD,
+                        "shard %d: intake offset %lld is not an intake "
+                        "record; skipped",
+                        sh->n, (long long)msg->offset);
+        } else {
+                src = eb_config_source(m->cfg, source);
+                if (!src || !src->enabled ||
+                    eb_shard_of(source, m->n) != sh->n) {
+                        m->intake_skipped++;
+                        eb_warn(MOD,
+                                "shard %d: intake record for source %s, "
+                                "which is not configured here (or not in "
+                                "this shard); skipped",
+                                sh->n, source);
+                        src = NULL;
+                } else if (trigger) {
+                        (void)eb_poller_trigger(m->poller, src->name);
+                } else {
+                        evts = eb_xmalloc(sizeof(*evts));
+                        evts[0] = evt;
+                        evt = NULL;
+                        cnt = 1;
+                }
+        }
+        eb_event_free(evt);
+        free(source);
+        /* Even with no event (a trigger, a skipped record) the offset goes
+         * into the shard's next transaction. */
+        ip = eb_xcalloc(1, sizeof(*ip));
+        ip->sh = sh;
+        ip->offset = msg->offset;
+        rc = eb_pipeline_publish_consumed(
+                sh->pipeline, src ? src : &intake_nosrc, evts, cnt,
+                msg->partition, msg->offset, on_intake_published, ip);
+        if (rc) {
+                /* back-pressure: read it again in a moment */
+                rd_kafka_topic_partition_list_t *tpl =
+                        rd_kafka_topic_partition_list_new(1);
+                rd_kafka_error_t *error;
+
+                free(ip);
+                rd_kafka_topic_partition_list_add(tpl, m->intake_topic,
+                                                  msg->partition)
+                        ->offset = msg->offset;
+                error = rd_kafka_seek_partitions(m->intake, tpl, 1000);
+                if (error)
+                        rd_kafka_error_destroy(error);
+                rd_kafka_topic_partition_list_destroy(tpl);
+                m->intake_consumed--;
+        }
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+        eb_shards_t *m = arg;
+        struct timeval tv = {0, EB_SHARD_TICK_MS * 1000};
+        rd_kafka_message_t *msg;
+        int i;
+
+        (void)fd;
+        (void)what;
+        /* The group member: rebalances run from here (on_rebalance). */
+        while ((msg = rd_kafka_consumer_poll(m->member, 0)) != NULL) {
+                if (msg->err && msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        eb_warn(MOD, "shard group: %s",
+                                rd_kafka_message_errstr(msg));
+                rd_kafka_message_destroy(msg);
+        }
+        for (i = 0; i < EB_INTAKE_BATCH; i++) {
+                msg = rd_kafka_consumer_poll(m->intake, 0);
+                if (!msg)
+                        break;
+                if (!msg->err)
+                        intake_handle(m, msg);
+                else if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        eb_warn(MOD, "intake: %s",
+                                rd_kafka_message_errstr(msg));
+                rd_kafka_message_destroy(msg);
+        }
+        for (i = 0; i < m->n; i++) {
+                struct shard *sh = m->sh[i];
+                int restart;
+
+                if (!sh)
+                        continue;
+                if (sh->intake_bad && sh->state == SH_RUNNING) {
+                        sh->restart = m->assigned[i];
+                        shard_stop(m, sh, "intake publish failed");
+                }
+                if (sh->state != SH_STOPPING)
+                        continue;
+                if (eb_pipeline_pending(sh->pipeline) > 0 &&
+                    eb_mono_ms() < sh->stop_deadline_ms)
+                        continue;
+                if (eb_pipeline_pending(sh->pipeline) > 0)
+                        eb_warn(MOD,
+                                "shard %d: %d publish(es) still pending after "
+                                "scale.rebalance_timeout; dropped (their "
+                                "pages are fetched again by the next owner)",
+                                i, eb_pipeline_pending(sh->pipeline));
+                restart = sh->restart && m->assigned[i];
+                m->sh[i] = NULL;
+                shard_free(sh);
+                eb_info(MOD, "shard %d: stopped", i);
+                if (restart)
+                        shard_start(m, i);
+        }
+        revoke_settle(m);
+        evtimer_add(m->tick, &tv);
+}
+
+/* ---- sinks ----------------------------------------------------------------
+ */
+
+static int poll_publish(void *opaque, const struct eb_source_cfg *src,
+                        struct eb_event **evts, size_t cnt, json_t *cp,
+                        eb_publish_done_cb *done, void *arg)
+{
+        eb_shards_t *m = opaque;
+        struct shard *sh = m->sh[eb_shard_of(src->name, m->n)];
+        size_t i;
+
+        if (sh && sh->state == SH_RUNNING)
+                return eb_pipeline_publish(sh->pipeline, src, evts, cnt, cp,
+                                           done, arg);
+        for (i = 0; i < cnt; i++)
+                eb_event_free(evts[i]);
+        free(evts);
+        return -EAGAIN;
+}
+
+struct eb_sink eb_shards_poll_sink(eb_shards_t *m)
+{
+        struct eb_sink s;
+
+        s.publish = poll_publish;
+        s.opaque = m;
+        return s;
+}
+
+struct intake_write {
+        eb_shards_t *m;
+        eb_publish_done_cb *done;
+        void *arg;
+        int outstanding;
+        int err;
+};
+
+static void on_intake_written(void *opaque, int err, const char *errstr)
+{
+        struct intake_write *w = opaque;
+
+        if (err) {
+                w->m->intake_write_failed++;
+                if (!w->err)
+                        w->err = err;
+                eb_warn(MOD, "intake write failed: %s", errstr);
+        } else {
+                w->m->intake_written++;
+        }
+        if (--w->outstanding > 0)
+                return;
+        if (w->done)
+                w->done(w->arg, w->err);
+        free(w);
+}
+
+static int intake_produce(eb_shards_t *m, const char *source, char *value,
+                          size_t len, struct intake_write *w)
+{
+        struct eb_envelope env;
+        int rc;
+
+        memset(&env, 0, sizeof(env));
+        env.topic = m->intake_topic;
+        env.key = (char *)source;
+        env.key_len = strlen(source);
+        env.value = value;
+        env.value_len = len;
+        rc = eb_kafka_produce_to(m->writer, &env, eb_shard_of(source, m->n),
+                                 on_intake_written, w);
+        if (!rc)
+                w->outstanding++;
+        return rc;
+}
+
+static int intake_publish(void *opaque, const struct eb_source_cfg *src,
+                          struct eb_event **evts, size_t cnt, json_t *cp,
+                          eb_publish_done_cb *done, void *arg)
+{
+        eb_shards_t *m = opaque;
+        struct intake_write *w;
+        size_t i;
+        int rc = 0;
+
+        (void)cp; /* webhooks carry no checkpoint */
+        if (cnt == 0) {
+                free(evts);
+                return -EINVAL;
+        }
+        w = eb_xcalloc(1, sizeof(*w));
+        w->m = m;
+        w->done = done;
+        w->arg = arg;
+        w->outstanding = 1; /* held until every produce call is made */
+        for (i = 0; i < cnt; i++) {
+                size_t len;
+                char *val;
+
+                if (!rc) {
+                        val = eb_intake_encode(evts[i], &len);
+                        rc = val ? intake_produce(m, src->name, val, len, w)
+                                 : -ENOMEM;
+                        free(val);
+                }
+                eb_event_free(evts[i]);
+        }
+        free(evts);
+        if (rc && w->outstanding == 1) {
+                free(w); /* nothing produced: the caller answers */
+                return rc;
+        }
+        if (rc)
+                w->err = rc; /* the rest failed: the answer will say so */
+        /* Drop the hold. Something was produced, so its delivery report
+         * (served later, from the loop) settles the publish. */
+        w->outstanding--;
+        return 0;
+}
+
+struct eb_sink eb_shards_intake_sink(eb_shards_t *m)
+{
+        struct eb_sink s;
+
+        s.publish = intake_publish;
+        s.opaque = m;
+        return s;
+}
+
+int eb_shards_trigger(eb_shards_t *m, const char *source)
+{
+        struct intake_write *w;
+        json_t *o;
+        char *val;
+        int rc;
+
+        if (!eb_config_source(m->cfg, source))
+                return -ENOENT;
+        o = json_pack("{s:i, s:s, s:b}", "v", EB_INTAKE_VERSION, "source",
+                      source, "trigger", 1);
+        val = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!val)
+                return -ENOMEM;
+        w = eb_xcalloc(1, sizeof(*w));
+        w->m = m;
+        rc = intake_produce(m, source, val, strlen(val), w);
+        free(val);
+        if (rc)
+                free(w);
+        return rc;
+}
+
+/* ---- life -----------------------------------------------------------------
+ */
+
+eb_pipeline_t *eb_shards_pipeline_for(void *opaque, const char *source)
+{
+        eb_shards_t *m = opaque;
+        struct shard *sh = m->sh[eb_shard_of(source, m->n)];
+
+        return sh ? sh->pipeline : NULL;
+}
+
+eb_shards_t *eb_shards_new(struct event_base *base, const struct eb_config *cfg,
+                           eb_poller_t *poller, eb_shards_fatal_cb *fatal,
+                           void *opaque, char *errstr, size_t errstr_size)
+{
+        eb_shards_t *m = eb_xcalloc(1, sizeof(*m));
+        rd_kafka_conf_t *conf;
+        rd_kafka_resp_err_t err;
+        rd_kafka_topic_partition_list_t *tpl;
+        const char *member_extra[] = {"partition.assignment.strategy",
+                                      "cooperative-sticky", NULL};
+        struct timeval tv = {0, 0};
+        char msg[256];
+
+        m->base = base;
+        m->cfg = cfg;
+        m->poller = poller;
+        m->fatal = fatal;
+        m->fatal_opaque = opaque;
+        m->n = cfg->scale_shards;
+        m->sh = eb_xcalloc((size_t)m->n, sizeof(*m->sh));
+        m->assigned = eb_xcalloc((size_t)m->n, sizeof(*m->assigned));
+        m->control_topic = eb_xasprintf("%s.shards", cfg->state_prefix);
+        m->group = eb_xasprintf("%s-shards", cfg->state_prefix);
+        m->intake_topic = eb_xasprintf("%s.intake", cfg->state_prefix);
+        m->intake_group = eb_xasprintf("%s-intake", cfg->state_prefix);
+
+        m->writer = eb_kafka_new_ex(base, cfg, 0, errstr, errstr_size);
+        if (!m->writer)
+                goto fail;
+        if (ensure_topic(eb_kafka_rk(m->writer), m->control_topic, m->n, errstr,
+                         errstr_size) ||
+            ensure_topic(eb_kafka_rk(m->writer), m->intake_topic, m->n, errstr,
+                         errstr_size))
+                goto fail;
+        if (state_topics_missing(m) &&
+            eb_state_ensure_topics(eb_kafka_rk(m->writer), NULL, cfg, 1, 30000,
+                                   errstr, errstr_size))
+                goto fail;
+
+        /* The group member: defaults that let a dead replica's shards move
+         * within seconds (kafka.properties may change them). */
+        conf = rd_kafka_conf_new();
+        if (rd_kafka_conf_set(conf, "session.timeout.ms", "10000", msg,
+                              sizeof(msg)) ||
+            rd_kafka_conf_set(conf, "heartbeat.interval.ms", "1000", msg,
+                              sizeof(msg))) {
+                rd_kafka_conf_destroy(conf);
+                snprintf(errstr, errstr_size, "scale: %s", msg);
+                goto fail;
+        }
+        rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+        rd_kafka_conf_set_opaque(conf, m);
+        m->member = eb_state_consumer_new(eb_kafka_bootstrap(m->writer), cfg,
+                                          m->group, "shards", member_extra,
+                                          conf, errstr, errstr_size);
+        if (!m->member)
+                goto fail;
+        m->intake = eb_state_consumer_new(eb_kafka_bootstrap(m->writer), cfg,
+                                          m->intake_group, "intake", NULL, NULL,
+                                          errstr, errstr_size);
+        if (!m->intake)
+                goto fail;
+        tpl = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(tpl, m->control_topic,
+                                          RD_KAFKA_PARTITION_UA);
+        err = rd_kafka_subscribe(m->member, tpl);
+        rd_kafka_topic_partition_list_destroy(tpl);
+        if (err) {
+                snprintf(errstr, errstr_size, "scale: subscribe to %s: %s",
+                         m->control_topic, rd_kafka_err2str(err));
+                goto fail;
+        }
+        m->tick = evtimer_new(base, on_tick, m);
+        evtimer_add(m->tick, &tv);
+        eb_info(MOD,
+                "sharding: %d shard(s), group %s on %s, intake %s; waiting "
+                "for an assignment",
+                m->n, m->group, m->control_topic, m->intake_topic);
+        return m;
+fail:
+        eb_shards_free(m);
+        return NULL;
+}
+
+void eb_shards_reload(eb_shards_t *m, const struct eb_config *cfg)
+{
+        int i;
+
+        m->cfg = cfg;
+        /* Owned shards restart their sources from where they are: the
+         * poller's checkpoint, else the shard's last committed one. */
+        for (i = 0; i < m->n; i++) {
+                struct shard *sh = m->sh[i];
+                json_t *cps;
+                size_t j;
+
+                if (!sh || sh->state != SH_RUNNING)
+                        continue;
+                cps = json_object();
+                for (j = 0; j < sh->nnames; j++) {
+                        json_t *cp =
+                                eb_poller_checkpoint(m->poller, sh->names[j]);
+                        if (cp)
+                                json_object_set(cps, sh->names[j], cp);
+                }
+                shard_remove_sources(sh);
+                shard_add_sources(sh, cps);
+                json_decref(cps);
+        }
+}
+
+void eb_shards_stop(eb_shards_t *m)
+{
+        int i;
+
+        m->stopping = 1;
+        for (i = 0; i < m->n; i++)
+                if (m->sh[i])
+                        shard_stop(m, m->sh[i], "shutting down");
+}
+
+int eb_shards_idle(const eb_shards_t *m)
+{
+        int i;
+
+        for (i = 0; i < m->n; i++)
+                if (m->sh[i] && eb_pipeline_pending(m->sh[i]->pipeline) > 0)
+                        return 0;
+        return 1;
+}
+
+int eb_shards_owned(const eb_shards_t *m)
+{
+        int i, n = 0;
+
+        for (i = 0; i < m->n; i++)
+                n += m->sh[i] && m->sh[i]->state != SH_STOPPING;
+        return n;
+}
+
+void eb_shards_collect(struct eb_prom *w, void *opaque)
+{
+        eb_shards_t *m = opaque;
+        char num[16];
+        const char *lab[] = {"shard", num, NULL};
+        const char *res[] = {"result", NULL, NULL};
+        int i;
+
+        eb_prom_family(w, "evbridge_shards", "gauge",
+                       "Shards configured (scale.shards).");
+        eb_prom_sample(w, NULL, NULL, m->n);
+        eb_prom_family(w, "evbridge_shards_owned", "gauge",
+                       "Shards this replica owns now.");
+        eb_prom_sample(w, NULL, NULL, eb_shards_owned(m));
+        eb_prom_family(w, "evbridge_shard_rebalances_total", "counter",
+                       "Assignments and revocations of the shard group.");
+        eb_prom_sample(w, NULL, NULL, (double)m->rebalances);
+        eb_prom_family(w, "evbridge_shard_revoked_total", "counter",
+                       "Shards taken away from this replica (lost ones "
+                       "included).");
+        eb_prom_sample(w, NULL, NULL, (double)m->revoked_total);
+        eb_prom_family(w, "evbridge_shard_running", "gauge",
+                       "1 for an owned shard that polls, 0 while it starts "
+                       "or stops.");
+        for (i = 0; i < m->n; i++) {
+                if (!m->sh[i])
+                        continue;
+                snprintf(num, sizeof(num), "%d", i);
+                eb_prom_sample(w, NULL, lab, m->sh[i]->state == SH_RUNNING);
+        }
+        eb_prom_family(w, "evbridge_shard_restored_ids", "gauge",
+                       "Dedupe ids restored when the shard was assigned.");
+        for (i = 0; i < m->n; i++) {
+                if (!m->sh[i])
+                        continue;
+                snprintf(num, sizeof(num), "%d", i);
+                eb_prom_sample(w, NULL, lab, (double)m->sh[i]->restored_ids);
+        }
+        eb_prom_family(w, "evbridge_shard_offset_commits_total", "counter",
+                       "Transactions of the shard's current owner that "
+                       "committed consumed intake offsets with its events.");
+        for (i = 0; i < m->n; i++) {
+                struct eb_kafka_stats ks;
+
+                if (!m->sh[i])
+                        continue;
+                eb_kafka_get_stats(m->sh[i]->kafka, &ks);
+                snprintf(num, sizeof(num), "%d", i);
+                eb_prom_sample(w, NULL, lab, (double)ks.txn_offset_commits);
+        }
+        eb_prom_family(w, "evbridge_intake_records_total", "counter",
+                       "Webhook intake records: written (by this replica's "
+                       "listener), write_failed, consumed (by this "
+                       "replica's shards), skipped (not an intake record "
+                       "or unknown source), publish_failed.");
+        res[1] = "written";
+        eb_prom_sample(w, NULL, res, (double)m->intake_written);
+        res[1] = "write_failed";
+        eb_prom_sample(w, NULL, res, (double)m->intake_write_failed);
+        res[1] = "consumed";
+        eb_prom_sample(w, NULL, res, (double)m->intake_consumed);
+        res[1] = "skipped";
+        eb_prom_sample(w, NULL, res, (double)m->intake_skipped);
+        res[1] = "publish_failed";
+        eb_prom_sample(w, NULL, res, (double)m->intake_publish_failed);
+}
+
+void eb_shards_free(eb_shards_t *m)
+{
+        int i;
+
+        if (!m)
+                return;
+        m->stopping = 1;
+        m->closing = 1;
+        if (m->tick)
+                event_free(m->tick);
+        for (i = 0; i < m->n; i++) {
+                if (!m->sh[i])
+                        continue;
+                shard_stop(m, m->sh[i], "shutting down");
+                shard_free(m->sh[i]);
+                m->sh[i] = NULL;
+        }
+        if (m->intake) {
+                rd_kafka_consumer_close(m->intake);
+                rd_kafka_destroy(m->intake);
+        }
+        if (m->member) {
+                /* leaves the group: the revoke runs on_rebalance (closing) */
+                rd_kafka_consumer_close(m->member);
+                rd_kafka_destroy(m->member);
+        }
+        if (m->revoking)
+                rd_kafka_topic_partition_list_destroy(m->revoking);
+        eb_kafka_free(m->writer);
+        free(m->sh);
+        free(m->assigned);
+        free(m->control_topic);
+        free(m->group);
+        free(m->intake_topic);
+        free(m->intake_group);
+        free(m);
+}
