@@ -22,7 +22,9 @@
  *    drop ALL, seccomp RuntimeDefault, no privileged / host namespaces /
  *    hostPath, an image with a pinned tag (never :latest or untagged),
  *    cpu and memory requests and limits, liveness and readiness probes;
- *  - evbridge: one active instance (replicas <= 1, strategy Recreate), a
+ *  - evbridge: one active instance (replicas <= 1, strategy Recreate)
+ *    unless scale.shards is set (then replicas <= shards and the control
+ *    and intake KafkaTopics have one partition per shard), a
  *    PodDisruptionBudget that lets drains through, and the config in the
  *    ConfigMap: valid JSON (and `evbridge --check-config` with --evbridge),
  *    every ${file:...} secret mounted, grace period > drain timeout,
@@ -364,14 +366,7 @@ function secretValue(secret, key) {
 function checkEvbridgeWorkload(d, objs, opts, errs) {
   const ns = get(d, ['metadata', 'namespace']);
   const same = (o) => get(o, ['metadata', 'namespace']) === ns;
-  if (d.kind === 'Deployment') {
-    if ((d.spec.replicas === undefined ? 1 : d.spec.replicas) > 1)
-      errs.push('spec.replicas: at most 1 (one active producer per ' +
-        'transactional.id)');
-    if (get(d, ['spec', 'strategy', 'type']) !== 'Recreate')
-      errs.push('spec.strategy.type must be Recreate (the old pod stops ' +
-        'before the new one starts)');
-  }
+  const replicas = d.spec.replicas === undefined ? 1 : d.spec.replicas;
   const spec = get(d, [...POD_TEMPLATE[d.kind], 'spec']) || {};
   const c = (spec.containers || []).find((x) => x.name === 'evbridge') ||
     (spec.containers || [])[0];
@@ -408,6 +403,35 @@ function checkEvbridgeWorkload(d, objs, opts, errs) {
   } catch (e) {
     errs.push(`${key} in ConfigMap ${cmObj.metadata.name}: ${e.message}`);
     return;
+  }
+
+  // Replicas: unsharded, one active producer per transactional.id, so one
+  // pod and Recreate; sharded (scale.shards > 0, docs/scaling.md), any
+  // number of pods, the group and Kafka's fencing keep one owner per
+  // shard, and the control and intake topics need one partition per shard.
+  const shards = get(cfg, ['scale', 'shards']) || 0;
+  if (d.kind === 'Deployment' && !shards) {
+    if (replicas > 1)
+      errs.push('spec.replicas: at most 1 without scale.shards (one ' +
+        'active producer per transactional.id; docs/scaling.md)');
+    if (get(d, ['spec', 'strategy', 'type']) !== 'Recreate')
+      errs.push('spec.strategy.type must be Recreate (the old pod stops ' +
+        'before the new one starts)');
+  }
+  if (shards > 0) {
+    if (replicas > shards)
+      errs.push(`spec.replicas ${replicas} exceeds scale.shards ` +
+        `${shards}: the extra pods would own nothing`);
+    const sp = get(cfg, ['kafka', 'state_prefix']) || 'evbridge';
+    for (const t of [`${sp}.shards`, `${sp}.intake`]) {
+      const kt = objs.find((o) => o.kind === 'KafkaTopic' &&
+        (get(o, ['spec', 'topicName']) || o.metadata.name) === t);
+      if (!kt) continue; // evbridge creates it when allowed
+      if (get(kt, ['spec', 'partitions']) !== shards)
+        errs.push(`KafkaTopic ${t} has ${get(kt, ['spec', 'partitions'])} ` +
+          `partition(s); scale.shards is ${shards} (the partition is the ` +
+          'shard: they must match)');
+    }
   }
 
   // Secrets referenced as ${file:...} must be mounted (and exist, when
@@ -455,13 +479,17 @@ function checkEvbridgeWorkload(d, objs, opts, errs) {
       !(c.ports || []).some((p) => p.containerPort === port))
     errs.push(`http.listen port ${port} is not a containerPort`);
 
+  // One dedupe table per owned shard (sharded): with one replica down,
+  // a pod may own ceil(shards / (replicas - 1)) of them.
   const cap = get(cfg, ['dedupe', 'capacity']) || 1000000;
   const mem = quantityBytes(get(c, ['resources', 'limits', 'memory']));
-  const need = cap * 32 + 64 * 1024 * 1024;
+  const tables = shards > 0
+    ? Math.ceil(shards / Math.max(1, replicas - 1)) : 1;
+  const need = tables * cap * 32 + 64 * 1024 * 1024;
   if (Number.isFinite(mem) && mem < need)
     errs.push(`resources.limits.memory ${c.resources.limits.memory} is ` +
-      `below dedupe.capacity ${cap} x 32 B + 64 MiB ` +
-      `(${Math.ceil(need / 1048576)}Mi)`);
+      `below ${tables} dedupe table(s) of dedupe.capacity ${cap} x 32 B ` +
+      `+ 64 MiB (${Math.ceil(need / 1048576)}Mi)`);
 
   const prefix = get(cfg, ['kafka', 'state_prefix']) || 'evbridge';
   const topic = (n) => objs.find((o) => o.kind === 'KafkaTopic' &&

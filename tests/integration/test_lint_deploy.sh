@@ -87,13 +87,24 @@ check "bad config: unmounted secret" said "is not under any volume mount"
 check "bad config: grace period shorter than the drain" \
   said "terminationGracePeriodSeconds 10 must exceed"
 check "bad config: listen port not exposed" said "port 9090 is not a containerPort"
-check "bad config: memory below the dedupe table" said "below dedupe.capacity"
+check "bad config: memory below the dedupe table" said "dedupe table(s) of dedupe.capacity"
 check "bad config: seen retention below the window" \
   said "shorter than dedupe.window"
 if [ ${#EVB[@]} -gt 0 ]; then
   check "bad config: evbridge --check-config names the key" \
     said 'sources[0].poll.interval: expected a duration'
 fi
+
+lint_status "$FIX/bad-scale-unsharded"; rc=$?
+check "replicas without shards: rejected (rc=$rc)" test "$rc" -eq 1
+check "replicas without shards: named" \
+  said "spec.replicas: at most 1 without scale.shards"
+lint_status "$FIX/bad-scale-topics"; rc=$?
+check "sharded misfit: rejected (rc=$rc)" test "$rc" -eq 1
+check "sharded misfit: more replicas than shards" \
+  said "spec.replicas 5 exceeds scale.shards 4"
+check "sharded misfit: intake partitions differ from the shards" \
+  said "KafkaTopic evbridge.intake has 2 partition(s); scale.shards is 4"
 
 lint_status "$FIX/unsupported"; rc=$?
 check "unsupported kustomize field: refused (rc=$rc)" test "$rc" -eq 1
