@@ -1242,6 +1242,8 @@ static const struct cfg_key scale_keys[] = {
               EB_CONFIG_MAX_SHARDS),
         K_NUM(struct eb_config, CFG_DUR, "rebalance_timeout",
               scale_rebalance_timeout_ms, 100, 10 * MS_MIN),
+        K_NUM(struct eb_config, CFG_DUR, "session_timeout",
+              scale_session_timeout_ms, MS_SEC, 5 * MS_MIN),
         K_END,
 };
 
@@ -1555,6 +1557,7 @@ struct eb_config *eb_config_new_default(void)
         cfg->log_format = EB_LOG_FMT_TEXT;
         cfg->drain_timeout_ms = 20 * MS_SEC;
         cfg->scale_rebalance_timeout_ms = 10 * MS_SEC;
+        cfg->scale_session_timeout_ms = 10 * MS_SEC;
         return cfg;
 }
 

@@ -136,6 +136,8 @@ struct eb_config {
         int scale_shards;                   /* "scale.shards", 0..1024 */
         int64_t scale_rebalance_timeout_ms; /* "scale.rebalance_timeout",
                                                default 10s */
+        int64_t scale_session_timeout_ms;   /* "scale.session_timeout",
+                                               default 10s */
 };
 
 /**

@@ -981,7 +981,7 @@ eb_shards_t *eb_shards_new(struct event_base *base, const struct eb_config *cfg,
         const char *member_extra[] = {"partition.assignment.strategy",
                                       "cooperative-sticky", NULL};
         struct timeval tv = {0, 0};
-        char msg[256];
+        char msg[256], sess[32], hb[32];
 
         m->base = base;
         m->cfg = cfg;
@@ -1009,12 +1009,16 @@ eb_shards_t *eb_shards_new(struct event_base *base, const struct eb_config *cfg,
                                    errstr, errstr_size))
                 goto fail;
 
-        /* The group member: defaults that let a dead replica's shards move
-         * within seconds (kafka.properties may change them). */
+        /* The group member: a dead replica's shards move after
+         * scale.session_timeout (kafka.properties may still override). */
         conf = rd_kafka_conf_new();
-        if (rd_kafka_conf_set(conf, "session.timeout.ms", "10000", msg,
+        snprintf(sess, sizeof(sess), "%lld",
+                 (long long)cfg->scale_session_timeout_ms);
+        snprintf(hb, sizeof(hb), "%lld",
+                 (long long)(cfg->scale_session_timeout_ms / 5));
+        if (rd_kafka_conf_set(conf, "session.timeout.ms", sess, msg,
                               sizeof(msg)) ||
-            rd_kafka_conf_set(conf, "heartbeat.interval.ms", "1000", msg,
+            rd_kafka_conf_set(conf, "heartbeat.interval.ms", hb, msg,
                               sizeof(msg))) {
                 rd_kafka_conf_destroy(conf);
                 snprintf(errstr, errstr_size, "scale: %s", msg);

@@ -33,7 +33,8 @@ $PY tests/tools/sim_config.py --sim-line "$T/sim.out" --brokers "$BS" \
 $PY - "$T/cfg0.json" > "$T/cfg.json" <<'PY'
 import json, os, sys
 cfg = json.load(open(sys.argv[1]))
-cfg["scale"] = {"shards": 8, "rebalance_timeout": "5s"}
+cfg["scale"] = {"shards": 8, "rebalance_timeout": "5s",
+                "session_timeout": "6s"}
 if os.environ.get("EB_SCALE_DEBUG"):
     cfg["kafka"]["properties"] = {"debug": "cgrp"}
 json.dump(cfg, sys.stdout, indent=2)
