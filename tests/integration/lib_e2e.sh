@@ -9,11 +9,15 @@ pass=0
 fail=0
 MULT=${EB_TEST_TMOUT_MULT:-1}
 
+# Only processes that are still children of this script: pids are reused
+# (pid_max is often 32768), and a pid of ours that already ended may by
+# now belong to someone else's process.
+ours() { [ "$(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ')" = "$$" ]; }
 cleanup() {
   local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do ours "$p" && kill -TERM "$p" 2>/dev/null; done
   sleep 0.2
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do ours "$p" && kill -KILL "$p" 2>/dev/null; done
   if [ "$fail" -eq 0 ] && [ -z "${EB_KEEP_TMP:-}" ]; then rm -rf "$T"; else
     echo "artifacts kept in $T"; fi
 }
