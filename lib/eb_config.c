@@ -1540,7 +1540,7 @@ struct eb_config *eb_config_new_default(void)
         cfg->transactional_id = eb_xstrdup("evbridge-main");
         cfg->delivery = EB_DELIVERY_EXACTLY_ONCE;
         cfg->envelope_binary = 0;
-        cfg->batch_linger_ms = 100;
+        cfg->batch_linger_ms = 5;
         cfg->batch_max_events = 5000;
         cfg->queue_max_messages = 100000;
         cfg->listen = eb_xstrdup("0.0.0.0:8080");

@@ -1,13 +1,17 @@
 #include "eb_kafka.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -190,6 +194,9 @@ static const char *status_name(rd_kafka_msg_status_t st)
         return "?";
 }
 
+static uint64_t undelivered(const eb_kafka_t *k);
+static void txn_schedule(eb_kafka_t *k, int ms);
+
 /*
  * Delivery report: served on the loop thread by rd_kafka_poll() or
  * rd_kafka_flush(). Exactly one per accepted message.
@@ -229,6 +236,11 @@ static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
                 free(ctx);
         }
         k->dr_status = EB_KAFKA_NOT_PERSISTED;
+        /* The last report a commit or abort waits for: go on now rather
+         * than at the operation's next tick. */
+        if (k->txn_op != TXN_OP_NONE && k->txn_phase == TXN_PHASE_WAIT_DRS &&
+            undelivered(k) == 0)
+                txn_schedule(k, 0);
 }
 
 /* Wake the loop from another thread (the pipe librdkafka also writes to);
@@ -476,6 +488,7 @@ static int start_embedded(eb_kafka_t *k, const struct eb_config *cfg,
                 return -EIO;
         }
         k->bootstrap = eb_xstrdup(rd_kafka_mock_cluster_bootstraps(k->mock));
+        (void)eb_kafka_mock_nodelay();
         eb_warn(MOD,
                 "EMBEDDED KAFKA: no kafka.brokers configured, running an "
                 "in-process mock cluster (%d broker%s). NOTHING IS DURABLE: "
@@ -533,11 +546,16 @@ static int make_conf(eb_kafka_t *k, const struct eb_config *cfg,
                         goto out;
         }
         if (k->txn_id) {
+                /* A transaction produces its messages in one go and then
+                 * waits for them: librdkafka's 5 ms linger would only add
+                 * latency to every transaction. */
                 snprintf(num, sizeof(num), "%d", EB_KAFKA_TXN_TIMEOUT_MS);
                 if (conf_set(conf, "kafka.transactional_id", "transactional.id",
                              k->txn_id, errstr, errstr_size) ||
                     conf_set(conf, "kafka", "transaction.timeout.ms", num,
-                             errstr, errstr_size))
+                             errstr, errstr_size) ||
+                    conf_set(conf, "kafka", "linger.ms", "1", errstr,
+                             errstr_size))
                         goto out;
         }
         for (i = 0; i < cfg->properties_cnt; i++) {
@@ -721,6 +739,35 @@ eb_kafka_t *eb_kafka_new_ex(struct event_base *base,
 fail:
         eb_kafka_free(k);
         return NULL;
+}
+
+int eb_kafka_mock_nodelay(void)
+{
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *de;
+        int n = 0;
+
+        if (!d)
+                return 0;
+        while ((de = readdir(d)) != NULL) {
+                int fd = atoi(de->d_name), on = 1, acc = 0, dom = 0;
+                socklen_t len = sizeof(acc);
+
+                if (fd <= 2 || fd == dirfd(d))
+                        continue;
+                if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) ||
+                    !acc)
+                        continue;
+                len = sizeof(dom);
+                if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) ||
+                    (dom != AF_INET && dom != AF_INET6))
+                        continue;
+                if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) ==
+                    0)
+                        n++;
+        }
+        closedir(d);
+        return n;
 }
 
 int eb_kafka_produce(eb_kafka_t *k, const struct eb_envelope *env,

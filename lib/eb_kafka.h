@@ -238,6 +238,19 @@ int eb_kafka_produce(eb_kafka_t *k, const struct eb_envelope *env,
                      eb_kafka_dr_cb_t *cb, void *opaque) EB_WUR;
 
 /**
+ * @brief Set TCP_NODELAY on every listening TCP socket of this process,
+ * which is how librdkafka's mock brokers get it (their accepted
+ * connections inherit it on Linux). A real broker answers with Nagle off;
+ * the 2.0.2 mock does not, so each small response after a request can
+ * wait for the client's delayed ACK (about 40 ms) and a request/response
+ * exchange (a transaction's produce, AddPartitionsToTxn, EndTxn) looks
+ * many times slower than it is. For the embedded cluster and
+ * evbridge-kafka-mock only; call it right after creating the cluster.
+ * @returns the number of sockets changed.
+ */
+int eb_kafka_mock_nodelay(void);
+
+/**
  * @brief eb_kafka_produce() to an explicit @p partition
  * (RD_KAFKA_PARTITION_UA: the partitioner's choice, i.e.
  * eb_kafka_produce()). For the sharded intake topic, whose partition is

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "eb_kafka.h"
 #include "eb_log.h"
 #include "eb_util.h"
 
@@ -37,7 +38,10 @@ static const char usage[] =
         "      the next requests of <api> (any broker) fail with these\n"
         "  push-broker-errors <id> <api> <err> <rtt_ms> [<err> <rtt_ms>...]\n"
         "      the same on one broker, each answer delayed by rtt_ms\n"
-        "  clear-errors <api>            drop <api>'s errors not consumed\n"
+        "  error-count <id> <api>        ok <n>: broker errors not consumed\n"
+        "  clear-errors <api>            drop <api>'s cluster-wide errors\n"
+        "  coordinator <transaction|group> <key> <id>\n"
+        "      make broker <id> the coordinator of that key\n"
         "<api>: ApiKey number or name (Produce, InitProducerId,\n"
         "AddPartitionsToTxn, EndTxn, ...); <err>: broker error code number\n"
         "or name (NOT_ENOUGH_REPLICAS, PRODUCER_FENCED, ...). Brokers are\n"
@@ -117,6 +121,10 @@ int main(int argc, char **argv)
                 mc = rd_kafka_mock_cluster_new(rk, brokers);
         else
                 rd_kafka_conf_destroy(conf);
+        /* Nagle off on the brokers' sockets, as on a real broker
+         * (eb_kafka_mock_nodelay()). */
+        if (mc)
+                (void)eb_kafka_mock_nodelay();
         if (!mc) {
                 fprintf(stderr, "evbridge-kafka-mock: cannot start: %s\n",
                         rk ? "mock cluster" : err);

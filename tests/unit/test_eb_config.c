@@ -76,7 +76,7 @@ static void check_global_defaults(const struct eb_config *cfg)
         EB_CHECK_STR(cfg->transactional_id, "evbridge-main");
         EB_CHECK_INT(cfg->delivery, EB_DELIVERY_EXACTLY_ONCE);
         EB_CHECK_INT(cfg->envelope_binary, 0);
-        EB_CHECK_INT(cfg->batch_linger_ms, 100);
+        EB_CHECK_INT(cfg->batch_linger_ms, 5);
         EB_CHECK_INT(cfg->batch_max_events, 5000);
         EB_CHECK_INT(cfg->queue_max_messages, 100000);
         EB_CHECK(cfg->properties == NULL);
