@@ -1,5 +1,7 @@
 #include "eb_poller.h"
 
+#define EB_POLLER_STAGGER_MS 4
+
 #include <errno.h>
 #include <event2/event.h>
 #include <stdlib.h>
@@ -175,12 +177,16 @@ int eb_poller_add(eb_poller_t *p, const struct eb_source_cfg *src, json_t *cp,
         p->srcs = s;
         p->nsrcs++;
         set_state(s, EB_SRC_IDLE);
-        /* Stagger first walks over up to one interval (max 2 s), so five
-         * hundred sources don't all connect in the same millisecond. */
+        /* Stagger first walks so five hundred sources don't all connect
+         * in the same millisecond: 4 ms per source added so far, at most
+         * one interval and 2 s. A handful of sources starts at once. */
         {
-                int64_t spread = src->poll_interval_ms < 2000
-                                         ? src->poll_interval_ms
-                                         : 2000;
+                int64_t spread = (int64_t)p->nsrcs * EB_POLLER_STAGGER_MS;
+
+                if (spread > src->poll_interval_ms)
+                        spread = src->poll_interval_ms;
+                if (spread > 2000)
+                        spread = 2000;
                 src_schedule(s, spread > 0
                                         ? (int64_t)(rnd(p) % (uint64_t)spread)
                                         : 0);
