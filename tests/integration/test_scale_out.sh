@@ -75,15 +75,16 @@ metric_sum() { # metric_sum NAME REPLICA... -> sum over the replicas
   done
   echo $sum
 }
-running() { # running REPLICA... -> shards running (polling) on them
+family_sum() { # family_sum FAMILY REPLICA... -> its samples summed
   local sum=0 r v
-  for r in "$@"; do
-    v=$(curl -s "http://127.0.0.1:${RPORT[$r]}/metrics" | awk \
-      '/^evbridge_shard_running\{/ {n += $2} END {print int(n)}')
+  for r in "${@:2}"; do
+    v=$(curl -s "http://127.0.0.1:${RPORT[$r]}/metrics" | awk -v f="$1" \
+      'index($1, f "{") == 1 {n += $2} END {print int(n)}')
     sum=$((sum + ${v:-0}))
   done
   echo $sum
 }
+running() { family_sum evbridge_shard_running "$@"; }
 all_owned() { # all_owned REPLICA... : the 8 shards run, once each
   test "$(metric_sum evbridge_shards_owned "$@")" -eq 8 &&
     test "$(running "$@")" -eq 8
@@ -126,6 +127,13 @@ r4_has_shards() {
 }
 check "the fourth replica gets shards; the 8 run once each" \
   wait_for "r4 owns shards" 60 r4_has_shards
+# SIGHUP on a replica: its shards restart their sources from where they
+# are (nothing is fetched twice into Kafka: the truth check below).
+kill -HUP "${RPID[r3]}"
+reloaded() { grep -q "reload done" "$T"/evbridge.r3.*.log; }
+check "r3 reloads its configuration" wait_for "r3 reload" 10 reloaded
+check "the 8 shards still run once each after the reload" \
+  wait_for "8 running" 20 all_owned r1 r2 r3 r4
 sleep 4
 
 sim_control '{"target":"all","set":{"rate":0}}'
@@ -166,16 +174,7 @@ check "the intake tier carried webhooks" test "$written" -gt 0
 # TxnOffsetCommit but does not store the offsets, so a new owner re-reads
 # its partition from the start and the restored dedupe ids drop what was
 # published (0 duplicates above); a real broker stores them.
-offset_commits() {
-  local sum=0 r v
-  for r in "$@"; do
-    v=$(curl -s "http://127.0.0.1:${RPORT[$r]}/metrics" | awk \
-      '/^evbridge_shard_offset_commits_total\{/ {n += $2} END {print int(n)}')
-    sum=$((sum + ${v:-0}))
-  done
-  echo $sum
-}
-oc=$(offset_commits r1 r2 r3 r4)
+oc=$(family_sum evbridge_shard_offset_commits_total r1 r2 r3 r4)
 echo "  transactions that committed intake offsets (live replicas): $oc"
 check "intake offsets go into the owners' transactions" test "$oc" -gt 0
 check "every start logged its shards' restore" \
