@@ -164,7 +164,7 @@ int eb_intake_decode(const void *buf, size_t len, char **sourcep,
         e->provider = jdup(ev, "provider", 1, &bad);
         e->account = jdup(ev, "account", 0, &bad);
         e->entity_type = jdup(ev, "entity_type", 1, &bad);
-        e->entity_id = jdup(ev, "entity_id", 0, &bad);
+        e->entity_id = jdup(ev, "entity_id", 1, &bad);
         e->action = jdup(ev, "action", 1, &bad);
         e->actor = jdup(ev, "actor", 0, &bad);
         e->version = jdup(ev, "version", 0, &bad);
@@ -175,12 +175,19 @@ int eb_intake_decode(const void *buf, size_t len, char **sourcep,
         t = json_object_get(ev, "fields");
         if (json_is_object(t))
                 e->fields = json_incref(t);
+        else if (t && !json_is_null(t))
+                bad = 1;
         t = json_object_get(ev, "native");
         if (!t)
                 bad = 1;
         else
                 e->native = json_incref(t);
         if (!bad && strcmp(e->source_name, json_string_value(src)))
+                bad = 1;
+        /* What the envelope needs: a record that passes here renders. */
+        if (!bad && (!*e->id || !*e->action || !*e->provider ||
+                     !*e->entity_type || !*e->source_name || e->time_ms < 0 ||
+                     e->time_ms > EB_RFC3339_MAX_MS))
                 bad = 1;
         if (bad) {
                 eb_event_free(e);
@@ -656,7 +663,16 @@ static void on_intake_published(void *arg, int err)
         struct intake_pub *ip = arg;
         struct shard *sh = ip->sh;
 
-        if (err) {
+        if (err == -EINVAL) {
+                /* The event cannot be rendered: reading it again would
+                 * fail again. Skipped (its offset commits with the next
+                 * record's), loudly. */
+                sh->m->intake_skipped++;
+                eb_error(MOD,
+                         "shard %d: intake record at offset %lld cannot be "
+                         "published (invalid event); skipped",
+                         sh->n, (long long)ip->offset);
+        } else if (err) {
                 sh->m->intake_publish_failed++;
                 if (!sh->intake_bad) {
                         /* Later transactions must not commit offsets past

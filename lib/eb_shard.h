@@ -68,8 +68,8 @@ char *eb_intake_encode(const struct eb_event *e, size_t *lenp);
  * @brief Decode an intake record: *@p sourcep (new string) and either
  * *@p evtp (new event) or *@p trigger = 1.
  * @returns 0, or -EINVAL (not an intake record of this version, a
- * required field missing or mistyped, the event's source not the
- * record's).
+ * required field missing, empty or mistyped, the event's source not the
+ * record's). An event decoded here is complete enough to render.
  */
 int eb_intake_decode(const void *buf, size_t len, char **sourcep,
                      struct eb_event **evtp, int *trigger);

@@ -18,6 +18,7 @@
 #include "eb_log.h"
 #include "eb_provider.h"
 #include "eb_ratelimit.h"
+#include "eb_shard.h"
 #include "eb_time.h"
 #include "eb_util.h"
 #include "eb_webhook.h"
@@ -823,6 +824,53 @@ int eb_fuzz_time(const uint8_t *data, size_t size)
         return rc;
 }
 
+int eb_fuzz_intake(const uint8_t *data, size_t size)
+{
+        struct eb_event *evt = NULL, *again = NULL;
+        char *src = NULL, *src2 = NULL, *rec = NULL, *k1 = NULL, *k2 = NULL;
+        size_t len = 0, l1 = 0, l2 = 0;
+        int trig = 0, trig2 = 0, rc = 0;
+
+        eb_fuzz_init();
+        if (eb_intake_decode(data, size, &src, &evt, &trig)) {
+                if (src || evt)
+                        rc = -1; /* nothing handed out on failure */
+                goto out;
+        }
+        if (!src || (trig ? evt != NULL : evt == NULL)) {
+                rc = -1;
+                goto out;
+        }
+        if (trig)
+                goto out;
+        if (check_event(evt)) {
+                rc = -1;
+                goto out;
+        }
+        rec = eb_intake_encode(evt, &len);
+        if (!rec || eb_intake_decode(rec, len, &src2, &again, &trig2) ||
+            trig2 || !again || strcmp(src, src2)) {
+                fprintf(stderr, "fuzz: intake record does not round-trip\n");
+                rc = -1;
+                goto out;
+        }
+        k1 = eb_event_dedupe_key(evt, &l1);
+        k2 = eb_event_dedupe_key(again, &l2);
+        if (l1 != l2 || memcmp(k1, k2, l1)) {
+                fprintf(stderr, "fuzz: intake identity changed\n");
+                rc = -1;
+        }
+out:
+        free(k1);
+        free(k2);
+        free(rec);
+        free(src);
+        free(src2);
+        eb_event_free(evt);
+        eb_event_free(again);
+        return rc;
+}
+
 const struct eb_fuzz_target eb_fuzz_targets[] = {
         {"kommo_page", eb_fuzz_kommo_page},
         {"close_page", eb_fuzz_close_page},
@@ -836,5 +884,6 @@ const struct eb_fuzz_target eb_fuzz_targets[] = {
         {"ratelimit", eb_fuzz_ratelimit},
         {"config", eb_fuzz_config},
         {"time", eb_fuzz_time},
+        {"intake", eb_fuzz_intake},
         {NULL, NULL},
 };

@@ -63,6 +63,11 @@ int eb_fuzz_config(const uint8_t *data, size_t size);
 /* Durations, RFC 3339 times and poll.start values. */
 int eb_fuzz_time(const uint8_t *data, size_t size);
 
+/* Webhook intake records (sharding, eb_shard.h): decode; a decoded event
+ * must be complete and render; encode it again and decode: the same
+ * identity (dedupe key) and source. */
+int eb_fuzz_intake(const uint8_t *data, size_t size);
+
 /** The table of every entry, NULL-terminated. */
 extern const struct eb_fuzz_target eb_fuzz_targets[];
 
