@@ -2,6 +2,7 @@
 #
 #   make            build everything into build/$(BUILD)/
 #   make test       unit + integration tests, ends with "N passed, N failed"
+#   make test-faults  the full fault-injection suite (24 kills, outages, ...)
 #   make asan       the whole test suite under ASan+UBSan
 #   make valgrind   unit tests under valgrind, leak-free
 #   make fuzz       libFuzzer targets with clang, FUZZ_TIME s each (fuzz-ci: 10)
@@ -79,8 +80,9 @@ INTEG_SRC := $(sort $(wildcard tests/integration/test_*.c))
 INTEG_BINS := $(INTEG_SRC:tests/integration/%.c=$(B)/tests/integration/%)
 INTEG_SH  := $(sort $(wildcard tests/integration/test_*.sh))
 
-.PHONY: all test test-unit test-integration asan ubsan valgrind run lint \
-        style-check style-fix checksrc install clean deps bench lint-deploy
+.PHONY: all test test-unit test-integration test-faults asan ubsan valgrind \
+        run lint style-check style-fix checksrc install clean deps bench \
+        lint-deploy
 
 all: $(CMD_BINS) $(UNIT_BINS) $(INTEG_BINS)
 
@@ -130,6 +132,13 @@ test-unit: all
 
 test-integration: all
 	$(Q)tests/run $(INTEG_SH) $(INTEG_BINS)
+
+# The full fault-injection suite (docs/delivery.md "Fault injection"):
+# 24 SIGKILLs, broker outage, injected broker errors, a second instance.
+# `make test` runs its light variant (5 kills).
+test-faults: all
+	$(Q)EB_FAULTS_FULL=1 EB_TEST_LIMIT=$${EB_TEST_LIMIT:-900} \
+	  tests/run tests/integration/test_faults.sh
 
 asan:
 	$(Q)$(MAKE) --no-print-directory SANITIZER=address EB_TEST_TMOUT_MULT=3 test

@@ -17,8 +17,16 @@
  *                                             the same on one broker, each
  *                                             answer delayed by rtt_ms
  *                                             (..._push_request_error_rtts)
- *   clear-errors <api>                        drop the pushed errors of
- *                                             <api> not consumed yet
+ *   error-count <id> <api>                    ok <n>: errors pushed on
+ *                                             broker <id> not consumed yet
+ *                                             (..._error_stack_cnt)
+ *   clear-errors <api>                        drop the cluster-wide
+ *                                             errors of <api> not
+ *                                             consumed yet
+ *   coordinator <transaction|group> <key> <id>
+ *                                             make broker <id> the
+ *                                             coordinator of that
+ *                                             transactional.id or group
  *
  * <api> is a Kafka ApiKey, by number or name (Produce, InitProducerId,
  * AddPartitionsToTxn, EndTxn, ...); <err> a broker error code by number
@@ -287,6 +295,37 @@ int eb_kmock_control_exec(rd_kafka_mock_cluster_t *mc, int brokers,
                          (argc - 3) / 2, api, id);
                 return 0;
         }
+        if (!strcmp(argv[0], "error-count") && argc == 3) {
+                size_t cnt = 0;
+
+                if (parse_broker(argv[1], brokers, &id) || id == 0)
+                        goto bad_broker;
+                api_arg = argv[2];
+                if (parse_api(argv[2], &api))
+                        goto bad_api;
+                err = rd_kafka_mock_broker_error_stack_cnt(mc, id, api, &cnt);
+                if (err) {
+                        snprintf(reply, reply_size, "error broker %d: %s", id,
+                                 rd_kafka_err2str(err));
+                        return -EINVAL;
+                }
+                snprintf(reply, reply_size, "ok %zu", cnt);
+                return 0;
+        }
+        if (!strcmp(argv[0], "coordinator") && argc == 4 &&
+            (!strcmp(argv[1], "transaction") || !strcmp(argv[1], "group"))) {
+                if (parse_broker(argv[3], brokers, &id) || id == 0)
+                        goto bad_broker;
+                err = rd_kafka_mock_coordinator_set(mc, argv[1], argv[2], id);
+                if (err) {
+                        snprintf(reply, reply_size, "error %s",
+                                 rd_kafka_err2str(err));
+                        return -EINVAL;
+                }
+                snprintf(reply, reply_size, "ok %s %s -> broker %d", argv[1],
+                         argv[2], id);
+                return 0;
+        }
         if (!strcmp(argv[0], "clear-errors") && argc == 2) {
                 api_arg = argv[1];
                 if (parse_api(argv[1], &api))
@@ -298,7 +337,8 @@ int eb_kmock_control_exec(rd_kafka_mock_cluster_t *mc, int brokers,
         snprintf(reply, reply_size,
                  "error unknown command or wrong arguments: \"%s\" (ping, "
                  "broker-down, broker-up, rtt, push-errors, "
-                 "push-broker-errors, clear-errors)",
+                 "push-broker-errors, error-count, clear-errors, "
+                 "coordinator)",
                  argv[0]);
         return -EINVAL;
 

@@ -133,6 +133,11 @@ check "push-errors by numbers" expect "ok 2 error(s) for ApiKey 24" \
 check "push-broker-errors pairs" \
   expect "ok 2 error(s) for ApiKey 1 on broker 2" \
   "push-broker-errors 2 Fetch NOT_LEADER_FOR_PARTITION 100 0 0"
+check "error-count sees the broker's pushed errors" expect "ok 2" \
+  "error-count 2 Fetch"
+check "error-count of another broker" expect "ok 0" "error-count 1 Fetch"
+check "coordinator" expect "ok transaction my-txn -> broker 2" \
+  "coordinator transaction my-txn 2"
 check "clear-errors" expect "ok cleared ApiKey 26" "clear-errors EndTxn"
 check "clear-errors 24" expect "ok cleared ApiKey 24" "clear-errors 24"
 for badcmd in "" "frobnicate" "ping extra" "broker-down" "broker-down 3" \
@@ -141,6 +146,8 @@ for badcmd in "" "frobnicate" "ping extra" "broker-down" "broker-down 3" \
     "push-errors 0 NO_SUCH_ERROR" "push-errors 0 99999" \
     "push-broker-errors all Produce 1 0" "push-broker-errors 1 Produce 1" \
     "push-broker-errors 1 Produce 1 x" "clear-errors" \
+    "error-count all Produce" "error-count 1" "error-count 1 Nope" \
+    "coordinator producer x 1" "coordinator group g 9" \
     "push-errors 0 $(printf '1 %.0s' $(seq 70))"; do
   check "bad command '${badcmd:0:40}' gets an error line" \
     expect "error " "$badcmd"
