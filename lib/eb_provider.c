@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "eb_ratelimit.h"
 #include "eb_time.h"
 #include "eb_util.h"
 
@@ -244,6 +245,23 @@ eb_resp_kind_t eb_resp_classify(long status)
         return EB_RESP_BAD_BODY;
 }
 
+eb_resp_kind_t eb_resp_classify_error(long status)
+{
+        eb_resp_kind_t kind = eb_resp_classify(status);
+
+        return kind == EB_RESP_OK ? EB_RESP_BAD_BODY : kind;
+}
+
+int64_t eb_resp_retry_after_ms(const struct eb_response *resp)
+{
+        int64_t ms;
+
+        if (!resp->retry_after ||
+            eb_retry_after_parse(resp->retry_after, resp->now_ms, &ms))
+                return 0;
+        return ms;
+}
+
 /* Copy up to @p max printable bytes of @p s into @p out. */
 static void printable(const char *s, size_t len, char *out, size_t sz,
                       size_t max)
@@ -370,6 +388,23 @@ json_t *eb_source_options(const struct eb_source_cfg *src)
         return json_is_object(o) ? o : NULL;
 }
 
+int eb_source_options_check(const struct eb_source_cfg *src, const char *path,
+                            json_t **opts, char *errstr, size_t errstr_size)
+{
+        json_t *o = src->json ? json_object_get(src->json, "options") : NULL;
+
+        *opts = NULL;
+        if (!o || json_is_null(o))
+                return 0;
+        if (!json_is_object(o)) {
+                snprintf(errstr, errstr_size, "%s.options: expected an object",
+                         path);
+                return -EINVAL;
+        }
+        *opts = o;
+        return 0;
+}
+
 const char *eb_json_str(const json_t *obj, const char *key, size_t maxlen)
 {
         const json_t *v = json_object_get(obj, key);
@@ -396,6 +431,17 @@ char *eb_json_id_text(const json_t *v)
                 return eb_xstrdup(json_string_value(v));
         }
         return NULL;
+}
+
+int eb_json_opt_id(const json_t *obj, const char *key, char **out)
+{
+        const json_t *v = json_object_get(obj, key);
+
+        *out = NULL;
+        if (!v || json_is_null(v))
+                return 0;
+        *out = eb_json_id_text(v);
+        return *out ? 0 : -EINVAL;
 }
 
 /* ---- URLs and auth --------------------------------------------------- */
@@ -553,6 +599,53 @@ void eb_walk_fini(struct eb_walk *w)
         w->cp = NULL;
         w->state = NULL;
         w->hint = NULL;
+}
+
+/* ---- walk state shared by the adapters ------------------------------ */
+
+int64_t eb_walk_get(const struct eb_walk *w, const char *key)
+{
+        return eb_json_i64(w->state, key, 0);
+}
+
+int eb_walk_has(const struct eb_walk *w, const char *key)
+{
+        return json_object_get(w->state, key) != NULL;
+}
+
+void eb_walk_set(struct eb_walk *w, const char *key, int64_t v)
+{
+        json_object_set_new(w->state, key, json_integer(v));
+}
+
+int eb_walk_response_begin(struct eb_walk *w, struct eb_page *page)
+{
+        eb_page_init(page);
+        if (!w->state) {
+                eb_page_fail(page, EB_RESP_CLIENT_ERROR, "walk not begun");
+                return -EINVAL;
+        }
+        eb_walk_set(w, "pending", 0);
+        json_object_del(w->state, "pmax");
+        json_object_del(w->state, "pnext");
+        return 0;
+}
+
+void eb_walk_response_end(struct eb_walk *w, const struct eb_page *page)
+{
+        if (page->kind != EB_RESP_OK)
+                return;
+        eb_walk_set(w, "pending", 1);
+        eb_walk_set(w, "more", page->more);
+}
+
+int eb_walk_page_ack(struct eb_walk *w)
+{
+        if (!w->state || !eb_walk_get(w, "pending"))
+                return 0;
+        eb_walk_set(w, "pending", 0);
+        w->pages++;
+        return 1;
 }
 
 int64_t eb_json_i64(const json_t *obj, const char *key, int64_t dflt)

@@ -275,10 +275,27 @@ json_t *eb_resp_json_object(const struct eb_response *resp,
 json_t *eb_source_options(const struct eb_source_cfg *src);
 
 /**
+ * @brief The start of every check_config: find the "options" of @p src.
+ * @param opts set to the borrowed options object, or NULL when there are
+ *        none (absent or JSON null: nothing to check).
+ * @returns 0, or -EINVAL with "<path>.options: expected an object".
+ */
+int eb_source_options_check(const struct eb_source_cfg *src, const char *path,
+                            json_t **opts, char *errstr,
+                            size_t errstr_size) EB_WUR;
+
+/**
  * @returns borrowed string value of @p key in @p obj when it is a JSON
  * string of 1..@p maxlen bytes with no NUL, else NULL.
  */
 const char *eb_json_str(const json_t *obj, const char *key, size_t maxlen);
+
+/**
+ * @brief An optional id-like member of @p obj: absent or null sets
+ * @p out to NULL; a string or an integer sets it to its text (new).
+ * @returns 0, or -EINVAL (@p out NULL) for anything else.
+ */
+int eb_json_opt_id(const json_t *obj, const char *key, char **out) EB_WUR;
 
 /** @returns the integer value of @p key in @p obj, or @p dflt when it is
  *  absent or not a JSON integer. */
@@ -329,6 +346,58 @@ int eb_url_add_param_i64(struct eb_buf *b, const char *key,
  * @returns 0, -E2BIG or -ENOMEM.
  */
 int eb_url_start(struct eb_buf *b, const char *base, const char *path) EB_WUR;
+
+/* ---- walk state shared by the adapters ----------------------------- */
+
+/*
+ * w->state is a JSON object the adapter defines (integers, and strings
+ * such as a cursor). Keys every adapter uses the same way: "pending" (1:
+ * the last response was an OK page that page_done has not yet
+ * acknowledged), "more" (that page said there is more) and "done" (the
+ * walk's last page was acknowledged); "pmax" and "pnext" (the pending
+ * page's newest event time and next cursor) where an adapter needs them.
+ */
+
+/** @returns the integer at @p key of w->state, or 0 when it is absent
+ *  (or w->state is NULL). */
+int64_t eb_walk_get(const struct eb_walk *w, const char *key);
+
+/** @returns 1 when w->state has @p key, else 0. */
+int eb_walk_has(const struct eb_walk *w, const char *key);
+
+/** @brief Set @p key of w->state (which must exist) to @p v. */
+void eb_walk_set(struct eb_walk *w, const char *key, int64_t v);
+
+/**
+ * @brief The start every handle_response shares: reset @p page with
+ * eb_page_init(); then, for a walk not begun (no w->state), make it an
+ * EB_RESP_CLIENT_ERROR "walk not begun"; otherwise forget the previous
+ * pending page ("pending" 0, "pmax" and "pnext" removed).
+ * @returns 0, or -EINVAL for a walk not begun (@p page is then final).
+ */
+int eb_walk_response_begin(struct eb_walk *w, struct eb_page *page) EB_WUR;
+
+/** @brief The end every handle_response shares: an EB_RESP_OK @p page
+ *  becomes the pending page ("pending" 1, "more" page->more). */
+void eb_walk_response_end(struct eb_walk *w, const struct eb_page *page);
+
+/**
+ * @brief The start every page_done shares: acknowledge the pending page
+ * ("pending" 0, w->pages incremented).
+ * @returns 1 when there was one, 0 when page_done has nothing to do.
+ */
+int eb_walk_page_ack(struct eb_walk *w);
+
+/**
+ * @returns the kind of a response that is not the adapter's own success
+ * status: eb_resp_classify(), except that a 2xx the adapter does not
+ * expect (201, 206...) is EB_RESP_BAD_BODY.
+ */
+eb_resp_kind_t eb_resp_classify_error(long status);
+
+/** @returns the wait the Retry-After header of @p resp asks for in ms,
+ *  or 0 when it is absent or malformed. */
+int64_t eb_resp_retry_after_ms(const struct eb_response *resp);
 
 /** @returns new standard base64 (with padding) of @p n bytes. */
 char *eb_base64_encode(const void *p, size_t n);

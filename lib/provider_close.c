@@ -81,20 +81,16 @@ static int printable_token(const char *s)
 static int close_check_config(const struct eb_source_cfg *src, const char *path,
                               char *errstr, size_t errstr_size)
 {
-        json_t *opts = src->json ? json_object_get(src->json, "options") : NULL;
-        json_t *v;
+        json_t *opts, *v;
         const char *key;
         unsigned mask = 0;
         size_t i, off;
         char names[128];
+        int rc;
 
-        if (!opts || json_is_null(opts))
-                return 0;
-        if (!json_is_object(opts)) {
-                snprintf(errstr, errstr_size, "%s.options: expected an object",
-                         path);
-                return -EINVAL;
-        }
+        rc = eb_source_options_check(src, path, &opts, errstr, errstr_size);
+        if (rc || !opts)
+                return rc;
         json_object_foreach(opts, key, v)
         {
                 const char *s;
@@ -156,21 +152,6 @@ static int close_check_config(const struct eb_source_cfg *src, const char *path,
  * "restarted", "pending", "more", "done", "pmax" and "pnext" (the
  * pending page's max date_updated and cursor_next)}
  */
-static int64_t st_get(const struct eb_walk *w, const char *key)
-{
-        return eb_json_i64(w->state, key, 0);
-}
-
-static int st_has(const struct eb_walk *w, const char *key)
-{
-        return json_object_get(w->state, key) != NULL;
-}
-
-static void st_set(struct eb_walk *w, const char *key, int64_t v)
-{
-        json_object_set_new(w->state, key, json_integer(v));
-}
-
 static const char *st_cursor(const struct eb_walk *w)
 {
         return json_string_value(json_object_get(w->state, "cursor"));
@@ -213,11 +194,11 @@ static int close_walk_begin(struct eb_walk *w)
         }
         json_decref(w->state);
         w->state = json_object();
-        st_set(w, "wm", wm);
-        st_set(w, "gte", gte);
-        st_set(w, "started", started);
+        eb_walk_set(w, "wm", wm);
+        eb_walk_set(w, "gte", gte);
+        eb_walk_set(w, "started", started);
         if (has_max)
-                st_set(w, "max", max);
+                eb_walk_set(w, "max", max);
         if (cursor)
                 json_object_set_new(w->state, "cursor", json_string(cursor));
         return 0;
@@ -240,7 +221,7 @@ static int close_next_request(struct eb_walk *w, char **url, char **auth)
         if (!rc && cursor) {
                 rc = eb_url_add_param(&b, "_cursor", cursor);
         } else if (!rc) {
-                eb_rfc3339_format(st_get(w, "gte"), 3, iso, sizeof(iso));
+                eb_rfc3339_format(eb_walk_get(w, "gte"), 3, iso, sizeof(iso));
                 rc = eb_url_add_param(&b, "date_updated__gte", iso);
         }
         if (!rc)
@@ -260,17 +241,6 @@ static int close_next_request(struct eb_walk *w, char **url, char **auth)
 }
 
 /* ---- normalize ------------------------------------------------------- */
-
-static int opt_id(const json_t *obj, const char *key, char **out)
-{
-        const json_t *v = json_object_get(obj, key);
-
-        *out = NULL;
-        if (!v || json_is_null(v))
-                return 0;
-        *out = eb_json_id_text(v);
-        return *out ? 0 : -EINVAL;
-}
 
 static const char *const close_fields[] = {
         "object_type",    "object_id",    "lead_id",       "action",
@@ -308,11 +278,11 @@ static struct eb_event *close_normalize(const struct eb_source_cfg *src,
                 bad = "missing or invalid \"action\"";
         else if (!updated || eb_rfc3339_parse(updated, &t))
                 bad = "missing or invalid \"date_updated\"";
-        else if (opt_id(ev, "object_id", &object_id))
+        else if (eb_json_opt_id(ev, "object_id", &object_id))
                 bad = "invalid \"object_id\"";
-        else if (opt_id(ev, "user_id", &actor))
+        else if (eb_json_opt_id(ev, "user_id", &actor))
                 bad = "invalid \"user_id\"";
-        else if (opt_id(ev, "organization_id", &account))
+        else if (eb_json_opt_id(ev, "organization_id", &account))
                 bad = "invalid \"organization_id\"";
         if (bad) {
                 snprintf(errstr, errstr_size, "event %.64s: %s",
@@ -347,7 +317,7 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
 {
         json_t *root, *data, *jn, *item;
         const char *next = NULL, *cursor = st_cursor(w);
-        int64_t pmax = 0, pmin = 0, gte = st_get(w, "gte");
+        int64_t pmax = 0, pmin = 0, gte = eb_walk_get(w, "gte");
         char err[256];
         size_t i;
 
@@ -406,7 +376,7 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
         page->more = next && page->events_cnt && pmin >= gte;
         page->full = page->events_cnt >= (size_t)w->page_size;
         if (page->events_cnt)
-                st_set(w, "pmax", pmax);
+                eb_walk_set(w, "pmax", pmax);
         if (page->more)
                 json_object_set_new(w->state, "pnext", json_string(next));
         snprintf(page->detail, sizeof(page->detail), "%zu events%s%s",
@@ -424,9 +394,11 @@ static void close_handle_response(struct eb_walk *w,
 {
         double limit, remaining, reset;
         eb_resp_kind_t kind;
-        int64_t ms;
+        size_t n;
+        int rc;
 
-        eb_page_init(page);
+        rc = eb_walk_response_begin(w, page);
+        /* Even a walk not begun reports the upstream's rate limit. */
         if (resp->ratelimit && eb_ratelimit_parse(resp->ratelimit, &limit,
                                                   &remaining, &reset) == 0) {
                 page->ratelimit_limit = limit;
@@ -434,64 +406,52 @@ static void close_handle_response(struct eb_walk *w,
                 page->ratelimit_reset_ms =
                         reset >= 0 ? eb_ratelimit_reset_ms(reset) : -1;
         }
-        if (!w->state) {
-                eb_page_fail(page, EB_RESP_CLIENT_ERROR, "walk not begun");
+        if (rc)
                 return;
-        }
-        st_set(w, "pending", 0);
-        json_object_del(w->state, "pmax");
-        json_object_del(w->state, "pnext");
         if (resp->status == 200) {
                 close_page_ok(w, resp, page);
         } else if (resp->status == 400 && st_cursor(w) &&
-                   !st_get(w, "restarted")) {
+                   !eb_walk_get(w, "restarted")) {
                 /* A stale cursor (e.g. resumed after a long stop): walk
                  * again from date_updated__gte, once. */
                 json_object_del(w->state, "cursor");
-                st_set(w, "restarted", 1);
+                eb_walk_set(w, "restarted", 1);
                 eb_page_http_error(page, EB_RESP_RETRY, resp);
-                ms = (int64_t)strlen(page->detail);
-                snprintf(page->detail + ms, sizeof(page->detail) - (size_t)ms,
+                n = strlen(page->detail);
+                snprintf(page->detail + n, sizeof(page->detail) - n,
                          " (cursor rejected: restarting the walk from "
                          "date_updated__gte)");
         } else {
-                kind = eb_resp_classify(resp->status);
-                if (kind == EB_RESP_OK)
-                        kind = EB_RESP_BAD_BODY;
+                kind = eb_resp_classify_error(resp->status);
                 eb_page_http_error(page, kind, resp);
                 if (kind == EB_RESP_RATE_LIMITED) {
                         if (page->ratelimit_reset_ms > 0)
                                 page->retry_after_ms = page->ratelimit_reset_ms;
-                        else if (resp->retry_after &&
-                                 eb_retry_after_parse(resp->retry_after,
-                                                      resp->now_ms, &ms) == 0)
-                                page->retry_after_ms = ms;
+                        else
+                                page->retry_after_ms =
+                                        eb_resp_retry_after_ms(resp);
                 }
         }
-        if (page->kind == EB_RESP_OK) {
-                /* The window's budget is spent: tell the scheduler to hold
-                 * the next request until it resets. */
-                if (page->ratelimit_remaining >= 0 &&
-                    page->ratelimit_remaining < 1 &&
-                    page->ratelimit_reset_ms > 0)
-                        page->retry_after_ms = page->ratelimit_reset_ms;
-                st_set(w, "pending", 1);
-                st_set(w, "more", page->more);
-        }
+        /* The window's budget is spent on an OK page: tell the scheduler
+         * to hold the next request until it resets. */
+        if (page->kind == EB_RESP_OK && page->ratelimit_remaining >= 0 &&
+            page->ratelimit_remaining < 1 && page->ratelimit_reset_ms > 0)
+                page->retry_after_ms = page->ratelimit_reset_ms;
+        eb_walk_response_end(w, page);
 }
 
 static void close_finalize(struct eb_walk *w)
 {
-        int64_t wm = st_get(w, "wm"), cand;
+        int64_t wm = eb_walk_get(w, "wm"), cand;
 
-        if (st_has(w, "max")) {
-                cand = st_get(w, "started") - w->lag_ms;
-                if (st_get(w, "max") < cand)
-                        cand = st_get(w, "max");
+        if (eb_walk_has(w, "max")) {
+                cand = eb_walk_get(w, "started") - w->lag_ms;
+                if (eb_walk_get(w, "max") < cand)
+                        cand = eb_walk_get(w, "max");
                 if (cand > wm)
                         wm = cand;
         }
-        st_set(w, "wm", wm);
+        eb_walk_set(w, "wm", wm);
         json_decref(w->cp);
         w->cp = json_object();
         eb_json_set_rfc3339(w->cp, "wm", wm);
@@ -501,33 +461,32 @@ static void close_page_done(struct eb_walk *w)
 {
         const char *next;
 
-        if (!w->state || !st_get(w, "pending"))
+        if (!eb_walk_page_ack(w))
                 return;
-        st_set(w, "pending", 0);
-        w->pages++;
-        if (st_has(w, "pmax") &&
-            (!st_has(w, "max") || st_get(w, "pmax") > st_get(w, "max")))
-                st_set(w, "max", st_get(w, "pmax"));
+        if (eb_walk_has(w, "pmax") &&
+            (!eb_walk_has(w, "max") ||
+             eb_walk_get(w, "pmax") > eb_walk_get(w, "max")))
+                eb_walk_set(w, "max", eb_walk_get(w, "pmax"));
         next = json_string_value(json_object_get(w->state, "pnext"));
-        if (!st_get(w, "more") || !next) {
-                st_set(w, "done", 1);
+        if (!eb_walk_get(w, "more") || !next) {
+                eb_walk_set(w, "done", 1);
                 close_finalize(w);
                 return;
         }
         json_object_set_new(w->state, "cursor", json_string(next));
         json_decref(w->cp);
         w->cp = json_object();
-        eb_json_set_rfc3339(w->cp, "wm", st_get(w, "wm"));
-        eb_json_set_rfc3339(w->cp, "gte", st_get(w, "gte"));
+        eb_json_set_rfc3339(w->cp, "wm", eb_walk_get(w, "wm"));
+        eb_json_set_rfc3339(w->cp, "gte", eb_walk_get(w, "gte"));
         json_object_set_new(w->cp, "cursor", json_string(next));
-        eb_json_set_rfc3339(w->cp, "started", st_get(w, "started"));
-        if (st_has(w, "max"))
-                eb_json_set_rfc3339(w->cp, "max", st_get(w, "max"));
+        eb_json_set_rfc3339(w->cp, "started", eb_walk_get(w, "started"));
+        if (eb_walk_has(w, "max"))
+                eb_json_set_rfc3339(w->cp, "max", eb_walk_get(w, "max"));
 }
 
 static void close_walk_end(struct eb_walk *w)
 {
-        if (!w->state || !st_get(w, "done"))
+        if (!w->state || !eb_walk_get(w, "done"))
                 return;
         close_finalize(w);
 }

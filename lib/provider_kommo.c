@@ -168,19 +168,14 @@ static int valid_with(const char *s)
 static int kommo_check_config(const struct eb_source_cfg *src, const char *path,
                               char *errstr, size_t errstr_size)
 {
-        json_t *opts = src->json ? json_object_get(src->json, "options") : NULL;
-        json_t *v, *types, *ids;
+        json_t *opts, *v, *types, *ids;
         const char *key;
         size_t i;
         int rc;
 
-        if (!opts || json_is_null(opts))
-                return 0;
-        if (!json_is_object(opts)) {
-                snprintf(errstr, errstr_size, "%s.options: expected an object",
-                         path);
-                return -EINVAL;
-        }
+        rc = eb_source_options_check(src, path, &opts, errstr, errstr_size);
+        if (rc || !opts)
+                return rc;
         json_object_foreach(opts, key, v)
         {
                 if (!in_list(kommo_option_keys, key)) {
@@ -258,15 +253,6 @@ static int kommo_check_config(const struct eb_source_cfg *src, const char *path,
  *            "more": 0|1, "done": 0|1, "targeted": 0|1,
  *            "hint_entity": "lead", "hint_id": "123"}
  */
-static int64_t st_get(const struct eb_walk *w, const char *key)
-{
-        return eb_json_i64(w->state, key, 0);
-}
-
-static void st_set(struct eb_walk *w, const char *key, int64_t v)
-{
-        json_object_set_new(w->state, key, json_integer(v));
-}
 
 static int64_t floor_div(int64_t a, int64_t b)
 {
@@ -307,7 +293,7 @@ static int kommo_parse_hint(struct eb_walk *w, json_t *opts)
         }
         json_object_set_new(w->state, "hint_entity", json_string(entity));
         json_object_set_new(w->state, "hint_id", json_string(id));
-        st_set(w, "targeted", 1);
+        eb_walk_set(w, "targeted", 1);
         free(id);
         return 0;
 }
@@ -376,10 +362,10 @@ static int kommo_walk_begin(struct eb_walk *w)
                 from = 0;
         if (from > to)
                 from = to; /* clock went back: a window of one second */
-        st_set(w, "wm", wm);
-        st_set(w, "from", from);
-        st_set(w, "to", to);
-        st_set(w, "page", page);
+        eb_walk_set(w, "wm", wm);
+        eb_walk_set(w, "from", from);
+        eb_walk_set(w, "to", to);
+        eb_walk_set(w, "page", page);
         return 0;
 }
 
@@ -432,19 +418,19 @@ static int kommo_next_request(struct eb_walk *w, char **url, char **auth)
                 eb_buf_fini(&with);
         }
         if (!rc)
-                rc = eb_url_add_param_i64(&b, "page", st_get(w, "page"));
+                rc = eb_url_add_param_i64(&b, "page", eb_walk_get(w, "page"));
         if (!rc)
                 rc = eb_url_add_param_i64(&b, "limit", w->page_size);
         if (!rc)
                 rc = eb_url_add_param_i64(&b, "filter[created_at][from]",
-                                          st_get(w, "from"));
+                                          eb_walk_get(w, "from"));
         if (!rc)
                 rc = eb_url_add_param_i64(&b, "filter[created_at][to]",
-                                          st_get(w, "to"));
+                                          eb_walk_get(w, "to"));
         if (!rc)
                 rc = add_array_params(&b, json_object_get(opts, "filter_type"),
                                       "filter[type][]");
-        if (!rc && st_get(w, "targeted")) {
+        if (!rc && eb_walk_get(w, "targeted")) {
                 rc = eb_url_add_param(&b, "filter[entity]",
                                       json_string_value(json_object_get(
                                               w->state, "hint_entity")));
@@ -501,19 +487,6 @@ static const char *kommo_entity_name(const json_t *native)
         return NULL;
 }
 
-/* Optional id-like member: absent or null -> *out NULL and 0; a string or
- * an integer -> its text; anything else -> -EINVAL. */
-static int opt_id(const json_t *obj, const char *key, char **out)
-{
-        const json_t *v = json_object_get(obj, key);
-
-        *out = NULL;
-        if (!v || json_is_null(v))
-                return 0;
-        *out = eb_json_id_text(v);
-        return *out ? 0 : -EINVAL;
-}
-
 static struct eb_event *kommo_normalize(const struct eb_source_cfg *src,
                                         json_t *native, char *errstr,
                                         size_t errstr_size)
@@ -542,11 +515,11 @@ static struct eb_event *kommo_normalize(const struct eb_source_cfg *src,
                 bad = "missing or invalid \"entity_type\"";
         else if (!json_is_integer(v) || created < 0 || created > KOMMO_MAX_TS)
                 bad = "missing or invalid \"created_at\" (unix seconds)";
-        else if (opt_id(native, "entity_id", &entity_id))
+        else if (eb_json_opt_id(native, "entity_id", &entity_id))
                 bad = "invalid \"entity_id\"";
-        else if (opt_id(native, "created_by", &actor))
+        else if (eb_json_opt_id(native, "created_by", &actor))
                 bad = "invalid \"created_by\"";
-        else if (opt_id(native, "account_id", &account))
+        else if (eb_json_opt_id(native, "account_id", &account))
                 bad = "invalid \"account_id\"";
         if (bad) {
                 snprintf(errstr, errstr_size, "event %.64s: %s",
@@ -603,9 +576,8 @@ static int64_t kommo_retry_after(const struct eb_response *resp)
                 secs = json_number_value(v);
         if (isfinite(secs) && secs > 0)
                 ms = eb_ratelimit_reset_ms(secs);
-        else if (resp->retry_after &&
-                 eb_retry_after_parse(resp->retry_after, resp->now_ms, &ms))
-                ms = 0;
+        else
+                ms = eb_resp_retry_after_ms(resp);
         json_decref(root);
         return ms;
 }
@@ -614,7 +586,7 @@ static void kommo_page_ok(struct eb_walk *w, const struct eb_response *resp,
                           struct eb_page *page)
 {
         json_t *root, *emb, *events, *links, *next, *item;
-        int64_t req_page = st_get(w, "page");
+        int64_t req_page = eb_walk_get(w, "page");
         char err[256];
         size_t i;
 
@@ -677,7 +649,7 @@ static void kommo_page_ok(struct eb_walk *w, const struct eb_response *resp,
                 eb_page_fail(page, EB_RESP_BAD_BODY,
                              "window [%" PRId64 ", %" PRId64
                              "] has more than %d pages",
-                             st_get(w, "from"), st_get(w, "to"),
+                             eb_walk_get(w, "from"), eb_walk_get(w, "to"),
                              KOMMO_MAX_PAGES);
                 goto out;
         }
@@ -695,36 +667,28 @@ static void kommo_handle_response(struct eb_walk *w,
 {
         eb_resp_kind_t kind;
 
-        eb_page_init(page);
-        if (!w->state) {
-                eb_page_fail(page, EB_RESP_CLIENT_ERROR, "walk not begun");
+        if (eb_walk_response_begin(w, page))
                 return;
-        }
-        st_set(w, "pending", 0);
         if (resp->status == 204) {
                 snprintf(page->detail, sizeof(page->detail),
-                         "page %" PRId64 ": 204, no events", st_get(w, "page"));
+                         "page %" PRId64 ": 204, no events",
+                         eb_walk_get(w, "page"));
         } else if (resp->status == 200) {
                 kommo_page_ok(w, resp, page);
         } else {
-                kind = eb_resp_classify(resp->status);
-                if (resp->status == 403)
-                        kind = EB_RESP_BANNED;
-                else if (kind == EB_RESP_OK)
-                        kind = EB_RESP_BAD_BODY; /* 201, 206...: not ours */
+                kind = resp->status == 403
+                               ? EB_RESP_BANNED
+                               : eb_resp_classify_error(resp->status);
                 eb_page_http_error(page, kind, resp);
                 if (kind == EB_RESP_RATE_LIMITED)
                         page->retry_after_ms = kommo_retry_after(resp);
         }
-        if (page->kind == EB_RESP_OK) {
-                st_set(w, "pending", 1);
-                st_set(w, "more", page->more);
-        }
+        eb_walk_response_end(w, page);
 }
 
 static void kommo_finalize(struct eb_walk *w)
 {
-        int64_t wm = st_get(w, "wm"), to = st_get(w, "to");
+        int64_t wm = eb_walk_get(w, "wm"), to = eb_walk_get(w, "to");
 
         json_decref(w->cp);
         w->cp = json_pack("{sI}", "wm", (json_int_t)(to > wm ? to : wm));
@@ -732,31 +696,29 @@ static void kommo_finalize(struct eb_walk *w)
 
 static void kommo_page_done(struct eb_walk *w)
 {
-        if (!w->state || !st_get(w, "pending"))
+        if (!eb_walk_page_ack(w))
                 return;
-        st_set(w, "pending", 0);
-        st_set(w, "page", st_get(w, "page") + 1);
-        w->pages++;
-        if (!st_get(w, "more"))
-                st_set(w, "done", 1);
-        if (st_get(w, "targeted"))
+        eb_walk_set(w, "page", eb_walk_get(w, "page") + 1);
+        if (!eb_walk_get(w, "more"))
+                eb_walk_set(w, "done", 1);
+        if (eb_walk_get(w, "targeted"))
                 return;
-        if (st_get(w, "done")) {
+        if (eb_walk_get(w, "done")) {
                 kommo_finalize(w);
                 return;
         }
         json_decref(w->cp);
-        w->cp = json_pack("{sIsIsIsI}", "wm", (json_int_t)st_get(w, "wm"),
-                          "from", (json_int_t)st_get(w, "from"), "to",
-                          (json_int_t)st_get(w, "to"), "page",
-                          (json_int_t)st_get(w, "page"));
+        w->cp = json_pack("{sIsIsIsI}", "wm", (json_int_t)eb_walk_get(w, "wm"),
+                          "from", (json_int_t)eb_walk_get(w, "from"), "to",
+                          (json_int_t)eb_walk_get(w, "to"), "page",
+                          (json_int_t)eb_walk_get(w, "page"));
 }
 
 static void kommo_walk_end(struct eb_walk *w)
 {
         /* Only a walk whose last page was acknowledged moves the
          * watermark; an abandoned walk keeps its mid-walk checkpoint. */
-        if (!w->state || st_get(w, "targeted") || !st_get(w, "done"))
+        if (!w->state || eb_walk_get(w, "targeted") || !eb_walk_get(w, "done"))
                 return;
         kommo_finalize(w);
 }

@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eb_ratelimit.h"
 #include "eb_time.h"
 #include "eb_util.h"
 
@@ -53,18 +52,14 @@ static int valid_type(const char *s)
 static int kota_check_config(const struct eb_source_cfg *src, const char *path,
                              char *errstr, size_t errstr_size)
 {
-        json_t *opts = src->json ? json_object_get(src->json, "options") : NULL;
-        json_t *v, *types;
+        json_t *opts, *v, *types;
         const char *key, *ver;
         size_t i;
+        int rc;
 
-        if (!opts || json_is_null(opts))
-                return 0;
-        if (!json_is_object(opts)) {
-                snprintf(errstr, errstr_size, "%s.options: expected an object",
-                         path);
-                return -EINVAL;
-        }
+        rc = eb_source_options_check(src, path, &opts, errstr, errstr_size);
+        if (rc || !opts)
+                return rc;
         json_object_foreach(opts, key, v)
         {
                 if (strcmp(key, "version") && strcmp(key, "types")) {
@@ -128,16 +123,6 @@ static const char *kota_version(const struct eb_source_cfg *src)
  * w->state: {"wm", "ca" (created_after, ms), "page", "pending", "more",
  *            "done", "pmax" (newest created on the pending page)}
  */
-static int64_t st_get(const struct eb_walk *w, const char *key)
-{
-        return eb_json_i64(w->state, key, 0);
-}
-
-static void st_set(struct eb_walk *w, const char *key, int64_t v)
-{
-        json_object_set_new(w->state, key, json_integer(v));
-}
-
 static int kota_walk_begin(struct eb_walk *w)
 {
         char err[256];
@@ -183,9 +168,9 @@ static int kota_walk_begin(struct eb_walk *w)
                 wm = ca;
         json_decref(w->state);
         w->state = json_object();
-        st_set(w, "wm", wm);
-        st_set(w, "ca", ca);
-        st_set(w, "page", page);
+        eb_walk_set(w, "wm", wm);
+        eb_walk_set(w, "ca", ca);
+        eb_walk_set(w, "page", page);
         return 0;
 }
 
@@ -197,7 +182,7 @@ static int kota_next_request(struct eb_walk *w, char **url, char **auth)
 
         if (!w->state || !w->base_url || !w->src)
                 return -EINVAL;
-        eb_rfc3339_format(st_get(w, "ca"), 3, iso, sizeof(iso));
+        eb_rfc3339_format(eb_walk_get(w, "ca"), 3, iso, sizeof(iso));
         rc = eb_url_start(&b, w->base_url, "/events");
         if (!rc)
                 rc = eb_url_add_param(&b, "order_direction", "asc");
@@ -206,7 +191,7 @@ static int kota_next_request(struct eb_walk *w, char **url, char **auth)
         if (!rc)
                 rc = eb_url_add_param(&b, "version", kota_version(w->src));
         if (!rc)
-                rc = eb_url_add_param_i64(&b, "page", st_get(w, "page"));
+                rc = eb_url_add_param_i64(&b, "page", eb_walk_get(w, "page"));
         if (!rc)
                 rc = eb_url_add_param_i64(&b, "page_size", w->page_size);
         if (rc) {
@@ -310,7 +295,7 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                          struct eb_page *page)
 {
         json_t *root, *items, *hnp, *item, *types;
-        int64_t req_page = st_get(w, "page"), pmax = 0;
+        int64_t req_page = eb_walk_get(w, "page"), pmax = 0;
         char err[256];
         size_t i;
 
@@ -382,7 +367,7 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
         }
         page->full = json_array_size(items) >= (size_t)w->page_size;
         if (json_array_size(items))
-                st_set(w, "pmax", pmax);
+                eb_walk_set(w, "pmax", pmax);
         snprintf(page->detail, sizeof(page->detail),
                  "page %" PRId64 ": %zu events, %zu skipped%s", req_page,
                  page->events_cnt, page->skipped_cnt,
@@ -396,62 +381,48 @@ static void kota_handle_response(struct eb_walk *w,
                                  struct eb_page *page)
 {
         eb_resp_kind_t kind;
-        int64_t ms;
 
-        eb_page_init(page);
-        if (!w->state) {
-                eb_page_fail(page, EB_RESP_CLIENT_ERROR, "walk not begun");
+        if (eb_walk_response_begin(w, page))
                 return;
-        }
-        st_set(w, "pending", 0);
-        json_object_del(w->state, "pmax");
         if (resp->status == 200) {
                 kota_page_ok(w, resp, page);
         } else {
-                kind = eb_resp_classify(resp->status);
-                if (kind == EB_RESP_OK)
-                        kind = EB_RESP_BAD_BODY;
+                kind = eb_resp_classify_error(resp->status);
                 eb_page_http_error(page, kind, resp);
-                if (kind == EB_RESP_RATE_LIMITED && resp->retry_after &&
-                    eb_retry_after_parse(resp->retry_after, resp->now_ms,
-                                         &ms) == 0)
-                        page->retry_after_ms = ms;
+                if (kind == EB_RESP_RATE_LIMITED)
+                        page->retry_after_ms = eb_resp_retry_after_ms(resp);
         }
-        if (page->kind == EB_RESP_OK) {
-                st_set(w, "pending", 1);
-                st_set(w, "more", page->more);
-        }
+        eb_walk_response_end(w, page);
 }
 
 static void kota_write_cp(struct eb_walk *w)
 {
         json_decref(w->cp);
         w->cp = json_object();
-        eb_json_set_rfc3339(w->cp, "wm", st_get(w, "wm"));
-        if (st_get(w, "done"))
+        eb_json_set_rfc3339(w->cp, "wm", eb_walk_get(w, "wm"));
+        if (eb_walk_get(w, "done"))
                 return;
-        json_object_set_new(w->cp, "page", json_integer(st_get(w, "page")));
-        eb_json_set_rfc3339(w->cp, "created_after", st_get(w, "ca"));
+        json_object_set_new(w->cp, "page",
+                            json_integer(eb_walk_get(w, "page")));
+        eb_json_set_rfc3339(w->cp, "created_after", eb_walk_get(w, "ca"));
 }
 
 static void kota_page_done(struct eb_walk *w)
 {
-        if (!w->state || !st_get(w, "pending"))
+        if (!eb_walk_page_ack(w))
                 return;
-        st_set(w, "pending", 0);
-        w->pages++;
-        if (json_object_get(w->state, "pmax") &&
-            st_get(w, "pmax") > st_get(w, "wm"))
-                st_set(w, "wm", st_get(w, "pmax"));
-        st_set(w, "page", st_get(w, "page") + 1);
-        if (!st_get(w, "more"))
-                st_set(w, "done", 1);
+        if (eb_walk_has(w, "pmax") &&
+            eb_walk_get(w, "pmax") > eb_walk_get(w, "wm"))
+                eb_walk_set(w, "wm", eb_walk_get(w, "pmax"));
+        eb_walk_set(w, "page", eb_walk_get(w, "page") + 1);
+        if (!eb_walk_get(w, "more"))
+                eb_walk_set(w, "done", 1);
         kota_write_cp(w);
 }
 
 static void kota_walk_end(struct eb_walk *w)
 {
-        if (!w->state || !st_get(w, "done"))
+        if (!w->state || !eb_walk_get(w, "done"))
                 return;
         kota_write_cp(w);
 }
