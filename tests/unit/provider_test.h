@@ -6,8 +6,10 @@
 #ifndef EB_PROVIDER_TEST_H
 #define EB_PROVIDER_TEST_H
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -148,6 +150,115 @@ static inline void t_feed(struct eb_walk *w, long status, const char *body,
                 EB_CHECK_STR(c_, (expect));                                    \
                 free(c_);                                                      \
         } while (0)
+
+/* ---- options: check_config tables ----------------------------------- */
+
+struct t_opt_case {
+        const char *opts; /* NULL: no options at all */
+        const char *err;  /* NULL: accepted */
+};
+
+/* check_config of @p prov on a source at "sources[0]" with options
+ * @p opts: accepted when @p expect is NULL, else -EINVAL with a message
+ * equal to @p expect (@p exact) or containing it. */
+static inline void t_check_option(const struct eb_provider *prov,
+                                  const char *base_url, size_t i,
+                                  const char *opts, const char *expect,
+                                  int exact)
+{
+        struct eb_source_cfg s;
+        char err[512] = "";
+        int rc;
+
+        t_src_init(&s, prov->name, base_url, opts);
+        rc = prov->check_config(&s, "sources[0]", err, sizeof(err));
+        if (!expect) {
+                if (rc)
+                        fprintf(stderr, "  case %zu: %s\n", i, err);
+                EB_CHECK_INT(rc, 0);
+        } else if (exact) {
+                EB_CHECK_INT(rc, -EINVAL);
+                EB_CHECK_STR(err, expect);
+        } else {
+                EB_CHECK_INT(rc, -EINVAL);
+                if (!strstr(err, expect))
+                        fprintf(stderr, "  case %zu: %s\n", i, err);
+                EB_CHECK(strstr(err, expect) != NULL);
+        }
+        t_src_fini(&s);
+}
+
+/* t_check_option() with exact messages for each of @p n @p cases. */
+static inline void t_check_options(const struct eb_provider *prov,
+                                   const char *base_url,
+                                   const struct t_opt_case *cases, size_t n)
+{
+        size_t i;
+
+        for (i = 0; i < n; i++)
+                t_check_option(prov, base_url, i, cases[i].opts, cases[i].err,
+                               1);
+}
+
+/* ---- statuses: one response to a fresh walk ------------------------- */
+
+struct t_status {
+        long status;
+        const char *fixture; /* or NULL */
+        const char *body;    /* used when fixture is NULL */
+        const char *ct;
+        const char *retry_after;
+        eb_resp_kind_t kind;
+        int64_t retry_ms;
+        size_t events;
+        const char *detail; /* prefix */
+};
+
+/* Feed case @p c (with RateLimit header @p ratelimit, may be NULL) to a
+ * fresh walk of @p prov over @p s (case number @p i, for the log) and check
+ * what every adapter promises: the kind, wait, event count and detail prefix;
+ * no "more" on an error page, and an error page leaves the walk where it was.
+ * @p page is left to the caller for its own checks; it must eb_page_fini() it.
+ */
+static inline void t_check_status(const struct eb_provider *prov,
+                                  struct eb_source_cfg *s, size_t i,
+                                  const struct t_status *c,
+                                  const char *ratelimit, struct eb_page *page)
+{
+        struct eb_walk w;
+        struct eb_response r;
+        char *body = c->fixture ? t_fixture(c->fixture) : t_strdup(c->body);
+        int rc;
+
+        memset(page, 0, sizeof(*page));
+        eb_walk_init(&w, prov, s, NULL, T_NOW_MS);
+        rc = w.prov->walk_begin(&w);
+        EB_CHECK_INT(rc, 0);
+        if (rc)
+                goto out;
+        r = t_resp(c->status, body, c->ct);
+        r.retry_after = c->retry_after;
+        r.ratelimit = ratelimit;
+        w.prov->handle_response(&w, &r, page);
+        if (page->kind != c->kind ||
+            strncmp(page->detail, c->detail, strlen(c->detail)))
+                fprintf(stderr, "  case %zu (HTTP %ld): kind %s: %s\n", i,
+                        c->status, eb_resp_kind_name(page->kind), page->detail);
+        EB_CHECK_INT(page->kind, c->kind);
+        EB_CHECK_INT(page->retry_after_ms, c->retry_ms);
+        EB_CHECK_INT(page->events_cnt, c->events);
+        EB_CHECK(!strncmp(page->detail, c->detail, strlen(c->detail)));
+        EB_CHECK(page->more == 0 || page->kind == EB_RESP_OK);
+        /* Errors never advance the walk. */
+        if (page->kind != EB_RESP_OK) {
+                w.prov->page_done(&w);
+                EB_CHECK(w.cp == NULL);
+                EB_CHECK_INT(w.pages, 0);
+        }
+out:
+        eb_walk_fini(&w);
+        free(body);
+}
 
 /* ---- robustness: garbage must never crash an adapter ------------------ */
 

@@ -46,9 +46,7 @@ static void test_close_combinations(void)
                 "{\"user_id\":\"user_1\"}",
                 "{\"request_id\":\"req_1\"}",
         };
-        static const struct {
-                const char *opts, *err;
-        } rejected[] = {
+        static const struct t_opt_case rejected[] = {
                 {"{\"action\":\"deleted\"}", "combination action;"},
                 {"{\"object_type\":\"lead\"}", "combination object_type;"},
                 {"{\"object_id\":\"lead_1\"}", "combination object_id;"},
@@ -78,33 +76,13 @@ static void test_close_combinations(void)
         };
         size_t i;
 
-        for (i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
-                struct eb_source_cfg s;
-                char err[512] = "";
-                int rc;
-
-                t_src_init(&s, "close", NULL, allowed[i]);
-                rc = eb_provider_close.check_config(&s, "sources[0]", err,
-                                                    sizeof(err));
-                if (rc)
-                        fprintf(stderr, "  allowed case %zu: %s\n", i, err);
-                EB_CHECK_INT(rc, 0);
-                t_src_fini(&s);
-        }
-        for (i = 0; i < sizeof(rejected) / sizeof(rejected[0]); i++) {
-                struct eb_source_cfg s;
-                char err[512] = "";
-                int rc;
-
-                t_src_init(&s, "close", NULL, rejected[i].opts);
-                rc = eb_provider_close.check_config(&s, "sources[0]", err,
-                                                    sizeof(err));
-                EB_CHECK_INT(rc, -EINVAL);
-                if (!strstr(err, rejected[i].err))
-                        fprintf(stderr, "  rejected case %zu: %s\n", i, err);
-                EB_CHECK(strstr(err, rejected[i].err) != NULL);
-                t_src_fini(&s);
-        }
+        for (i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+                t_check_option(&eb_provider_close, NULL, i, allowed[i], NULL,
+                               1);
+        /* Rejected: the message contains the expected text. */
+        for (i = 0; i < sizeof(rejected) / sizeof(rejected[0]); i++)
+                t_check_option(&eb_provider_close, NULL, i, rejected[i].opts,
+                               rejected[i].err, 0);
         /* The whole message for one case. */
         {
                 struct eb_source_cfg s;
@@ -526,40 +504,20 @@ static void test_close_statuses(void)
 
         t_src_init(&s, "close", NULL, NULL);
         for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                struct eb_walk w;
+                const struct t_status c = {
+                        cases[i].status,      cases[i].fixture,
+                        cases[i].body,        cases[i].ct,
+                        cases[i].retry_after, cases[i].kind,
+                        cases[i].retry_ms,    cases[i].events,
+                        cases[i].detail};
                 struct eb_page page;
-                struct eb_response r;
-                char *body = cases[i].fixture ? t_fixture(cases[i].fixture)
-                                              : t_strdup(cases[i].body);
 
-                begin(&w, &s, NULL, T_NOW_MS);
-                EB_REQUIRE(w.prov->walk_begin(&w) == 0);
-                r = t_resp(cases[i].status, body, cases[i].ct);
-                r.retry_after = cases[i].retry_after;
-                r.ratelimit = cases[i].ratelimit;
-                memset(&page, 0, sizeof(page));
-                w.prov->handle_response(&w, &r, &page);
-                if (page.kind != cases[i].kind ||
-                    strncmp(page.detail, cases[i].detail,
-                            strlen(cases[i].detail)))
-                        fprintf(stderr, "  case %zu (HTTP %ld): kind %s: %s\n",
-                                i, cases[i].status,
-                                eb_resp_kind_name(page.kind), page.detail);
-                EB_CHECK_INT(page.kind, cases[i].kind);
-                EB_CHECK_INT(page.retry_after_ms, cases[i].retry_ms);
+                t_check_status(&eb_provider_close, &s, i, &c,
+                               cases[i].ratelimit, &page);
                 EB_CHECK(page.ratelimit_limit == cases[i].rl_limit);
                 EB_CHECK(page.ratelimit_remaining == cases[i].rl_remaining);
                 EB_CHECK_INT(page.ratelimit_reset_ms, cases[i].rl_reset_ms);
-                EB_CHECK_INT(page.events_cnt, cases[i].events);
-                EB_CHECK(!strncmp(page.detail, cases[i].detail,
-                                  strlen(cases[i].detail)));
-                if (page.kind != EB_RESP_OK) {
-                        w.prov->page_done(&w);
-                        EB_CHECK(w.cp == NULL);
-                }
                 eb_page_fini(&page);
-                eb_walk_fini(&w);
-                free(body);
         }
         t_src_fini(&s);
 }

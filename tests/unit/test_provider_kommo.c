@@ -160,10 +160,7 @@ static void test_check_config_generic(void)
 
 static void test_kommo_options(void)
 {
-        static const struct {
-                const char *opts; /* NULL: no options at all */
-                const char *err;  /* NULL: accepted */
-        } cases[] = {
+        static const struct t_opt_case cases[] = {
                 {NULL, NULL},
                 {"{}", NULL},
                 {"{\"with\":[\"contact_name\",\"lead_name\",\"company_name\","
@@ -214,26 +211,9 @@ static void test_kommo_options(void)
                  "with, filter_type, filter_entity, filter_created_by)"},
                 {"[1]", "sources[0].options: expected an object"},
         };
-        size_t i;
 
-        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                struct eb_source_cfg s;
-                char err[512] = "";
-                int rc;
-
-                t_src_init(&s, "kommo", KOMMO_BASE, cases[i].opts);
-                rc = eb_provider_kommo.check_config(&s, "sources[0]", err,
-                                                    sizeof(err));
-                if (cases[i].err) {
-                        EB_CHECK_INT(rc, -EINVAL);
-                        EB_CHECK_STR(err, cases[i].err);
-                } else {
-                        if (rc)
-                                fprintf(stderr, "  case %zu: %s\n", i, err);
-                        EB_CHECK_INT(rc, 0);
-                }
-                t_src_fini(&s);
-        }
+        t_check_options(&eb_provider_kommo, KOMMO_BASE, cases,
+                        sizeof(cases) / sizeof(cases[0]));
 }
 
 /* ---- URLs ----------------------------------------------------------- */
@@ -583,17 +563,7 @@ static void test_kommo_hint(void)
 
 static void test_kommo_statuses(void)
 {
-        static const struct {
-                long status;
-                const char *fixture; /* or NULL */
-                const char *body;    /* used when fixture is NULL */
-                const char *ct;
-                const char *retry_after;
-                eb_resp_kind_t kind;
-                int64_t retry_ms;
-                size_t events;
-                const char *detail; /* prefix */
-        } cases[] = {
+        static const struct t_status cases[] = {
                 {200, FX("list_page1.json"), NULL, HAL, NULL, EB_RESP_OK, 0, 3,
                  "page 1: 3 events, more"},
                 {200, FX("list_page1.json"), NULL, "application/json", NULL,
@@ -667,39 +637,12 @@ static void test_kommo_statuses(void)
 
         t_src_init(&s, "kommo", KOMMO_BASE, NULL);
         for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                struct eb_walk w;
                 struct eb_page page;
-                struct eb_response r;
-                char *body = cases[i].fixture ? t_fixture(cases[i].fixture)
-                                              : t_strdup(cases[i].body);
 
-                begin(&w, &s, NULL, T_NOW_MS);
-                EB_REQUIRE(w.prov->walk_begin(&w) == 0);
-                r = t_resp(cases[i].status, body, cases[i].ct);
-                r.retry_after = cases[i].retry_after;
-                memset(&page, 0, sizeof(page));
-                w.prov->handle_response(&w, &r, &page);
-                if (page.kind != cases[i].kind ||
-                    strncmp(page.detail, cases[i].detail,
-                            strlen(cases[i].detail)))
-                        fprintf(stderr, "  case %zu (HTTP %ld): kind %s: %s\n",
-                                i, cases[i].status,
-                                eb_resp_kind_name(page.kind), page.detail);
-                EB_CHECK_INT(page.kind, cases[i].kind);
-                EB_CHECK_INT(page.retry_after_ms, cases[i].retry_ms);
-                EB_CHECK_INT(page.events_cnt, cases[i].events);
-                EB_CHECK(!strncmp(page.detail, cases[i].detail,
-                                  strlen(cases[i].detail)));
+                t_check_status(&eb_provider_kommo, &s, i, &cases[i], NULL,
+                               &page);
                 EB_CHECK(page.ratelimit_remaining == -1);
-                /* Errors never advance the walk. */
-                if (page.kind != EB_RESP_OK) {
-                        w.prov->page_done(&w);
-                        EB_CHECK(w.cp == NULL);
-                        EB_CHECK_INT(w.pages, 0);
-                }
                 eb_page_fini(&page);
-                eb_walk_fini(&w);
-                free(body);
         }
         t_src_fini(&s);
 }

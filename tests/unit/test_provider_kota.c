@@ -21,9 +21,7 @@
 
 static void test_kota_options(void)
 {
-        static const struct {
-                const char *opts, *err;
-        } cases[] = {
+        static const struct t_opt_case cases[] = {
                 {NULL, NULL},
                 {"{}", NULL},
                 {"{\"version\":\"v1\"}", NULL},
@@ -55,26 +53,9 @@ static void test_kota_options(void)
                  "(allowed: version, types)"},
                 {"17", "sources[0].options: expected an object"},
         };
-        size_t i;
 
-        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                struct eb_source_cfg s;
-                char err[512] = "";
-                int rc;
-
-                t_src_init(&s, "kota", NULL, cases[i].opts);
-                rc = eb_provider_kota.check_config(&s, "sources[0]", err,
-                                                   sizeof(err));
-                if (cases[i].err) {
-                        EB_CHECK_INT(rc, -EINVAL);
-                        EB_CHECK_STR(err, cases[i].err);
-                } else {
-                        if (rc)
-                                fprintf(stderr, "  case %zu: %s\n", i, err);
-                        EB_CHECK_INT(rc, 0);
-                }
-                t_src_fini(&s);
-        }
+        t_check_options(&eb_provider_kota, NULL, cases,
+                        sizeof(cases) / sizeof(cases[0]));
 }
 
 /* ---- URLs -------------------------------------------------------------- */
@@ -323,14 +304,7 @@ static void test_kota_types_filter(void)
 
 static void test_kota_statuses(void)
 {
-        static const struct {
-                long status;
-                const char *fixture, *body, *ct, *retry_after;
-                eb_resp_kind_t kind;
-                int64_t retry_ms;
-                size_t events;
-                const char *detail;
-        } cases[] = {
+        static const struct t_status cases[] = {
                 {200, FX("v1_page1.json"), NULL, JSON, NULL, EB_RESP_OK, 0, 2,
                  "page 1: 2 events, 0 skipped, more"},
                 {401, NULL,
@@ -382,37 +356,11 @@ static void test_kota_statuses(void)
 
         t_src_init(&s, "kota", NULL, NULL);
         for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                struct eb_walk w;
                 struct eb_page page;
-                struct eb_response r;
-                char *body = cases[i].fixture ? t_fixture(cases[i].fixture)
-                                              : t_strdup(cases[i].body);
 
-                begin(&w, &s, NULL, T_NOW_MS);
-                EB_REQUIRE(w.prov->walk_begin(&w) == 0);
-                r = t_resp(cases[i].status, body, cases[i].ct);
-                r.retry_after = cases[i].retry_after;
-                memset(&page, 0, sizeof(page));
-                w.prov->handle_response(&w, &r, &page);
-                if (page.kind != cases[i].kind ||
-                    strncmp(page.detail, cases[i].detail,
-                            strlen(cases[i].detail)))
-                        fprintf(stderr, "  case %zu (HTTP %ld): kind %s: %s\n",
-                                i, cases[i].status,
-                                eb_resp_kind_name(page.kind), page.detail);
-                EB_CHECK_INT(page.kind, cases[i].kind);
-                EB_CHECK_INT(page.retry_after_ms, cases[i].retry_ms);
-                EB_CHECK_INT(page.events_cnt, cases[i].events);
-                EB_CHECK(!strncmp(page.detail, cases[i].detail,
-                                  strlen(cases[i].detail)));
-                EB_CHECK(page.more == 0 || page.kind == EB_RESP_OK);
-                if (page.kind != EB_RESP_OK) {
-                        w.prov->page_done(&w);
-                        EB_CHECK(w.cp == NULL);
-                }
+                t_check_status(&eb_provider_kota, &s, i, &cases[i], NULL,
+                               &page);
                 eb_page_fini(&page);
-                eb_walk_fini(&w);
-                free(body);
         }
         t_src_fini(&s);
 }
