@@ -260,6 +260,37 @@ out:
         free(body);
 }
 
+/* ---- normalize: events it must reject ------------------------------ */
+
+struct t_reject {
+        const char *json; /* a native event */
+        const char *err;  /* normalize's exact reason */
+};
+
+/* Each of @p n @p cases must make @p prov's normalize (for source @p s)
+ * return NULL with exactly its reason. */
+static inline void t_check_rejects(const struct eb_provider *prov,
+                                   const struct eb_source_cfg *s,
+                                   const struct t_reject *cases, size_t n)
+{
+        size_t i;
+
+        for (i = 0; i < n; i++) {
+                char err[256] = "";
+                json_t *ev = json_loads(cases[i].json, 0, NULL);
+                struct eb_event *evt;
+
+                EB_CHECK(ev != NULL);
+                if (!ev)
+                        continue;
+                evt = prov->normalize(s, ev, err, sizeof(err));
+                EB_CHECK(evt == NULL);
+                EB_CHECK_STR(err, cases[i].err);
+                eb_event_free(evt);
+                json_decref(ev);
+        }
+}
+
 /* ---- robustness: garbage must never crash an adapter ------------------ */
 
 struct t_garbage {

@@ -695,9 +695,7 @@ static void test_close_type_table(void)
 
 static void test_close_normalize_rejects(void)
 {
-        static const struct {
-                const char *json, *err;
-        } cases[] = {
+        static const struct t_reject cases[] = {
                 {"{\"object_type\":\"lead\",\"action\":\"created\","
                  "\"date_updated\":\"2023-11-14T22:00:00\"}",
                  "event (no id): missing or invalid \"id\""},
@@ -722,21 +720,10 @@ static void test_close_normalize_rejects(void)
                 {"{\"event\":5}", "event (no id): missing or invalid \"id\""},
         };
         struct eb_source_cfg s;
-        size_t i;
 
         t_src_init(&s, "close", NULL, NULL);
-        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                char err[256] = "";
-                json_t *ev = json_loads(cases[i].json, 0, NULL);
-                struct eb_event *evt;
-
-                EB_REQUIRE(ev);
-                evt = eb_provider_close.normalize(&s, ev, err, sizeof(err));
-                EB_CHECK(evt == NULL);
-                EB_CHECK_STR(err, cases[i].err);
-                eb_event_free(evt);
-                json_decref(ev);
-        }
+        t_check_rejects(&eb_provider_close, &s, cases,
+                        sizeof(cases) / sizeof(cases[0]));
         t_src_fini(&s);
 }
 

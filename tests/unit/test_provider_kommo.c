@@ -826,9 +826,7 @@ static void test_kommo_type_table(void)
 
 static void test_kommo_normalize_rejects(void)
 {
-        static const struct {
-                const char *json, *err;
-        } cases[] = {
+        static const struct t_reject cases[] = {
                 {"{\"type\":\"lead_added\",\"entity_type\":\"lead\","
                  "\"created_at\":1}",
                  "event (no id): missing or invalid \"id\""},
@@ -865,21 +863,10 @@ static void test_kommo_normalize_rejects(void)
                  "event e1: invalid \"account_id\""},
         };
         struct eb_source_cfg s;
-        size_t i;
 
         t_src_init(&s, "kommo", KOMMO_BASE, NULL);
-        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                char err[256] = "";
-                json_t *ev = json_loads(cases[i].json, 0, NULL);
-                struct eb_event *evt;
-
-                EB_REQUIRE(ev);
-                evt = eb_provider_kommo.normalize(&s, ev, err, sizeof(err));
-                EB_CHECK(evt == NULL);
-                EB_CHECK_STR(err, cases[i].err);
-                eb_event_free(evt);
-                json_decref(ev);
-        }
+        t_check_rejects(&eb_provider_kommo, &s, cases,
+                        sizeof(cases) / sizeof(cases[0]));
         /* Optional members may be absent or null. */
         {
                 char err[256] = "";

@@ -528,9 +528,7 @@ static void test_kota_type_table(void)
 
 static void test_kota_normalize_rejects(void)
 {
-        static const struct {
-                const char *json, *err;
-        } cases[] = {
+        static const struct t_reject cases[] = {
                 {"{\"type\":\"employee.created\",\"created\":"
                  "\"2023-11-14T10:00:00Z\"}",
                  "event (no id): missing or invalid \"id\""},
@@ -551,21 +549,10 @@ static void test_kota_normalize_rejects(void)
                  "event evt_1: invalid \"platform_id\""},
         };
         struct eb_source_cfg s;
-        size_t i;
 
         t_src_init(&s, "kota", NULL, NULL);
-        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                char err[256] = "";
-                json_t *ev = json_loads(cases[i].json, 0, NULL);
-                struct eb_event *evt;
-
-                EB_REQUIRE(ev);
-                evt = eb_provider_kota.normalize(&s, ev, err, sizeof(err));
-                EB_CHECK(evt == NULL);
-                EB_CHECK_STR(err, cases[i].err);
-                eb_event_free(evt);
-                json_decref(ev);
-        }
+        t_check_rejects(&eb_provider_kota, &s, cases,
+                        sizeof(cases) / sizeof(cases[0]));
         /* data null and no platform_id: still an event. */
         {
                 char err[256] = "";
