@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -750,10 +751,14 @@ int eb_kafka_mock_nodelay(void)
         if (!d)
                 return 0;
         while ((de = readdir(d)) != NULL) {
-                int fd = atoi(de->d_name), on = 1, acc = 0, dom = 0;
+                int on = 1, acc = 0, dom = 0, fd;
                 socklen_t len = sizeof(acc);
+                int64_t v;
 
-                if (fd <= 2 || fd == dirfd(d))
+                if (eb_parse_i64(de->d_name, &v) || v <= 2 || v > INT_MAX)
+                        continue;
+                fd = (int)v;
+                if (fd == dirfd(d))
                         continue;
                 if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) ||
                     !acc)
