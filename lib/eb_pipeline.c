@@ -20,7 +20,16 @@ struct srcstat {
         struct srcstat *next;
         char *name;
         struct eb_pipeline_stats st;
+        int64_t cp_committed_ms; /* when its checkpoint last committed */
 };
+
+/*
+ * A checkpoint that moves without events (Kommo's watermark follows the
+ * clock on every idle poll) is persisted at most this often. Only the
+ * restart point depends on it: after a crash the source re-reads at most
+ * this much more, and the restored ids drop what was published.
+ */
+#define EB_PIPELINE_IDLE_CHECKPOINT_MS 30000
 
 /* One publish call: settles when every produced message has its DR. */
 struct batch {
@@ -258,8 +267,10 @@ static void batch_settle(struct batch *b)
 {
         eb_pipeline_t *pl = b->pl;
 
-        if (!b->err && b->cp)
+        if (!b->err && b->cp) {
                 json_object_set(pl->checkpoints, b->source, b->cp);
+                stat_of(pl, b->source)->cp_committed_ms = eb_mono_ms();
+        }
         pl->pending--;
         if (b->done)
                 b->done(b->arg, b->err);
@@ -834,6 +845,15 @@ static int eos_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
         b = eb_xcalloc(1, sizeof(*b));
         b->pl = pl;
         b->source = eb_xstrdup(src->name);
+        /* A checkpoint equal to the committed one (an idle poll) needs no
+         * record: the source has at most one publish in flight, so the
+         * committed checkpoint is its latest. Without events either, the
+         * publish then settles without a transaction. */
+        if (cp && json_equal(cp, json_object_get(pl->checkpoints, src->name)))
+                cp = NULL;
+        if (cp && cnt == 0 && ss->cp_committed_ms &&
+            eb_mono_ms() - ss->cp_committed_ms < EB_PIPELINE_IDLE_CHECKPOINT_MS)
+                cp = NULL;
         b->cp = cp ? json_incref(cp) : NULL;
         b->done = done;
         b->arg = arg;

@@ -174,6 +174,68 @@ static void test_fenced_fails_pending(void)
         eb_pipeline_free(pl);
 }
 
+/* Idle polls: a checkpoint equal to the committed one writes nothing, and
+ * one that moves without events (Kommo's clock-driven watermark) is
+ * persisted at most every 30 s; with events it always goes with them. */
+static uint64_t committed_txns(void)
+{
+        struct eb_kafka_stats ks;
+
+        eb_kafka_get_stats(k, &ks);
+        return ks.txn_committed;
+}
+
+static void test_idle_checkpoints(void)
+{
+        char err[512];
+        struct result r;
+        eb_pipeline_t *pl;
+        json_t *cp1 = json_pack("{s:i}", "wm", 100);
+        json_t *cp2 = json_pack("{s:i}", "wm", 101);
+        json_t *cp3 = json_pack("{s:i}", "wm", 102);
+        uint64_t before;
+
+        pl = eb_pipeline_new(base, cfg, k, err, sizeof(err));
+        EB_REQUIRE(pl != NULL);
+        /* the first checkpoint of a source is written */
+        memset(&r, 0, sizeof(r));
+        before = committed_txns();
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp1, on_done,
+                                       &r) == 0);
+        wait_done(&r, 20000);
+        EB_CHECK(r.done == 1 && r.err == 0);
+        EB_CHECK_INT(committed_txns() - before, 1);
+        EB_CHECK(json_equal(eb_pipeline_checkpoint(pl, "acme"), cp1));
+        /* the same checkpoint again: settled, no transaction */
+        memset(&r, 0, sizeof(r));
+        before = committed_txns();
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp1, on_done,
+                                       &r) == 0);
+        wait_done(&r, 5000);
+        EB_CHECK(r.done == 1 && r.err == 0);
+        EB_CHECK_INT(committed_txns() - before, 0);
+        /* a moved checkpoint without events, right after: not yet */
+        memset(&r, 0, sizeof(r));
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp2, on_done,
+                                       &r) == 0);
+        wait_done(&r, 5000);
+        EB_CHECK(r.done == 1 && r.err == 0);
+        EB_CHECK_INT(committed_txns() - before, 0);
+        EB_CHECK(json_equal(eb_pipeline_checkpoint(pl, "acme"), cp1));
+        /* with an event it is written at once, with the event */
+        memset(&r, 0, sizeof(r));
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), one_event("idle-1"), 1, cp3,
+                                       on_done, &r) == 0);
+        wait_done(&r, 20000);
+        EB_CHECK(r.done == 1 && r.err == 0);
+        EB_CHECK_INT(committed_txns() - before, 1);
+        EB_CHECK(json_equal(eb_pipeline_checkpoint(pl, "acme"), cp3));
+        eb_pipeline_free(pl);
+        json_decref(cp1);
+        json_decref(cp2);
+        json_decref(cp3);
+}
+
 static void setup(void)
 {
         char err[1024];
@@ -199,6 +261,7 @@ int main(void)
         if (k && eb_kafka_txn_state(k) == EB_KAFKA_TXN_READY) {
                 EB_RUN(test_commit_and_restore);
                 EB_RUN(test_abortable_commit_is_redone);
+                EB_RUN(test_idle_checkpoints);
                 EB_RUN(test_fenced_fails_pending);
         }
         eb_kafka_free(k);
