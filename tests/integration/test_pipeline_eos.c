@@ -200,8 +200,8 @@ static void test_idle_checkpoints(void)
         /* the first checkpoint of a source is written */
         memset(&r, 0, sizeof(r));
         before = committed_txns();
-        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp1, on_done,
-                                       &r) == 0);
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp1, on_done, &r) ==
+                   0);
         wait_done(&r, 20000);
         EB_CHECK(r.done == 1 && r.err == 0);
         EB_CHECK_INT(committed_txns() - before, 1);
@@ -209,15 +209,15 @@ static void test_idle_checkpoints(void)
         /* the same checkpoint again: settled, no transaction */
         memset(&r, 0, sizeof(r));
         before = committed_txns();
-        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp1, on_done,
-                                       &r) == 0);
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp1, on_done, &r) ==
+                   0);
         wait_done(&r, 5000);
         EB_CHECK(r.done == 1 && r.err == 0);
         EB_CHECK_INT(committed_txns() - before, 0);
         /* a moved checkpoint without events, right after: not yet */
         memset(&r, 0, sizeof(r));
-        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp2, on_done,
-                                       &r) == 0);
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp2, on_done, &r) ==
+                   0);
         wait_done(&r, 5000);
         EB_CHECK(r.done == 1 && r.err == 0);
         EB_CHECK_INT(committed_txns() - before, 0);
