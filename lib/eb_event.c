@@ -29,6 +29,15 @@ void eb_event_free(struct eb_event *evt)
         free(evt);
 }
 
+void eb_events_free(struct eb_event **evts, size_t cnt)
+{
+        size_t i;
+
+        for (i = 0; i < cnt; i++)
+                eb_event_free(evts[i]);
+        free(evts);
+}
+
 static void lower(char *s)
 {
         for (; *s; s++)

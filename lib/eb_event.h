@@ -57,6 +57,9 @@ struct eb_event {
 struct eb_event *eb_event_new(void);
 /** @brief Free an event and everything it owns; NULL is a no-op. */
 void eb_event_free(struct eb_event *evt);
+/** @brief Free @p cnt events and the array holding them; NULL is a no-op
+ *  (the ownership every sink takes, eb_poller.h struct eb_sink). */
+void eb_events_free(struct eb_event **evts, size_t cnt);
 
 /** @returns new string "<provider>.<entity>.<action>" (lowercase). */
 char *eb_event_type(const struct eb_event *evt);

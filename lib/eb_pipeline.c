@@ -837,9 +837,7 @@ static int eos_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                 rc = -EAGAIN;
         }
         if (rc) {
-                for (i = 0; i < cnt; i++)
-                        eb_event_free(evts[i]);
-                free(evts);
+                eb_events_free(evts, cnt);
                 return rc;
         }
         b = eb_xcalloc(1, sizeof(*b));
@@ -919,9 +917,7 @@ static int eos_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                 added++;
                 held++;
         }
-        for (i = 0; i < cnt; i++)
-                eb_event_free(evts[i]);
-        free(evts);
+        eb_events_free(evts, cnt);
 
         pl->pending++;
         b->submitted = 1;
@@ -997,12 +993,8 @@ int eb_pipeline_publish_consumed(eb_pipeline_t *pl,
                                  int32_t partition, int64_t offset,
                                  eb_publish_done_cb *done, void *arg)
 {
-        size_t i;
-
         if (!pl->eos || !pl->off_consumer || offset < 0) {
-                for (i = 0; i < cnt; i++)
-                        eb_event_free(evts[i]);
-                free(evts);
+                eb_events_free(evts, cnt);
                 return -EINVAL;
         }
         return eos_publish(pl, src, evts, cnt, NULL, partition, offset, done,
@@ -1101,9 +1093,7 @@ int eb_pipeline_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                 inflight_add(pl, m);
                 b->outstanding++;
         }
-        for (i = 0; i < cnt; i++)
-                eb_event_free(evts[i]);
-        free(evts);
+        eb_events_free(evts, cnt);
 
         if (b->err == -EAGAIN && b->outstanding == 0) {
                 /* Nothing went out: refuse now, the caller backs off. */

@@ -153,13 +153,9 @@ void eb_page_init(struct eb_page *page)
 
 void eb_page_fini(struct eb_page *page)
 {
-        size_t i;
-
         if (!page)
                 return;
-        for (i = 0; i < page->events_cnt; i++)
-                eb_event_free(page->events[i]);
-        free(page->events);
+        eb_events_free(page->events, page->events_cnt);
         eb_page_init(page);
 }
 
@@ -193,11 +189,8 @@ void eb_page_fail(struct eb_page *page, eb_resp_kind_t kind, const char *fmt,
                   ...)
 {
         va_list ap;
-        size_t i;
 
-        for (i = 0; i < page->events_cnt; i++)
-                eb_event_free(page->events[i]);
-        free(page->events);
+        eb_events_free(page->events, page->events_cnt);
         page->events = NULL;
         page->events_cnt = 0;
         page->more = 0;

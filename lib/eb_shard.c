@@ -832,14 +832,11 @@ static int poll_publish(void *opaque, const struct eb_source_cfg *src,
 {
         eb_shards_t *m = opaque;
         struct shard *sh = m->sh[eb_shard_of(src->name, m->n)];
-        size_t i;
 
         if (sh && sh->state == SH_RUNNING)
                 return eb_pipeline_publish(sh->pipeline, src, evts, cnt, cp,
                                            done, arg);
-        for (i = 0; i < cnt; i++)
-                eb_event_free(evts[i]);
-        free(evts);
+        eb_events_free(evts, cnt);
         return -EAGAIN;
 }
 
