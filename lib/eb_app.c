@@ -432,35 +432,18 @@ static int app_sharded_new(eb_app_t *app, char *errstr, size_t errstr_size)
 }
 
 /*
- * Whether both state topics already exist (cluster metadata, which does
- * not create topics). Then CreateTopics is skipped: a cluster without a
- * controller (the standalone evbridge-kafka-mock, created with --topic)
- * or a principal without CREATE works when they were made beforehand.
+ * Whether both state topics already exist (eb_state_topics_exist()). Then
+ * CreateTopics is skipped: a cluster without a controller (the standalone
+ * evbridge-kafka-mock, created with --topic) or a principal without
+ * CREATE works when they were made beforehand. The embedded cluster
+ * always goes through eb_state_ensure_topics(), which creates them on the
+ * mock directly.
  */
 static int state_topics_exist(eb_kafka_t *k, const struct eb_config *cfg)
 {
-        const struct rd_kafka_metadata *md = NULL;
-        char *names[2];
-        int found = 0, i, j;
-
         if (eb_kafka_mock_cluster(k))
                 return 0;
-        if (rd_kafka_metadata(eb_kafka_rk(k), 1, NULL, &md, 10000) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR)
-                return 0;
-        names[0] = eb_state_topic_checkpoints(cfg);
-        names[1] = eb_state_topic_seen(cfg);
-        for (j = 0; j < 2; j++)
-                for (i = 0; i < md->topic_cnt; i++)
-                        if (!md->topics[i].err &&
-                            !strcmp(md->topics[i].topic, names[j])) {
-                                found++;
-                                break;
-                        }
-        rd_kafka_metadata_destroy(md);
-        free(names[0]);
-        free(names[1]);
-        return found == 2;
+        return eb_state_topics_exist(eb_kafka_rk(k), cfg);
 }
 
 static int app_add_sources(eb_app_t *app, json_t *cps, char *errstr,

@@ -327,22 +327,6 @@ static int ensure_topic(rd_kafka_t *rk, const char *topic, int n, char *errstr,
         return -EINVAL;
 }
 
-static int state_topics_missing(eb_shards_t *m)
-{
-        char *names[2], why[256];
-        int i, missing = 0;
-
-        names[0] = eb_state_topic_checkpoints(m->cfg);
-        names[1] = eb_state_topic_seen(m->cfg);
-        for (i = 0; i < 2; i++) {
-                if (topic_partitions(eb_kafka_rk(m->writer), names[i], why,
-                                     sizeof(why)) <= 0)
-                        missing = 1;
-                free(names[i]);
-        }
-        return missing;
-}
-
 /* ---- shards ---------------------------------------------------------------
  */
 
@@ -1017,7 +1001,7 @@ eb_shards_t *eb_shards_new(struct event_base *base, const struct eb_config *cfg,
             ensure_topic(eb_kafka_rk(m->writer), m->intake_topic, m->n, errstr,
                          errstr_size))
                 goto fail;
-        if (state_topics_missing(m) &&
+        if (!eb_state_topics_exist(eb_kafka_rk(m->writer), cfg) &&
             eb_state_ensure_topics(eb_kafka_rk(m->writer), NULL, cfg, 1, 30000,
                                    errstr, errstr_size))
                 goto fail;

@@ -1186,6 +1186,30 @@ out:
         return rc;
 }
 
+int eb_state_topics_exist(rd_kafka_t *rk, const struct eb_config *cfg)
+{
+        const struct rd_kafka_metadata *md = NULL;
+        char *names[2];
+        int found = 0, i, j;
+
+        if (rd_kafka_metadata(rk, 1, NULL, &md, 10000) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR)
+                return 0;
+        names[0] = eb_state_topic_checkpoints(cfg);
+        names[1] = eb_state_topic_seen(cfg);
+        for (j = 0; j < 2; j++)
+                for (i = 0; i < md->topic_cnt; i++)
+                        if (!md->topics[i].err &&
+                            !strcmp(md->topics[i].topic, names[j])) {
+                                found++;
+                                break;
+                        }
+        rd_kafka_metadata_destroy(md);
+        free(names[0]);
+        free(names[1]);
+        return found == 2;
+}
+
 int eb_state_ensure_topics(rd_kafka_t *rk, rd_kafka_mock_cluster_t *mock,
                            const struct eb_config *cfg, int partitions_seen,
                            int timeout_ms, char *errstr, size_t errstr_size)

@@ -90,6 +90,13 @@ char *eb_state_topic_seen(const struct eb_config *cfg);
 int64_t eb_state_seen_retention_ms(const struct eb_config *cfg);
 
 /**
+ * @brief Whether both state topics exist in the cluster's metadata (one
+ * all-topics metadata request, 10 s at most; no topic is created).
+ * @returns 1, or 0 (one is missing, or the metadata is unavailable).
+ */
+int eb_state_topics_exist(rd_kafka_t *rk, const struct eb_config *cfg);
+
+/**
  * @brief Create both state topics if they do not exist (blocking, for
  * start-up, before the loop serves anything).
  *
