@@ -57,7 +57,7 @@ struct eb_shards_s {
         int stopping; /* shutdown: no shard starts any more */
         int closing;  /* eb_shards_free(): unassign at once */
         /* metrics */
-        uint64_t rebalances, assigned_total, revoked_total, lost_total;
+        uint64_t rebalances, revoked_total;
         uint64_t intake_written, intake_write_failed, intake_consumed,
                 intake_skipped, intake_publish_failed;
 };
@@ -534,10 +534,26 @@ static void shard_free(struct shard *sh)
         free(sh);
 }
 
+/* Hand @p parts back to the group (cooperative: just those; eager: the
+ * whole assignment, which the group has revoked as a whole). */
+static void give_back(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts)
+{
+        rd_kafka_error_t *error = NULL;
+
+        if (!strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE"))
+                error = rd_kafka_incremental_unassign(rk, parts);
+        else
+                (void)rd_kafka_assign(rk, NULL);
+        if (error) {
+                eb_warn(MOD, "giving shards back: %s",
+                        rd_kafka_error_string(error));
+                rd_kafka_error_destroy(error);
+        }
+}
+
 /* Give revoked partitions back to the group once their shards stopped. */
 static void revoke_settle(eb_shards_t *m)
 {
-        rd_kafka_error_t *error = NULL;
         int i;
 
         if (!m->revoking)
@@ -548,15 +564,7 @@ static void revoke_settle(eb_shards_t *m)
                 if (n >= 0 && n < m->n && m->sh[n])
                         return; /* still stopping */
         }
-        if (!strcmp(rd_kafka_rebalance_protocol(m->member), "COOPERATIVE"))
-                error = rd_kafka_incremental_unassign(m->member, m->revoking);
-        else
-                (void)rd_kafka_assign(m->member, NULL);
-        if (error) {
-                eb_warn(MOD, "giving shards back: %s",
-                        rd_kafka_error_string(error));
-                rd_kafka_error_destroy(error);
-        }
+        give_back(m->member, m->revoking);
         eb_info(MOD, "%d shard(s) handed back to the group", m->revoking->cnt);
         rd_kafka_topic_partition_list_destroy(m->revoking);
         m->revoking = NULL;
@@ -588,7 +596,6 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         if (n < 0 || n >= m->n)
                                 continue;
                         m->assigned[n] = 1;
-                        m->assigned_total++;
                         shard_start(m, n);
                 }
                 return;
@@ -603,7 +610,6 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                 continue;
                         m->assigned[n] = 0;
                         m->revoked_total++;
-                        m->lost_total += lost ? 1 : 0;
                         if (m->sh[n]) {
                                 m->sh[n]->restart = 0;
                                 shard_stop(m, m->sh[n],
@@ -612,12 +618,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         }
                 }
                 if (m->closing) {
-                        if (coop)
-                                rd_kafka_error_destroy(
-                                        rd_kafka_incremental_unassign(rk,
-                                                                      parts));
-                        else
-                                (void)rd_kafka_assign(rk, NULL);
+                        give_back(rk, parts);
                         return;
                 }
                 if (!m->revoking)

@@ -111,7 +111,8 @@ void eb_shards_reload(eb_shards_t *m, const struct eb_config *cfg);
 /** @brief Shutdown: stop every owned shard (sources, then commit). */
 void eb_shards_stop(eb_shards_t *m);
 
-/** @returns 1 when no shard is running or stopping (after a stop). */
+/** @returns 1 when no owned shard has a publish pending (the drain's
+ *  test, with the poller's). */
 int eb_shards_idle(const eb_shards_t *m);
 
 /** @returns the pipeline of @p source's shard if owned here, else NULL
