@@ -66,25 +66,18 @@ for a in json.load(sys.stdin)["accounts"]:
     i=$((i + 1))
   done
 }
-metric_sum() { # metric_sum NAME REPLICA... -> sum over the replicas
+metric_sum() { # metric_sum NAME REPLICA... -> summed over the replicas:
+  # the sample NAME (labels included, exactly), or every sample of the
+  # family NAME{...}
   local sum=0 r v
   for r in "${@:2}"; do
     v=$(curl -s "http://127.0.0.1:${RPORT[$r]}/metrics" | awk -v m="$1" \
-      '$1 == m {print int($2)}')
+      '$1 == m || index($1, m "{") == 1 {n += $2} END {print int(n)}')
     sum=$((sum + ${v:-0}))
   done
   echo $sum
 }
-family_sum() { # family_sum FAMILY REPLICA... -> its samples summed
-  local sum=0 r v
-  for r in "${@:2}"; do
-    v=$(curl -s "http://127.0.0.1:${RPORT[$r]}/metrics" | awk -v f="$1" \
-      'index($1, f "{") == 1 {n += $2} END {print int(n)}')
-    sum=$((sum + ${v:-0}))
-  done
-  echo $sum
-}
-running() { family_sum evbridge_shard_running "$@"; }
+running() { metric_sum evbridge_shard_running "$@"; }
 all_owned() { # all_owned REPLICA... : the 8 shards run, once each
   test "$(metric_sum evbridge_shards_owned "$@")" -eq 8 &&
     test "$(running "$@")" -eq 8
@@ -174,7 +167,7 @@ check "the intake tier carried webhooks" test "$written" -gt 0
 # TxnOffsetCommit but does not store the offsets, so a new owner re-reads
 # its partition from the start and the restored dedupe ids drop what was
 # published (0 duplicates above); a real broker stores them.
-oc=$(family_sum evbridge_shard_offset_commits_total r1 r2 r3 r4)
+oc=$(metric_sum evbridge_shard_offset_commits_total r1 r2 r3 r4)
 echo "  transactions that committed intake offsets (live replicas): $oc"
 check "intake offsets go into the owners' transactions" test "$oc" -gt 0
 check "every start logged its shards' restore" \
