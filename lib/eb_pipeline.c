@@ -802,6 +802,57 @@ static void txn_close(eb_pipeline_t *pl)
         txn_attempt(pl);
 }
 
+/*
+ * The fingerprint of @p evt into @p fp. A duplicate (already published or
+ * on its way) is counted and, while its message is in flight, @p b waits
+ * for that message: @returns 1. @returns 0 for a new event.
+ */
+static int dedupe_hit(eb_pipeline_t *pl, struct batch *b, struct srcstat *ss,
+                      const struct eb_event *evt, struct eb_fp *fp)
+{
+        struct msg *m0;
+        size_t klen;
+        char *dkey = eb_event_dedupe_key(evt, &klen);
+
+        eb_fp_compute(dkey, klen, fp);
+        free(dkey);
+        if (!eb_dedupe_contains(pl->dedupe, fp))
+                return 0;
+        ss->st.duplicates++;
+        m0 = inflight_find(pl, fp);
+        if (m0) {
+                struct waiter *w = eb_xcalloc(1, sizeof(*w));
+                w->b = b;
+                w->next = m0->waiters;
+                m0->waiters = w;
+                b->outstanding++;
+        }
+        return 1;
+}
+
+/*
+ * Render @p evt as the configured envelope. A normalized event missing a
+ * required field is a bug in an adapter: it is counted, logged and fails
+ * @p b (-EINVAL) so the page is retried and visible, never skipped.
+ * @returns 0 or -1.
+ */
+static int render(eb_pipeline_t *pl, struct batch *b, struct srcstat *ss,
+                  const struct eb_event *evt, struct eb_envelope *env)
+{
+        const struct eb_config *cfg = pl->cfg;
+
+        if (eb_envelope_render(evt, cfg->topic_template, cfg->topic_prefix,
+                               cfg->envelope_binary ? EB_ENVELOPE_BINARY
+                                                    : EB_ENVELOPE_STRUCTURED,
+                               env) == 0)
+                return 0;
+        ss->st.invalid++;
+        eb_error("pipeline", "source=%s event %s cannot be rendered", b->source,
+                 evt->id ? evt->id : "(no id)");
+        b->err = -EINVAL;
+        return -1;
+}
+
 static void on_linger(evutil_socket_t fd, short what, void *arg)
 {
         (void)fd;
@@ -864,24 +915,9 @@ static int eos_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                 struct txn *t;
                 struct msg *m;
                 struct eb_fp fp;
-                size_t klen;
-                char *dkey;
 
-                dkey = eb_event_dedupe_key(evt, &klen);
-                eb_fp_compute(dkey, klen, &fp);
-                free(dkey);
-                if (eb_dedupe_contains(pl->dedupe, &fp)) {
-                        struct msg *m0 = inflight_find(pl, &fp);
-                        ss->st.duplicates++;
-                        if (m0) {
-                                struct waiter *w = eb_xcalloc(1, sizeof(*w));
-                                w->b = b;
-                                w->next = m0->waiters;
-                                m0->waiters = w;
-                                b->outstanding++;
-                        }
+                if (dedupe_hit(pl, b, ss, evt, &fp))
                         continue;
-                }
                 if (held >= cap) {
                         /* back-pressure: the rest on the retry */
                         ss->st.queue_full++;
@@ -890,18 +926,8 @@ static int eos_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                         break;
                 }
                 m = eb_xcalloc(1, sizeof(*m));
-                if (eb_envelope_render(
-                            evt, cfg->topic_template, cfg->topic_prefix,
-                            cfg->envelope_binary ? EB_ENVELOPE_BINARY
-                                                 : EB_ENVELOPE_STRUCTURED,
-                            &m->env) != 0) {
-                        /* an adapter bug: fail the page, never skip */
+                if (render(pl, b, ss, evt, &m->env)) {
                         free(m);
-                        ss->st.invalid++;
-                        eb_error("pipeline",
-                                 "source=%s event %s cannot be rendered",
-                                 src->name, evt->id ? evt->id : "(no id)");
-                        b->err = -EINVAL;
                         break;
                 }
                 m->b = b;
@@ -1013,7 +1039,6 @@ int eb_pipeline_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                         struct eb_event **evts, size_t cnt, json_t *cp,
                         eb_publish_done_cb *done, void *arg)
 {
-        const struct eb_config *cfg = pl->cfg;
         struct srcstat *ss = stat_of(pl, src->name);
         struct batch *b;
         int64_t now_s = eb_now_ms() / 1000;
@@ -1035,42 +1060,14 @@ int eb_pipeline_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                 struct eb_envelope env;
                 struct msg *m;
                 struct eb_fp fp;
-                size_t klen;
-                char *dkey;
                 int rc;
 
                 if (b->err)
                         break;
-                dkey = eb_event_dedupe_key(evt, &klen);
-                eb_fp_compute(dkey, klen, &fp);
-                free(dkey);
-                if (eb_dedupe_contains(pl->dedupe, &fp)) {
-                        struct msg *m0 = inflight_find(pl, &fp);
-                        ss->st.duplicates++;
-                        if (m0) {
-                                struct waiter *w = eb_xcalloc(1, sizeof(*w));
-                                w->b = b;
-                                w->next = m0->waiters;
-                                m0->waiters = w;
-                                b->outstanding++;
-                        }
+                if (dedupe_hit(pl, b, ss, evt, &fp))
                         continue;
-                }
-                if (eb_envelope_render(
-                            evt, cfg->topic_template, cfg->topic_prefix,
-                            cfg->envelope_binary ? EB_ENVELOPE_BINARY
-                                                 : EB_ENVELOPE_STRUCTURED,
-                            &env) != 0) {
-                        /* A normalized event missing a required field is a
-                         * bug in an adapter: count it and fail the page so
-                         * it is retried and visible, never skipped. */
-                        ss->st.invalid++;
-                        eb_error("pipeline",
-                                 "source=%s event %s cannot be rendered",
-                                 src->name, evt->id ? evt->id : "(no id)");
-                        b->err = -EINVAL;
+                if (render(pl, b, ss, evt, &env))
                         break;
-                }
                 m = eb_xcalloc(1, sizeof(*m));
                 m->b = b;
                 m->fp = fp;
