@@ -52,6 +52,7 @@ struct eb_app_s {
         struct eb_config **retired;
         size_t nretired;
         uint64_t reloads, reload_failures;
+        struct eb_reload_tally reload_tally; /* the last reload's */
         /* Exactly-once: sources start and the process reports ready only
          * once eb_kafka_txn_init() and the state restore are done. */
         int eos;
@@ -122,15 +123,20 @@ void eb_app_shutdown(eb_app_t *app, const char *reason, int fatal)
         evtimer_add(app->drain_timer, &tv);
 }
 
-static const struct eb_source_cfg *find_source(const struct eb_config *cfg,
-                                               const char *name)
+/* One source's reload (eb_config_diff_sources()). Added sources start
+ * from the checkpoint this process committed for them, if any; changed
+ * ones restart from where they were. Dedupe state is untouched, so nothing
+ * is published twice. */
+static void reload_source(const struct eb_source_cfg *o,
+                          const struct eb_source_cfg *n, void *opaque)
 {
-        size_t i;
+        eb_app_t *app = opaque;
+        char errstr[512];
 
-        for (i = 0; i < cfg->sources_cnt; i++)
-                if (!strcmp(cfg->sources[i].name, name))
-                        return &cfg->sources[i];
-        return NULL;
+        (void)eb_poller_replace(
+                app->poller, o, n,
+                n ? eb_pipeline_checkpoint(app->pipeline, n->name) : NULL,
+                &app->reload_tally, errstr, sizeof(errstr));
 }
 
 static int str_differs(const char *a, const char *b)
@@ -178,9 +184,8 @@ static void warn_restart_only(const struct eb_config *o,
 void eb_app_reload(eb_app_t *app)
 {
         struct eb_config *old = app->cfg, *ncfg;
+        struct eb_reload_tally *t = &app->reload_tally;
         char errstr[1024];
-        size_t i;
-        int added = 0, removed = 0, changed = 0;
 
         if (!old->path || old->path[0] == '<') {
                 eb_info("app", "SIGHUP: running on the built-in default, no "
@@ -216,57 +221,17 @@ void eb_app_reload(eb_app_t *app)
         eb_log_set_level(ncfg->log_level);
         eb_log_set_format(ncfg->log_format);
 
-        /* Sharded: each owned shard restarts its sources. */
+        memset(t, 0, sizeof(*t));
+        /* Sharded: the owned shards apply what changed. */
         if (app->shards) {
-                eb_shards_reload(app->shards, ncfg);
+                eb_shards_reload(app->shards, ncfg, t);
                 goto swap;
         }
         /* Exactly-once before the restore: no source runs yet; the
          * restore starts the sources of the configuration then in force. */
         if (app->eos && !app->restored)
                 goto swap;
-        /* Removed (or now disabled) sources stop. */
-        for (i = 0; i < old->sources_cnt; i++) {
-                const struct eb_source_cfg *o = &old->sources[i];
-                const struct eb_source_cfg *n = find_source(ncfg, o->name);
-                if (!o->enabled || (n && n->enabled))
-                        continue;
-                eb_poller_remove(app->poller, o->name);
-                eb_info("app", "reload: source=%s removed", o->name);
-                removed++;
-        }
-        /* Added sources start from the checkpoint this process committed
-         * for them, if any; changed ones restart from where they were.
-         * Dedupe state is untouched, so nothing is published twice. */
-        for (i = 0; i < ncfg->sources_cnt; i++) {
-                const struct eb_source_cfg *n = &ncfg->sources[i];
-                const struct eb_source_cfg *o = find_source(old, n->name);
-                json_t *cp;
-                int rc;
-
-                if (!n->enabled)
-                        continue;
-                if (o && o->enabled && json_equal(o->json, n->json))
-                        continue; /* unchanged: keeps running as it is */
-                cp = eb_poller_checkpoint(app->poller, n->name);
-                if (!cp)
-                        cp = eb_pipeline_checkpoint(app->pipeline, n->name);
-                json_incref(cp);
-                if (o && o->enabled) {
-                        eb_poller_remove(app->poller, n->name);
-                        changed++;
-                } else {
-                        added++;
-                }
-                rc = eb_poller_add(app->poller, n, cp, errstr, sizeof(errstr));
-                json_decref(cp);
-                if (rc)
-                        eb_error("app", "reload: source=%s cannot start: %s",
-                                 n->name, errstr);
-                else
-                        eb_info("app", "reload: source=%s %s", n->name,
-                                o && o->enabled ? "changed" : "added");
-        }
+        eb_config_diff_sources(old, ncfg, reload_source, app);
 swap:
         app->retired = eb_xrealloc(app->retired,
                                    (app->nretired + 1) * sizeof(*app->retired));
@@ -276,7 +241,7 @@ swap:
         eb_info("app",
                 "reload done: %d added, %d removed, %d changed, %zu "
                 "source(s) in total",
-                added, removed, changed, ncfg->sources_cnt);
+                t->added, t->removed, t->changed, ncfg->sources_cnt);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

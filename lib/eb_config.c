@@ -1598,6 +1598,41 @@ const struct eb_source_cfg *eb_config_source(const struct eb_config *cfg,
         return NULL;
 }
 
+static const struct eb_source_cfg *enabled_source(const struct eb_config *cfg,
+                                                  const char *name)
+{
+        const struct eb_source_cfg *s = eb_config_source(cfg, name);
+
+        return s && s->enabled ? s : NULL;
+}
+
+void eb_config_diff_sources(const struct eb_config *old,
+                            const struct eb_config *ncfg,
+                            void (*fn)(const struct eb_source_cfg *o,
+                                       const struct eb_source_cfg *n,
+                                       void *opaque),
+                            void *opaque)
+{
+        size_t i;
+
+        for (i = 0; i < ncfg->sources_cnt; i++) {
+                const struct eb_source_cfg *n = &ncfg->sources[i];
+                const struct eb_source_cfg *o;
+
+                if (!n->enabled)
+                        continue;
+                o = enabled_source(old, n->name);
+                if (!o || !json_equal(o->json, n->json))
+                        fn(o, n, opaque);
+        }
+        for (i = 0; i < old->sources_cnt; i++) {
+                const struct eb_source_cfg *o = &old->sources[i];
+
+                if (o->enabled && !enabled_source(ncfg, o->name))
+                        fn(o, NULL, opaque);
+        }
+}
+
 /* Interpolate and validate a parsed @p root (borrowed; strings are
  * rewritten in place). Errors carry no file prefix. */
 static struct eb_config *config_from_json(json_t *root, const char *origin,

@@ -164,6 +164,19 @@ const struct eb_source_cfg *eb_config_source(const struct eb_config *cfg,
                                              const char *name);
 
 /**
+ * @brief What a reload changes in the polled sources: @p fn is called once
+ * for each enabled source of @p ncfg that is new (@p o NULL) or changed
+ * (both set), then once for each enabled source of @p old that is gone or
+ * disabled (@p n NULL). Unchanged sources are not reported.
+ */
+void eb_config_diff_sources(const struct eb_config *old,
+                            const struct eb_config *ncfg,
+                            void (*fn)(const struct eb_source_cfg *o,
+                                       const struct eb_source_cfg *n,
+                                       void *opaque),
+                            void *opaque);
+
+/**
  * @brief Interpolate ${VAR} and ${file:/path} in @p in.
  * @returns new string, or NULL with the reason in @p errstr (without the
  * key path, which the caller prefixes).

@@ -1,12 +1,14 @@
 #include "eb_poller.h"
 
-#define EB_POLLER_STAGGER_MS 4
+#define EB_POLLER_STAGGER_MS   4
+#define EB_POLLER_TWIN_WAIT_MS 10
 
 #include <errno.h>
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "eb_log.h"
 #include "eb_time.h"
 #include "eb_util.h"
 
@@ -56,6 +58,7 @@ struct eb_poller_s {
         struct eb_poller_opts opts;
         struct src *srcs;
         int nsrcs;
+        int retiring; /* removed sources whose request or publish runs */
         int stopping;
         uint64_t rng;
 };
@@ -221,24 +224,123 @@ static void unlink_src(eb_poller_t *p, struct src *s)
         }
 }
 
-void eb_poller_remove(eb_poller_t *p, const char *name)
+/* Forget @p s now, or once its request or publish settles: the upstream
+ * is still answering that request, so a successor with the same name
+ * waits for it (busy_twin()). */
+static void src_retire(eb_poller_t *p, struct src *s)
 {
-        struct src *s = find(p, name);
-
-        if (!s)
-                return;
         evtimer_del(s->timer);
-        if (s->fetching) {
-                eb_http_cancel(p->http, s->xfer_id);
-                s->fetching = 0;
-        }
         set_state(s, EB_SRC_STOPPED);
-        if (s->publishing) {
-                s->removed = 1; /* freed when the publish settles */
+        if (s->fetching || s->publishing) {
+                s->removed = 1;
+                p->retiring++;
                 return;
         }
         unlink_src(p, s);
         src_free(s);
+}
+
+/* The retired source @p s settled: free it. */
+static void src_retired(eb_poller_t *p, struct src *s)
+{
+        p->retiring--;
+        unlink_src(p, s);
+        src_free(s);
+}
+
+void eb_poller_remove(eb_poller_t *p, const char *name)
+{
+        struct src *s = find(p, name);
+
+        if (s)
+                src_retire(p, s);
+}
+
+int eb_poller_replace(eb_poller_t *p, const struct eb_source_cfg *o,
+                      const struct eb_source_cfg *n, json_t *cp,
+                      struct eb_reload_tally *tally, char *errstr,
+                      size_t errstr_size)
+{
+        struct eb_reload_tally none;
+        const struct src *cur;
+        int rc;
+
+        if (!tally)
+                tally = &none;
+        if (!n) {
+                eb_poller_remove(p, o->name);
+                eb_info("poller", "reload: source=%s removed", o->name);
+                tally->removed++;
+                return 0;
+        }
+        if (o)
+                tally->changed++;
+        else
+                tally->added++;
+        /* From where it is, else from @p cp (the last committed one). */
+        cur = find(p, n->name);
+        if (cur && cur->committed_cp)
+                cp = cur->committed_cp;
+        json_incref(cp);
+        if (o)
+                eb_poller_remove(p, o->name);
+        rc = eb_poller_add(p, n, cp, errstr, errstr_size);
+        json_decref(cp);
+        if (rc)
+                eb_error("poller", "reload: source=%s cannot start: %s",
+                         n->name, errstr);
+        else
+                eb_info("poller", "reload: source=%s %s", n->name,
+                        o ? "changed" : "added");
+        return rc;
+}
+
+/* A retired source named like @p s with a request or publish in flight. */
+static const struct src *busy_twin(const struct src *s)
+{
+        const struct src *t;
+
+        if (!s->p->retiring)
+                return NULL;
+        for (t = s->p->srcs; t; t = t->next)
+                if (t != s && t->removed && (t->fetching || t->publishing) &&
+                    !strcmp(t->cfg->name, s->cfg->name))
+                        return t;
+        return NULL;
+}
+
+int eb_poller_busy(const eb_poller_t *p, const char *name)
+{
+        const struct src *s;
+
+        for (s = p->srcs; s; s = s->next)
+                if ((s->fetching || s->publishing) &&
+                    !strcmp(s->cfg->name, name))
+                        return 1;
+        return 0;
+}
+
+void eb_poller_cancel(eb_poller_t *p, const char *name)
+{
+        struct src *s, *next;
+
+        for (s = p->srcs; s; s = next) {
+                next = s->next;
+                if (strcmp(s->cfg->name, name))
+                        continue;
+                if (!s->removed && !s->fetching && !s->publishing) {
+                        src_retire(p, s); /* frees it */
+                        continue;
+                }
+                if (!s->removed)
+                        src_retire(p, s);
+                if (s->fetching) {
+                        eb_http_cancel(p->http, s->xfer_id);
+                        s->fetching = 0;
+                        if (!s->publishing)
+                                src_retired(p, s);
+                }
+        }
 }
 
 static void src_schedule(struct src *s, int64_t delay_ms)
@@ -455,8 +557,7 @@ static void on_published(void *arg, int err)
 
         s->publishing = 0;
         if (s->removed) {
-                unlink_src(p, s);
-                src_free(s);
+                src_retired(p, s);
                 return;
         }
         if (err) {
@@ -523,6 +624,13 @@ static void on_response(const struct eb_http_result *res, void *opaque)
         int64_t wait;
 
         s->fetching = 0;
+        if (s->removed) {
+                /* Retired while this request ran: its answer is dropped
+                 * (the checkpoint did not move; a successor fetches it
+                 * again). */
+                src_retired(p, s);
+                return;
+        }
         if (res->err) {
                 /* A body over http.max_body is the upstream's answer being
                  * unacceptable, like an unparseable one: a body error. */
@@ -663,6 +771,14 @@ static void src_step(struct src *s)
         if (s->stopped || p->stopping || s->removed || s->fetching ||
             s->publishing)
                 return;
+        if (busy_twin(s)) {
+                /* The source was restarted (reload, shard moved back)
+                 * while its previous incarnation's request still runs:
+                 * one request at a time per account, always. */
+                set_state(s, EB_SRC_WAITING);
+                src_schedule(s, EB_POLLER_TWIN_WAIT_MS);
+                return;
+        }
         if (s->not_before_ms > now) {
                 set_state(s, EB_SRC_WAITING);
                 src_schedule(s, s->not_before_ms - now);

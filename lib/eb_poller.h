@@ -112,9 +112,38 @@ eb_poller_t *eb_poller_new(struct event_base *base, eb_http_t *http,
 int eb_poller_add(eb_poller_t *p, const struct eb_source_cfg *src, json_t *cp,
                   char *errstr, size_t errstr_size);
 
-/** @brief Stop and forget a source; an in-flight request is cancelled and
- *  an in-flight publish is let run (its result is ignored). */
+/**
+ * @brief Stop and forget a source. An in-flight request is let finish (the
+ * upstream serves it either way) and its answer dropped; an in-flight
+ * publish is let run. A source added again under the same name sends
+ * nothing until its predecessor's request is over, so an account never
+ * sees two of our requests at once.
+ */
 void eb_poller_remove(eb_poller_t *p, const char *name);
+
+/**
+ * @brief Apply one source's reload (eb_config_diff_sources()): @p n NULL
+ * removes @p o; @p o NULL adds @p n; both restart it with the new
+ * configuration. A restarted or added source resumes from the checkpoint
+ * the poller holds for it, else from @p cp (borrowed, may be NULL).
+ * Logs what it did and counts it in @p tally (may be NULL).
+ * @returns 0, or eb_poller_add()'s error.
+ */
+struct eb_reload_tally {
+        int added, removed, changed;
+};
+int eb_poller_replace(eb_poller_t *p, const struct eb_source_cfg *o,
+                      const struct eb_source_cfg *n, json_t *cp,
+                      struct eb_reload_tally *tally, char *errstr,
+                      size_t errstr_size);
+
+/** @returns 1 while a request or publish of @p name (removed or not) is in
+ *  flight. */
+int eb_poller_busy(const eb_poller_t *p, const char *name);
+
+/** @brief Remove @p name and cancel its requests now, those of removed
+ *  incarnations included (a deadline passed). Publishes still settle. */
+void eb_poller_cancel(eb_poller_t *p, const char *name);
 
 /**
  * @brief Ask for a walk of @p name now (webhook trigger). Coalesced: while

@@ -28,8 +28,7 @@ struct shard {
         char *txn_id;
         eb_kafka_t *kafka;
         eb_pipeline_t *pipeline;
-        char **names; /* sources added to the poller */
-        size_t nnames;
+        size_t nsources; /* sources started by the last shard_add_sources */
         int64_t stop_deadline_ms;
         int restart;    /* start again once stopped (still assigned) */
         int intake_on;  /* intake partition n assigned */
@@ -372,6 +371,13 @@ static void intake_assign(eb_shards_t *m, struct shard *sh, int on)
         rd_kafka_topic_partition_list_destroy(tpl);
 }
 
+/* This shard's sources are those of the current configuration that hash
+ * to it: a reload (eb_shards_reload) keeps the poller in step with it. */
+static int owns(const struct shard *sh, const struct eb_source_cfg *src)
+{
+        return src->enabled && eb_shard_of(src->name, sh->m->n) == sh->n;
+}
+
 static void shard_add_sources(struct shard *sh, json_t *cps)
 {
         eb_shards_t *m = sh->m;
@@ -379,11 +385,12 @@ static void shard_add_sources(struct shard *sh, json_t *cps)
         char err[512];
         size_t i;
 
+        sh->nsources = 0;
         for (i = 0; i < cfg->sources_cnt; i++) {
                 const struct eb_source_cfg *src = &cfg->sources[i];
                 json_t *cp;
 
-                if (!src->enabled || eb_shard_of(src->name, m->n) != sh->n)
+                if (!owns(sh, src))
                         continue;
                 cp = cps ? json_object_get(cps, src->name) : NULL;
                 if (!cp)
@@ -393,23 +400,43 @@ static void shard_add_sources(struct shard *sh, json_t *cps)
                                  sh->n, src->name, err);
                         continue;
                 }
-                sh->names = eb_xrealloc(sh->names,
-                                        (sh->nnames + 1) * sizeof(*sh->names));
-                sh->names[sh->nnames++] = eb_xstrdup(src->name);
+                sh->nsources++;
         }
 }
 
-static void shard_remove_sources(struct shard *sh)
+/* Stop the shard's sources; their requests in flight are let finish. */
+static void shard_retire_sources(struct shard *sh)
 {
+        const struct eb_config *cfg = sh->m->cfg;
         size_t i;
 
-        for (i = 0; i < sh->nnames; i++) {
-                eb_poller_remove(sh->m->poller, sh->names[i]);
-                free(sh->names[i]);
-        }
-        free(sh->names);
-        sh->names = NULL;
-        sh->nnames = 0;
+        for (i = 0; i < cfg->sources_cnt; i++)
+                if (owns(sh, &cfg->sources[i]))
+                        eb_poller_remove(sh->m->poller, cfg->sources[i].name);
+}
+
+/* A request or publish of one of the shard's sources is in flight. */
+static int shard_sources_busy(const struct shard *sh)
+{
+        const struct eb_config *cfg = sh->m->cfg;
+        size_t i;
+
+        for (i = 0; i < cfg->sources_cnt; i++)
+                if (owns(sh, &cfg->sources[i]) &&
+                    eb_poller_busy(sh->m->poller, cfg->sources[i].name))
+                        return 1;
+        return 0;
+}
+
+/* Cancel whatever of the shard's sources still runs (a deadline passed). */
+static void shard_cancel_sources(struct shard *sh)
+{
+        const struct eb_config *cfg = sh->m->cfg;
+        size_t i;
+
+        for (i = 0; i < cfg->sources_cnt; i++)
+                if (owns(sh, &cfg->sources[i]))
+                        eb_poller_cancel(sh->m->poller, cfg->sources[i].name);
 }
 
 static void on_shard_init(void *opaque, int err, const char *errstr)
@@ -465,7 +492,7 @@ static void on_shard_init(void *opaque, int err, const char *errstr)
                 "and %llu checkpoints in %lld ms, %zu source(s) polling",
                 sh->n, sh->txn_id, (unsigned long long)st.ids,
                 (unsigned long long)st.checkpoints, (long long)st.ms,
-                sh->nnames);
+                sh->nsources);
 }
 
 static void shard_start(eb_shards_t *m, int n)
@@ -514,11 +541,11 @@ static void shard_stop(eb_shards_t *m, struct shard *sh, const char *why)
         if (sh->state == SH_STOPPING)
                 return;
         eb_info(MOD, "shard %d: stopping (%s): %zu source(s)", sh->n, why,
-                sh->nnames);
+                sh->nsources);
         sh->state = SH_STOPPING;
         sh->stop_deadline_ms =
                 eb_mono_ms() + m->cfg->scale_rebalance_timeout_ms;
-        shard_remove_sources(sh);
+        shard_retire_sources(sh);
         intake_assign(m, sh, 0);
 }
 
@@ -529,7 +556,7 @@ static void shard_free(struct shard *sh)
          * goes. */
         eb_kafka_free(sh->kafka);
         eb_pipeline_free(sh->pipeline);
-        shard_remove_sources(sh);
+        shard_cancel_sources(sh);
         free(sh->txn_id);
         free(sh);
 }
@@ -788,7 +815,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
                 }
                 if (sh->state != SH_STOPPING)
                         continue;
-                if (eb_pipeline_pending(sh->pipeline) > 0 &&
+                /* Handed back only once its sources' requests are over
+                 * (the next owner's must not overlap them at the
+                 * upstream) and its publishes settled; bounded by
+                 * scale.rebalance_timeout. */
+                if ((eb_pipeline_pending(sh->pipeline) > 0 ||
+                     shard_sources_busy(sh)) &&
                     eb_mono_ms() < sh->stop_deadline_ms)
                         continue;
                 if (eb_pipeline_pending(sh->pipeline) > 0)
@@ -797,6 +829,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
                                 "scale.rebalance_timeout; dropped (their "
                                 "pages are fetched again by the next owner)",
                                 i, eb_pipeline_pending(sh->pipeline));
+                if (shard_sources_busy(sh))
+                        eb_warn(MOD,
+                                "shard %d: requests still running after "
+                                "scale.rebalance_timeout; cancelled",
+                                i);
                 restart = sh->restart && m->assigned[i];
                 m->sh[i] = NULL;
                 shard_free(sh);
@@ -1056,31 +1093,38 @@ fail:
         return NULL;
 }
 
-void eb_shards_reload(eb_shards_t *m, const struct eb_config *cfg)
+struct shard_reload {
+        eb_shards_t *m;
+        struct eb_reload_tally *tally;
+};
+
+/* One source's reload, applied if a running shard of ours owns it. */
+static void reload_source(const struct eb_source_cfg *o,
+                          const struct eb_source_cfg *n, void *opaque)
 {
-        int i;
+        struct shard_reload *r = opaque;
+        const char *name = n ? n->name : o->name;
+        struct shard *sh = r->m->sh[eb_shard_of(name, r->m->n)];
+        char err[512];
+
+        /* A starting shard starts the new configuration's sources; a
+         * stopping one has retired its own already. */
+        if (!sh || sh->state != SH_RUNNING)
+                return;
+        (void)eb_poller_replace(
+                r->m->poller, o, n,
+                n ? eb_pipeline_checkpoint(sh->pipeline, n->name) : NULL,
+                r->tally, err, sizeof(err));
+}
+
+void eb_shards_reload(eb_shards_t *m, const struct eb_config *cfg,
+                      struct eb_reload_tally *tally)
+{
+        const struct eb_config *old = m->cfg;
+        struct shard_reload r = {m, tally};
 
         m->cfg = cfg;
-        /* Owned shards restart their sources from where they are: the
-         * poller's checkpoint, else the shard's last committed one. */
-        for (i = 0; i < m->n; i++) {
-                struct shard *sh = m->sh[i];
-                json_t *cps;
-                size_t j;
-
-                if (!sh || sh->state != SH_RUNNING)
-                        continue;
-                cps = json_object();
-                for (j = 0; j < sh->nnames; j++) {
-                        json_t *cp =
-                                eb_poller_checkpoint(m->poller, sh->names[j]);
-                        if (cp)
-                                json_object_set(cps, sh->names[j], cp);
-                }
-                shard_remove_sources(sh);
-                shard_add_sources(sh, cps);
-                json_decref(cps);
-        }
+        eb_config_diff_sources(old, cfg, reload_source, &r);
 }
 
 void eb_shards_stop(eb_shards_t *m)

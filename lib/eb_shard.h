@@ -106,7 +106,8 @@ int eb_shards_trigger(eb_shards_t *m, const char *source);
 
 /** @brief SIGHUP: switch to @p cfg (borrowed); owned shards add, remove
  *  and restart their changed sources. */
-void eb_shards_reload(eb_shards_t *m, const struct eb_config *cfg);
+void eb_shards_reload(eb_shards_t *m, const struct eb_config *cfg,
+                      struct eb_reload_tally *tally);
 
 /** @brief Shutdown: stop every owned shard (sources, then commit). */
 void eb_shards_stop(eb_shards_t *m);

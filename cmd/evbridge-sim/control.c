@@ -235,7 +235,7 @@ static json_t *account_stats(struct sim_account *a)
                 served += a->vers[i]->served;
         return json_pack(
                 "{s:s,s:s,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
-                "s:{s:I,s:I,s:I,s:I,s:I},s:i,s:i,s:I,s:I,s:I,s:I,s:b,"
+                "s:{s:I,s:I,s:I,s:I,s:I},s:i,s:I,s:I,s:i,s:I,s:I,s:I,s:I,s:b,"
                 "s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
                 "provider", sim_prov_name(a->prov), "account", a->name,
                 "requests", (json_int_t)st->requests, "status", "2xx",
@@ -246,11 +246,12 @@ static json_t *account_stats(struct sim_account *a)
                 "reset", (json_int_t)st->resets, "slow", (json_int_t)st->slow,
                 "truncated", (json_int_t)st->truncated, "malformed",
                 (json_int_t)st->malformed, "html", (json_int_t)st->html,
-                "max_concurrent", st->max_conc, "concurrent", st->cur_conc,
-                "events", (json_int_t)st->events, "versions",
-                (json_int_t)st->versions, "consolidations",
-                (json_int_t)st->consolidations, "served_versions",
-                (json_int_t)served, "banned",
+                "max_concurrent", st->max_conc, "max_concurrent_at_ms",
+                (json_int_t)st->max_conc_at_ms, "overlaps",
+                (json_int_t)st->overlaps, "concurrent", st->cur_conc, "events",
+                (json_int_t)st->events, "versions", (json_int_t)st->versions,
+                "consolidations", (json_int_t)st->consolidations,
+                "served_versions", (json_int_t)served, "banned",
                 a->banned_until && eb_mono_ms() < a->banned_until, "webhooks",
                 "scheduled", (json_int_t)st->wh_scheduled, "attempts",
                 (json_int_t)st->wh_attempts, "delivered",
@@ -436,6 +437,8 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
                         st->s5xx = st->resets = st->slow = 0;
                         st->truncated = st->malformed = st->html = 0;
                         st->max_conc = st->cur_conc;
+                        st->max_conc_at_ms = 0;
+                        st->overlaps = 0;
                         st->wh_scheduled = st->wh_attempts = 0;
                         st->wh_delivered = st->wh_failed = 0;
                         st->wh_retries = st->wh_dups = 0;

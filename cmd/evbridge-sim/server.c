@@ -49,8 +49,12 @@ static struct sim_req *req_new(struct sim *sim, struct sim_account *a,
         if (a) {
                 a->st.requests++;
                 a->st.cur_conc++;
-                if (a->st.cur_conc > a->st.max_conc)
+                if (a->st.cur_conc > 1)
+                        a->st.overlaps++;
+                if (a->st.cur_conc > a->st.max_conc) {
                         a->st.max_conc = a->st.cur_conc;
+                        a->st.max_conc_at_ms = eb_now_ms();
+                }
         }
         return sr;
 }

@@ -263,6 +263,9 @@ struct sim_stats {
         uint64_t resets, slow, truncated, malformed, html;
         int cur_conc;
         int max_conc;
+        uint64_t overlaps;      /* requests that arrived while another
+                                   for the account was unanswered */
+        int64_t max_conc_at_ms; /* wall clock when max_conc was reached */
         uint64_t events;
         uint64_t versions;
         uint64_t consolidations;

@@ -299,6 +299,93 @@ static void test_checkpoint_waits_for_ack(void)
         EB_CHECK(eb_sim_stop(&sim) == 0);
 }
 
+/* A source restarted (reload, shard handed back and forth) while its
+ * request runs: the upstream is still serving that request, so the new
+ * incarnation waits for it; the account never sees two at once. */
+static void test_restart_never_overlaps(void)
+{
+        const char *args[] = {"--seed",    "5",   "--accounts",   "kota=1",
+                              "--backlog", "40",  "--rate",       "0",
+                              "--limits",  "off", "--latency-ms", "300",
+                              NULL};
+        struct eb_sim sim;
+        struct fake_sink fs;
+        struct eb_sink sink;
+        struct eb_config *cfg;
+        eb_http_t *http;
+        eb_poller_t *p;
+        json_t *stats, *acct;
+        char json[2048], err[512];
+        int i, missing = -1;
+
+        memset(&fs, 0, sizeof(fs));
+        fs.seen = json_object();
+        EB_REQUIRE(eb_sim_start(args, &sim) == 0);
+        snprintf(json, sizeof(json),
+                 "{\"sources\":[{\"name\":\"kota-1\",\"provider\":\"kota\","
+                 "\"base_url\":\"%s\",\"credentials\":{\"api_key\":\"%s\"},"
+                 "\"poll\":{\"interval\":\"100ms\",\"start\":\"1d\"}}]}",
+                 eb_sim_str(&sim, "kota-1", "base_url"),
+                 eb_sim_str(&sim, "kota-1", "credentials.api_key"));
+        cfg = eb_config_load_string(json, err, sizeof(err));
+        EB_REQUIRE(cfg != NULL);
+        http = eb_http_new(base, err, sizeof(err));
+        sink.publish = publish;
+        sink.opaque = &fs;
+        p = eb_poller_new(base, http, &sink, NULL);
+        EB_REQUIRE(eb_poller_add(p, &cfg->sources[0], NULL, err, sizeof(err)) ==
+                   0);
+        for (i = 0;
+             i < 300 && eb_poller_stats(p, "kota-1")->state != EB_SRC_FETCHING;
+             i++)
+                run_for(5);
+        EB_REQUIRE(eb_poller_stats(p, "kota-1")->state == EB_SRC_FETCHING);
+        /* Restart it mid-request, twice over the run. */
+        eb_poller_remove(p, "kota-1");
+        EB_CHECK(eb_poller_busy(p, "kota-1"));
+        EB_CHECK(eb_poller_stats(p, "kota-1") == NULL);
+        EB_REQUIRE(eb_poller_add(p, &cfg->sources[0], NULL, err, sizeof(err)) ==
+                   0);
+        run_for(450);
+        for (i = 0;
+             i < 300 && eb_poller_stats(p, "kota-1")->state != EB_SRC_FETCHING;
+             i++)
+                run_for(5);
+        eb_poller_remove(p, "kota-1");
+        EB_REQUIRE(eb_poller_add(p, &cfg->sources[0], NULL, err, sizeof(err)) ==
+                   0);
+        for (i = 0; i < EB_T_TMOUT(20) * 10; i++) {
+                run_for(100);
+                if (all_accepted(&sim, &fs, &missing))
+                        break;
+        }
+        EB_CHECK_INT(missing, 0);
+        stats = eb_sim_get_json(&sim, "/_sim/stats");
+        EB_REQUIRE(stats != NULL);
+        acct = json_array_get(json_object_get(stats, "accounts"), 0);
+        EB_CHECK_INT(json_integer_value(json_object_get(acct, "overlaps")), 0);
+        EB_CHECK_INT(
+                json_integer_value(json_object_get(acct, "max_concurrent")), 1);
+        json_decref(stats);
+
+        /* A deadline passed: cancel drops the request at once. */
+        for (i = 0;
+             i < 300 && eb_poller_stats(p, "kota-1")->state != EB_SRC_FETCHING;
+             i++)
+                run_for(5);
+        EB_REQUIRE(eb_poller_stats(p, "kota-1")->state == EB_SRC_FETCHING);
+        eb_poller_remove(p, "kota-1");
+        EB_CHECK(eb_poller_busy(p, "kota-1"));
+        eb_poller_cancel(p, "kota-1");
+        EB_CHECK(!eb_poller_busy(p, "kota-1"));
+        EB_CHECK(eb_poller_idle(p));
+        eb_poller_free(p);
+        eb_http_free(http);
+        eb_config_free(cfg);
+        json_decref(fs.seen);
+        EB_CHECK(eb_sim_stop(&sim) == 0);
+}
+
 int main(void)
 {
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -306,6 +393,7 @@ int main(void)
         base = event_base_new();
         EB_RUN(test_failures_lose_nothing);
         EB_RUN(test_checkpoint_waits_for_ack);
+        EB_RUN(test_restart_never_overlaps);
         event_base_free(base);
         curl_global_cleanup();
         eb_log_shutdown();

@@ -120,11 +120,22 @@ r4_has_shards() {
 }
 check "the fourth replica gets shards; the 8 run once each" \
   wait_for "r4 owns shards" 60 r4_has_shards
-# SIGHUP on a replica: its shards restart their sources from where they
-# are (nothing is fetched twice into Kafka: the truth check below).
+# SIGHUP on a replica after every source's poll interval changed: its
+# shards restart their sources from where they are (nothing is fetched
+# twice into Kafka: the truth check below), each once its request in
+# flight is over (max_concurrent below).
+$PY - "$T/cfg.json" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+for s in cfg["sources"]:
+    s.setdefault("poll", {})["interval"] = "900ms"
+json.dump(cfg, open(sys.argv[1], "w"), indent=2)
+PY
 kill -HUP "${RPID[r3]}"
-reloaded() { grep -q "reload done" "$T"/evbridge.r3.*.log; }
-check "r3 reloads its configuration" wait_for "r3 reload" 10 reloaded
+reloaded() { grep -q "reload done: 0 added, 0 removed, [1-9][0-9]* changed" \
+  "$T"/evbridge.r3.*.log; }
+check "r3 reloads its configuration and restarts its changed sources" \
+  wait_for "r3 reload" 10 reloaded
 check "the 8 shards still run once each after the reload" \
   wait_for "8 running" 20 all_owned r1 r2 r3 r4
 sleep 4
@@ -153,6 +164,15 @@ print(max(a["max_concurrent"] for a in json.load(open(sys.argv[1]))["accounts"])
   "$T/stats.json")
 check "no account ever had two pollers at once (max_concurrent $maxc)" \
   test "$maxc" -le 1
+$PY -c '
+import json, sys, time
+for a in json.load(open(sys.argv[1]))["accounts"]:
+    if a["max_concurrent"] > 1:
+        t = a["max_concurrent_at_ms"]
+        print("  %s: %d requests at once at %s.%03dZ (%d overlaps)" % (
+            a["account"], a["max_concurrent"],
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 1000)),
+            t % 1000, a["overlaps"]))' "$T/stats.json"
 delivered=$($PY -c '
 import json, sys
 print(sum(a["webhooks"]["delivered"] for a in json.load(open(sys.argv[1]))["accounts"]))' \
