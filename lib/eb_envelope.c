@@ -8,6 +8,7 @@
  * values, and replays are byte-identical.
  */
 #include "eb_event.h"
+#include "eb_json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -270,11 +271,6 @@ static int nonempty(const char *s)
         return s && *s;
 }
 
-static int set_str(json_t *obj, const char *key, const char *val)
-{
-        return json_object_set_new(obj, key, json_string(val));
-}
-
 /*
  * The CloudEvents context attributes in their fixed order, shared by the
  * structured (JSON members) and binary ("ce_" headers) renderings.
@@ -379,7 +375,13 @@ static int add_header(struct eb_envelope *env, const char *name,
         return 0;
 }
 
-/* Required fields present and usable? */
+static int utf8_ok(const char *s)
+{
+        return !s || eb_utf8_valid(s, strlen(s));
+}
+
+/* Required fields present and usable? Every string that becomes a
+ * CloudEvents attribute must be UTF-8 (a JSON string, a header value). */
 static int event_valid(const struct eb_event *evt)
 {
         if (!nonempty(evt->id) || !nonempty(evt->source_name) ||
@@ -390,7 +392,83 @@ static int event_valid(const struct eb_event *evt)
                 return 0;
         if (evt->time_ms < 0 || evt->time_ms > EB_TIME_MAX_MS)
                 return 0;
-        return 1;
+        return utf8_ok(evt->id) && utf8_ok(evt->source_name) &&
+               utf8_ok(evt->provider) && utf8_ok(evt->entity_type) &&
+               utf8_ok(evt->action) && utf8_ok(evt->account) &&
+               utf8_ok(evt->entity_id) && utf8_ok(evt->actor) &&
+               utf8_ok(evt->version);
+}
+
+/* ,"name":"value" */
+static int put_attr(struct eb_buf *b, const char *name, const char *value)
+{
+        int rc;
+
+        if ((rc = eb_buf_append_str(b, name)))
+                return rc;
+        return eb_json_put_str(b, value, strlen(value));
+}
+
+/* "data": the normalized fields and the provider's own event. */
+static int put_data(struct eb_buf *b, const struct eb_event *evt)
+{
+        int rc;
+
+        if ((rc = eb_buf_append_str(b, "{\"fields\":")))
+                return rc;
+        rc = evt->fields ? eb_json_put(b, evt->fields)
+                         : eb_buf_append(b, "{}", 2);
+        if (rc || (rc = eb_buf_append_str(b, ",\"native\":")) ||
+            (rc = eb_json_put(b, evt->native)))
+                return rc;
+        return eb_buf_append(b, "}", 1);
+}
+
+/*
+ * The structured CloudEvent, written straight out (no jansson tree): the
+ * attributes in the order of ce_attrs_fill(), then "data". Same bytes as
+ * json_dumps() of the equivalent object.
+ */
+static int put_structured(struct eb_buf *b, const struct eb_event *evt)
+{
+        const char *entity_id = evt->entity_id ? evt->entity_id : "";
+        const char *acct =
+                nonempty(evt->account) ? evt->account : evt->source_name;
+        char ts[40], *type = eb_event_type(evt);
+        int rc;
+
+        eb_rfc3339_format(evt->time_ms, 3, ts, sizeof(ts));
+        if ((rc = put_attr(b, "{\"specversion\":\"1.0\",\"id\":", evt->id)) ||
+            (rc = eb_buf_append_str(b, ",\"source\":\"/")) ||
+            (rc = eb_json_put_chars(b, evt->provider, strlen(evt->provider))) ||
+            (rc = eb_buf_append(b, "/", 1)) ||
+            (rc = eb_json_put_chars(b, acct, strlen(acct))) ||
+            (rc = put_attr(b, "\",\"type\":", type)) ||
+            (rc = put_attr(b, ",\"time\":", ts)) ||
+            (rc = eb_buf_append_str(b, ",\"subject\":\"")) ||
+            (rc = eb_json_put_chars(b, evt->entity_type,
+                                    strlen(evt->entity_type))) ||
+            (rc = eb_buf_append(b, "/", 1)) ||
+            (rc = eb_json_put_chars(b, entity_id, strlen(entity_id))) ||
+            (rc = eb_buf_append_str(b, "\",\"datacontenttype\":"
+                                       "\"application/json\"")) ||
+            (rc = put_attr(b, ",\"provider\":", evt->provider)) ||
+            (nonempty(evt->account) &&
+             (rc = put_attr(b, ",\"account\":", evt->account))) ||
+            (rc = put_attr(b, ",\"entitytype\":", evt->entity_type)) ||
+            (rc = put_attr(b, ",\"entityid\":", entity_id)) ||
+            (rc = put_attr(b, ",\"action\":", evt->action)) ||
+            (evt->actor && (rc = put_attr(b, ",\"actor\":", evt->actor))) ||
+            (evt->version &&
+             (rc = put_attr(b, ",\"eventversion\":", evt->version))) ||
+            (rc = put_attr(b, ",\"sourcename\":", evt->source_name)) ||
+            (rc = eb_buf_append_str(b, ",\"data\":")) ||
+            (rc = put_data(b, evt)))
+                goto out;
+        rc = eb_buf_append(b, "}", 1);
+out:
+        free(type);
+        return rc;
 }
 
 int eb_envelope_render(const struct eb_event *evt, const char *topic_template,
@@ -398,13 +476,12 @@ int eb_envelope_render(const struct eb_event *evt, const char *topic_template,
                        struct eb_envelope *env)
 {
         struct ce_attr a[CE_N];
-        json_t *data = NULL;
-        json_t *root = NULL;
-        int filled = 0;
+        struct eb_buf b;
         int rc = -EINVAL;
         int i;
 
         memset(env, 0, sizeof(*env));
+        eb_buf_init(&b, 0);
         if (!event_valid(evt) ||
             (mode != EB_ENVELOPE_STRUCTURED && mode != EB_ENVELOPE_BINARY))
                 goto out;
@@ -416,58 +493,31 @@ int eb_envelope_render(const struct eb_event *evt, const char *topic_template,
         env->key = eb_event_key(evt);
         env->key_len = strlen(env->key);
 
-        ce_attrs_fill(evt, a);
-        filled = 1;
-
-        rc = -ENOMEM;
-        data = json_object();
-        if (!data ||
-            json_object_set_new(data, "fields",
-                                evt->fields ? json_incref(evt->fields)
-                                            : json_object()) ||
-            json_object_set(data, "native", evt->native))
-                goto out;
-
         if (mode == EB_ENVELOPE_STRUCTURED) {
-                root = json_object();
-                if (!root)
-                        goto out;
-                for (i = 0; i < CE_N; i++)
-                        if (a[i].value && set_str(root, a[i].name, a[i].value))
-                                goto out;
-                if (json_object_set(root, "data", data))
-                        goto out;
-                env->value = json_dumps(root, JSON_COMPACT);
-                if (!env->value)
+                if ((rc = put_structured(&b, evt)))
                         goto out;
                 rc = add_header(env, "content-type",
                                 eb_xstrdup("application/cloudevents+json"));
-                if (rc)
-                        goto out;
         } else {
-                env->value = json_dumps(data, JSON_COMPACT);
-                if (!env->value)
+                if ((rc = put_data(&b, evt)))
                         goto out;
-                for (i = 0; i < CE_N; i++) {
+                ce_attrs_fill(evt, a);
+                for (i = 0; i < CE_N && !rc; i++) {
                         if (!a[i].value || !a[i].header)
                                 continue;
                         rc = add_header(env, a[i].header, a[i].value);
                         a[i].value = NULL; /* now owned by env */
-                        if (rc)
-                                goto out;
                 }
-                rc = add_header(env, "content-type",
-                                eb_xstrdup("application/json"));
-                if (rc)
-                        goto out;
-        }
-        env->value_len = strlen(env->value);
-        rc = 0;
-out:
-        if (filled)
                 ce_attrs_free(a);
-        json_decref(root);
-        json_decref(data);
+                if (!rc)
+                        rc = add_header(env, "content-type",
+                                        eb_xstrdup("application/json"));
+        }
+        if (rc)
+                goto out;
+        env->value = eb_buf_take(&b, &env->value_len);
+out:
+        eb_buf_fini(&b);
         if (rc)
                 eb_envelope_fini(env);
         return rc;

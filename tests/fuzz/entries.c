@@ -5,6 +5,8 @@
  */
 #include "entries.h"
 
+#include "eb_json.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include "eb_config.h"
 #include "eb_event.h"
 #include "eb_form.h"
+#include "eb_json.h"
 #include "eb_log.h"
 #include "eb_provider.h"
 #include "eb_ratelimit.h"
@@ -180,6 +183,21 @@ static int check_event(const struct eb_event *evt)
                         fprintf(stderr, "fuzz: envelope refused an event\n");
                         rc = -1;
                         continue;
+                }
+                /* The value is JSON that carries the event as it came. */
+                {
+                        json_t *v =
+                                json_loadb(env.value, env.value_len, 0, NULL);
+                        json_t *d = mode ? v : json_object_get(v, "data");
+
+                        if (!v || env.value_len != strlen(env.value) ||
+                            !json_equal(json_object_get(d, "native"),
+                                        evt->native)) {
+                                fprintf(stderr, "fuzz: envelope value is "
+                                                "not the event's JSON\n");
+                                rc = -1;
+                        }
+                        json_decref(v);
                 }
                 if (!env.topic || !*env.topic || strlen(env.topic) > 249 ||
                     strspn(env.topic,
@@ -871,6 +889,40 @@ out:
         return rc;
 }
 
+int eb_fuzz_json_dump(const uint8_t *data, size_t size)
+{
+        json_t *v;
+        struct eb_buf b;
+        char *want;
+        int rc = 0, utf8;
+
+        eb_fuzz_init();
+        /* eb_utf8_valid() accepts what jansson's strings accept. */
+        v = json_stringn((const char *)data, size);
+        utf8 = eb_utf8_valid((const char *)data, size);
+        if (!!v != utf8) {
+                fprintf(stderr, "fuzz: utf8 %d, jansson %d\n", utf8, !!v);
+                rc = -1;
+        }
+        json_decref(v);
+        /* eb_json_put() writes what json_dumps(JSON_COMPACT) writes. */
+        v = json_loadb((const char *)data, size,
+                       JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        if (!v)
+                return rc;
+        want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        eb_buf_init(&b, 0);
+        if (eb_json_put(&b, v) != 0 || !want || b.len != strlen(want) ||
+            memcmp(b.data, want, b.len)) {
+                fprintf(stderr, "fuzz: eb_json_put differs from jansson\n");
+                rc = -1;
+        }
+        eb_buf_fini(&b);
+        free(want);
+        json_decref(v);
+        return rc;
+}
+
 const struct eb_fuzz_target eb_fuzz_targets[] = {
         {"kommo_page", eb_fuzz_kommo_page},
         {"close_page", eb_fuzz_close_page},
@@ -885,5 +937,6 @@ const struct eb_fuzz_target eb_fuzz_targets[] = {
         {"config", eb_fuzz_config},
         {"time", eb_fuzz_time},
         {"intake", eb_fuzz_intake},
+        {"json_dump", eb_fuzz_json_dump},
         {NULL, NULL},
 };

@@ -56,6 +56,11 @@ int eb_fuzz_sig_kota(const uint8_t *data, size_t size);
 int eb_fuzz_sig_standard(const uint8_t *data, size_t size);
 int eb_fuzz_sig_close(const uint8_t *data, size_t size);
 
+/* Any JSON text: eb_json_put() must write exactly what
+ * json_dumps(JSON_COMPACT) writes (NUL in strings included), and
+ * eb_utf8_valid() accept exactly what jansson's strings accept. */
+int eb_fuzz_json_dump(const uint8_t *data, size_t size);
+
 /* RateLimit and Retry-After header values. */
 int eb_fuzz_ratelimit(const uint8_t *data, size_t size);
 /* eb_config_load_string and the provider and webhook checks. */

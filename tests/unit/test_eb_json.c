@@ -1,0 +1,347 @@
+/*
+ * eb_json: the compact writer must produce json_dumps(JSON_COMPACT)'s
+ * bytes, and the envelope rendered with it the bytes of the jansson tree
+ * it replaced. Differential: jansson is the reference.
+ */
+#include "eb_event.h"
+#include "eb_json.h"
+#include "eb_test.h"
+#include "eb_time.h"
+#include "eb_util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+
+static int same_as_jansson(const json_t *v)
+{
+        struct eb_buf b;
+        char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        int ok;
+
+        eb_buf_init(&b, 0);
+        ok = want && eb_json_put(&b, v) == 0 && b.len == strlen(want) &&
+             memcmp(b.data, want, b.len) == 0;
+        if (!ok)
+                fprintf(stderr, "  want %s\n  got  %s\n", want ? want : "-",
+                        b.data ? b.data : "-");
+        free(want);
+        eb_buf_fini(&b);
+        return ok;
+}
+
+static void test_table(void)
+{
+        static const char *const texts[] = {
+                "{}",
+                "[]",
+                "\"\"",
+                "{\"a\":1,\"b\":[1.5,-2e-7,1e300,0.1,true,false,null]}",
+                "[0.0,-0.0,1.0,100.0,1e20,1e-5,123.456,5e-324,"
+                "1.7976931348623157e308,0.30000000000000004]",
+                "[9223372036854775807,-9223372036854775808,0,-1,10]",
+                "\"\\u0001\\u001f\\b\\f\\n\\r\\t\\\"\\\\/\\u007f\"",
+                "\"\\u00e9\\u20ac\\ud83d\\ude00 caf\\u00e9\"",
+                "{\"k\\n\\\"ey\":{\"nested\":{\"deeper\":[[],[{}],\"x\"]}}}",
+                "{\"z\":1,\"a\":2,\"m\":3}",
+                "\"a\\u0000b\"",
+                "{\"\":\"empty key\",\"\\u00e9\":[\"\\t\"]}",
+        };
+        size_t i;
+
+        for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+                json_error_t err;
+                json_t *v = json_loads(texts[i],
+                                       JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+
+                if (!v)
+                        fprintf(stderr, "  %s: %s\n", texts[i], err.text);
+                EB_REQUIRE(v != NULL);
+                EB_CHECK(same_as_jansson(v));
+                json_decref(v);
+        }
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t next(void)
+{
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        return rng * 2685821657736338717ULL;
+}
+
+static json_t *rand_string(void)
+{
+        static const char *const parts[] = {"a",
+                                            "Z",
+                                            " ",
+                                            "\"",
+                                            "\\",
+                                            "/",
+                                            "\n",
+                                            "\t",
+                                            "\x01",
+                                            "\x1f",
+                                            "\x7f",
+                                            "\xc3\xa9",
+                                            "\xe2\x82\xac",
+                                            "\xf0\x9f\x98\x80",
+                                            "{",
+                                            "[",
+                                            ":",
+                                            ",",
+                                            "0",
+                                            "-"};
+        char buf[256];
+        size_t n = next() % 12, i, len = 0;
+
+        for (i = 0; i < n; i++) {
+                const char *p =
+                        parts[next() % (sizeof(parts) / sizeof(*parts))];
+                memcpy(buf + len, p, strlen(p));
+                len += strlen(p);
+        }
+        if (next() % 8 == 0)
+                buf[len++] = '\0'; /* NUL inside (json_stringn) */
+        return json_stringn(buf, len);
+}
+
+static json_t *rand_value(int depth)
+{
+        uint64_t k = next() % (depth > 4 ? 6 : 8);
+        json_t *v;
+        size_t i, n;
+
+        switch (k) {
+        case 0:
+                return json_null();
+        case 1:
+                return json_boolean(next() & 1);
+        case 2:
+                return json_integer((json_int_t)next() >> (next() % 64));
+        case 3: {
+                double d = (double)(int64_t)next() /
+                           (double)(1ULL << (next() % 60));
+                if (next() % 4 == 0)
+                        d *= 1e-300;
+                if (next() % 4 == 0)
+                        d *= 1e290;
+                v = json_real(d); /* NULL for inf */
+                return v ? v : json_real(0.5);
+        }
+        case 4:
+        case 5:
+                return rand_string();
+        case 6:
+                v = json_array();
+                n = next() % 5;
+                for (i = 0; i < n; i++)
+                        json_array_append_new(v, rand_value(depth + 1));
+                return v;
+        default:
+                v = json_object();
+                n = next() % 5;
+                for (i = 0; i < n; i++) {
+                        json_t *key = rand_string();
+                        json_object_setn_new(v, json_string_value(key),
+                                             json_string_length(key),
+                                             rand_value(depth + 1));
+                        json_decref(key);
+                }
+                return v;
+        }
+}
+
+static void test_random_trees(void)
+{
+        int i, bad = 0;
+
+        for (i = 0; i < 3000; i++) {
+                json_t *v = rand_value(0);
+
+                if (!same_as_jansson(v))
+                        bad++;
+                json_decref(v);
+        }
+        EB_CHECK_INT(bad, 0);
+}
+
+static void test_depth_limit(void)
+{
+        json_t *root = json_array(), *cur = root;
+        struct eb_buf b;
+        int i;
+
+        for (i = 0; i < EB_JSON_MAX_DEPTH + 10; i++) {
+                json_t *a = json_array();
+                json_array_append_new(cur, a);
+                cur = a;
+        }
+        eb_buf_init(&b, 0);
+        EB_CHECK_INT(eb_json_put(&b, root), -EINVAL);
+        eb_buf_fini(&b);
+        json_decref(root);
+        eb_buf_init(&b, 16);
+        root = json_pack("{s:s}", "long", "more than sixteen bytes");
+        EB_CHECK_INT(eb_json_put(&b, root), -E2BIG);
+        eb_buf_fini(&b);
+        json_decref(root);
+}
+
+static void test_utf8(void)
+{
+        static const struct {
+                const char *s;
+                size_t len;
+        } cases[] = {
+                {"plain", 5},
+                {"\xc3\xa9", 2},
+                {"\xe2\x82\xac", 3},
+                {"\xf0\x9f\x98\x80", 4},
+                {"\xf4\x8f\xbf\xbf", 4}, /* U+10FFFF */
+                {"\xf4\x90\x80\x80", 4}, /* beyond */
+                {"\xed\xa0\x80", 3},     /* surrogate */
+                {"\xc0\xaf", 2},         /* overlong */
+                {"\xe0\x80\xaf", 3},     /* overlong */
+                {"\xf0\x80\x80\xaf", 4}, /* overlong */
+                {"\x80", 1},             /* lone continuation */
+                {"\xc3", 1},             /* cut */
+                {"\xe2\x82", 2},         /* cut */
+                {"a\0b", 3},             /* NUL is a character */
+                {"\xff", 1},
+        };
+        size_t i;
+        int j;
+
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                json_t *ref = json_stringn(cases[i].s, cases[i].len);
+
+                EB_CHECK_INT(eb_utf8_valid(cases[i].s, cases[i].len), !!ref);
+                json_decref(ref);
+        }
+        /* random short byte strings, jansson as the reference */
+        for (j = 0; j < 20000; j++) {
+                unsigned char buf[6];
+                size_t n = 1 + next() % 5, k;
+                json_t *ref;
+
+                for (k = 0; k < n; k++)
+                        buf[k] = (unsigned char)(next() % 4
+                                                         ? 0x80 + next() % 0x80
+                                                         : next() % 256);
+                ref = json_stringn((const char *)buf, n);
+                if (eb_utf8_valid((const char *)buf, n) != !!ref)
+                        EB_CHECK_INT(eb_utf8_valid((const char *)buf, n),
+                                     !!ref);
+                json_decref(ref);
+        }
+}
+
+/* What eb_envelope_render() wrote before it had its own writer: a jansson
+ * tree in attribute order, dumped compact. */
+static char *reference_structured(const struct eb_event *e)
+{
+        json_t *root = json_object(), *data = json_object();
+        char ts[40], *type = eb_event_type(e), *s;
+        const char *eid = e->entity_id ? e->entity_id : "";
+
+        eb_rfc3339_format(e->time_ms, 3, ts, sizeof(ts));
+        json_object_set_new(root, "specversion", json_string("1.0"));
+        json_object_set_new(root, "id", json_string(e->id));
+        s = eb_xasprintf("/%s/%s", e->provider,
+                         e->account && *e->account ? e->account
+                                                   : e->source_name);
+        json_object_set_new(root, "source", json_string(s));
+        free(s);
+        json_object_set_new(root, "type", json_string(type));
+        json_object_set_new(root, "time", json_string(ts));
+        s = eb_xasprintf("%s/%s", e->entity_type, eid);
+        json_object_set_new(root, "subject", json_string(s));
+        free(s);
+        json_object_set_new(root, "datacontenttype",
+                            json_string("application/json"));
+        json_object_set_new(root, "provider", json_string(e->provider));
+        if (e->account && *e->account)
+                json_object_set_new(root, "account", json_string(e->account));
+        json_object_set_new(root, "entitytype", json_string(e->entity_type));
+        json_object_set_new(root, "entityid", json_string(eid));
+        json_object_set_new(root, "action", json_string(e->action));
+        if (e->actor)
+                json_object_set_new(root, "actor", json_string(e->actor));
+        if (e->version)
+                json_object_set_new(root, "eventversion",
+                                    json_string(e->version));
+        json_object_set_new(root, "sourcename", json_string(e->source_name));
+        json_object_set_new(data, "fields",
+                            e->fields ? json_incref(e->fields) : json_object());
+        json_object_set(data, "native", e->native);
+        json_object_set_new(root, "data", data);
+        s = json_dumps(root, JSON_COMPACT);
+        json_decref(root);
+        free(type);
+        return s;
+}
+
+static char *rand_attr(void)
+{
+        json_t *v = rand_string();
+        char *s = eb_xstrdup(json_string_value(v)); /* up to a NUL */
+
+        json_decref(v);
+        if (!*s) {
+                free(s);
+                s = eb_xstrdup("x");
+        }
+        return s;
+}
+
+static void test_envelope_bytes_unchanged(void)
+{
+        int i, bad = 0;
+
+        for (i = 0; i < 2000; i++) {
+                struct eb_event *e = eb_event_new();
+                struct eb_envelope env;
+                char *want;
+
+                e->id = rand_attr();
+                e->source_name = rand_attr();
+                e->provider = rand_attr();
+                e->account = next() % 3 ? rand_attr() : NULL;
+                e->entity_type = rand_attr();
+                e->entity_id = next() % 5 ? rand_attr() : NULL;
+                e->action = rand_attr();
+                e->actor = next() % 2 ? rand_attr() : NULL;
+                e->version = next() % 2 ? rand_attr() : NULL;
+                e->time_ms = (int64_t)(next() % INT64_C(4102444800000));
+                e->fields = next() % 4 ? json_pack("{s:o}", "f", rand_value(3))
+                                       : NULL;
+                e->native = rand_value(0);
+                want = reference_structured(e);
+                if (eb_envelope_render(e, "{prefix}.{provider}", "t",
+                                       EB_ENVELOPE_STRUCTURED, &env) != 0 ||
+                    !want || env.value_len != strlen(want) ||
+                    memcmp(env.value, want, env.value_len)) {
+                        if (!bad++)
+                                fprintf(stderr, "  want %s\n  got  %s\n",
+                                        want ? want : "-",
+                                        env.value ? env.value : "-");
+                }
+                eb_envelope_fini(&env);
+                free(want);
+                eb_event_free(e);
+        }
+        EB_CHECK_INT(bad, 0);
+}
+
+int main(void)
+{
+        EB_RUN(test_table);
+        EB_RUN(test_random_trees);
+        EB_RUN(test_depth_limit);
+        EB_RUN(test_utf8);
+        EB_RUN(test_envelope_bytes_unchanged);
+        return eb_test_summary();
+}
