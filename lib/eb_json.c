@@ -186,6 +186,18 @@ int eb_json_put(struct eb_buf *b, const json_t *v)
         return put(b, v, 0);
 }
 
+char *eb_json_dumps(const json_t *v)
+{
+        struct eb_buf b;
+
+        eb_buf_init(&b, 0);
+        if (eb_json_put(&b, v)) {
+                eb_buf_fini(&b);
+                return NULL;
+        }
+        return eb_buf_take(&b, NULL);
+}
+
 int eb_utf8_valid(const char *str, size_t len)
 {
         const unsigned char *s = (const unsigned char *)str;

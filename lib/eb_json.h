@@ -37,6 +37,13 @@ int eb_json_put_str(struct eb_buf *b, const char *s, size_t len) EB_WUR;
  */
 int eb_json_put(struct eb_buf *b, const json_t *v) EB_WUR;
 
+/**
+ * @brief json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY), allocated with
+ * malloc() whatever allocator jansson was given (eb_jalloc).
+ * @returns new string (caller frees), or NULL.
+ */
+char *eb_json_dumps(const json_t *v);
+
 /** @returns 1 if @p s is valid UTF-8 as jansson accepts it (no overlong
  *  forms, no surrogates, nothing beyond U+10FFFF), else 0. */
 int eb_utf8_valid(const char *s, size_t len);

@@ -1,4 +1,5 @@
 #include "eb_replay.h"
+#include "eb_json.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -539,8 +540,7 @@ static int parse_structured(const void *value, size_t len,
                                   json_string_length(v));
         }
         if (has_newline(value, len)) {
-                rec->envelope_owned_ =
-                        json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                rec->envelope_owned_ = eb_json_dumps(root);
                 if (!rec->envelope_owned_) {
                         rc = -ENOMEM;
                         goto out;
@@ -567,7 +567,7 @@ static int append_member(struct eb_buf *b, const char *name, const char *val,
 
         if (!s)
                 return -EINVAL;
-        enc = json_dumps(s, JSON_ENCODE_ANY | JSON_COMPACT);
+        enc = eb_json_dumps(s);
         json_decref(s);
         if (!enc)
                 return -ENOMEM;
@@ -676,9 +676,7 @@ static int parse_binary(const void *value, size_t len,
                             eb_buf_append(&b, value, len))
                                 goto out;
                 } else if (data) {
-                        char *enc = json_dumps(data,
-                                               JSON_COMPACT | JSON_ENCODE_ANY |
-                                                       JSON_PRESERVE_ORDER);
+                        char *enc = eb_json_dumps(data);
 
                         if (!enc)
                                 goto out;

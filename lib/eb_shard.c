@@ -1,4 +1,5 @@
 #include "eb_shard.h"
+#include "eb_json.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -109,7 +110,7 @@ char *eb_intake_encode(const struct eb_event *e, size_t *lenp)
         jset_str(o, "source", e->source_name);
         json_object_set_new(o, "received_ms", json_integer(eb_now_ms()));
         json_object_set_new(o, "event", ev);
-        s = json_dumps(o, JSON_COMPACT);
+        s = eb_json_dumps(o);
         json_decref(o);
         *lenp = s ? strlen(s) : 0;
         return s;
@@ -981,7 +982,7 @@ int eb_shards_trigger(eb_shards_t *m, const char *source)
                 return -ENOENT;
         o = json_pack("{s:i, s:s, s:b}", "v", EB_INTAKE_VERSION, "source",
                       source, "trigger", 1);
-        val = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        val = o ? eb_json_dumps(o) : NULL;
         json_decref(o);
         if (!val)
                 return -ENOMEM;

@@ -1,4 +1,5 @@
 #include "eb_state.h"
+#include "eb_json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -385,7 +386,7 @@ int eb_state_checkpoint_record(const eb_state_writer_t *w, const char *source,
                          (json_int_t)txn.seq, "prev", (json_int_t)txn.prev);
         if (!root)
                 return -EINVAL;
-        value = json_dumps(root, JSON_COMPACT | JSON_ENCODE_ANY);
+        value = eb_json_dumps(root);
         json_decref(root);
         if (!value)
                 return -EINVAL;
