@@ -1590,6 +1590,30 @@ static int query_watermarks(rd_kafka_t *rk, struct rtopic *t, int64_t deadline,
         return 0;
 }
 
+/*
+ * Have @p rk learn @p topic's leaders now. A consumer handle asks for the
+ * metadata of a topic it was not bootstrapped with only on its 1 s topic
+ * scan, and a partition without a known leader is not fetched before
+ * then: that was a second of every restore. Best effort: reading still
+ * works without it, just later.
+ */
+static void prefetch_metadata(rd_kafka_t *rk, const char *topic,
+                              int64_t deadline)
+{
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        int64_t left = left_ms(deadline);
+
+        if (!rkt)
+                return;
+        if (rd_kafka_metadata(rk, 0, rkt, &md,
+                              (int)(left > 5000 ? 5000 : left)) ==
+                    RD_KAFKA_RESP_ERR_NO_ERROR &&
+            md)
+                rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+}
+
 static struct rpart *find_rpart(struct rtopic *t, int32_t partition)
 {
         int i;
@@ -1649,12 +1673,18 @@ static int read_topic(rd_kafka_t *rk, struct rtopic *t, int is_seen,
 
         if (!left_to_read(t))
                 return 0;
+        /* From the low watermark read at the start, not BEGINNING: a
+         * logical offset is resolved by a ListOffsets that librdkafka 2.0.2
+         * puts on a 500 ms timer when the partition's leader is not known
+         * yet, as it never is on a fresh handle (it was half of every
+         * restore, per topic). If the log start moved meanwhile,
+         * auto.offset.reset=earliest takes over. */
         tpl = rd_kafka_topic_partition_list_new(t->cnt);
         for (i = 0; i < t->cnt; i++)
                 if (!t->parts[i].done)
                         rd_kafka_topic_partition_list_add(tpl, t->name,
                                                           t->parts[i].partition)
-                                ->offset = RD_KAFKA_OFFSET_BEGINNING;
+                                ->offset = t->parts[i].pos;
         err = rd_kafka_assign(rk, tpl);
         rd_kafka_topic_partition_list_destroy(tpl);
         if (err) {
@@ -1806,6 +1836,9 @@ int eb_state_restore(const char *bootstrap, const struct eb_config *cfg,
                 rc = -EINVAL;
                 goto out;
         }
+        for (i = 0; i < 2; i++)
+                if (!topics[i].missing && left_to_read(&topics[i]))
+                        prefetch_metadata(rk, topics[i].name, deadline);
         ld = eb_state_loader_new(dd, o.now_s, o.distrust_tail);
         /* .seen first: checkpoints are judged by what it proves. */
         rc = read_topic(rk, &topics[0], 1, ld, &o, deadline, errstr,
