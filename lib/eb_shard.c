@@ -405,39 +405,38 @@ static void shard_add_sources(struct shard *sh, json_t *cps)
         }
 }
 
-/* Stop the shard's sources; their requests in flight are let finish. */
-static void shard_retire_sources(struct shard *sh)
+/* @p fn on each of the shard's sources; @returns the first nonzero. */
+static int each_source(const struct shard *sh,
+                       int (*fn)(eb_poller_t *p, const char *name))
 {
         const struct eb_config *cfg = sh->m->cfg;
         size_t i;
-
-        for (i = 0; i < cfg->sources_cnt; i++)
-                if (owns(sh, &cfg->sources[i]))
-                        eb_poller_remove(sh->m->poller, cfg->sources[i].name);
-}
-
-/* A request or publish of one of the shard's sources is in flight. */
-static int shard_sources_busy(const struct shard *sh)
-{
-        const struct eb_config *cfg = sh->m->cfg;
-        size_t i;
+        int rc;
 
         for (i = 0; i < cfg->sources_cnt; i++)
                 if (owns(sh, &cfg->sources[i]) &&
-                    eb_poller_busy(sh->m->poller, cfg->sources[i].name))
-                        return 1;
+                    (rc = fn(sh->m->poller, cfg->sources[i].name)))
+                        return rc;
         return 0;
 }
 
-/* Cancel whatever of the shard's sources still runs (a deadline passed). */
-static void shard_cancel_sources(struct shard *sh)
+/* Stop: requests in flight are let finish (eb_poller_remove). */
+static int retire_source(eb_poller_t *p, const char *name)
 {
-        const struct eb_config *cfg = sh->m->cfg;
-        size_t i;
+        eb_poller_remove(p, name);
+        return 0;
+}
 
-        for (i = 0; i < cfg->sources_cnt; i++)
-                if (owns(sh, &cfg->sources[i]))
-                        eb_poller_cancel(sh->m->poller, cfg->sources[i].name);
+static int source_busy(eb_poller_t *p, const char *name)
+{
+        return eb_poller_busy(p, name);
+}
+
+/* A deadline passed: cancel whatever still runs. */
+static int cancel_source(eb_poller_t *p, const char *name)
+{
+        eb_poller_cancel(p, name);
+        return 0;
 }
 
 static void on_shard_init(void *opaque, int err, const char *errstr)
@@ -546,7 +545,7 @@ static void shard_stop(eb_shards_t *m, struct shard *sh, const char *why)
         sh->state = SH_STOPPING;
         sh->stop_deadline_ms =
                 eb_mono_ms() + m->cfg->scale_rebalance_timeout_ms;
-        shard_retire_sources(sh);
+        (void)each_source(sh, retire_source);
         intake_assign(m, sh, 0);
 }
 
@@ -557,7 +556,7 @@ static void shard_free(struct shard *sh)
          * goes. */
         eb_kafka_free(sh->kafka);
         eb_pipeline_free(sh->pipeline);
-        shard_cancel_sources(sh);
+        (void)each_source(sh, cancel_source);
         free(sh->txn_id);
         free(sh);
 }
@@ -821,7 +820,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
                  * upstream) and its publishes settled; bounded by
                  * scale.rebalance_timeout. */
                 if ((eb_pipeline_pending(sh->pipeline) > 0 ||
-                     shard_sources_busy(sh)) &&
+                     each_source(sh, source_busy)) &&
                     eb_mono_ms() < sh->stop_deadline_ms)
                         continue;
                 if (eb_pipeline_pending(sh->pipeline) > 0)
@@ -830,7 +829,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
                                 "scale.rebalance_timeout; dropped (their "
                                 "pages are fetched again by the next owner)",
                                 i, eb_pipeline_pending(sh->pipeline));
-                if (shard_sources_busy(sh))
+                if (each_source(sh, source_busy))
                         eb_warn(MOD,
                                 "shard %d: requests still running after "
                                 "scale.rebalance_timeout; cancelled",

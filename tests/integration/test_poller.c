@@ -208,6 +208,20 @@ static void test_failures_lose_nothing(void)
         EB_CHECK(eb_sim_stop(&sim) == 0);
 }
 
+/* One Kota source, kota-1 of @p sim, polled every @p interval. */
+static struct eb_config *kota_config(struct eb_sim *sim, const char *interval)
+{
+        char json[2048], err[512];
+
+        snprintf(json, sizeof(json),
+                 "{\"sources\":[{\"name\":\"kota-1\",\"provider\":\"kota\","
+                 "\"base_url\":\"%s\",\"credentials\":{\"api_key\":\"%s\"},"
+                 "\"poll\":{\"interval\":\"%s\",\"start\":\"1d\"}}]}",
+                 eb_sim_str(sim, "kota-1", "base_url"),
+                 eb_sim_str(sim, "kota-1", "credentials.api_key"), interval);
+        return eb_config_load_string(json, err, sizeof(err));
+}
+
 /* A failed publish leaves the committed checkpoint where it was. */
 struct cp_sink {
         int calls;
@@ -251,19 +265,13 @@ static void test_checkpoint_waits_for_ack(void)
         struct eb_config *cfg;
         eb_http_t *http;
         eb_poller_t *p;
-        char json[2048], err[512];
+        char err[512];
         json_t *before = NULL, *after;
         int i;
 
         memset(&cs, 0, sizeof(cs));
         EB_REQUIRE(eb_sim_start(args, &sim) == 0);
-        snprintf(json, sizeof(json),
-                 "{\"sources\":[{\"name\":\"kota-1\",\"provider\":\"kota\","
-                 "\"base_url\":\"%s\",\"credentials\":{\"api_key\":\"%s\"},"
-                 "\"poll\":{\"interval\":\"1h\",\"start\":\"1d\"}}]}",
-                 eb_sim_str(&sim, "kota-1", "base_url"),
-                 eb_sim_str(&sim, "kota-1", "credentials.api_key"));
-        cfg = eb_config_load_string(json, err, sizeof(err));
+        cfg = kota_config(&sim, "1h");
         EB_REQUIRE(cfg != NULL);
         http = eb_http_new(base, err, sizeof(err));
         sink.publish = publish_fail_second;
@@ -299,6 +307,16 @@ static void test_checkpoint_waits_for_ack(void)
         EB_CHECK(eb_sim_stop(&sim) == 0);
 }
 
+/* Run the loop until @p name has a request in flight (or 1.5 s). */
+static void wait_fetching(eb_poller_t *p, const char *name)
+{
+        int i;
+
+        for (i = 0;
+             i < 300 && eb_poller_stats(p, name)->state != EB_SRC_FETCHING; i++)
+                run_for(5);
+}
+
 /* A source restarted (reload, shard handed back and forth) while its
  * request runs: the upstream is still serving that request, so the new
  * incarnation waits for it; the account never sees two at once. */
@@ -315,19 +333,13 @@ static void test_restart_never_overlaps(void)
         eb_http_t *http;
         eb_poller_t *p;
         json_t *stats, *acct;
-        char json[2048], err[512];
+        char err[512];
         int i, missing = -1;
 
         memset(&fs, 0, sizeof(fs));
         fs.seen = json_object();
         EB_REQUIRE(eb_sim_start(args, &sim) == 0);
-        snprintf(json, sizeof(json),
-                 "{\"sources\":[{\"name\":\"kota-1\",\"provider\":\"kota\","
-                 "\"base_url\":\"%s\",\"credentials\":{\"api_key\":\"%s\"},"
-                 "\"poll\":{\"interval\":\"100ms\",\"start\":\"1d\"}}]}",
-                 eb_sim_str(&sim, "kota-1", "base_url"),
-                 eb_sim_str(&sim, "kota-1", "credentials.api_key"));
-        cfg = eb_config_load_string(json, err, sizeof(err));
+        cfg = kota_config(&sim, "100ms");
         EB_REQUIRE(cfg != NULL);
         http = eb_http_new(base, err, sizeof(err));
         sink.publish = publish;
@@ -335,10 +347,7 @@ static void test_restart_never_overlaps(void)
         p = eb_poller_new(base, http, &sink, NULL);
         EB_REQUIRE(eb_poller_add(p, &cfg->sources[0], NULL, err, sizeof(err)) ==
                    0);
-        for (i = 0;
-             i < 300 && eb_poller_stats(p, "kota-1")->state != EB_SRC_FETCHING;
-             i++)
-                run_for(5);
+        wait_fetching(p, "kota-1");
         EB_REQUIRE(eb_poller_stats(p, "kota-1")->state == EB_SRC_FETCHING);
         /* Restart it mid-request, twice over the run. */
         eb_poller_remove(p, "kota-1");
@@ -347,10 +356,7 @@ static void test_restart_never_overlaps(void)
         EB_REQUIRE(eb_poller_add(p, &cfg->sources[0], NULL, err, sizeof(err)) ==
                    0);
         run_for(450);
-        for (i = 0;
-             i < 300 && eb_poller_stats(p, "kota-1")->state != EB_SRC_FETCHING;
-             i++)
-                run_for(5);
+        wait_fetching(p, "kota-1");
         eb_poller_remove(p, "kota-1");
         EB_REQUIRE(eb_poller_add(p, &cfg->sources[0], NULL, err, sizeof(err)) ==
                    0);
@@ -369,10 +375,7 @@ static void test_restart_never_overlaps(void)
         json_decref(stats);
 
         /* A deadline passed: cancel drops the request at once. */
-        for (i = 0;
-             i < 300 && eb_poller_stats(p, "kota-1")->state != EB_SRC_FETCHING;
-             i++)
-                run_for(5);
+        wait_fetching(p, "kota-1");
         EB_REQUIRE(eb_poller_stats(p, "kota-1")->state == EB_SRC_FETCHING);
         eb_poller_remove(p, "kota-1");
         EB_CHECK(eb_poller_busy(p, "kota-1"));
