@@ -1,7 +1,9 @@
 #include "eb_json.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Bytes that need an escape: control characters, '"' and '\\'. */
@@ -238,4 +240,474 @@ int eb_utf8_valid(const char *str, size_t len)
                 s += n + 1;
         }
         return 1;
+}
+
+/* ---- reading --------------------------------------------------------------
+ *
+ * A fast path in front of json_loadb(): a direct parser over the buffer
+ * that builds the same jansson tree with jansson's own constructors. It
+ * is conservative: on anything unusual (any error, a number it cannot
+ * convert exactly as jansson would, nesting past the limit) it gives up
+ * and json_loadb() parses the input again, so errors keep jansson's
+ * messages and anything it accepts is jansson's tree. Checked against
+ * json_loadb() by tests/unit/test_eb_json.c and the json_load fuzz
+ * target.
+ */
+
+struct rd {
+        const unsigned char *p, *end;
+        int reject_dups;
+        char *scratch; /* decoded strings with escapes */
+        size_t scratch_cap;
+};
+
+static void skip_ws(struct rd *r)
+{
+        while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' ||
+                                 *r->p == '\r' || *r->p == '\t'))
+                r->p++;
+}
+
+static int hex4(const unsigned char *p, unsigned *out)
+{
+        unsigned v = 0;
+        int i;
+
+        for (i = 0; i < 4; i++) {
+                unsigned c = p[i], d;
+
+                if (c >= '0' && c <= '9')
+                        d = c - '0';
+                else if (c >= 'a' && c <= 'f')
+                        d = c - 'a' + 10;
+                else if (c >= 'A' && c <= 'F')
+                        d = c - 'A' + 10;
+                else
+                        return -1;
+                v = v << 4 | d;
+        }
+        *out = v;
+        return 0;
+}
+
+static int scratch_put(struct rd *r, size_t *len, const void *s, size_t n)
+{
+        if (*len + n > r->scratch_cap) {
+                size_t cap = r->scratch_cap ? r->scratch_cap * 2 : 256;
+                char *np;
+
+                while (cap < *len + n)
+                        cap *= 2;
+                np = realloc(r->scratch, cap);
+                if (!np)
+                        return -1;
+                r->scratch = np;
+                r->scratch_cap = cap;
+        }
+        memcpy(r->scratch + *len, s, n);
+        *len += n;
+        return 0;
+}
+
+/* Length of the valid UTF-8 sequence at @p s (lead byte >= 0x80), or 0. */
+static size_t utf8_seq(const unsigned char *s, const unsigned char *end)
+{
+        size_t n = *s >= 0xc2 && *s <= 0xdf   ? 2
+                   : *s >= 0xe0 && *s <= 0xef ? 3
+                   : *s >= 0xf0 && *s <= 0xf4 ? 4
+                                              : 0;
+
+        if (!n || (size_t)(end - s) < n || !eb_utf8_valid((const char *)s, n))
+                return 0;
+        return n;
+}
+
+/*
+ * The string at r->p (just past the opening quote): its bytes in
+ * @p *sp / @p *lenp (into the input when it has no escapes, else into the
+ * scratch buffer). @returns 0, or -1 to give up.
+ */
+static int read_str(struct rd *r, const char **sp, size_t *lenp)
+{
+        const unsigned char *start = r->p, *p = r->p;
+        size_t len = 0;
+        int esc = 0;
+
+        for (;;) {
+                while (p < r->end && *p >= 0x20 && *p < 0x80 && *p != '"' &&
+                       *p != '\\')
+                        p++;
+                if (p >= r->end || *p < 0x20)
+                        return -1;
+                if (*p == '"')
+                        break;
+                if (*p >= 0x80) {
+                        size_t n = utf8_seq(p, r->end);
+
+                        if (!n)
+                                return -1;
+                        p += n;
+                        continue;
+                }
+                /* a backslash: the rest goes through the scratch buffer */
+                if (!esc) {
+                        esc = 1;
+                        len = 0;
+                }
+                if (scratch_put(r, &len, start, (size_t)(p - start)))
+                        return -1;
+                if (r->end - p < 2)
+                        return -1;
+                p++;
+                {
+                        char c;
+                        unsigned cp, lo;
+                        unsigned char u8[4];
+                        size_t n;
+
+                        switch (*p) {
+                        case '"':
+                        case '\\':
+                        case '/':
+                                c = (char)*p;
+                                break;
+                        case 'b':
+                                c = '\b';
+                                break;
+                        case 'f':
+                                c = '\f';
+                                break;
+                        case 'n':
+                                c = '\n';
+                                break;
+                        case 'r':
+                                c = '\r';
+                                break;
+                        case 't':
+                                c = '\t';
+                                break;
+                        case 'u':
+                                if (r->end - p < 5 || hex4(p + 1, &cp))
+                                        return -1;
+                                p += 5;
+                                if (cp >= 0xdc00 && cp <= 0xdfff)
+                                        return -1;
+                                if (cp >= 0xd800 && cp <= 0xdbff) {
+                                        if (r->end - p < 6 || p[0] != '\\' ||
+                                            p[1] != 'u' || hex4(p + 2, &lo) ||
+                                            lo < 0xdc00 || lo > 0xdfff)
+                                                return -1;
+                                        p += 6;
+                                        cp = 0x10000 + ((cp - 0xd800) << 10) +
+                                             (lo - 0xdc00);
+                                }
+                                if (cp == 0)
+                                        return -1; /* no JSON_ALLOW_NUL */
+                                if (cp < 0x80) {
+                                        u8[0] = (unsigned char)cp;
+                                        n = 1;
+                                } else if (cp < 0x800) {
+                                        u8[0] = (unsigned char)(0xc0 | cp >> 6);
+                                        u8[1] = (unsigned char)(0x80 |
+                                                                (cp & 0x3f));
+                                        n = 2;
+                                } else if (cp < 0x10000) {
+                                        u8[0] = (unsigned char)(0xe0 |
+                                                                cp >> 12);
+                                        u8[1] = (unsigned char)(0x80 |
+                                                                (cp >> 6 &
+                                                                 0x3f));
+                                        u8[2] = (unsigned char)(0x80 |
+                                                                (cp & 0x3f));
+                                        n = 3;
+                                } else {
+                                        u8[0] = (unsigned char)(0xf0 |
+                                                                cp >> 18);
+                                        u8[1] = (unsigned char)(0x80 |
+                                                                (cp >> 12 &
+                                                                 0x3f));
+                                        u8[2] = (unsigned char)(0x80 |
+                                                                (cp >> 6 &
+                                                                 0x3f));
+                                        u8[3] = (unsigned char)(0x80 |
+                                                                (cp & 0x3f));
+                                        n = 4;
+                                }
+                                if (scratch_put(r, &len, u8, n))
+                                        return -1;
+                                start = p;
+                                continue;
+                        default:
+                                return -1;
+                        }
+                        if (scratch_put(r, &len, &c, 1))
+                                return -1;
+                        p++;
+                        start = p;
+                }
+        }
+        if (esc) {
+                if (scratch_put(r, &len, start, (size_t)(p - start)))
+                        return -1;
+                *sp = r->scratch;
+                *lenp = len;
+        } else {
+                *sp = (const char *)start;
+                *lenp = (size_t)(p - start);
+        }
+        r->p = p + 1;
+        return 0;
+}
+
+static json_t *read_num(struct rd *r)
+{
+        const unsigned char *s = r->p, *p = r->p;
+        int real = 0;
+        char tok[64];
+        size_t n;
+
+        if (p < r->end && *p == '-')
+                p++;
+        if (p >= r->end)
+                return NULL;
+        if (*p == '0') {
+                p++;
+        } else if (*p >= '1' && *p <= '9') {
+                while (p < r->end && *p >= '0' && *p <= '9')
+                        p++;
+        } else {
+                return NULL;
+        }
+        if (p < r->end && *p == '.') {
+                real = 1;
+                p++;
+                if (p >= r->end || *p < '0' || *p > '9')
+                        return NULL;
+                while (p < r->end && *p >= '0' && *p <= '9')
+                        p++;
+        }
+        if (p < r->end && (*p == 'e' || *p == 'E')) {
+                real = 1;
+                p++;
+                if (p < r->end && (*p == '+' || *p == '-'))
+                        p++;
+                if (p >= r->end || *p < '0' || *p > '9')
+                        return NULL;
+                while (p < r->end && *p >= '0' && *p <= '9')
+                        p++;
+        }
+        /* jansson lexes a number followed by a letter as an error */
+        if (p < r->end &&
+            ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '.'))
+                return NULL;
+        n = (size_t)(p - s);
+        if (n >= sizeof(tok))
+                return NULL;
+        r->p = p;
+        if (!real) {
+                unsigned long long v = 0;
+                const unsigned char *q = s + (*s == '-');
+
+                for (; q < p; q++) {
+                        if (v > (ULLONG_MAX - 9) / 10)
+                                return NULL;
+                        v = v * 10 + (unsigned)(*q - '0');
+                }
+                if (*s == '-') {
+                        if (v > (unsigned long long)LLONG_MAX + 1)
+                                return NULL;
+                        return json_integer(v ? (json_int_t)(0 - v) : 0);
+                }
+                if (v > (unsigned long long)LLONG_MAX)
+                        return NULL;
+                return json_integer((json_int_t)v);
+        }
+        memcpy(tok, s, n);
+        tok[n] = '\0';
+        {
+                char *end;
+                double d;
+
+                errno = 0;
+                d = strtod(tok, &end);
+                if (errno || end != tok + n)
+                        return NULL;
+                return json_real(d);
+        }
+}
+
+static json_t *read_value(struct rd *r, int depth);
+
+static json_t *read_object(struct rd *r, int depth)
+{
+        json_t *o = json_object();
+
+        if (!o)
+                return NULL;
+        skip_ws(r);
+        if (r->p < r->end && *r->p == '}') {
+                r->p++;
+                return o;
+        }
+        for (;;) {
+                const char *k;
+                size_t klen;
+                char kbuf[128], *key;
+                json_t *v;
+
+                if (r->p >= r->end || *r->p != '"')
+                        goto fail;
+                r->p++;
+                if (read_str(r, &k, &klen))
+                        goto fail;
+                /* k may point into the scratch buffer, which the value
+                 * reuses: keep a copy */
+                key = klen < sizeof(kbuf) ? kbuf : malloc(klen + 1);
+                if (!key)
+                        goto fail;
+                memcpy(key, k, klen);
+                key[klen] = '\0';
+                skip_ws(r);
+                if (r->p >= r->end || *r->p != ':' ||
+                    (r->reject_dups && json_object_getn(o, key, klen))) {
+                        if (key != kbuf)
+                                free(key);
+                        goto fail;
+                }
+                r->p++;
+                v = read_value(r, depth + 1);
+                if (!v || json_object_setn_new_nocheck(o, key, klen, v)) {
+                        if (key != kbuf)
+                                free(key);
+                        goto fail;
+                }
+                if (key != kbuf)
+                        free(key);
+                skip_ws(r);
+                if (r->p < r->end && *r->p == ',') {
+                        r->p++;
+                        skip_ws(r);
+                        continue;
+                }
+                if (r->p < r->end && *r->p == '}') {
+                        r->p++;
+                        return o;
+                }
+                goto fail;
+        }
+fail:
+        json_decref(o);
+        return NULL;
+}
+
+static json_t *read_array(struct rd *r, int depth)
+{
+        json_t *a = json_array();
+
+        if (!a)
+                return NULL;
+        skip_ws(r);
+        if (r->p < r->end && *r->p == ']') {
+                r->p++;
+                return a;
+        }
+        for (;;) {
+                json_t *v = read_value(r, depth + 1);
+
+                if (!v || json_array_append_new(a, v))
+                        goto fail;
+                skip_ws(r);
+                if (r->p < r->end && *r->p == ',') {
+                        r->p++;
+                        continue;
+                }
+                if (r->p < r->end && *r->p == ']') {
+                        r->p++;
+                        return a;
+                }
+                goto fail;
+        }
+fail:
+        json_decref(a);
+        return NULL;
+}
+
+static int literal(struct rd *r, const char *word, size_t n)
+{
+        if ((size_t)(r->end - r->p) < n || memcmp(r->p, word, n))
+                return -1;
+        r->p += n;
+        /* "truex" is one bad token to jansson */
+        if (r->p < r->end &&
+            ((*r->p >= 'a' && *r->p <= 'z') || (*r->p >= 'A' && *r->p <= 'Z') ||
+             (*r->p >= '0' && *r->p <= '9')))
+                return -1;
+        return 0;
+}
+
+static json_t *read_value(struct rd *r, int depth)
+{
+        const char *s;
+        size_t len;
+
+        if (depth > EB_JSON_MAX_DEPTH)
+                return NULL;
+        skip_ws(r);
+        if (r->p >= r->end)
+                return NULL;
+        switch (*r->p) {
+        case '{':
+                r->p++;
+                return read_object(r, depth);
+        case '[':
+                r->p++;
+                return read_array(r, depth);
+        case '"':
+                r->p++;
+                if (read_str(r, &s, &len))
+                        return NULL;
+                return json_stringn_nocheck(s, len);
+        case 't':
+                return literal(r, "true", 4) ? NULL : json_true();
+        case 'f':
+                return literal(r, "false", 5) ? NULL : json_false();
+        case 'n':
+                return literal(r, "null", 4) ? NULL : json_null();
+        default:
+                return read_num(r);
+        }
+}
+
+json_t *eb_json_loadb_fast(const char *buf, size_t len, size_t flags)
+{
+        struct rd r;
+        json_t *v = NULL;
+
+        if (flags & ~(size_t)JSON_REJECT_DUPLICATES)
+                return NULL;
+        memset(&r, 0, sizeof(r));
+        r.p = (const unsigned char *)buf;
+        r.end = r.p + len;
+        r.reject_dups = !!(flags & JSON_REJECT_DUPLICATES);
+        skip_ws(&r);
+        /* like json_loadb() without JSON_DECODE_ANY: an object or array */
+        if (r.p < r.end && (*r.p == '{' || *r.p == '['))
+                v = read_value(&r, 1);
+        if (v) {
+                skip_ws(&r);
+                if (r.p != r.end) {
+                        json_decref(v);
+                        v = NULL;
+                }
+        }
+        free(r.scratch);
+        return v;
+}
+
+json_t *eb_json_loadb(const char *buf, size_t len, size_t flags,
+                      json_error_t *error)
+{
+        json_t *v = eb_json_loadb_fast(buf, len, flags);
+
+        return v ? v : json_loadb(buf, len, flags, error);
 }

@@ -48,4 +48,17 @@ char *eb_json_dumps(const json_t *v);
  *  forms, no surrogates, nothing beyond U+10FFFF), else 0. */
 int eb_utf8_valid(const char *s, size_t len);
 
+/**
+ * @brief json_loadb(@p buf, @p len, @p flags, @p error), faster: a direct
+ * parser builds the tree and json_loadb() runs only when it declines
+ * (any error, or a number or flag it leaves to jansson). Same tree, same
+ * errors. Fast path for @p flags 0 and JSON_REJECT_DUPLICATES.
+ */
+json_t *eb_json_loadb(const char *buf, size_t len, size_t flags,
+                      json_error_t *error);
+
+/** @brief The fast path alone: the tree, or NULL where it declines (for
+ *  tests). */
+json_t *eb_json_loadb_fast(const char *buf, size_t len, size_t flags);
+
 #endif /* EB_JSON_H */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "eb_json.h"
 #include "eb_ratelimit.h"
 #include "eb_time.h"
 #include "eb_util.h"
@@ -352,8 +353,8 @@ json_t *eb_resp_json_object(const struct eb_response *resp,
                              "HTTP %ld with an empty body", resp->status);
                 return NULL;
         }
-        root = json_loadb(resp->body, resp->body_len, JSON_REJECT_DUPLICATES,
-                          &jerr);
+        root = eb_json_loadb(resp->body, resp->body_len, JSON_REJECT_DUPLICATES,
+                             &jerr);
         if (!root) {
                 eb_page_fail(page, EB_RESP_BAD_BODY,
                              "invalid JSON at line %d column %d: %s", jerr.line,

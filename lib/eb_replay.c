@@ -1,5 +1,4 @@
 #include "eb_replay.h"
-#include "eb_json.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -11,6 +10,7 @@
 #include <string.h>
 
 #include "eb_buf.h"
+#include "eb_json.h"
 #include "eb_time.h"
 #include "eb_util.h"
 

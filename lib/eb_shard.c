@@ -1,5 +1,4 @@
 #include "eb_shard.h"
-#include "eb_json.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -7,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eb_json.h"
 #include "eb_kafka.h"
 #include "eb_log.h"
 #include "eb_state.h"
@@ -132,7 +132,7 @@ static char *jdup(json_t *o, const char *k, int required, int *bad)
 int eb_intake_decode(const void *buf, size_t len, char **sourcep,
                      struct eb_event **evtp, int *trigger)
 {
-        json_t *o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+        json_t *o = eb_json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
         json_t *ev, *src, *t;
         struct eb_event *e;
         int bad = 0;

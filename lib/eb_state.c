@@ -1,5 +1,4 @@
 #include "eb_state.h"
-#include "eb_json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -9,6 +8,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "eb_json.h"
 #include "eb_time.h"
 #include "eb_util.h"
 

@@ -14,6 +14,7 @@
 #include "eb_buf.h"
 #include "eb_event.h"
 #include "eb_form.h"
+#include "eb_json.h"
 #include "eb_provider.h"
 #include "eb_time.h"
 #include "eb_util.h"
@@ -815,8 +816,8 @@ void eb_webhook_handle(eb_httpd_t *h, struct evhttp_request *req,
                 return;
         }
 
-        root = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
-                          &jerr);
+        root = eb_json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
+                             &jerr);
         if (!root || !json_is_object(root)) {
                 /* jansson's text may quote the body: give the place only. */
                 if (root)

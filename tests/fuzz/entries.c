@@ -923,6 +923,42 @@ int eb_fuzz_json_dump(const uint8_t *data, size_t size)
         return rc;
 }
 
+int eb_fuzz_json_load(const uint8_t *data, size_t size)
+{
+        static const size_t flags[] = {0, JSON_REJECT_DUPLICATES};
+        int rc = 0;
+        size_t i;
+
+        eb_fuzz_init();
+        for (i = 0; i < 2; i++) {
+                const char *text = (const char *)data;
+                json_t *fast = eb_json_loadb_fast(text, size, flags[i]);
+                json_t *ref = json_loadb(text, size, flags[i], NULL);
+                json_t *both = eb_json_loadb(text, size, flags[i], NULL);
+                char *a = ref ? json_dumps(ref, JSON_COMPACT) : NULL;
+                char *b = fast ? json_dumps(fast, JSON_COMPACT) : NULL;
+
+                /* the fast reader declines or builds jansson's tree */
+                if (fast && (!ref || !a || !b || strcmp(a, b) ||
+                             !json_equal(fast, ref))) {
+                        fprintf(stderr, "fuzz: fast reader differs from "
+                                        "json_loadb\n");
+                        rc = -1;
+                }
+                if (!!both != !!ref || (both && !json_equal(both, ref))) {
+                        fprintf(stderr, "fuzz: eb_json_loadb differs from "
+                                        "json_loadb\n");
+                        rc = -1;
+                }
+                free(a);
+                free(b);
+                json_decref(fast);
+                json_decref(ref);
+                json_decref(both);
+        }
+        return rc;
+}
+
 const struct eb_fuzz_target eb_fuzz_targets[] = {
         {"kommo_page", eb_fuzz_kommo_page},
         {"close_page", eb_fuzz_close_page},
@@ -938,5 +974,6 @@ const struct eb_fuzz_target eb_fuzz_targets[] = {
         {"time", eb_fuzz_time},
         {"intake", eb_fuzz_intake},
         {"json_dump", eb_fuzz_json_dump},
+        {"json_load", eb_fuzz_json_load},
         {NULL, NULL},
 };

@@ -60,6 +60,9 @@ int eb_fuzz_sig_close(const uint8_t *data, size_t size);
  * json_dumps(JSON_COMPACT) writes (NUL in strings included), and
  * eb_utf8_valid() accept exactly what jansson's strings accept. */
 int eb_fuzz_json_dump(const uint8_t *data, size_t size);
+/* Any bytes: eb_json_loadb() must give json_loadb()'s result, and its fast
+ * path either decline or build the very same tree. */
+int eb_fuzz_json_load(const uint8_t *data, size_t size);
 
 /* RateLimit and Retry-After header values. */
 int eb_fuzz_ratelimit(const uint8_t *data, size_t size);

@@ -239,6 +239,161 @@ static void test_utf8(void)
         }
 }
 
+/* The fast reader either declines or builds jansson's tree, byte for byte
+ * once dumped (insertion order and reals included). @returns 1 if it
+ * built it. */
+static int read_same(const char *text, size_t len, size_t flags, int *bad)
+{
+        json_t *fast = eb_json_loadb_fast(text, len, flags);
+        json_t *ref = json_loadb(text, len, flags, NULL);
+        int built = fast != NULL;
+
+        if (fast) {
+                char *a = ref ? json_dumps(ref, JSON_COMPACT) : NULL;
+                char *b = json_dumps(fast, JSON_COMPACT);
+
+                if (!ref || !a || !b || strcmp(a, b) ||
+                    !json_equal(ref, fast)) {
+                        if (!(*bad)++)
+                                fprintf(stderr,
+                                        "  input %.*s\n  fast  %s\n  ref   "
+                                        "%s\n",
+                                        (int)(len > 300 ? 300 : len), text,
+                                        b ? b : "-", a ? a : "-");
+                }
+                free(a);
+                free(b);
+        }
+        json_decref(fast);
+        json_decref(ref);
+        return built;
+}
+
+static void test_read_table(void)
+{
+        static const char *const good[] = {
+                "{}",
+                "[]",
+                " \n\t{ \"a\" : 1 , \"b\":[ ] }\r\n",
+                "[0,-0,1,-1,9223372036854775807,-9223372036854775808]",
+                "[0.5,-1.5e3,1E-2,2e+8,1.7976931348623157e308,0.1]",
+                "[\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\u20AC\\ud83d\\ude00\"]",
+                "[\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \x7f\"]",
+                "{\"a\":1,\"a\":2}", /* last wins without the flag */
+                "[true,false,null,[[[]]],{\"x\":{\"y\":{}}}]",
+                "{\"k\\u0041y\":\"v\"}",
+        };
+        static const char *const bad[] = {
+                "",
+                " ",
+                "1",
+                "\"s\"",
+                "{",
+                "[",
+                "[1,]",
+                "{\"a\":1,}",
+                "[01]",
+                "[1.]",
+                "[.5]",
+                "[-]",
+                "[1e]",
+                "[1e+]",
+                "[+1]",
+                "[tru]",
+                "[truex]",
+                "[nul]",
+                "[1x]",
+                "{\"a\" 1}",
+                "{1:2}",
+                "[\"\\u0000\"]",
+                "[\"\\ud800\"]",
+                "[\"\\udc00\"]",
+                "[\"\\ud800\\u0041\"]",
+                "[\"\\x\"]",
+                "[\"\\u12\"]",
+                "[\"\x01\"]",
+                "[\"\xc3\"]",
+                "[\"\xed\xa0\x80\"]",
+                "[\"\xc0\xaf\"]",
+                "[99999999999999999999]",
+                "[-9223372036854775809]",
+                "[1e400]",
+                "[1] x",
+                "[1]]",
+                "{\"a\":1}{}",
+                "[\"unterminated]",
+        };
+        size_t i;
+        int bad_cnt = 0;
+
+        for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+                EB_CHECK(read_same(good[i], strlen(good[i]), 0, &bad_cnt));
+                EB_CHECK(json_loadb(good[i], strlen(good[i]), 0, NULL) != NULL);
+        }
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                json_t *v = eb_json_loadb(bad[i], strlen(bad[i]), 0, NULL);
+
+                EB_CHECK(!read_same(bad[i], strlen(bad[i]), 0, &bad_cnt));
+                EB_CHECK(v == NULL);
+                json_decref(v);
+        }
+        /* duplicates: refused with the flag, as jansson refuses them */
+        EB_CHECK(eb_json_loadb("{\"a\":1,\"a\":2}", 13, JSON_REJECT_DUPLICATES,
+                               NULL) == NULL);
+        EB_CHECK(read_same("{\"a\":1,\"b\":{\"a\":2}}", 19,
+                           JSON_REJECT_DUPLICATES, &bad_cnt));
+        /* an underflowing real is left to jansson (which takes it) */
+        EB_CHECK(!read_same("[5e-324]", 8, 0, &bad_cnt));
+        EB_CHECK(eb_json_loadb("[5e-324]", 8, 0, NULL) != NULL);
+        /* jansson's error text when the fast path declines */
+        {
+                json_error_t err;
+
+                EB_CHECK(eb_json_loadb("{\"a\";1}", 8, 0, &err) == NULL);
+                EB_CHECK(strstr(err.text, "':' expected") != NULL);
+        }
+        EB_CHECK_INT(bad_cnt, 0);
+}
+
+/* Random trees written compact, indented and ASCII-escaped, read back;
+ * then every byte of some of them flipped. */
+static void test_read_random(void)
+{
+        static const size_t fmts[] = {JSON_COMPACT, JSON_INDENT(2),
+                                      JSON_COMPACT | JSON_ENSURE_ASCII,
+                                      JSON_INDENT(1) | JSON_ENSURE_ASCII};
+        int i, bad = 0, built = 0, tried = 0;
+        size_t f, k;
+
+        for (i = 0; i < 1500; i++) {
+                json_t *v = json_pack("{s:o}", "v", rand_value(0));
+
+                for (f = 0; f < sizeof(fmts) / sizeof(fmts[0]); f++) {
+                        char *text = json_dumps(v, fmts[f]);
+                        size_t len = strlen(text);
+
+                        tried++;
+                        built += read_same(text, len, 0, &bad);
+                        (void)read_same(text, len, JSON_REJECT_DUPLICATES,
+                                        &bad);
+                        if (i % 10 == 0) {
+                                for (k = 0; k < len && k < 200; k++) {
+                                        char keep = text[k];
+
+                                        text[k] = (char)(next() & 0xff);
+                                        (void)read_same(text, len, 0, &bad);
+                                        text[k] = keep;
+                                }
+                        }
+                        free(text);
+                }
+                json_decref(v);
+        }
+        EB_CHECK_INT(bad, 0);
+        /* it declines only on NUL in strings and such: most are built */
+        EB_CHECK(built > tried / 2);
+}
+
 /* What eb_envelope_render() wrote before it had its own writer: a jansson
  * tree in attribute order, dumped compact. */
 static char *reference_structured(const struct eb_event *e)
@@ -343,5 +498,7 @@ int main(void)
         EB_RUN(test_depth_limit);
         EB_RUN(test_utf8);
         EB_RUN(test_envelope_bytes_unchanged);
+        EB_RUN(test_read_table);
+        EB_RUN(test_read_random);
         return eb_test_summary();
 }
