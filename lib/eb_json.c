@@ -292,6 +292,8 @@ static int hex4(const unsigned char *p, unsigned *out)
 
 static int scratch_put(struct rd *r, size_t *len, const void *s, size_t n)
 {
+        if (!n)
+                return 0; /* and no arithmetic on a scratch not yet made */
         if (*len + n > r->scratch_cap) {
                 size_t cap = r->scratch_cap ? r->scratch_cap * 2 : 256;
                 char *np;
