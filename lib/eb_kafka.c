@@ -433,9 +433,8 @@ static int is_sensitive(const char *key)
                strstr(key, "oauthbearer.config") || strstr(key, "jaas");
 }
 
-/* Set one property; on failure errstr = "<what>: <librdkafka message>". */
-static int conf_set(rd_kafka_conf_t *conf, const char *what, const char *key,
-                    const char *val, char *errstr, size_t errstr_size)
+int eb_kafka_conf_set(rd_kafka_conf_t *conf, const char *what, const char *key,
+                      const char *val, char *errstr, size_t errstr_size)
 {
         char msg[512];
         char red[512];
@@ -469,9 +468,11 @@ static int start_embedded(eb_kafka_t *k, const struct eb_config *cfg,
          * It never connects anywhere, so only its warnings are of interest.
          */
         rd_kafka_conf_set_log_cb(conf, eb_log_rdkafka_cb);
-        if (conf_set(conf, "kafka", "client.id", "evbridge-embedded-cluster",
-                     errstr, errstr_size) ||
-            conf_set(conf, "kafka", "log_level", "4", errstr, errstr_size)) {
+        if (eb_kafka_conf_set(conf, "kafka", "client.id",
+                              "evbridge-embedded-cluster", errstr,
+                              errstr_size) ||
+            eb_kafka_conf_set(conf, "kafka", "log_level", "4", errstr,
+                              errstr_size)) {
                 rd_kafka_conf_destroy(conf);
                 return -EINVAL;
         }
@@ -526,24 +527,26 @@ static int make_conf(eb_kafka_t *k, const struct eb_config *cfg,
         rd_kafka_conf_set_log_cb(conf, eb_log_rdkafka_cb);
 
         snprintf(num, sizeof(num), "%d", EB_KAFKA_MESSAGE_TIMEOUT_MS);
-        if (conf_set(conf, "kafka", "enable.idempotence", "true", errstr,
-                     errstr_size) ||
-            conf_set(conf, "kafka", "acks", "all", errstr, errstr_size) ||
-            conf_set(conf, "kafka", "message.timeout.ms", num, errstr,
-                     errstr_size) ||
-            conf_set(conf, "kafka", "client.id", client_id, errstr,
-                     errstr_size) ||
-            conf_set(conf, "kafka", "log.queue", "true", errstr, errstr_size))
+        if (eb_kafka_conf_set(conf, "kafka", "enable.idempotence", "true",
+                              errstr, errstr_size) ||
+            eb_kafka_conf_set(conf, "kafka", "acks", "all", errstr,
+                              errstr_size) ||
+            eb_kafka_conf_set(conf, "kafka", "message.timeout.ms", num, errstr,
+                              errstr_size) ||
+            eb_kafka_conf_set(conf, "kafka", "client.id", client_id, errstr,
+                              errstr_size) ||
+            eb_kafka_conf_set(conf, "kafka", "log.queue", "true", errstr,
+                              errstr_size))
                 goto out;
         if (!cfg->embedded && cfg->brokers &&
-            conf_set(conf, "kafka.brokers", "bootstrap.servers", cfg->brokers,
-                     errstr, errstr_size))
+            eb_kafka_conf_set(conf, "kafka.brokers", "bootstrap.servers",
+                              cfg->brokers, errstr, errstr_size))
                 goto out;
         if (cfg->queue_max_messages > 0) {
                 snprintf(num, sizeof(num), "%zu", cfg->queue_max_messages);
-                if (conf_set(conf, "kafka.queue_max_messages",
-                             "queue.buffering.max.messages", num, errstr,
-                             errstr_size))
+                if (eb_kafka_conf_set(conf, "kafka.queue_max_messages",
+                                      "queue.buffering.max.messages", num,
+                                      errstr, errstr_size))
                         goto out;
         }
         if (k->txn_id) {
@@ -551,12 +554,13 @@ static int make_conf(eb_kafka_t *k, const struct eb_config *cfg,
                  * waits for them: librdkafka's 5 ms linger would only add
                  * latency to every transaction. */
                 snprintf(num, sizeof(num), "%d", EB_KAFKA_TXN_TIMEOUT_MS);
-                if (conf_set(conf, "kafka.transactional_id", "transactional.id",
-                             k->txn_id, errstr, errstr_size) ||
-                    conf_set(conf, "kafka", "transaction.timeout.ms", num,
-                             errstr, errstr_size) ||
-                    conf_set(conf, "kafka", "linger.ms", "1", errstr,
-                             errstr_size))
+                if (eb_kafka_conf_set(conf, "kafka.transactional_id",
+                                      "transactional.id", k->txn_id, errstr,
+                                      errstr_size) ||
+                    eb_kafka_conf_set(conf, "kafka", "transaction.timeout.ms",
+                                      num, errstr, errstr_size) ||
+                    eb_kafka_conf_set(conf, "kafka", "linger.ms", "1", errstr,
+                                      errstr_size))
                         goto out;
         }
         for (i = 0; i < cfg->properties_cnt; i++) {
@@ -587,8 +591,8 @@ static int make_conf(eb_kafka_t *k, const struct eb_config *cfg,
                         goto out;
                 }
                 snprintf(what, sizeof(what), "kafka.properties.%s", kv->key);
-                if (conf_set(conf, what, kv->key, kv->value, errstr,
-                             errstr_size))
+                if (eb_kafka_conf_set(conf, what, kv->key, kv->value, errstr,
+                                      errstr_size))
                         goto out;
         }
         if (k->txn_id && !user_msg_timeout) {
@@ -602,8 +606,8 @@ static int make_conf(eb_kafka_t *k, const struct eb_config *cfg,
 
                 if (rd_kafka_conf_get(conf, "transaction.timeout.ms", tmo,
                                       &tmo_size) != RD_KAFKA_CONF_OK ||
-                    conf_set(conf, "kafka", "message.timeout.ms", tmo, errstr,
-                             errstr_size))
+                    eb_kafka_conf_set(conf, "kafka", "message.timeout.ms", tmo,
+                                      errstr, errstr_size))
                         goto out;
         }
         if (cfg->embedded) {
@@ -676,8 +680,8 @@ eb_kafka_t *eb_kafka_new_ex(struct event_base *base,
                 goto fail;
         if (cfg->embedded) {
                 if (start_embedded(k, cfg, errstr, errstr_size) != 0 ||
-                    conf_set(conf, "kafka", "bootstrap.servers", k->bootstrap,
-                             errstr, errstr_size) != 0) {
+                    eb_kafka_conf_set(conf, "kafka", "bootstrap.servers",
+                                      k->bootstrap, errstr, errstr_size) != 0) {
                         rd_kafka_conf_destroy(conf);
                         goto fail;
                 }

@@ -251,6 +251,14 @@ int eb_kafka_produce(eb_kafka_t *k, const struct eb_envelope *env,
 int eb_kafka_mock_nodelay(void);
 
 /**
+ * @brief Set one librdkafka property. On failure @p errstr is
+ * "<what>: <librdkafka's message>", with secrets redacted.
+ * @returns 0 or -EINVAL.
+ */
+int eb_kafka_conf_set(rd_kafka_conf_t *conf, const char *what, const char *key,
+                      const char *val, char *errstr, size_t errstr_size);
+
+/**
  * @brief eb_kafka_produce() to an explicit @p partition
  * (RD_KAFKA_PARTITION_UA: the partitioner's choice, i.e.
  * eb_kafka_produce()). For the sharded intake topic, whose partition is

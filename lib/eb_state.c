@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "eb_json.h"
+#include "eb_kafka.h"
 #include "eb_time.h"
 #include "eb_util.h"
 
@@ -1363,14 +1364,11 @@ static int is_producer_only(const char *key)
 static int cset(rd_kafka_conf_t *conf, const char *what, const char *key,
                 const char *val, char *errstr, size_t errstr_size)
 {
-        char msg[512];
-        char red[512];
+        char why[600];
 
-        if (rd_kafka_conf_set(conf, key, val, msg, sizeof(msg)) ==
-            RD_KAFKA_CONF_OK)
+        if (!eb_kafka_conf_set(conf, what, key, val, why, sizeof(why)))
                 return 0;
-        eb_log_redact(msg, red, sizeof(red));
-        snprintf(errstr, errstr_size, "state restore: %s: %s", what, red);
+        snprintf(errstr, errstr_size, "state restore: %s", why);
         return -EINVAL;
 }
 
