@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "eb_time.h"
+
 static const char *skip_ows(const char *p)
 {
         while (*p == ' ' || *p == '\t')
@@ -127,32 +129,6 @@ int64_t eb_ratelimit_reset_ms(double reset_s)
 
 /* ---- HTTP-date ------------------------------------------------------- */
 
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-        int64_t era, yoe, doy, doe;
-
-        y -= m <= 2;
-        era = (y >= 0 ? y : y - 399) / 400;
-        yoe = y - era * 400;
-        doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        return era * 146097 + doe - 719468;
-}
-
-static int digits(const char **pp, int n, int *out)
-{
-        int v = 0, i;
-
-        for (i = 0; i < n; i++) {
-                if (!isdigit((unsigned char)(*pp)[i]))
-                        return -1;
-                v = v * 10 + ((*pp)[i] - '0');
-        }
-        *pp += n;
-        *out = v;
-        return 0;
-}
-
 static int lit(const char **pp, const char *s)
 {
         size_t n = strlen(s);
@@ -203,8 +179,9 @@ static int day_name(const char **pp, int want_long)
 
 static int hms(const char **pp, int *h, int *mi, int *s)
 {
-        if (digits(pp, 2, h) || lit(pp, ":") || digits(pp, 2, mi) ||
-            lit(pp, ":") || digits(pp, 2, s))
+        if (eb_parse_digits(pp, 2, h) || lit(pp, ":") ||
+            eb_parse_digits(pp, 2, mi) || lit(pp, ":") ||
+            eb_parse_digits(pp, 2, s))
                 return -1;
         return *h > 23 || *mi > 59 || *s > 60 ? -1 : 0;
 }
@@ -219,16 +196,18 @@ static int http_date_parse(const char *p, int64_t *ms)
         if (day_name(&q, 0) == 0 && *q == ',') {
                 /* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
                 q++;
-                if (lit(&q, " ") || digits(&q, 2, &d) || lit(&q, " ") ||
-                    month(&q, &mo) || lit(&q, " ") || digits(&q, 4, &y) ||
-                    lit(&q, " ") || hms(&q, &h, &mi, &s) || lit(&q, " GMT"))
+                if (lit(&q, " ") || eb_parse_digits(&q, 2, &d) ||
+                    lit(&q, " ") || month(&q, &mo) || lit(&q, " ") ||
+                    eb_parse_digits(&q, 4, &y) || lit(&q, " ") ||
+                    hms(&q, &h, &mi, &s) || lit(&q, " GMT"))
                         return -EINVAL;
         } else if ((q = p, day_name(&q, 1) == 0) && *q == ',') {
                 /* RFC 850: Sunday, 06-Nov-94 08:49:37 GMT */
                 q++;
-                if (lit(&q, " ") || digits(&q, 2, &d) || lit(&q, "-") ||
-                    month(&q, &mo) || lit(&q, "-") || digits(&q, 2, &y) ||
-                    lit(&q, " ") || hms(&q, &h, &mi, &s) || lit(&q, " GMT"))
+                if (lit(&q, " ") || eb_parse_digits(&q, 2, &d) ||
+                    lit(&q, "-") || month(&q, &mo) || lit(&q, "-") ||
+                    eb_parse_digits(&q, 2, &y) || lit(&q, " ") ||
+                    hms(&q, &h, &mi, &s) || lit(&q, " GMT"))
                         return -EINVAL;
                 y += y < 70 ? 2000 : 1900;
         } else if ((q = p, day_name(&q, 0) == 0) && *q == ' ') {
@@ -238,13 +217,13 @@ static int http_date_parse(const char *p, int64_t *ms)
                         return -EINVAL;
                 if (*q == ' ') {
                         q++;
-                        if (digits(&q, 1, &d))
+                        if (eb_parse_digits(&q, 1, &d))
                                 return -EINVAL;
-                } else if (digits(&q, 2, &d)) {
+                } else if (eb_parse_digits(&q, 2, &d)) {
                         return -EINVAL;
                 }
                 if (lit(&q, " ") || hms(&q, &h, &mi, &s) || lit(&q, " ") ||
-                    digits(&q, 4, &y))
+                    eb_parse_digits(&q, 4, &y))
                         return -EINVAL;
         } else {
                 return -EINVAL;
@@ -256,7 +235,7 @@ static int http_date_parse(const char *p, int64_t *ms)
                 return -EINVAL;
         if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 || y % 400 == 0)))
                 return -EINVAL;
-        *ms = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) *
+        *ms = (eb_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) *
               1000;
         return 0;
 }

@@ -112,9 +112,7 @@ void eb_duration_format(int64_t ms, char *buf, size_t sz)
         }
 }
 
-/* Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's
- * days_from_civil), so we need neither timegm() nor the TZ variable. */
-static int64_t days_from_civil(int64_t y, int m, int d)
+int64_t eb_days_from_civil(int64_t y, int m, int d)
 {
         int64_t era, yoe, doy, doe;
 
@@ -126,7 +124,7 @@ static int64_t days_from_civil(int64_t y, int m, int d)
         return era * 146097 + doe - 719468;
 }
 
-static int num(const char **pp, int digits, int *out)
+int eb_parse_digits(const char **pp, int digits, int *out)
 {
         int v = 0, i;
 
@@ -150,14 +148,16 @@ int eb_rfc3339_parse(const char *s, int64_t *ms)
 
         if (!s)
                 return -EINVAL;
-        if (num(&p, 4, &y) || *p++ != '-' || num(&p, 2, &mo) || *p++ != '-' ||
-            num(&p, 2, &d))
+        if (eb_parse_digits(&p, 4, &y) || *p++ != '-' ||
+            eb_parse_digits(&p, 2, &mo) || *p++ != '-' ||
+            eb_parse_digits(&p, 2, &d))
                 return -EINVAL;
         if (*p != 'T' && *p != 't' && *p != ' ')
                 return -EINVAL;
         p++;
-        if (num(&p, 2, &h) || *p++ != ':' || num(&p, 2, &mi) || *p++ != ':' ||
-            num(&p, 2, &sec))
+        if (eb_parse_digits(&p, 2, &h) || *p++ != ':' ||
+            eb_parse_digits(&p, 2, &mi) || *p++ != ':' ||
+            eb_parse_digits(&p, 2, &sec))
                 return -EINVAL;
         if (*p == '.') {
                 p++;
@@ -180,8 +180,8 @@ int eb_rfc3339_parse(const char *s, int64_t *ms)
         } else if (*p == '+' || *p == '-') {
                 int sign = *p == '-' ? -1 : 1, oh, om;
                 p++;
-                if (num(&p, 2, &oh) || *p++ != ':' || num(&p, 2, &om) ||
-                    oh > 23 || om > 59)
+                if (eb_parse_digits(&p, 2, &oh) || *p++ != ':' ||
+                    eb_parse_digits(&p, 2, &om) || oh > 23 || om > 59)
                         return -EINVAL;
                 off = sign * (oh * 60 + om);
         }
@@ -192,7 +192,7 @@ int eb_rfc3339_parse(const char *s, int64_t *ms)
                 return -EINVAL;
         if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 || y % 400 == 0)))
                 return -EINVAL;
-        t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+        t = eb_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
         t -= (int64_t)off * 60;
         t = t * 1000 + frac;
         /* Only what eb_rfc3339_format() can write back: a time an

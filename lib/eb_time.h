@@ -14,6 +14,14 @@
 
 /** @returns wall-clock time in ms since the epoch. */
 int64_t eb_now_ms(void);
+
+/** @returns days since 1970-01-01 of a proleptic Gregorian date (Howard
+ *  Hinnant's days_from_civil): no timegm(), no TZ variable. */
+int64_t eb_days_from_civil(int64_t y, int m, int d);
+
+/** @brief Read exactly @p digits decimal digits at @p *pp into @p *out and
+ *  advance @p *pp. @returns 0, or -1 (a non-digit; @p *pp unmoved). */
+int eb_parse_digits(const char **pp, int digits, int *out);
 /** @returns monotonic time in ms (for intervals and timeouts). */
 int64_t eb_mono_ms(void);
 /** @returns monotonic time in microseconds. */
