@@ -288,6 +288,25 @@ static void on_later(evutil_socket_t fd, short what, void *arg)
         batch_settle(arg);
 }
 
+/* Settle @p b (submitted, nothing outstanding) from the loop, never
+ * inside the publish call that made it. @returns 0, or -ENOMEM with @p b
+ * freed (the publish fails, its caller still owns the retry). */
+static int settle_later(eb_pipeline_t *pl, struct batch *b)
+{
+        struct timeval tv = {0, 0};
+
+        b->later = evtimer_new(pl->base, on_later, b);
+        if (!b->later) {
+                pl->pending--;
+                json_decref(b->cp);
+                free(b->source);
+                free(b);
+                return -ENOMEM;
+        }
+        evtimer_add(b->later, &tv);
+        return 0;
+}
+
 static void maybe_settle(struct batch *b)
 {
         if (b->submitted && b->outstanding == 0 && !b->txn)
@@ -969,16 +988,7 @@ static int eos_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                 }
         } else if (b->outstanding == 0) {
                 /* all duplicates already committed, or nothing at all */
-                struct timeval tv = {0, 0};
-                b->later = evtimer_new(pl->base, on_later, b);
-                if (!b->later) {
-                        pl->pending--;
-                        json_decref(b->cp);
-                        free(b->source);
-                        free(b);
-                        return -ENOMEM;
-                }
-                evtimer_add(b->later, &tv);
+                return settle_later(pl, b);
         }
         return 0;
 }
@@ -1102,18 +1112,8 @@ int eb_pipeline_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
         pl->pending++;
         b->submitted = 1;
         if (b->outstanding == 0) {
-                /* Nothing to wait for (all duplicates, or no events): settle
-                 * from the loop, never inside this call. */
-                struct timeval tv = {0, 0};
-                b->later = evtimer_new(pl->base, on_later, b);
-                if (!b->later) {
-                        pl->pending--;
-                        json_decref(b->cp);
-                        free(b->source);
-                        free(b);
-                        return -ENOMEM;
-                }
-                evtimer_add(b->later, &tv);
+                /* Nothing to wait for (all duplicates, or no events). */
+                return settle_later(pl, b);
         }
         return 0;
 }
