@@ -873,11 +873,28 @@ static void test_broker_down_long(void)
         EB_CHECK_INT(commit.err, -ECANCELED);
         EB_CHECK_INT(c.dr_fail, 20);
         EB_CHECK_INT(eb_kafka_txn_state(c.k), EB_KAFKA_TXN_ABORTABLE);
-        EB_CHECK_INT(abort_txn(base, c.k), 0);
-        rc = run_until(base, &u.up, 1, 20000);
-        EB_CHECK_INT(rc, 0);
-        EB_CHECK(commit_with_redo(base, c.k, 20, 3) >= 0);
-        EB_CHECK_INT(c.dr_ok >= 24, 1);
+        rc = abort_txn(base, c.k);
+        if (rc != 0 && eb_kafka_txn_state(c.k) == EB_KAFKA_TXN_FATAL) {
+                /* librdkafka 2.0.2 sometimes fences itself here (about
+                 * one run in ten under make asan): after the timeouts
+                 * both its idempotence layer and the abort ask the
+                 * coordinator for a bumped epoch, and the second is
+                 * refused as an old epoch. A fatal error: evbridge stops
+                 * on it and its restart carries on from the committed
+                 * state (test_faults restarts it that way). Then nothing
+                 * of the failed transaction may be delivered, and the
+                 * producer must refuse new work. */
+                fprintf(stderr, "  (librdkafka fenced itself after the "
+                                "timeouts: the fatal path)\n");
+                EB_CHECK_INT(c.dr_ok, 4);
+                EB_CHECK(eb_kafka_txn_begin(c.k) != 0);
+        } else {
+                EB_CHECK_INT(rc, 0);
+                rc = run_until(base, &u.up, 1, 20000);
+                EB_CHECK_INT(rc, 0);
+                EB_CHECK(commit_with_redo(base, c.k, 20, 3) >= 0);
+                EB_CHECK_INT(c.dr_ok >= 24, 1);
+        }
         event_free(up_ev);
         eb_kafka_free(c.k);
         event_base_free(base);
