@@ -113,16 +113,6 @@ static struct eb_kv fast_props[] = {
 };
 
 /* Run the loop until @p *counter >= @p target or the time is up. */
-static int run_until(struct event_base *base, const int *counter, int target,
-                     int timeout_ms)
-{
-        int64_t deadline = eb_mono_ms() + EB_T_TMOUT(timeout_ms);
-
-        while (*counter < target && eb_mono_ms() < deadline)
-                event_base_loop(base, EVLOOP_ONCE);
-        return *counter >= target ? 0 : -ETIMEDOUT;
-}
-
 static void run_for(struct event_base *base, int ms)
 {
         struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -178,7 +168,8 @@ static eb_kafka_t *start(struct event_base *base, struct eb_config *cfg,
         if (eb_kmock_create_topic(eb_kafka_mock_cluster(c->k), TOPIC_A, 2) ||
             eb_kmock_create_topic(eb_kafka_mock_cluster(c->k), TOPIC_B, 2) ||
             eb_kafka_txn_init(c->k, on_op, &init) != 0 ||
-            run_until(base, &init.fired, 1, 20000) != 0 || init.err != 0) {
+            eb_test_run_until(base, &init.fired, 1, 20000) != 0 ||
+            init.err != 0) {
                 fprintf(stderr, "  start: init failed: %d %s\n", init.err,
                         init.errstr);
                 eb_kafka_free(c->k);
@@ -199,7 +190,7 @@ static int batch(struct event_base *base, eb_kafka_t *k, int n, int base_i,
                 return -998;
         if (eb_kafka_txn_commit(k, on_op, commit) != 0)
                 return -997;
-        if (run_until(base, &commit->fired, 1, 30000) != 0)
+        if (eb_test_run_until(base, &commit->fired, 1, 30000) != 0)
                 return -ETIMEDOUT;
         return commit->err;
 }
@@ -211,7 +202,7 @@ static int abort_txn(struct event_base *base, eb_kafka_t *k)
         memset(&o, 0, sizeof(o));
         if (eb_kafka_txn_abort(k, on_op, &o) != 0)
                 return -997;
-        if (run_until(base, &o.fired, 1, 30000) != 0)
+        if (eb_test_run_until(base, &o.fired, 1, 30000) != 0)
                 return -ETIMEDOUT;
         return o.err;
 }
@@ -331,7 +322,7 @@ static void test_init_and_commit(void)
         EB_CHECK_INT(eb_kafka_txn_state(c.k), EB_KAFKA_TXN_INITIALIZING);
         EB_CHECK_INT(eb_kafka_txn_init(c.k, on_op, &other), -EBUSY);
         EB_CHECK_INT(eb_kafka_txn_begin(c.k), -EBUSY);
-        EB_REQUIRE(run_until(base, &init.fired, 1, 20000) == 0);
+        EB_REQUIRE(eb_test_run_until(base, &init.fired, 1, 20000) == 0);
         EB_CHECK_INT(init.err, 0);
         EB_CHECK_INT(eb_kafka_txn_state(c.k), EB_KAFKA_TXN_READY);
         EB_CHECK_INT(eb_kafka_txn_init(c.k, on_op, &other), -EINVAL);
@@ -352,7 +343,7 @@ static void test_init_and_commit(void)
         EB_CHECK_INT(eb_kafka_txn_commit(c.k, on_op, &other), -EBUSY);
         EB_CHECK_INT(eb_kafka_txn_abort(c.k, on_op, &other), -EBUSY);
         EB_CHECK_INT(eb_kafka_txn_begin(c.k), -EBUSY);
-        EB_REQUIRE(run_until(base, &commit.fired, 1, 30000) == 0);
+        EB_REQUIRE(eb_test_run_until(base, &commit.fired, 1, 30000) == 0);
         EB_CHECK_INT(commit.err, 0);
         /* every delivery report ran before the commit's callback */
         EB_CHECK_INT(commit.drs_at_cb, n);
@@ -638,7 +629,7 @@ static void test_abort_open_txn(void)
         EB_REQUIRE(eb_kafka_txn_abort(c.k, on_op, &ab) == 0);
         EB_CHECK_INT(eb_kafka_txn_state(c.k), EB_KAFKA_TXN_ABORTING);
         EB_CHECK_INT(ab.fired, 0);
-        EB_CHECK_INT(run_until(base, &ab.fired, 1, 30000), 0);
+        EB_CHECK_INT(eb_test_run_until(base, &ab.fired, 1, 30000), 0);
         EB_CHECK_INT(ab.err, 0);
         EB_CHECK_INT(ab.drs_at_cb, 4 + 100);
         EB_CHECK_INT(c.dr_ok, 4 + 100);
@@ -813,7 +804,7 @@ static void test_broker_down_short(void)
         memset(&commit, 0, sizeof(commit));
         EB_REQUIRE(eb_kafka_txn_begin(c.k) == 0);
         EB_CHECK_INT(produce_n(c.k, 20, 100), 0);
-        EB_REQUIRE(run_until(base, &c.dr_ok, 24, 20000) == 0);
+        EB_REQUIRE(eb_test_run_until(base, &c.dr_ok, 24, 20000) == 0);
         u.mc = eb_kafka_mock_cluster(c.k);
         u.up = 0;
         rd_kafka_mock_broker_set_down(u.mc, 1);
@@ -821,7 +812,7 @@ static void test_broker_down_short(void)
         EB_REQUIRE(up_ev != NULL);
         evtimer_add(up_ev, &tv);
         EB_REQUIRE(eb_kafka_txn_commit(c.k, on_op, &commit) == 0);
-        EB_CHECK_INT(run_until(base, &commit.fired, 1, 40000), 0);
+        EB_CHECK_INT(eb_test_run_until(base, &commit.fired, 1, 40000), 0);
         EB_CHECK_INT(u.up, 1); /* it could not finish while down */
         EB_CHECK_INT(commit.err, 0);
         EB_CHECK_INT(eb_kafka_txn_state(c.k), EB_KAFKA_TXN_READY);
@@ -869,7 +860,7 @@ static void test_broker_down_long(void)
         EB_REQUIRE(up_ev != NULL);
         evtimer_add(up_ev, &tv);
         EB_REQUIRE(eb_kafka_txn_commit(c.k, on_op, &commit) == 0);
-        EB_CHECK_INT(run_until(base, &commit.fired, 1, 40000), 0);
+        EB_CHECK_INT(eb_test_run_until(base, &commit.fired, 1, 40000), 0);
         EB_CHECK_INT(commit.err, -ECANCELED);
         EB_CHECK_INT(c.dr_fail, 20);
         EB_CHECK_INT(eb_kafka_txn_state(c.k), EB_KAFKA_TXN_ABORTABLE);
@@ -890,7 +881,7 @@ static void test_broker_down_long(void)
                 EB_CHECK(eb_kafka_txn_begin(c.k) != 0);
         } else {
                 EB_CHECK_INT(rc, 0);
-                rc = run_until(base, &u.up, 1, 20000);
+                rc = eb_test_run_until(base, &u.up, 1, 20000);
                 EB_CHECK_INT(rc, 0);
                 EB_CHECK(commit_with_redo(base, c.k, 20, 3) >= 0);
                 EB_CHECK_INT(c.dr_ok >= 24, 1);

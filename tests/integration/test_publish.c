@@ -63,16 +63,6 @@ static void cfg_init(struct eb_config *cfg, int brokers)
 }
 
 /* Run the loop until @p *counter reaches @p target or the time is up. */
-static int run_until(struct event_base *base, const int *counter, int target,
-                     int timeout_ms)
-{
-        int64_t deadline = eb_mono_ms() + EB_T_TMOUT(timeout_ms);
-
-        while (*counter < target && eb_mono_ms() < deadline)
-                event_base_loop(base, EVLOOP_ONCE);
-        return *counter >= target ? 0 : -ETIMEDOUT;
-}
-
 /* ---- the events --------------------------------------------------------
  * Four types over three providers; several events per entity so per-key
  * ordering can be checked. The Kota type goes out in binary mode. */
@@ -497,7 +487,7 @@ static void test_publish_and_read_back(void)
                                               &slots[i]),
                              0);
         }
-        EB_CHECK_INT(run_until(base, &pub.done, N_EVENTS, 30000), 0);
+        EB_CHECK_INT(eb_test_run_until(base, &pub.done, N_EVENTS, 30000), 0);
         for (i = 0; i < N_EVENTS; i++) {
                 EB_CHECK_INT(slots[i].fired, 1);
                 EB_CHECK_INT(slots[i].err, 0);
@@ -605,14 +595,14 @@ static void test_queue_full_embedded(void)
         EB_CHECK_INT(
                 rd_kafka_mock_broker_set_up(eb_kafka_mock_cluster(pub.k), 1),
                 0);
-        EB_CHECK_INT(run_until(base, &pub.done, 5, 30000), 0);
+        EB_CHECK_INT(eb_test_run_until(base, &pub.done, 5, 30000), 0);
         for (i = 0; i < 5; i++) {
                 EB_CHECK_INT(slots[i].fired, 1);
                 EB_CHECK_INT(slots[i].err, 0);
         }
         EB_CHECK_INT(slots[5].fired, 0); /* refused: no callback ever */
         EB_CHECK_INT(eb_kafka_produce(pub.k, &env, on_delivery, &slots[5]), 0);
-        EB_CHECK_INT(run_until(base, &pub.done, 6, 30000), 0);
+        EB_CHECK_INT(eb_test_run_until(base, &pub.done, 6, 30000), 0);
         EB_CHECK_INT(slots[5].err, 0);
         eb_kafka_free(pub.k);
         eb_envelope_fini(&env);
@@ -678,7 +668,7 @@ static void test_queue_full_closed_port(void)
         {
                 int never = 0;
 
-                (void)run_until(base, &never, 1, 500);
+                (void)eb_test_run_until(base, &never, 1, 500);
         }
         EB_CHECK_INT(pub.done, 0);
         EB_CHECK(eb_kafka_outq_len(pub.k) >= 3);
@@ -724,7 +714,7 @@ static void test_delivery_timeout(void)
                 0);
         render_one(&env, 0);
         EB_CHECK_INT(eb_kafka_produce(pub.k, &env, on_delivery, &slot), 0);
-        EB_CHECK_INT(run_until(base, &pub.done, 1, 30000), 0);
+        EB_CHECK_INT(eb_test_run_until(base, &pub.done, 1, 30000), 0);
         EB_CHECK_INT(slot.fired, 1);
         EB_CHECK_INT(slot.err, -ETIMEDOUT);
         EB_CHECK(slot.errstr[0] != '\0');
@@ -802,7 +792,7 @@ static void test_fatal_error(void)
                              RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
                              "injected by test"),
                      0);
-        EB_CHECK_INT(run_until(base, &fatal_calls, 1, 10000), 0);
+        EB_CHECK_INT(eb_test_run_until(base, &fatal_calls, 1, 10000), 0);
         EB_CHECK_INT(fatal_calls, 1);
         EB_CHECK(strstr(fatal_reason, "injected by test") != NULL);
         render_one(&env, 1);

@@ -66,16 +66,6 @@ static void on_op(void *opaque, int err, const char *errstr)
         o->err = err;
 }
 
-static int run_until(struct event_base *base, const int *counter, int target,
-                     int timeout_ms)
-{
-        int64_t deadline = eb_mono_ms() + EB_T_TMOUT(timeout_ms);
-
-        while (*counter < target && eb_mono_ms() < deadline)
-                event_base_loop(base, EVLOOP_ONCE);
-        return *counter >= target ? 0 : -ETIMEDOUT;
-}
-
 /* A transactional producer on a fresh embedded cluster, with the state
  * topics created and transactions initialised. */
 static eb_kafka_t *start(struct event_base *base, const struct eb_config *cfg,
@@ -99,7 +89,7 @@ static eb_kafka_t *start(struct event_base *base, const struct eb_config *cfg,
                 return NULL;
         }
         if (eb_kafka_txn_init(k, on_op, &init) != 0 ||
-            run_until(base, &init.fired, 1, 20000) != 0 || init.err) {
+            eb_test_run_until(base, &init.fired, 1, 20000) != 0 || init.err) {
                 fprintf(stderr, "  txn init failed\n");
                 eb_kafka_free(k);
                 return NULL;
@@ -162,7 +152,7 @@ static int write_txn(struct event_base *base, eb_kafka_t *k,
         } else if (eb_kafka_txn_commit(k, on_op, &o) != 0) {
                 return -995;
         }
-        if (run_until(base, &o.fired, 1, 30000) != 0)
+        if (eb_test_run_until(base, &o.fired, 1, 30000) != 0)
                 return -ETIMEDOUT;
         if (o.err == 0 && !do_abort)
                 eb_state_writer_committed(w);
@@ -442,7 +432,7 @@ static void test_restore_expiry_garbage_restart(void)
         EB_CHECK_INT(eb_kafka_produce(k, &junk, NULL, NULL), 0);
         eb_envelope_fini(&junk);
         EB_REQUIRE(eb_kafka_txn_commit(k, on_op, &o) == 0);
-        EB_CHECK_INT(run_until(base, &o.fired, 1, 30000), 0);
+        EB_CHECK_INT(eb_test_run_until(base, &o.fired, 1, 30000), 0);
         EB_CHECK_INT(o.err, 0);
 
         /* "restart": a new session goes on with the same producer */

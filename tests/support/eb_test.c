@@ -1,6 +1,10 @@
 #include "eb_test.h"
 
+#include <errno.h>
+#include <event2/event.h>
 #include <limits.h>
+
+#include "eb_time.h"
 
 int eb_test_passed_;
 int eb_test_failed_;
@@ -83,4 +87,14 @@ char *eb_test_read_fixture(const char *name, size_t *lenp)
         }
         fclose(fp);
         return buf;
+}
+
+int eb_test_run_until(struct event_base *base, const int *counter, int target,
+                      int timeout_ms)
+{
+        int64_t deadline = eb_mono_ms() + EB_T_TMOUT(timeout_ms);
+
+        while (*counter < target && eb_mono_ms() < deadline)
+                event_base_loop(base, EVLOOP_ONCE);
+        return *counter >= target ? 0 : -ETIMEDOUT;
 }

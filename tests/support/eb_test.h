@@ -82,6 +82,15 @@ int eb_test_summary(void);
 int eb_test_tmout(int ms);
 #define EB_T_TMOUT(ms) eb_test_tmout(ms)
 
+struct event_base;
+
+/**
+ * @brief Run @p base until @p *counter reaches @p target or
+ * EB_T_TMOUT(@p timeout_ms) passes. @returns 0, or -ETIMEDOUT.
+ */
+int eb_test_run_until(struct event_base *base, const int *counter, int target,
+                      int timeout_ms);
+
 /** @returns new path of a file under tests/fixtures (caller frees) */
 char *eb_test_fixture(const char *name);
 
