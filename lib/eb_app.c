@@ -52,7 +52,6 @@ struct eb_app_s {
         struct eb_config **retired;
         size_t nretired;
         uint64_t reloads, reload_failures;
-        struct eb_reload_tally reload_tally; /* the last reload's */
         /* Exactly-once: sources start and the process reports ready only
          * once eb_kafka_txn_init() and the state restore are done. */
         int eos;
@@ -127,16 +126,21 @@ void eb_app_shutdown(eb_app_t *app, const char *reason, int fatal)
  * from the checkpoint this process committed for them, if any; changed
  * ones restart from where they were. Dedupe state is untouched, so nothing
  * is published twice. */
+struct app_reload {
+        eb_app_t *app;
+        struct eb_reload_tally *tally;
+};
+
 static void reload_source(const struct eb_source_cfg *o,
                           const struct eb_source_cfg *n, void *opaque)
 {
-        eb_app_t *app = opaque;
+        struct app_reload *r = opaque;
         char errstr[512];
 
         (void)eb_poller_replace(
-                app->poller, o, n,
-                n ? eb_pipeline_checkpoint(app->pipeline, n->name) : NULL,
-                &app->reload_tally, errstr, sizeof(errstr));
+                r->app->poller, o, n,
+                n ? eb_pipeline_checkpoint(r->app->pipeline, n->name) : NULL,
+                r->tally, errstr, sizeof(errstr));
 }
 
 static int str_differs(const char *a, const char *b)
@@ -184,7 +188,8 @@ static void warn_restart_only(const struct eb_config *o,
 void eb_app_reload(eb_app_t *app)
 {
         struct eb_config *old = app->cfg, *ncfg;
-        struct eb_reload_tally *t = &app->reload_tally;
+        struct eb_reload_tally tally = {0, 0, 0};
+        struct app_reload r = {app, &tally};
         char errstr[1024];
 
         if (!old->path || old->path[0] == '<') {
@@ -221,17 +226,16 @@ void eb_app_reload(eb_app_t *app)
         eb_log_set_level(ncfg->log_level);
         eb_log_set_format(ncfg->log_format);
 
-        memset(t, 0, sizeof(*t));
         /* Sharded: the owned shards apply what changed. */
         if (app->shards) {
-                eb_shards_reload(app->shards, ncfg, t);
+                eb_shards_reload(app->shards, ncfg, &tally);
                 goto swap;
         }
         /* Exactly-once before the restore: no source runs yet; the
          * restore starts the sources of the configuration then in force. */
         if (app->eos && !app->restored)
                 goto swap;
-        eb_config_diff_sources(old, ncfg, reload_source, app);
+        eb_config_diff_sources(old, ncfg, reload_source, &r);
 swap:
         app->retired = eb_xrealloc(app->retired,
                                    (app->nretired + 1) * sizeof(*app->retired));
@@ -241,7 +245,7 @@ swap:
         eb_info("app",
                 "reload done: %d added, %d removed, %d changed, %zu "
                 "source(s) in total",
-                t->added, t->removed, t->changed, ncfg->sources_cnt);
+                tally.added, tally.removed, tally.changed, ncfg->sources_cnt);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
