@@ -73,6 +73,12 @@ PY
 }
 field() { $PY -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
+# The backlog's first transaction creates the event topics (auto-created
+# on a real broker, which takes a moment): the baseline starts after it.
+backlog_in() {
+  [ "$(metric 'evbridge_source_events_published_total{source="close-1",provider="close"}')" -ge 20 ]
+}
+wait_for "backlog published" 30 backlog_in
 legit "$T/legit0.json" 2
 check "before the attack: signed webhooks answered 200 ($(cat "$T/legit0.json"))" \
   all_200 "$T/legit0.json"
