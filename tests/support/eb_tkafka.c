@@ -85,8 +85,7 @@ eb_tkafka_t *eb_tkafka_start(int nodes, const char *opts)
                  broker_script(script, sizeof(script)), k->dir, nodes,
                  opts ? opts : "");
         if (run(cmd, bs, sizeof(bs)) != 0 || !bs[0]) {
-                fprintf(stderr, "eb_tkafka: could not start Kafka (%s)\n",
-                        cmd);
+                fprintf(stderr, "eb_tkafka: could not start Kafka (%s)\n", cmd);
                 eb_tkafka_stop(k);
                 return NULL;
         }
@@ -132,8 +131,7 @@ void eb_tkafka_stop(eb_tkafka_t *k)
                 return;
         if (k->dir) {
                 snprintf(cmd, sizeof(cmd), "%s stop %s; rm -rf %s",
-                         broker_script(script, sizeof(script)), k->dir,
-                         k->dir);
+                         broker_script(script, sizeof(script)), k->dir, k->dir);
                 run(cmd, NULL, 0);
         }
         free(k->dir);
@@ -172,8 +170,7 @@ int eb_tkafka_create_topic(const char *bootstrap, const char *topic,
                 rd_kafka_NewTopic_set_config(nt, configs[i], configs[i + 1]);
         q = rd_kafka_queue_new(rk);
         o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-        rd_kafka_AdminOptions_set_operation_timeout(o, 20000, err,
-                                                    sizeof(err));
+        rd_kafka_AdminOptions_set_operation_timeout(o, 20000, err, sizeof(err));
         rd_kafka_AdminOptions_set_request_timeout(o, 30000, err, sizeof(err));
         if (!nt) {
                 fprintf(stderr, "eb_tkafka: NewTopic %s: %s\n", topic, err);
@@ -193,9 +190,8 @@ int eb_tkafka_create_topic(const char *bootstrap, const char *topic,
                 size_t cnt = 0;
                 const rd_kafka_topic_result_t **tr =
                         rd_kafka_CreateTopics_result_topics(res, &cnt);
-                rd_kafka_resp_err_t e =
-                        cnt ? rd_kafka_topic_result_error(tr[0])
-                            : RD_KAFKA_RESP_ERR__FAIL;
+                rd_kafka_resp_err_t e = cnt ? rd_kafka_topic_result_error(tr[0])
+                                            : RD_KAFKA_RESP_ERR__FAIL;
 
                 if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
                         rc = 0;
