@@ -9,7 +9,7 @@
 # zero missing, zero duplicated, nothing of an aborted transaction.
 #
 #   a. SIGKILL at random moments (start-up, restore, inside a transaction,
-#      between produce and commit), each followed by a restart: 5 kills
+#      between produce and commit), each followed by a restart: 20 kills
 #      here, EB_FAULTS_FULL=1 (make test-faults) 24.
 #   b. the broker killed (kill -9) and restarted mid-stream; then the
 #      broker frozen (SIGSTOP) for longer than transaction.timeout.ms, so
@@ -34,7 +34,7 @@ cd "$(dirname "$0")/../.."
 t_start=$(date +%s)
 FULL=${EB_FAULTS_FULL:-0}
 if [ "$FULL" = 1 ]; then KILLS=${EB_FAULTS_KILLS:-24}; else
-  KILLS=${EB_FAULTS_KILLS:-5}; fi
+  KILLS=${EB_FAULTS_KILLS:-20}; fi
 SEED=${EB_FAULTS_SEED:-$(( $(date +%s) % 100000 ))}
 RANDOM=$SEED
 SIM_RATE=5
