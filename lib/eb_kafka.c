@@ -1537,6 +1537,11 @@ static void txn_teardown(eb_kafka_t *k)
         }
 }
 
+void eb_kafka_set_drain(eb_kafka_t *k, int64_t ms)
+{
+        k->drain_ms = ms < 0 ? 0 : ms;
+}
+
 void eb_kafka_free(eb_kafka_t *k)
 {
         if (!k)

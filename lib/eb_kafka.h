@@ -427,4 +427,12 @@ int eb_kafka_txn_abort(eb_kafka_t *k, eb_kafka_txn_cb_t *cb,
  */
 void eb_kafka_free(eb_kafka_t *k);
 
+/**
+ * @brief Bound what eb_kafka_free() waits for (a transaction's end, the
+ * queue's delivery) to @p ms instead of shutdown.drain_timeout: 0 purges
+ * at once. For a producer whose pending work is given up anyway (a
+ * shard handed back after scale.rebalance_timeout).
+ */
+void eb_kafka_set_drain(eb_kafka_t *k, int64_t ms);
+
 #endif /* EB_KAFKA_H */

@@ -561,19 +561,26 @@ static void on_published(void *arg, int err)
                 return;
         }
         if (err) {
+                int64_t wait;
+
                 s->st.errors_publish++;
-                eb_warn("poller",
-                        "source=%s publish failed (%s); page will be "
-                        "fetched again",
-                        s->cfg->name, strerror(-err));
                 restore_snapshot(s);
                 s->snap_taken = 0;
                 if (s->stopped || p->stopping) {
+                        eb_warn("poller",
+                                "source=%s publish failed (%s); page will be "
+                                "fetched again on the next start",
+                                s->cfg->name, strerror(-err));
                         set_state(s, EB_SRC_STOPPED);
                         return;
                 }
-                backoff_retry(s, next_backoff(s, p->opts.backoff_min_ms,
-                                              p->opts.backoff_max_ms));
+                wait = next_backoff(s, p->opts.backoff_min_ms,
+                                    p->opts.backoff_max_ms);
+                eb_warn("poller",
+                        "source=%s publish failed (%s); page will be "
+                        "fetched again in %lld ms",
+                        s->cfg->name, strerror(-err), (long long)wait);
+                backoff_retry(s, wait);
                 return;
         }
         reset_backoff(s);

@@ -358,6 +358,17 @@ static void shard_fatal_cb(void *opaque, const char *reason)
         struct shard *sh = opaque;
         char why[700];
 
+        /* A shard being handed back aborts what it left open; a broker
+         * that has already moved on (the next owner's InitProducerId, or
+         * INVALID_TXN_STATE for an end it cut short) answers that with a
+         * fatal error. The producer is going anyway: nothing to fail. */
+        if (sh->state == SH_STOPPING) {
+                eb_warn(MOD,
+                        "shard %d: producer error while handing it back "
+                        "(ignored, the shard is stopped): %s",
+                        sh->n, reason);
+                return;
+        }
         snprintf(why, sizeof(why),
                  "shard %d: Kafka producer fatal error: %s (another replica "
                  "owns it now; stopping so the group can rebalance)",
@@ -846,12 +857,19 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
                      each_source(sh, source_busy)) &&
                     eb_mono_ms() < sh->stop_deadline_ms)
                         continue;
-                if (eb_pipeline_pending(sh->pipeline) > 0)
+                if (eb_pipeline_pending(sh->pipeline) > 0) {
                         eb_warn(MOD,
                                 "shard %d: %d publish(es) still pending after "
                                 "scale.rebalance_timeout; dropped (their "
                                 "pages are fetched again by the next owner)",
                                 i, eb_pipeline_pending(sh->pipeline));
+                        /* Given up: purge them now rather than wait
+                         * shutdown.drain_timeout on the loop, once per
+                         * shard, while the group waits for the hand-back
+                         * (the next owner's InitProducerId aborts what
+                         * this producer left open). */
+                        eb_kafka_set_drain(sh->kafka, 0);
+                }
                 if (each_source(sh, source_busy))
                         eb_warn(MOD,
                                 "shard %d: requests still running after "
