@@ -27,7 +27,7 @@ check "evbridge ready on three nodes" wait_for "evbridge ready" 60 ready
 truth_ok() {
   curl -s -f -X POST -d '{"target":"all","dump":true}' "$SIM_CTL" >/dev/null
   $PY tests/tools/truth_check.py --bootstrap "$BS" --truth "$T/truth.jsonl" \
-    --quiet --timeout 20 > "$T/check.json" 2>&1
+    --quiet --timeout 20 > "$T/check.json" 2> "$T/check.err"
 }
 field() { $PY -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$@"; }
 converge() { # converge NAME
