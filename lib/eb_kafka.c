@@ -291,7 +291,10 @@ static void set_fatal(eb_kafka_t *k, rd_kafka_resp_err_t code, const char *text)
         if (k->txn_id && is_fenced(code))
                 snprintf(k->fatal_msg, sizeof(k->fatal_msg),
                          "fenced: another evbridge with transactional.id=%s "
-                         "took over (%s)",
+                         "took over (%s). If no instance was restarted or "
+                         "replaced, two replicas run with one config: run "
+                         "one replica, or set scale.shards so that they "
+                         "share the sources (docs/scaling.md)",
                          k->txn_id, text);
         else
                 snprintf(k->fatal_msg, sizeof(k->fatal_msg), "%s", text);
