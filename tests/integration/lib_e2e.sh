@@ -57,7 +57,11 @@ start_kafka() {
   if [ "${1:-}" = --own ]; then own=1; shift; fi
   if [ -n "${EB_TEST_BROKERS:-}" ] && [ $# -eq 0 ] && [ $own = 0 ]; then
     BS=$EB_TEST_BROKERS
-    echo "  kafka: existing cluster at $BS"
+    # Names of this test's own on the shared cluster (sim_config.py and
+    # truth_check.py add it to the topic and state prefixes).
+    EB_TEST_NS=$(basename "$T" | tr -c 'a-zA-Z0-9\n' '-' | tr 'A-Z' 'a-z')
+    export EB_TEST_NS
+    echo "  kafka: existing cluster at $BS (names suffixed -$EB_TEST_NS)"
     return 0
   fi
   KAFKA_DIR="$T/kafka"

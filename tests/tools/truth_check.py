@@ -18,6 +18,7 @@ Prints a JSON summary; exit status 0 when everything above is zero.
 """
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -189,6 +190,10 @@ def main():
     ap.add_argument("--topic-counts", default=None,
                     help="write '<topic> <messages>' lines to this file")
     a = ap.parse_args()
+    # On a shared cluster (EB_TEST_BROKERS) each test's topics carry its
+    # namespace, as tests/tools/sim_config.py wrote them into the config.
+    if os.environ.get("EB_TEST_NS"):
+        a.prefix = "%s-%s" % (a.prefix, os.environ["EB_TEST_NS"])
     for kv in a.kafka_prop:
         k, v = kv.split("=", 1)
         EXTRA_CONF[k] = v
