@@ -8,6 +8,7 @@
 
 #include "eb_http.h"
 #include "eb_httpd.h"
+#include "eb_instance.h"
 #include "eb_kafka.h"
 #include "eb_metrics_collect.h"
 #include "eb_pipeline.h"
@@ -59,6 +60,9 @@ struct eb_app_s {
         /* Sharded (scale.shards > 0): shards own producers and pipelines;
          * app->kafka and app->pipeline stay NULL. */
         eb_shards_t *shards;
+        /* Exactly-once on a real cluster, unsharded: one active instance
+         * per transactional.id (a standby waits, not ready). */
+        eb_instance_t *guard;
 };
 
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
@@ -295,6 +299,10 @@ static int app_ready(void *opaque, const char **why)
                 *why = "Kafka producer failed (fatal error)";
                 return 0;
         }
+        if (app->guard && eb_instance_waiting(app->guard)) {
+                *why = eb_instance_waiting(app->guard);
+                return 0;
+        }
         if (app->eos && !app->restored && !app->shards) {
                 *why = "state not restored";
                 return 0;
@@ -490,6 +498,20 @@ static void on_txn_init(void *opaque, int err, const char *errstr)
         eb_info("app", "state restored: ready");
 }
 
+/* No other live instance: transactions may start (eb_instance.h). */
+static void on_instance_go(void *opaque)
+{
+        eb_app_t *app = opaque;
+        int rc = eb_kafka_txn_init(app->kafka, on_txn_init, app);
+
+        if (rc) {
+                eb_error("app", "kafka: cannot start transactions: %s",
+                         strerror(-rc));
+                app->kafka_fatal = 1;
+                eb_app_shutdown(app, "transactions cannot start", 1);
+        }
+}
+
 eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
 {
         eb_app_t *app = eb_xcalloc(1, sizeof(*app));
@@ -567,7 +589,14 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
         evsignal_add(app->sig_term, NULL);
         evsignal_add(app->sig_int, NULL);
         evsignal_add(app->sig_hup, NULL);
-        if (app->eos && !app->shards) {
+        if (app->eos && !app->shards && !eb_kafka_embedded(app->kafka)) {
+                app->guard = eb_instance_new(app->base,
+                                             eb_kafka_bootstrap(app->kafka),
+                                             cfg, errstr, errstr_size);
+                if (!app->guard)
+                        goto err;
+                eb_instance_start(app->guard, on_instance_go, app);
+        } else if (app->eos && !app->shards) {
                 int rc = eb_kafka_txn_init(app->kafka, on_txn_init, app);
                 if (rc) {
                         snprintf(errstr, errstr_size,
@@ -644,6 +673,7 @@ void eb_app_free(eb_app_t *app)
         if (app->poller)
                 eb_poller_stop(app->poller);
         eb_shards_free(app->shards);
+        eb_instance_free(app->guard);
         eb_kafka_free(app->kafka);
         eb_poller_free(app->poller);
         /* After Kafka: no publish callback can reach the intake any more.
