@@ -1120,6 +1120,60 @@ static void test_broker_down_long(void)
         event_base_free(base);
 }
 
+/*
+ * The broker killed (SIGKILL) with a transaction open, its 20 records
+ * acknowledged, and started again: the commit then either succeeds (the
+ * coordinator recovered the transaction from its log) and a read_committed
+ * consumer reads all 20, or fails and it reads none of them; never a part.
+ * After a commit failure, the redo commits.
+ */
+static void test_broker_killed_mid_txn(void)
+{
+        struct event_base *base = event_base_new();
+        struct eb_config cfg;
+        struct op commit;
+        struct ctx c;
+        long total, txn = 0;
+
+        EB_REQUIRE(base != NULL);
+        EB_REQUIRE(kafka != NULL && !eb_tkafka_shared(kafka));
+        cfg_init(&cfg, "eb-test-killed");
+        cfg.properties = fast_props;
+        cfg.properties_cnt = 2;
+        EB_REQUIRE(start(base, &cfg, &c) != NULL);
+        EB_CHECK_INT(batch(base, c.k, 4, 0, &commit), 0);
+
+        memset(&commit, 0, sizeof(commit));
+        EB_REQUIRE(eb_kafka_txn_begin(c.k) == 0);
+        EB_CHECK_INT(produce_n(c.k, 20, 100), 0);
+        EB_REQUIRE(eb_test_run_until(base, &c.dr_ok, 24, 20000) == 0);
+        EB_REQUIRE(eb_tkafka_ctl(kafka, "kill", 1) == 0);
+        EB_REQUIRE(eb_tkafka_ctl(kafka, "restart", 1) == 0);
+        EB_REQUIRE(eb_kafka_txn_commit(c.k, on_op, &commit) == 0);
+        EB_CHECK_INT(eb_test_run_until(base, &commit.fired, 1, 60000), 0);
+        fprintf(stderr, "  info: commit after the broker's restart: %d %s\n",
+                commit.err, commit.errstr);
+        total = read_committed(100, 120, &txn);
+        if (commit.err == 0) {
+                EB_CHECK_INT(txn, 20);
+                EB_CHECK_INT(total, 4 + 20);
+        } else {
+                EB_CHECK_INT(txn, 0);
+                if (eb_kafka_txn_state(c.k) == EB_KAFKA_TXN_ABORTABLE)
+                        EB_CHECK_INT(abort_txn(base, c.k), 0);
+                if (eb_kafka_txn_state(c.k) != EB_KAFKA_TXN_READY) {
+                        /* fatal: a restarted evbridge carries on */
+                        eb_kafka_free(c.k);
+                        EB_REQUIRE(start(base, &cfg, &c) != NULL);
+                }
+                EB_CHECK(commit_with_redo(base, c.k, 20, 3) >= 0);
+                EB_CHECK_INT(read_committed(100, 120, &txn), 4 + 20);
+                EB_CHECK_INT(txn, 0);
+        }
+        eb_kafka_free(c.k);
+        event_base_free(base);
+}
+
 /* ---- teardown ------------------------------------------------------------ */
 
 /* eb_kafka_free() with a transaction open aborts it; with a commit running
@@ -1188,6 +1242,7 @@ int main(void)
         RUN(test_zombie_fenced);
         RUN(test_broker_down_short);
         RUN(test_broker_down_long);
+        RUN(test_broker_killed_mid_txn);
         RUN(test_free_with_open_txn);
         /* the mock: round trips and injected errors */
         RUN(test_loop_not_blocked);
