@@ -260,6 +260,13 @@ static void test_ensure_topics(void)
 
         EB_REQUIRE(base != NULL);
         EB_REQUIRE(kafka != NULL);
+        if (!eb_tkafka_shared(kafka)) {
+                EB_CHECK_INT(eb_tkafka_broker_config(
+                                     eb_tkafka_bootstrap(kafka), 1,
+                                     "auto.create.topics.enable", v, sizeof(v)),
+                             0);
+                EB_CHECK_STR(v, "false");
+        }
         cfg_init(&cfg, "ensure");
         k = eb_kafka_new(base, &cfg, errstr, sizeof(errstr));
         EB_REQUIRE(k != NULL);

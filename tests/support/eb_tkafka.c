@@ -222,8 +222,31 @@ char *eb_tkafka_name(char *out, size_t size, const char *stem)
         return out;
 }
 
+/* DescribeConfigs of one resource; config @p name into @p out. */
+static int describe_config(const char *bootstrap, rd_kafka_ResourceType_t type,
+                           const char *resname, const char *name, char *out,
+                           size_t size);
+
 int eb_tkafka_topic_config(const char *bootstrap, const char *topic,
                            const char *name, char *out, size_t size)
+{
+        return describe_config(bootstrap, RD_KAFKA_RESOURCE_TOPIC, topic, name,
+                               out, size);
+}
+
+int eb_tkafka_broker_config(const char *bootstrap, int node, const char *name,
+                            char *out, size_t size)
+{
+        char id[16];
+
+        snprintf(id, sizeof(id), "%d", node);
+        return describe_config(bootstrap, RD_KAFKA_RESOURCE_BROKER, id, name,
+                               out, size);
+}
+
+static int describe_config(const char *bootstrap, rd_kafka_ResourceType_t type,
+                           const char *topic, const char *name, char *out,
+                           size_t size)
 {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         rd_kafka_t *rk = NULL;
@@ -249,7 +272,7 @@ int eb_tkafka_topic_config(const char *bootstrap, const char *topic,
                 rd_kafka_conf_destroy(conf);
                 return -EIO;
         }
-        cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+        cr = rd_kafka_ConfigResource_new(type, topic);
         q = rd_kafka_queue_new(rk);
         o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
         rd_kafka_AdminOptions_set_request_timeout(o, 30000, err, sizeof(err));

@@ -65,6 +65,13 @@ int eb_tkafka_topic_config(const char *bootstrap, const char *topic,
                            const char *name, char *out, size_t size);
 
 /**
+ * @brief The same for broker config @p name of node @p node (node ids
+ * count from 1).
+ */
+int eb_tkafka_broker_config(const char *bootstrap, int node, const char *name,
+                            char *out, size_t size);
+
+/**
  * @brief A name of its own for this process: "<stem>.<pid>" into @p out,
  * so runs against a shared cluster (EB_TEST_BROKERS) do not collide.
  * @returns @p out.
