@@ -98,6 +98,12 @@ struct eb_kafka_s {
         struct ratelimit rl_err;
         char fatal_msg[768]; /* what the fatal callback was told */
 
+        /* The last connection-level problem librdkafka reported (error
+         * events: transport, resolve, TLS, SASL, all brokers down), for
+         * the start-up and /readyz while the cluster cannot be used. */
+        char problem[512];
+        int problem_err;
+
         pthread_t loop_thread; /* the thread that made the handle */
         int sync_ready;        /* the mutexes below are initialised */
         pthread_mutex_t def_mu;
@@ -300,6 +306,28 @@ static void set_fatal(eb_kafka_t *k, rd_kafka_resp_err_t code, const char *text)
                 k->fatal_cb(k->fatal_opaque, k->fatal_msg);
 }
 
+/* Connection-level error events are kept (the last one wins, but "all
+ * brokers are down" does not hide the reason they are). */
+static void note_problem(eb_kafka_t *k, int err, const char *reason)
+{
+        switch (err) {
+        case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+                if (k->problem_err &&
+                    k->problem_err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+                        return;
+                break;
+        case RD_KAFKA_RESP_ERR__TRANSPORT:
+        case RD_KAFKA_RESP_ERR__RESOLVE:
+        case RD_KAFKA_RESP_ERR__SSL:
+        case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+                break;
+        default:
+                return;
+        }
+        k->problem_err = err;
+        snprintf(k->problem, sizeof(k->problem), "%s", reason ? reason : "");
+}
+
 /*
  * librdkafka error events. Most are informational (a broker went away and
  * librdkafka reconnects by itself); only ERR__FATAL means the producer is
@@ -331,6 +359,17 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                 return;
         }
 
+        note_problem(k, err, reason);
+        if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+                /* Wrong credentials or mechanism: librdkafka would retry
+                 * for ever, and no retry can fix it. */
+                char msg[600];
+
+                snprintf(msg, sizeof(msg), "authentication failed: %s",
+                         reason ? reason : "");
+                set_fatal(k, (rd_kafka_resp_err_t)err, msg);
+                return;
+        }
         if (err == RD_KAFKA_RESP_ERR__TRANSPORT) {
                 /* librdkafka has logged it already (log facility FAIL) */
                 eb_debug(MOD, "error err=%s: %s",
@@ -885,6 +924,22 @@ void eb_kafka_set_fatal_cb(eb_kafka_t *k, eb_kafka_fatal_cb_t *cb, void *opaque)
 eb_kafka_persisted_t eb_kafka_dr_persisted(const eb_kafka_t *k)
 {
         return k->dr_status;
+}
+
+int eb_kafka_problem(eb_kafka_t *k, char *buf, size_t size)
+{
+        if (size)
+                buf[0] = '\0';
+        if (!k || !k->problem_err)
+                return 0;
+        snprintf(buf, size, "%s", k->problem);
+        return -1;
+}
+
+void eb_kafka_problem_clear(eb_kafka_t *k)
+{
+        k->problem_err = 0;
+        k->problem[0] = '\0';
 }
 
 const char *eb_kafka_bootstrap(const eb_kafka_t *k)
