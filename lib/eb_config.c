@@ -48,9 +48,17 @@
 #define MS_HOUR (60 * MS_MIN)
 #define MS_DAY  (24 * MS_HOUR)
 
+/* Shape-only loading (eb_config_load_shape()): a ${file:} whose file
+ * does not exist becomes a placeholder instead of an error. */
+struct absent_files {
+        size_t cnt;
+        char first[256];
+};
+
 struct cfg_ctx {
         char *errstr;
         size_t errstr_size;
+        struct absent_files *absent; /* NULL: every file must exist */
 };
 
 static int cfg_err(struct cfg_ctx *ctx, const char *path, const char *fmt, ...)
@@ -195,7 +203,25 @@ static int is_name_char(int c)
  * error rather than a silent cut: a truncated key fails much later and much
  * less clearly.
  */
-static int append_file(struct eb_buf *b, const char *path, char *errstr,
+/* A value that passes every check made on a secret (non-empty, hex, long
+ * enough) and differs from file to file: 64 hex digits of the path's
+ * FNV-1a hash. */
+static int append_placeholder(struct eb_buf *b, const char *path)
+{
+        uint64_t h = 14695981039346656037ULL;
+        char hex[65];
+        int i;
+
+        for (; *path; path++)
+                h = (h ^ (unsigned char)*path) * 1099511628211ULL;
+        for (i = 0; i < 64; i++)
+                hex[i] = "0123456789abcdef"[(h >> ((i % 16) * 4)) & 0xf];
+        hex[64] = '\0';
+        return eb_buf_append(b, hex, 64);
+}
+
+static int append_file(struct eb_buf *b, const char *path,
+                       struct absent_files *absent, char *errstr,
                        size_t errstr_size)
 {
         const size_t readmax = EB_CFG_FILE_MAX + 3;
@@ -205,6 +231,12 @@ static int append_file(struct eb_buf *b, const char *path, char *errstr,
         int rc = -EINVAL;
 
         fp = fopen(path, "rb");
+        if (!fp && errno == ENOENT && absent) {
+                if (!absent->cnt++)
+                        snprintf(absent->first, sizeof(absent->first), "%s",
+                                 path);
+                return append_placeholder(b, path);
+        }
         if (!fp) {
                 set_err(errstr, errstr_size, "cannot read file %s: %s", path,
                         strerror(errno));
@@ -263,7 +295,8 @@ static int valid_var_name(const char *s, size_t n)
         return 1;
 }
 
-char *eb_config_interpolate(const char *in, char *errstr, size_t errstr_size)
+static char *interpolate(const char *in, struct absent_files *absent,
+                         char *errstr, size_t errstr_size)
 {
         struct eb_buf b;
         const char *p = in;
@@ -310,7 +343,8 @@ char *eb_config_interpolate(const char *in, char *errstr, size_t errstr_size)
                                         goto fail;
                                 }
                                 name = eb_xstrndup(ref + 5, reflen - 5);
-                                rc = append_file(&b, name, errstr, errstr_size);
+                                rc = append_file(&b, name, absent, errstr,
+                                                 errstr_size);
                                 if (rc)
                                         goto fail;
                         } else {
@@ -360,6 +394,11 @@ fail:
         return NULL;
 }
 
+char *eb_config_interpolate(const char *in, char *errstr, size_t errstr_size)
+{
+        return interpolate(in, NULL, errstr, errstr_size);
+}
+
 /*
  * Interpolate every string value under @p v in place. @p path holds the
  * key path of @p v (length @p len, capacity EB_CFG_PATH_MAX); children
@@ -401,7 +440,7 @@ static int interp_tree(struct cfg_ctx *ctx, json_t *v, char *path, size_t len)
 
                 if (!strchr(s, '$'))
                         return 0;
-                out = eb_config_interpolate(s, msg, sizeof(msg));
+                out = interpolate(s, ctx->absent, msg, sizeof(msg));
                 if (!out)
                         return cfg_err(ctx, path, "%s", msg);
                 rc = json_string_set(v, out);
@@ -1598,6 +1637,15 @@ const struct eb_source_cfg *eb_config_source(const struct eb_config *cfg,
         return NULL;
 }
 
+size_t eb_config_enabled_sources(const struct eb_config *cfg)
+{
+        size_t i, n = 0;
+
+        for (i = 0; i < cfg->sources_cnt; i++)
+                n += cfg->sources[i].enabled ? 1 : 0;
+        return n;
+}
+
 static const struct eb_source_cfg *enabled_source(const struct eb_config *cfg,
                                                   const char *name)
 {
@@ -1636,9 +1684,10 @@ void eb_config_diff_sources(const struct eb_config *old,
 /* Interpolate and validate a parsed @p root (borrowed; strings are
  * rewritten in place). Errors carry no file prefix. */
 static struct eb_config *config_from_json(json_t *root, const char *origin,
+                                          struct absent_files *absent,
                                           char *errstr, size_t errstr_size)
 {
-        struct cfg_ctx ctx = {errstr, errstr_size};
+        struct cfg_ctx ctx = {errstr, errstr_size, absent};
         char path[EB_CFG_PATH_MAX] = "";
         struct eb_config *cfg = NULL;
 
@@ -1685,8 +1734,9 @@ fail:
         return NULL;
 }
 
-struct eb_config *eb_config_load(const char *path, char *errstr,
-                                 size_t errstr_size)
+static struct eb_config *load_file(const char *path,
+                                   struct absent_files *absent, char *errstr,
+                                   size_t errstr_size)
 {
         char msg[EB_CFG_MSG_MAX + EB_CFG_PATH_MAX];
         struct eb_config *cfg = NULL;
@@ -1710,10 +1760,31 @@ struct eb_config *eb_config_load(const char *path, char *errstr,
                 }
                 return NULL;
         }
-        cfg = config_from_json(root, path, msg, sizeof(msg));
+        cfg = config_from_json(root, path, absent, msg, sizeof(msg));
         if (!cfg)
                 set_err(errstr, errstr_size, "%s: %s", path, msg);
         json_decref(root);
+        return cfg;
+}
+
+struct eb_config *eb_config_load(const char *path, char *errstr,
+                                 size_t errstr_size)
+{
+        return load_file(path, NULL, errstr, errstr_size);
+}
+
+struct eb_config *eb_config_load_shape(const char *path, size_t *absent_cnt,
+                                       char *first, size_t first_size,
+                                       char *errstr, size_t errstr_size)
+{
+        struct absent_files absent;
+        struct eb_config *cfg;
+
+        memset(&absent, 0, sizeof(absent));
+        cfg = load_file(path, &absent, errstr, errstr_size);
+        *absent_cnt = absent.cnt;
+        if (first_size)
+                snprintf(first, first_size, "%s", absent.first);
         return cfg;
 }
 
@@ -1730,7 +1801,7 @@ struct eb_config *eb_config_load_string(const char *json, char *errstr,
                         jerr.column, jerr.text);
                 return NULL;
         }
-        cfg = config_from_json(root, "<string>", errstr, errstr_size);
+        cfg = config_from_json(root, "<string>", NULL, errstr, errstr_size);
         json_decref(root);
         return cfg;
 }

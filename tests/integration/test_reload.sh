@@ -64,6 +64,27 @@ check "kota-1 stopped ($k1 -> $(requests kota-1) requests)" \
 check "the producer was not restarted" \
   test "$(grep -c 'producer ready' "$T/evbridge.log")" -eq 1
 
+# A restart-only setting changed, then reverted: warned once, not twice
+# (the revert brings back what runs).
+$PY - "$T/b.json" "$T/b-dedupe.json" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+cfg.setdefault("dedupe", {})["capacity"] = 12345
+json.dump(cfg, open(sys.argv[2], "w"))
+PY
+cp "$T/b-dedupe.json" "$T/evbridge.json"
+kill -HUP "$EB_PID"
+check "a restart-only change is warned about" wait_for "restart warning" 10 \
+  grep -q "dedupe settings changed" "$T/evbridge.log"
+cp "$T/b.json" "$T/evbridge.json"
+kill -HUP "$EB_PID"
+reloads_done() { [ "$(grep -c 'reload done' "$T/evbridge.log")" -ge "$1" ]; }
+check "the revert is applied" wait_for "third reload" 10 reloads_done 3
+check "the revert is not warned about" \
+  test "$(grep -c 'dedupe settings changed' "$T/evbridge.log")" -eq 1
+check "counts leave out nothing enabled" \
+  grep -q "reload done: 0 added, 0 removed, 0 changed, 2 source(s)" "$T/evbridge.log"
+
 # Converge: everything of close-1, close-2 and kota-1 up to the reload is
 # in Kafka exactly once (kota-1's later events are not expected).
 sim_control '{"target":"all","set":{"rate":0}}'
