@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <event2/http.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -347,6 +348,47 @@ static int app_ready(void *opaque, const char **why)
         return 1;
 }
 
+/* GET /status: what each source is doing, as JSON (`evbridge status`
+ * renders it for a person). */
+static void app_status(eb_httpd_t *h, struct evhttp_request *req,
+                       const char *rest, void *opaque)
+{
+        eb_app_t *app = opaque;
+        enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+        const char *why = NULL;
+        json_t *o;
+        char *body;
+        int ready;
+
+        if (*rest) {
+                eb_httpd_reply(h, req, 404, NULL, "text/plain", "not found\n",
+                               10);
+                return;
+        }
+        if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+                static const char *const allow[] = {"Allow", "GET, HEAD", NULL};
+
+                eb_httpd_reply(h, req, 405, allow, "text/plain",
+                               "method not allowed\n", 19);
+                return;
+        }
+        ready = app_ready(app, &why);
+        o = json_object();
+        json_object_set_new(o, "version", json_string(EB_VERSION));
+        json_object_set_new(o, "kafka", json_string(eb_app_bootstrap(app)));
+        json_object_set_new(o, "ready", json_boolean(ready));
+        json_object_set_new(o, "not_ready_reason",
+                            ready ? json_null() : json_string(why ? why : ""));
+        json_object_set_new(o, "sources",
+                            app->poller ? eb_poller_status(app->poller)
+                                        : json_array());
+        body = json_dumps(o, JSON_INDENT(2));
+        json_decref(o);
+        eb_httpd_reply(h, req, 200, NULL, "application/json", body,
+                       body ? strlen(body) : 0);
+        free(body);
+}
+
 static int app_trigger(void *opaque, const char *source)
 {
         eb_app_t *app = opaque;
@@ -392,7 +434,8 @@ static int app_http_new(eb_app_t *app, const struct eb_sink *sink, char *errstr,
                 return -EADDRINUSE;
         eb_httpd_set_ready(app->httpd, app_ready, app);
         if (eb_httpd_route(app->httpd, "/webhooks/", eb_webhook_handle,
-                           app->webhook))
+                           app->webhook) ||
+            eb_httpd_route(app->httpd, "/status", app_status, app))
                 return -ENOSPC;
         eb_metrics_add_collector(app->metrics, eb_webhook_collect,
                                  app->webhook);

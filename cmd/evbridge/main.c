@@ -14,11 +14,16 @@
 #include "eb_log.h"
 #include "eb_provider.h"
 #include "eb_webhook.h"
+#include "status.h"
 
 static void usage(FILE *fp)
 {
         fprintf(fp,
                 "Usage: evbridge [--config FILE] [options]\n"
+                "       evbridge status [URL]   what a running evbridge's\n"
+                "                               sources are doing (URL of\n"
+                "                               its listener, default\n"
+                "                               http://127.0.0.1:8080)\n"
                 "\n"
                 "Polls the events APIs of Kommo, Close and Kota (and takes\n"
                 "their webhooks), drops duplicates, and publishes every event\n"
@@ -137,6 +142,17 @@ int main(int argc, char **argv)
         char errstr[1024];
         int c, rc;
 
+        if (argc >= 2 && !strcmp(argv[1], "status")) {
+                if (argc > 3) {
+                        usage(stderr);
+                        return 2;
+                }
+                curl_global_init(CURL_GLOBAL_DEFAULT);
+                rc = eb_status_main(argc == 3 ? argv[2]
+                                              : "http://127.0.0.1:8080");
+                curl_global_cleanup();
+                return rc;
+        }
         while ((c = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
