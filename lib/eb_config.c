@@ -1561,6 +1561,160 @@ static const struct cfg_key top_keys[] = {
 };
 
 /* ------------------------------------------------------------------ */
+/* Every key and its default (evbridge --print-defaults)               */
+/* ------------------------------------------------------------------ */
+
+/* The default of a key parsed by a function: what the default config
+ * holds, in the file's words; "-" where it is computed (brokers: the
+ * embedded cluster; transactional_id: from state_prefix; rps: the
+ * provider's). */
+static void fn_default(const struct cfg_key *k, const void *base, int is_src,
+                       char *buf, size_t size)
+{
+        const struct eb_config *cfg = base;
+        static const char *const levels[] = {"debug", "info", "warn", "error"};
+
+        snprintf(buf, size, "-");
+        if (is_src)
+                return;
+        if (!strcmp(k->name, "listen"))
+                snprintf(buf, size, "\"%s\"", cfg->listen);
+        else if (!strcmp(k->name, "delivery"))
+                snprintf(buf, size, "\"%s\"",
+                         cfg->delivery == EB_DELIVERY_EXACTLY_ONCE
+                                 ? "exactly-once"
+                                 : "at-least-once");
+        else if (!strcmp(k->name, "envelope"))
+                snprintf(buf, size, "\"%s\"",
+                         cfg->envelope_binary ? "binary" : "structured");
+        else if (!strcmp(k->name, "level") && cfg->log_level >= 0 &&
+                 cfg->log_level <= 3)
+                snprintf(buf, size, "\"%s\"", levels[cfg->log_level]);
+        else if (!strcmp(k->name, "format"))
+                snprintf(buf, size, "\"%s\"",
+                         cfg->log_format == EB_LOG_FMT_JSON ? "json" : "text");
+        else if (!strcmp(k->name, "properties"))
+                snprintf(buf, size, "{}");
+}
+
+static void describe_tab(const struct cfg_key *tab, const void *base,
+                         int is_src, const char *prefix,
+                         void (*fn)(const char *key, const char *type,
+                                    const char *dflt, void *opaque),
+                         void *opaque);
+
+static void describe_key(const struct cfg_key *k, const void *base, int is_src,
+                         const char *key,
+                         void (*fn)(const char *key, const char *type,
+                                    const char *dflt, void *opaque),
+                         void *opaque)
+{
+        const char *field = (const char *)base + k->off;
+        const char *type = "function";
+        char dflt[256];
+
+        switch (k->type) {
+        case CFG_STR: {
+                const char *v = *(char *const *)(const void *)field;
+
+                type = "string";
+                if (v)
+                        snprintf(dflt, sizeof(dflt), "\"%s\"", v);
+                else
+                        snprintf(dflt, sizeof(dflt), "-");
+                break;
+        }
+        case CFG_INT:
+                type = "integer";
+                snprintf(dflt, sizeof(dflt), "%d",
+                         *(const int *)(const void *)field);
+                break;
+        case CFG_COUNT:
+                type = "integer";
+                snprintf(dflt, sizeof(dflt), "%zu",
+                         *(const size_t *)(const void *)field);
+                break;
+        case CFG_DUR:
+                type = "duration";
+                snprintf(dflt, sizeof(dflt), "%" PRId64 "ms",
+                         *(const int64_t *)(const void *)field);
+                break;
+        case CFG_SIZE:
+                type = "size";
+                snprintf(dflt, sizeof(dflt), "%zu",
+                         *(const size_t *)(const void *)field);
+                break;
+        case CFG_BOOL:
+                type = "boolean";
+                snprintf(dflt, sizeof(dflt), "%s",
+                         *(const int *)(const void *)field ? "true" : "false");
+                break;
+        case CFG_OBJ:
+                describe_tab(k->sub, base, is_src, key, fn, opaque);
+                return;
+        case CFG_FREEFORM:
+                type = "object";
+                snprintf(dflt, sizeof(dflt), "{}");
+                break;
+        case CFG_FN:
+                fn_default(k, base, is_src, dflt, sizeof(dflt));
+                break;
+        }
+        if (k->type == CFG_STR && (k->flags & CFG_F_REQUIRED))
+                snprintf(dflt, sizeof(dflt), "required");
+        /* A default outside the key's own range is a sentinel: the real
+         * one comes from elsewhere (the provider's overlap, lag, burst). */
+        if ((k->type == CFG_INT &&
+             *(const int *)(const void *)field < k->min) ||
+            (k->type == CFG_DUR &&
+             *(const int64_t *)(const void *)field < k->min))
+                snprintf(dflt, sizeof(dflt), "-");
+        /* Computed from kafka.state_prefix when the file has none. */
+        if (!strcmp(key, "kafka.transactional_id"))
+                snprintf(dflt, sizeof(dflt), "\"<state_prefix>-main\"");
+        fn(key, type, dflt, opaque);
+}
+
+static void describe_tab(const struct cfg_key *tab, const void *base,
+                         int is_src, const char *prefix,
+                         void (*fn)(const char *key, const char *type,
+                                    const char *dflt, void *opaque),
+                         void *opaque)
+{
+        char key[EB_CFG_PATH_MAX];
+
+        for (; tab->name; tab++) {
+                path_join(key, sizeof(key), prefix, tab->name);
+                if (!is_src && !strcmp(key, "sources")) {
+                        struct eb_source_cfg src;
+
+                        memset(&src, 0, sizeof(src));
+                        source_defaults(&src);
+                        fn("sources", "array", "[]", opaque);
+                        describe_tab(source_keys, &src, 1, "sources[]", fn,
+                                     opaque);
+                        continue;
+                }
+                if (is_src && !strcmp(tab->name, "webhook")) {
+                        fn(key, "object", "absent", opaque);
+                        describe_tab(webhook_keys, base, 1, key, fn, opaque);
+                        continue;
+                }
+                describe_key(tab, base, is_src, key, fn, opaque);
+        }
+}
+
+void eb_config_describe(void (*fn)(const char *key, const char *type,
+                                   const char *dflt, void *opaque),
+                        void *opaque)
+{
+        struct eb_config *cfg = eb_config_new_default();
+
+        describe_tab(top_keys, cfg, 0, "", fn, opaque);
+        eb_config_free(cfg);
+}
+
+/* ------------------------------------------------------------------ */
 /* Public API                                                          */
 /* ------------------------------------------------------------------ */
 

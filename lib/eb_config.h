@@ -168,6 +168,19 @@ struct eb_config *eb_config_load_string(const char *json, char *errstr,
 /** @returns new config with every default and no sources. */
 struct eb_config *eb_config_new_default(void);
 
+/**
+ * @brief Every key of the file with its type and default, from the
+ * parser's own tables and eb_config_new_default(): the one source of
+ * truth that docs/configuration.md is checked against. @p key is a dotted
+ * path ("kafka.batch.linger", "sources[].poll.interval"); @p dflt is a
+ * JSON-ish value ("\"crm\"", "5000", "true"), a duration in ms ("5ms"),
+ * a size in bytes, "required", "absent", or "-" (computed, e.g. from the
+ * provider).
+ */
+void eb_config_describe(void (*fn)(const char *key, const char *type,
+                                   const char *dflt, void *opaque),
+                        void *opaque);
+
 /** @returns how many sources are enabled (what runs). */
 size_t eb_config_enabled_sources(const struct eb_config *cfg);
 

@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "eb_config.h"
 #include "eb_log.h"
 #include "eb_provider.h"
+#include "eb_time.h"
 #include "eb_webhook.h"
 #include "status.h"
 
@@ -44,6 +46,9 @@ static void usage(FILE *fp)
                 "      --port-file FILE     write the bound HTTP port to FILE\n"
                 "                           once running (http.listen with\n"
                 "                           port 0 picks a free one)\n"
+                "      --print-defaults     every config key with its type\n"
+                "                           and default, and each provider's\n"
+                "                           defaults, then exit\n"
                 "  -l, --log-level LEVEL    debug|info|warn|error (overrides\n"
                 "                           log.level)\n"
                 "  -V, --version            print the version and exit\n"
@@ -100,6 +105,46 @@ static int check_config(const char *path, int shape_only)
         return rc;
 }
 
+static void print_key(const char *key, const char *type, const char *dflt,
+                      void *opaque)
+{
+        (void)opaque;
+        printf("%s\t%s\t%s\n", key, type, dflt);
+}
+
+/* Every key with its type and default, then each provider's defaults:
+ * what docs/configuration.md and docs/providers.md are checked against
+ * (tests/integration/test_docs_defaults.sh). */
+static int print_defaults(void)
+{
+        const struct eb_provider *const *pp;
+        char dur[32];
+
+        eb_config_describe(print_key, NULL);
+        for (pp = eb_provider_all(); *pp; pp++) {
+                const struct eb_provider *p = *pp;
+
+                printf("provider.%s.base_url\tstring\t%s%s%s\n", p->name,
+                       p->default_base_url ? "\"" : "",
+                       p->default_base_url ? p->default_base_url : "required",
+                       p->default_base_url ? "\"" : "");
+                printf("provider.%s.rate_limit.rps\tnumber\t%g\n", p->name,
+                       p->default_rps);
+                printf("provider.%s.rate_limit.burst\tinteger\t%d\n", p->name,
+                       p->default_burst);
+                printf("provider.%s.poll.page_size\tinteger\t%d\n", p->name,
+                       p->default_page_size);
+                printf("provider.%s.poll.page_size_max\tinteger\t%d\n", p->name,
+                       p->max_page_size);
+                eb_duration_format(p->default_overlap_ms, dur, sizeof(dur));
+                printf("provider.%s.poll.overlap\tduration\t%" PRId64 "ms\n",
+                       p->name, p->default_overlap_ms);
+                printf("provider.%s.poll.lag\tduration\t%" PRId64 "ms\n",
+                       p->name, p->default_lag_ms);
+        }
+        return 0;
+}
+
 /* Write "<port>\n" to @p path atomically (a reader never sees a partial
  * file). @returns 0 or -1 with a message on stderr. */
 static int write_port_file(const char *path, int port)
@@ -127,6 +172,7 @@ int main(int argc, char **argv)
                 {"config", required_argument, NULL, 'c'},
                 {"check-config", required_argument, NULL, 'C'},
                 {"shape-only", no_argument, NULL, 'S'},
+                {"print-defaults", no_argument, NULL, 'D'},
                 {"bootstrap-file", required_argument, NULL, 'B'},
                 {"port-file", required_argument, NULL, 'P'},
                 {"log-level", required_argument, NULL, 'l'},
@@ -164,6 +210,8 @@ int main(int argc, char **argv)
                 case 'S':
                         shape_only = 1;
                         break;
+                case 'D':
+                        return print_defaults();
                 case 'B':
                         bootstrap_file = optarg;
                         break;
