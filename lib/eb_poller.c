@@ -272,7 +272,10 @@ int eb_poller_replace(eb_poller_t *p, const struct eb_source_cfg *o,
                       size_t errstr_size)
 {
         struct eb_reload_tally none;
+        struct eb_source_stats kept;
         const struct src *cur;
+        struct src *ns;
+        int have = 0;
         int rc;
 
         if (!tally)
@@ -291,11 +294,27 @@ int eb_poller_replace(eb_poller_t *p, const struct eb_source_cfg *o,
         cur = find(p, n->name);
         if (cur && cur->committed_cp)
                 cp = cur->committed_cp;
+        if (cur) {
+                kept = cur->st;
+                have = 1;
+        }
         json_incref(cp);
         if (o)
                 eb_poller_remove(p, o->name);
         rc = eb_poller_add(p, n, cp, errstr, errstr_size);
         json_decref(cp);
+        ns = rc ? NULL : find(p, n->name);
+        if (ns && have) {
+                /* A changed source's counters carry on, like the
+                 * pipeline's published and duplicates do: one series per
+                 * source across reloads. Its gauges are the new run's (a
+                 * reload lifts a ban). */
+                kept.state = ns->st.state;
+                kept.banned = 0;
+                kept.backoff_ms = 0;
+                kept.next_poll_ms = ns->st.next_poll_ms;
+                ns->st = kept;
+        }
         if (rc)
                 eb_error("poller", "reload: source=%s cannot start: %s",
                          n->name, errstr);

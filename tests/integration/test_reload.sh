@@ -27,7 +27,8 @@ json.dump(a, open(sys.argv[2], "w"))
 json.dump(b, open(sys.argv[3], "w"))
 PY
 cp "$T/a.json" "$T/evbridge.json"
-(exec "$B/bin/evbridge" --config "$T/evbridge.json" > "$T/evbridge.log" 2>&1) &
+(exec "$B/bin/evbridge" --config "$T/evbridge.json" --port-file "$T/port" \
+  > "$T/evbridge.log" 2>&1) &
 EB_PID=$!
 PIDS+=($EB_PID)
 
@@ -51,11 +52,30 @@ k1=$(requests kota-1)
 sleep 2.5
 check "kota-1 still polled after the broken reload" polled kota-1 $((k1 + 1))
 
+# close-1's counters, before the reload changes it.
+counter() { # counter METRIC SOURCE -> its value on /metrics
+  curl -s "http://127.0.0.1:$(cat "$T/port")/metrics" |
+    awk -v m="$1" -v s="source=\"$2\"" \
+      'index($0, m "{") == 1 && index($0, s) { v += $NF } END { print v + 0 }'
+}
+m_before="$(counter evbridge_source_polls_total close-1) \
+$(counter evbridge_source_events_received_total close-1) \
+$(counter evbridge_source_events_published_total close-1)"
+
 # The real reload.
 cp "$T/b.json" "$T/evbridge.json"
 kill -HUP "$EB_PID"
 check "reload applied" wait_for "reload done" 10 \
   grep -q "reload done: 1 added, 1 removed, 1 changed" "$T/evbridge.log"
+m_after="$(counter evbridge_source_polls_total close-1) \
+$(counter evbridge_source_events_received_total close-1) \
+$(counter evbridge_source_events_published_total close-1)"
+carried_on() { # polls, received, published: none went back
+  set -- $m_before $m_after
+  [ "$1" -gt 0 ] && [ "$2" -gt 0 ] && [ "$4" -ge "$1" ] && [ "$5" -ge "$2" ] &&
+    [ "$6" -ge "$3" ]
+}
+check "a changed source's counters all carry on ($m_before -> $m_after)" carried_on
 k1=$(requests kota-1)
 check "close-2 starts polling" wait_for "close-2 polled" 20 polled close-2 2
 sleep 3
