@@ -10,6 +10,8 @@
 #   make lint       clang-format check + banned functions
 #   make lint-deploy  render and check the Kubernetes manifests (offline)
 #   make deps       apt-get install what the build and tests need
+#   make install    evbridge, evbridge-replay and their man pages (PREFIX,
+#                   DESTDIR); make install-dev: the simulator, the mock...
 #
 # V=1 shows the full commands, WERROR=1 turns warnings into errors.
 
@@ -122,8 +124,8 @@ INTEG_BINS := $(INTEG_SRC:tests/integration/%.c=$(B)/tests/integration/%)
 INTEG_SH  := $(sort $(wildcard tests/integration/test_*.sh))
 
 .PHONY: all test test-unit test-integration test-faults asan ubsan valgrind \
-        run lint style-check style-fix checksrc install clean deps bench \
-        lint-deploy
+        run lint style-check style-fix checksrc install install-dev clean \
+        deps bench lint-deploy
 
 all: $(CMD_BINS) $(UNIT_BINS) $(INTEG_BINS)
 
@@ -324,9 +326,25 @@ lint-deploy: $(TOOLS_MODULES) $(B)/bin/evbridge
 	$(Q)node tools/lint-deploy.js --evbridge $(B)/bin/evbridge
 
 # ---- install / clean / deps ----------------------------------------------
-install: all
+# The product: evbridge, evbridge-replay and their man pages (docs/man/,
+# roff sources kept with the docs). The simulator, the Kafka mock and the
+# benchmark helpers are for development: make install-dev.
+MANDIR       ?= $(PREFIX)/share/man
+PRODUCT_BINS := $(B)/bin/evbridge $(B)/bin/evbridge-replay
+DEV_BINS     := $(filter-out $(PRODUCT_BINS),$(CMD_BINS))
+MAN1         := docs/man/evbridge.1 docs/man/evbridge-replay.1
+MAN5         := docs/man/evbridge.json.5
+
+install: $(PRODUCT_BINS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(MANDIR)/man5
+	install -m 0755 $(PRODUCT_BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+
+install-dev: $(DEV_BINS)
 	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(CMD_BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(DEV_BINS) $(DESTDIR)$(PREFIX)/bin/
 
 clean:
 	rm -rf build

@@ -1657,6 +1657,9 @@ static void describe_key(const struct cfg_key *k, const void *base, int is_src,
                 snprintf(dflt, sizeof(dflt), "{}");
                 break;
         case CFG_FN:
+                type = !strcmp(k->name, "properties") ? "object"
+                       : !strcmp(k->name, "rps")      ? "number"
+                                                      : "string";
                 fn_default(k, base, is_src, dflt, sizeof(dflt));
                 break;
         }
