@@ -70,7 +70,10 @@ static void print_status(const json_t *root)
                                                             : "NOT READY: ",
                str_or(root, "not_ready_reason", ""));
         if (!json_array_size(srcs)) {
-                printf("no source running\n");
+                printf("no source running%s\n",
+                       json_is_true(json_object_get(root, "ready"))
+                               ? ""
+                               : " (sources start once evbridge is ready)");
                 return;
         }
         printf("\n%-24s %-8s %-10s %-10s %-12s %s\n", "SOURCE", "PROVIDER",
