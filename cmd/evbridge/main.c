@@ -193,9 +193,15 @@ int main(int argc, char **argv)
                         usage(stderr);
                         return 2;
                 }
+                struct eb_config *dflt = eb_config_new_default();
+                char url[64];
+
+                /* The default listener's port, from the one default. */
+                snprintf(url, sizeof(url), "http://127.0.0.1:%d",
+                         dflt->listen_port);
+                eb_config_free(dflt);
                 curl_global_init(CURL_GLOBAL_DEFAULT);
-                rc = eb_status_main(argc == 3 ? argv[2]
-                                              : "http://127.0.0.1:8080");
+                rc = eb_status_main(argc == 3 ? argv[2] : url);
                 curl_global_cleanup();
                 return rc;
         }
