@@ -58,15 +58,15 @@ PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 # A fresh machine: what building (and `make test`, `make run`) needs is
 # checked before anything runs, and a missing piece stops the build with
 # one line that names it and the command, not a wall of compiler errors.
-# Goals that need nothing (deps, clean, lint, help) skip the check.
+# Goals that need none of it (deps, clean, lint) skip the check.
 DEB_OF_libevent         := libevent-dev
 DEB_OF_libevent_openssl := libevent-dev
 DEB_OF_libcurl          := libcurl4-openssl-dev
 DEB_OF_jansson          := libjansson-dev
 DEB_OF_rdkafka          := librdkafka-dev
 DEB_OF_libcrypto        := libssl-dev
-NODEPS_GOALS := deps clean lint style-check style-fix checksrc lint-deploy \
-                fuzz fuzz-ci fuzz-build fuzz-toolchain
+NODEPS_GOALS := deps clean lint style-check style-fix checksrc \
+                fuzz-toolchain
 TEST_GOALS   := test test-unit test-integration test-faults asan ubsan \
                 valgrind run bench
 ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
