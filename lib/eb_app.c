@@ -379,6 +379,18 @@ static void app_status(eb_httpd_t *h, struct evhttp_request *req,
         json_object_set_new(o, "ready", json_boolean(ready));
         json_object_set_new(o, "not_ready_reason",
                             ready ? json_null() : json_string(why ? why : ""));
+        if (app->kafka) {
+                char fail[512], ts[40];
+                int64_t when =
+                        eb_kafka_last_failure(app->kafka, fail, sizeof(fail));
+
+                if (when)
+                        eb_rfc3339_format(when, 0, ts, sizeof(ts));
+                json_object_set_new(o, "kafka_last_failure",
+                                    when ? json_string(fail) : json_null());
+                json_object_set_new(o, "kafka_last_failure_time",
+                                    when ? json_string(ts) : json_null());
+        }
         json_object_set_new(o, "sources",
                             app->poller ? eb_poller_status(app->poller)
                                         : json_array());

@@ -103,6 +103,10 @@ struct eb_kafka_s {
          * the start-up and /readyz while the cluster cannot be used. */
         char problem[512];
         int problem_err;
+        /* The last message the cluster refused (an ACL, a topic), for
+         * /status: the log has every one, rate-limited. */
+        char failure[400];
+        int64_t failure_ms;
 
         pthread_t loop_thread; /* the thread that made the handle */
         int sync_ready;        /* the mutexes below are initialised */
@@ -204,6 +208,19 @@ static const char *status_name(rd_kafka_msg_status_t st)
 static uint64_t undelivered(const eb_kafka_t *k);
 static void txn_schedule(eb_kafka_t *k, int ms);
 
+/* A refusal worth showing: not a purge (aborted transaction, teardown). */
+static void note_failure(eb_kafka_t *k, const char *topic,
+                         rd_kafka_resp_err_t err)
+{
+        if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+            err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+                return;
+        snprintf(k->failure, sizeof(k->failure), "topic %s: %s (%s)",
+                 topic ? topic : "?", rd_kafka_err2str(err),
+                 rd_kafka_err2name(err));
+        k->failure_ms = eb_now_ms();
+}
+
 /*
  * Delivery report: served on the loop thread by rd_kafka_poll() or
  * rd_kafka_flush(). Exactly one per accepted message.
@@ -224,6 +241,9 @@ static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
                 k->dr_status = st == RD_KAFKA_MSG_STATUS_NOT_PERSISTED
                                        ? EB_KAFKA_NOT_PERSISTED
                                        : EB_KAFKA_POSSIBLY_PERSISTED;
+                if (!(k->flags & EB_KAFKA_F_CLOSING))
+                        note_failure(k, rd_kafka_topic_name(rkm->rkt),
+                                     rkm->err);
                 /* Purges at teardown are summed up by eb_kafka_free(). */
                 if (!(err == -ECANCELED && (k->flags & EB_KAFKA_F_CLOSING)) &&
                     rl_allow(&k->rl_dr))
@@ -885,6 +905,7 @@ int eb_kafka_produce_to(eb_kafka_t *k, const struct eb_envelope *env,
                 }
                 if (err == RD_KAFKA_RESP_ERR__FATAL)
                         return -EIO;
+                note_failure(k, env->topic, err);
                 if (rl_allow(&k->rl_err))
                         eb_warn(MOD, "produce refused topic=%s err=%s: %s",
                                 env->topic, rd_kafka_err2name(err),
@@ -934,6 +955,16 @@ int eb_kafka_problem(eb_kafka_t *k, char *buf, size_t size)
                 return 0;
         snprintf(buf, size, "%s", k->problem);
         return -1;
+}
+
+int64_t eb_kafka_last_failure(const eb_kafka_t *k, char *buf, size_t size)
+{
+        if (size)
+                buf[0] = '\0';
+        if (!k || !k->failure_ms)
+                return 0;
+        snprintf(buf, size, "%s", k->failure);
+        return k->failure_ms;
 }
 
 void eb_kafka_problem_clear(eb_kafka_t *k)

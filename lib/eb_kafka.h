@@ -330,6 +330,14 @@ eb_kafka_persisted_t eb_kafka_dr_persisted(const eb_kafka_t *k);
  */
 int eb_kafka_problem(eb_kafka_t *k, char *buf, size_t size);
 
+/**
+ * @brief The last message the cluster refused or failed to deliver
+ * ("topic crm.close.lead.created: Broker: Topic authorization failed
+ * (TOPIC_AUTHORIZATION_FAILED)"), purges left out.
+ * @return when it happened (wall clock ms), 0 (and "") if never.
+ */
+int64_t eb_kafka_last_failure(const eb_kafka_t *k, char *buf, size_t size);
+
 /** @brief Forget the problem (the cluster answered since). */
 void eb_kafka_problem_clear(eb_kafka_t *k);
 

@@ -69,6 +69,14 @@ static void print_status(const json_t *root)
                json_is_true(json_object_get(root, "ready")) ? "ready"
                                                             : "NOT READY: ",
                str_or(root, "not_ready_reason", ""));
+        if (json_is_string(json_object_get(root, "kafka_last_failure"))) {
+                char when[48];
+
+                relative(str_or(root, "kafka_last_failure_time", NULL), 0, now,
+                         when, sizeof(when));
+                printf("last Kafka refusal: %s (%s)\n",
+                       str_or(root, "kafka_last_failure", ""), when);
+        }
         if (!json_array_size(srcs)) {
                 printf("no source running%s\n",
                        json_is_true(json_object_get(root, "ready"))
