@@ -513,8 +513,6 @@ static void flush_buffer(struct src *s)
         for (i = 0; i < cnt; i++) {
                 int64_t t = evts[i]->time_ms;
 
-                if (t > s->st.newest_event_ms)
-                        s->st.newest_event_ms = t;
                 if (t > 0 && (!s->flush_oldest_ms || t < s->flush_oldest_ms))
                         s->flush_oldest_ms = t;
                 if (t > s->flush_newest_ms)
@@ -652,6 +650,8 @@ static void on_published(void *arg, int err)
                 s->walk_oldest_ms = s->flush_oldest_ms;
         if (s->flush_newest_ms > s->walk_newest_ms)
                 s->walk_newest_ms = s->flush_newest_ms;
+        if (s->flush_newest_ms > s->st.newest_event_ms)
+                s->st.newest_event_ms = s->flush_newest_ms;
         if (s->flush_oldest_ms && (!s->st.oldest_event_ms ||
                                    s->flush_oldest_ms < s->st.oldest_event_ms))
                 s->st.oldest_event_ms = s->flush_oldest_ms;

@@ -92,7 +92,8 @@ struct eb_source_stats {
         uint64_t slowdowns;         /* proactive waits on RateLimit remaining */
         int banned;                 /* gauge: 1 after a Kommo 403 */
         int64_t backoff_ms;         /* gauge: current backoff, 0 if none */
-        int64_t newest_event_ms;    /* gauge: newest event time published */
+        int64_t newest_event_ms;    /* gauge: newest event time published
+                                     * (acknowledged by the sink) */
         int64_t last_walk_end_ms;   /* gauge: wall clock */
         enum eb_source_state state; /* gauge */
         /* What /status shows (wall clock ms, 0: not yet). */

@@ -35,6 +35,8 @@ check "/status has the refusal's time" \
   sh -c "curl -s '$URL/status' | grep -q '\"kafka_last_failure_time\": \"20'"
 check "the source shows its failed publish" \
   sh -c "curl -s '$URL/status' | grep -q '\"last_error\": \"publish failed'"
+check "nothing refused counts as published (no newest event time)" \
+  sh -c "curl -s '$URL/status' | grep -q '\"newest_event_time\": null'"
 "$B/bin/evbridge" status "$URL" > "$T/status.txt" 2>&1
 cat "$T/status.txt"
 check "evbridge status prints the last refusal" \
