@@ -26,7 +26,7 @@
  * sockets before the loop stops and the listener is freed. */
 #define EB_APP_HTTP_FLUSH_MS 1000
 
-/* Start-up against real brokers (kafka_gate below): how long one probe
+/* Start-up against real brokers (on_gate_tick below): how long one probe
  * waits for the cluster's metadata, how often the loop looks at the
  * probe, and the retry backoff (doubling). */
 #define EB_APP_PROBE_METADATA_MS 3000
@@ -93,7 +93,7 @@ struct eb_app_s {
         struct kafka_probe probe;
         struct event *gate_timer;
         int kafka_ok;          /* the probe succeeded once */
-        int64_t gate_retry_ms; /* next probe (mono), 0: probe running */
+        int64_t gate_retry_ms; /* when the next probe may start (mono) */
         int gate_backoff_ms;
         int gate_attempts;
         char gate_why[1024];    /* what /readyz says until kafka_ok */
