@@ -96,7 +96,13 @@ struct eb_app_s {
         int64_t gate_retry_ms; /* when the next probe may start (mono) */
         int gate_backoff_ms;
         int gate_attempts;
-        char gate_why[1024];    /* what /readyz says until kafka_ok */
+        char gate_why[1024]; /* what /readyz says until kafka_ok */
+        /* Exactly-once: a restore that failed is tried again (a READ
+         * permission granted, a leader back); ids it already loaded are
+         * loaded again as no-ops (eb_dedupe_insert). */
+        struct event *restore_timer;
+        int restore_attempts;
+        int restore_backoff_ms;
         char gate_logged[1024]; /* the last reason logged */
 };
 
@@ -342,7 +348,8 @@ static int app_ready(void *opaque, const char **why)
                 return 0;
         }
         if (app->eos && !app->restored && !app->shards) {
-                *why = "state not restored";
+                *why = app->restore_attempts ? app->gate_why
+                                             : "state not restored";
                 return 0;
         }
         return 1;
@@ -545,12 +552,11 @@ static int app_add_sources(eb_app_t *app, json_t *cps, char *errstr,
  * dedupe ids and checkpoints. This blocks the loop; nothing else runs yet
  * (no source, /readyz and webhooks answer "state not restored").
  */
+static void app_restore(eb_app_t *app);
+
 static void on_txn_init(void *opaque, int err, const char *errstr)
 {
         eb_app_t *app = opaque;
-        struct eb_state_restore_stats st;
-        char ebuf[1024];
-        json_t *cps;
 
         if (err == -ESHUTDOWN)
                 return; /* from eb_kafka_free(): the app is going away */
@@ -562,13 +568,61 @@ static void on_txn_init(void *opaque, int err, const char *errstr)
         }
         if (app->draining)
                 return;
+        app_restore(app);
+}
+
+static void on_restore_retry(evutil_socket_t fd, short what, void *arg)
+{
+        eb_app_t *app = arg;
+
+        (void)fd;
+        (void)what;
+        if (!app->draining)
+                app_restore(app);
+}
+
+/*
+ * Read the state topics, then start the sources. A failure a retry can
+ * fix (authorization, a timeout, a broker error) is logged with its
+ * cause, shown by /readyz and retried with a doubling backoff; a bad
+ * configuration (-EINVAL) stops the process.
+ */
+static void app_restore(eb_app_t *app)
+{
+        struct eb_state_restore_stats st;
+        struct timeval tv;
+        char ebuf[1024];
+        json_t *cps;
+        int rc;
+
         memset(&st, 0, sizeof(st));
         cps = json_object();
-        if (eb_pipeline_restore(app->pipeline, eb_kafka_bootstrap(app->kafka),
-                                cps, &st, ebuf, sizeof(ebuf))) {
+        rc = eb_pipeline_restore(app->pipeline, eb_kafka_bootstrap(app->kafka),
+                                 cps, &st, ebuf, sizeof(ebuf));
+        if (rc == -EINVAL || (rc && !app->restore_timer)) {
                 eb_error("app", "state restore failed: %s", ebuf);
                 json_decref(cps);
                 eb_app_shutdown(app, "state restore failed", 1);
+                return;
+        }
+        if (rc) {
+                json_decref(cps);
+                app->restore_attempts++;
+                if (!app->restore_backoff_ms)
+                        app->restore_backoff_ms = EB_APP_GATE_BACKOFF_MS;
+                snprintf(app->gate_why, sizeof(app->gate_why),
+                         "state not restored: %s", ebuf);
+                eb_warn("app",
+                        "state restore failed (attempt %d): %s; next try in "
+                        "%d s",
+                        app->restore_attempts, ebuf,
+                        app->restore_backoff_ms / 1000);
+                tv.tv_sec = app->restore_backoff_ms / 1000;
+                tv.tv_usec = 0;
+                evtimer_add(app->restore_timer, &tv);
+                app->restore_backoff_ms *= 2;
+                if (app->restore_backoff_ms > EB_APP_GATE_BACKOFF_MAX)
+                        app->restore_backoff_ms = EB_APP_GATE_BACKOFF_MAX;
                 return;
         }
         eb_info("app",
@@ -822,7 +876,8 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
                 goto err;
         }
         app->gate_timer = evtimer_new(app->base, on_gate_tick, app);
-        if (!app->gate_timer) {
+        app->restore_timer = evtimer_new(app->base, on_restore_retry, app);
+        if (!app->gate_timer || !app->restore_timer) {
                 snprintf(errstr, errstr_size, "cannot create the start timer");
                 goto err;
         }
@@ -944,6 +999,8 @@ void eb_app_free(eb_app_t *app)
                 event_free(app->drain_timer);
         if (app->gate_timer)
                 event_free(app->gate_timer);
+        if (app->restore_timer)
+                event_free(app->restore_timer);
         /* A probe still running uses the producer: it ends first (a few
          * seconds at most, its librdkafka calls are bounded). */
         probe_join(app);

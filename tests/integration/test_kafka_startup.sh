@@ -9,6 +9,7 @@
 #                   (the standalone mock): said so, retried
 #   reachable       the same mock with the state topics made beforehand:
 #                   ready, and at-least-once starts its sources
+#   restore refused the state topics cannot be read yet: said so, retried
 #
 # The mock is started here directly (not with lib_e2e.sh's start_kmock):
 # these cases depend on what it has and lacks.
@@ -97,6 +98,31 @@ check "reachable: /readyz answers 200" test "$(code_of readyz)" = 200
 check "reachable: no not-ready line" sh -c "! grep -q 'not ready' '$T/ok.log'"
 stop_pid "$EVB_PID"
 check "reachable: SIGTERM exits 0" test $? -eq 0
+
+# ---- the state topics cannot be read yet (READ not granted) ---------------
+# The mock refuses ListOffsets, which only the restore sends, six times:
+# the restore fails, says why, and is tried again until it works.
+(exec "$B/bin/evbridge-kafka-mock" --brokers 1 --port-file "$T/bs3" \
+  --control-port-file "$T/cport3" \
+  --topic evbridge.checkpoints:1 --topic evbridge.seen:1 \
+  > "$T/kmock3.out" 2>&1) &
+PIDS+=($!)
+wait_for "kafka mock" 10 test -s "$T/cport3"
+exec 4<>"/dev/tcp/127.0.0.1/$(cat "$T/cport3")"
+printf 'push-errors ListOffsets 29 29 29 29 29 29\n' >&4
+IFS= read -r -t 10 answer <&4
+check "the mock takes the errors ($answer)" test "${answer#ok}" != "$answer"
+write_config "$T/restore.json" "$(cat "$T/bs3")" exactly-once
+start_evbridge restore "$T/restore.json"
+check "restore refused: the cause is logged" \
+  wait_for "restore failure" 10 grep -q 'state restore failed (attempt 1): .*Topic authorization failed' "$T/restore.log"
+check "restore refused: /readyz says why" \
+  sh -c "curl -s -m 2 http://127.0.0.1:$HTTP_PORT/readyz | grep -q 'state not restored: .*Topic authorization failed'"
+check "restore refused: retried, not fatal" \
+  wait_for "restored" 40 grep -q 'state restored: ready' "$T/restore.log"
+check "restore refused: then ready" test "$(code_of readyz)" = 200
+stop_pid "$EVB_PID"
+check "restore refused: SIGTERM exits 0" test $? -eq 0
 
 write_config "$T/alo.json" "$(cat "$T/bs2")" at-least-once
 start_evbridge alo "$T/alo.json"
