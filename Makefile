@@ -1,7 +1,8 @@
 # evbridge: one hand-written GNU Makefile.
 #
 #   make            build everything into build/$(BUILD)/
-#   make test       unit + integration tests, ends with "N passed, N failed"
+#   make test       unit + integration tests, ends with "N passed, N failed";
+#                   the integration tests start real Kafka brokers
 #   make test-faults  the full fault-injection suite (24 kills, outages, ...)
 #   make asan       the whole test suite under ASan+UBSan
 #   make valgrind   unit tests under valgrind, leak-free
@@ -82,7 +83,7 @@ INTEG_SH  := $(sort $(wildcard tests/integration/test_*.sh))
 
 .PHONY: all test test-unit test-integration test-faults asan ubsan valgrind \
         run lint style-check style-fix checksrc install clean deps bench \
-        lint-deploy
+        lint-deploy kafka-fetch
 
 all: $(CMD_BINS) $(UNIT_BINS) $(INTEG_BINS)
 
@@ -124,19 +125,33 @@ export EB_BUILD_DIR := $(CURDIR)/$(B)
 EB_TEST_JOBS ?= 3
 export EB_TEST_JOBS
 
-test: all
+# The integration tests run on a real Apache Kafka broker
+# (tests/kafka/broker: the pinned 4.x from Maven artifacts, one KRaft node
+# per test, started by the test itself), or on the cluster that
+# EB_TEST_BROKERS=host:port names. kafka-fetch fetches the broker first,
+# so a broker that cannot be had fails the run at once, not test by test.
+kafka-fetch:
+	$(Q)if [ -n "$$EB_TEST_BROKERS" ]; then \
+	  echo "kafka: tests run against the existing cluster at $$EB_TEST_BROKERS"; \
+	else \
+	  tests/kafka/broker fetch > /dev/null && \
+	  echo "kafka: tests run against $$(tests/kafka/broker version) (KRaft," \
+	    "one broker per test; tests/kafka/broker)"; \
+	fi
+
+test: all kafka-fetch
 	$(Q)tests/run $(INTEG_SH) $(INTEG_BINS) $(UNIT_BINS)
 
 test-unit: all
 	$(Q)tests/run $(UNIT_BINS)
 
-test-integration: all
+test-integration: all kafka-fetch
 	$(Q)tests/run $(INTEG_SH) $(INTEG_BINS)
 
 # The full fault-injection suite (docs/delivery.md "Fault injection"):
 # 24 SIGKILLs, broker outage, injected broker errors, a second instance.
 # `make test` runs its light variant (5 kills).
-test-faults: all
+test-faults: all kafka-fetch
 	$(Q)EB_FAULTS_FULL=1 EB_TEST_LIMIT=$${EB_TEST_LIMIT:-900} \
 	  tests/run tests/integration/test_faults.sh
 
@@ -293,7 +308,7 @@ clean:
 DEB_PKGS := build-essential pkg-config libevent-dev libcurl4-openssl-dev \
             libjansson-dev librdkafka-dev libssl-dev kcat \
             python3-confluent-kafka clang-format valgrind curl \
-            clang libclang-rt-14-dev
+            clang libclang-rt-14-dev openjdk-17-jre-headless maven
 
 deps:
 	$(Q)missing=""; for p in $(DEB_PKGS); do \

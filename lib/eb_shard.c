@@ -5,6 +5,7 @@
 #include <librdkafka/rdkafka.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "eb_json.h"
 #include "eb_kafka.h"
@@ -203,42 +204,57 @@ int eb_intake_decode(const void *buf, size_t len, char **sourcep,
 /* ---- topics ---------------------------------------------------------------
  */
 
-/* @returns partitions of @p topic, 0 if it does not exist, -errno. */
+/* @returns the metadata entry of @p topic in @p md, or NULL. */
+static const rd_kafka_metadata_topic_t *
+find_topic(const struct rd_kafka_metadata *md, const char *topic)
+{
+        int i;
+
+        for (i = 0; i < md->topic_cnt; i++)
+                if (!strcmp(md->topics[i].topic, topic))
+                        return &md->topics[i];
+        return NULL;
+}
+
+/* @returns partitions of @p topic, 0 if it does not exist, -errno.
+ *
+ * Asks for the metadata of every topic, never of @p topic alone: a
+ * producer's Metadata request for one topic lets a broker with
+ * auto.create.topics.enable create it on the spot, with the broker's
+ * default partition count, before CreateTopics can give it one per
+ * shard. */
 static int topic_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
                             size_t errstr_size)
 {
         const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-        rd_kafka_resp_err_t err;
+        const rd_kafka_metadata_topic_t *t = NULL;
+        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
         int n = 0, tries;
 
         for (tries = 0; tries < 20; tries++) {
-                err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+                err = rd_kafka_metadata(rk, 1, NULL, &md, 5000);
                 if (err) {
                         md = NULL;
                         continue;
                 }
-                if (md->topic_cnt == 1 &&
-                    md->topics[0].err ==
-                            RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
+                t = find_topic(md, topic);
+                if (t && t->err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
                         rd_kafka_metadata_destroy(md);
                         md = NULL;
                         continue;
                 }
                 break;
         }
-        rd_kafka_topic_destroy(rkt);
         if (!md) {
                 snprintf(errstr, errstr_size, "metadata of %s: %s", topic,
                          rd_kafka_err2str(err));
                 return -ETIMEDOUT;
         }
-        if (md->topic_cnt == 1 && !md->topics[0].err)
-                n = md->topics[0].partition_cnt;
-        else if (md->topic_cnt == 1 &&
-                 md->topics[0].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+        if (t && !t->err)
+                n = t->partition_cnt;
+        else if (t && t->err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
                 snprintf(errstr, errstr_size, "metadata of %s: %s", topic,
-                         rd_kafka_err2str(md->topics[0].err));
+                         rd_kafka_err2str(t->err));
                 n = -EIO;
         }
         rd_kafka_metadata_destroy(md);
@@ -305,8 +321,15 @@ static int ensure_topic(rd_kafka_t *rk, const char *topic, int n, char *errstr,
         int have = topic_partitions(rk, topic, why, sizeof(why));
 
         if (have == 0) {
+                /* A created topic reaches the brokers' metadata a moment
+                 * after CreateTopics answers. */
                 if (create_topic(rk, topic, n, why, sizeof(why)) == 0)
-                        have = topic_partitions(rk, topic, why, sizeof(why));
+                        for (int i = 0; i < 50 && have == 0; i++) {
+                                if (i)
+                                        usleep(200 * 1000);
+                                have = topic_partitions(rk, topic, why,
+                                                        sizeof(why));
+                        }
                 if (have == 0 && !why[0])
                         snprintf(why, sizeof(why), "created, not visible yet");
         }

@@ -18,6 +18,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do ours "$p" && kill -TERM "$p" 2>/dev/null; done
   sleep 0.2
   for p in "${PIDS[@]}"; do ours "$p" && kill -KILL "$p" 2>/dev/null; done
+  if [ -n "$KAFKA_DIR" ]; then tests/kafka/broker stop "$KAFKA_DIR"; fi
   if [ "$fail" -eq 0 ] && [ -z "${EB_KEEP_TMP:-}" ]; then rm -rf "$T"; else
     echo "artifacts kept in $T"; fi
 }
@@ -46,7 +47,30 @@ wait_for() {
   return 1
 }
 
-start_kmock() { # start_kmock BROKERS -> sets BS
+# start_kafka [--nodes N] [broker options] -> sets BS, KAFKA_DIR
+# A real Apache Kafka broker (tests/kafka/broker) of this test's own, or
+# the cluster EB_TEST_BROKERS names (one node, no options asked).
+KAFKA_DIR=
+start_kafka() {
+  if [ -n "${EB_TEST_BROKERS:-}" ] && [ $# -eq 0 ]; then
+    BS=$EB_TEST_BROKERS
+    echo "  kafka: existing cluster at $BS"
+    return 0
+  fi
+  KAFKA_DIR="$T/kafka"
+  if ! BS=$(tests/kafka/broker start "$KAFKA_DIR" "$@" 2> "$T/kafka.err"); then
+    cat "$T/kafka.err"
+    return 1
+  fi
+  echo "  kafka: $(tests/kafka/broker version) at $BS"
+}
+kafka_ctl() { # kafka_ctl VERB [NODE]: kill, restart, pause, resume
+  tests/kafka/broker "$1" "$KAFKA_DIR" ${2:+"$2"}
+}
+
+# start_kmock BROKERS -> sets BS: librdkafka's mock cluster, only for
+# tests that inject error codes a real broker cannot be made to return.
+start_kmock() {
   # The state topics of exactly-once delivery (state_prefix "evbridge"):
   # the mock has no controller, so evbridge cannot create them itself.
   (exec "$B/bin/evbridge-kafka-mock" --brokers "${1:-1}" --port-file "$T/bs" \

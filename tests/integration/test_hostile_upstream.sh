@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 . tests/integration/lib_e2e.sh
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16"
 
-start_kmock 1 || { bad "kafka mock start"; finish; exit 1; }
+start_kafka || { bad "kafka start"; finish; exit 1; }
 start_sim --seed 17 --accounts kommo=1,close=1,kota=1 --backlog 150 \
   --backlog-span 1h --rate 2 --limits off \
   || { bad "sim start"; finish; exit 1; }

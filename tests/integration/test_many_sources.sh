@@ -9,7 +9,7 @@ set -u
 cd "$(dirname "$0")/../.."
 . tests/integration/lib_e2e.sh
 
-start_kmock 1 || { bad "kafka mock start"; finish; exit 1; }
+start_kafka || { bad "kafka start"; finish; exit 1; }
 start_sim --seed 5 --accounts kommo=20,close=20,kota=20 --backlog 60 \
   --backlog-span 2h --rate 0 --latency-ms kommo-1=4000 \
   || { bad "sim start"; finish; exit 1; }

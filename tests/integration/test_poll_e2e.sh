@@ -10,7 +10,7 @@ set -u
 cd "$(dirname "$0")/../.."
 . tests/integration/lib_e2e.sh
 
-start_kmock 1 || { bad "kafka mock start"; finish; exit 1; }
+start_kafka || { bad "kafka start"; finish; exit 1; }
 start_sim --seed 11 --accounts kommo=2,close=2,kota=2 \
   --backlog 400 --backlog-span 3h --rate 4 --consolidate close=0.3 \
   --faults 500=0.03,503=0.02,reset=0.02,truncated=0.02,malformed=0.02,html=0.01,slow=0.01 \

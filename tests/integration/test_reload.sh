@@ -7,7 +7,7 @@ set -u
 cd "$(dirname "$0")/../.."
 . tests/integration/lib_e2e.sh
 
-start_kmock 1 || { bad "kafka mock start"; finish; exit 1; }
+start_kafka || { bad "kafka start"; finish; exit 1; }
 start_sim --seed 21 --accounts kommo=0,close=2,kota=1 --backlog 150 \
   --rate 2 || { bad "sim start"; finish; exit 1; }
 

@@ -20,7 +20,7 @@ set -u
 cd "$(dirname "$0")/../.."
 . tests/integration/lib_e2e.sh
 
-start_kmock 1 || { bad "kafka mock start"; finish; exit 1; }
+start_kafka || { bad "kafka start"; finish; exit 1; }
 start_sim --seed 21 --accounts kommo=1,close=1,kota=1 \
   --backlog 60 --backlog-span 30m --rate 3 --consolidate close=0.3 \
   --limits off --webhook-share 1 --webhook-dup 0.2 --webhook-attempts 10 \
@@ -53,6 +53,10 @@ echo "evbridge listens on $EB"
 c=$(curl -s -o "$T/body" -w '%{http_code}' "$EB/healthz")
 check "healthz answers 200 ($c)" test "$c" = 200
 check "healthz says ok" grep -qx ok "$T/body"
+# Ready once the transactions are initialised and the state restored (on
+# a new broker the first InitProducerId creates the transaction log).
+ready() { curl -s -f -o /dev/null "$EB/readyz"; }
+wait_for "evbridge ready" 30 ready
 c=$(curl -s -o "$T/body" -w '%{http_code}' "$EB/readyz")
 check "readyz answers 200 ($c)" test "$c" = 200
 
@@ -75,11 +79,11 @@ print(int(v))' "$1"
 sleep 4
 # Kafka frozen: held webhooks time out (503 + Retry-After), the sender
 # retries; nothing may be lost or doubled.
-kill -STOP "$KMOCK_PID"
+kafka_ctl pause
 sleep 4
 deadline_503=$(( $(metric 'evbridge_webhook_requests_total{source="close-1",status="503",reason="deadline"}') \
   + $(metric 'evbridge_webhook_requests_total{source="kota-1",status="503",reason="deadline"}') ))
-kill -CONT "$KMOCK_PID"
+kafka_ctl resume
 echo "webhooks answered 503 (deadline) while Kafka was frozen: $deadline_503"
 check "webhooks answered 503 while Kafka was frozen" test "$deadline_503" -gt 0
 sleep 4

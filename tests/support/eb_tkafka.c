@@ -1,0 +1,217 @@
+#include "eb_tkafka.h"
+
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "eb_log.h"
+
+struct eb_tkafka_s {
+        char *dir; /* NULL for a shared cluster */
+        char *bootstrap;
+        char describe[128];
+};
+
+/* The broker script, from the source tree (tests run from its root) or
+ * EB_SRC_DIR. */
+static const char *broker_script(char *buf, size_t size)
+{
+        const char *src = getenv("EB_SRC_DIR");
+
+        snprintf(buf, size, "%s/tests/kafka/broker", src ? src : ".");
+        return buf;
+}
+
+static char *xstrdup0(const char *s)
+{
+        char *d = strdup(s);
+
+        if (!d) {
+                fprintf(stderr, "eb_tkafka: out of memory\n");
+                abort();
+        }
+        return d;
+}
+
+/* Runs a command; returns its first stdout line in @p out (may be NULL)
+ * and its exit status. */
+static int run(const char *cmd, char *out, size_t size)
+{
+        FILE *p = popen(cmd, "r");
+        char line[512];
+        int rc;
+
+        if (!p) {
+                fprintf(stderr, "eb_tkafka: popen: %s\n", strerror(errno));
+                return -1;
+        }
+        if (out && size)
+                out[0] = '\0';
+        while (fgets(line, sizeof(line), p)) {
+                if (out && size && !out[0]) {
+                        line[strcspn(line, "\r\n")] = '\0';
+                        snprintf(out, size, "%s", line);
+                }
+        }
+        rc = pclose(p);
+        return rc;
+}
+
+eb_tkafka_t *eb_tkafka_start(int nodes, const char *opts)
+{
+        const char *shared = getenv("EB_TEST_BROKERS");
+        eb_tkafka_t *k = calloc(1, sizeof(*k));
+        char tmpl[] = "/tmp/evbridge-kafka.XXXXXX";
+        char script[1024], cmd[2048], bs[512];
+
+        if (!k)
+                return NULL;
+        if (shared && *shared && nodes == 1 && !(opts && *opts)) {
+                k->bootstrap = xstrdup0(shared);
+                snprintf(k->describe, sizeof(k->describe),
+                         "existing cluster at %s", shared);
+                return k;
+        }
+        if (!mkdtemp(tmpl)) {
+                fprintf(stderr, "eb_tkafka: mkdtemp: %s\n", strerror(errno));
+                free(k);
+                return NULL;
+        }
+        k->dir = xstrdup0(tmpl);
+        snprintf(cmd, sizeof(cmd), "%s start %s --nodes %d %s",
+                 broker_script(script, sizeof(script)), k->dir, nodes,
+                 opts ? opts : "");
+        if (run(cmd, bs, sizeof(bs)) != 0 || !bs[0]) {
+                fprintf(stderr, "eb_tkafka: could not start Kafka (%s)\n", cmd);
+                eb_tkafka_stop(k);
+                return NULL;
+        }
+        k->bootstrap = xstrdup0(bs);
+        snprintf(cmd, sizeof(cmd), "%s version", script);
+        run(cmd, k->describe, sizeof(k->describe));
+        return k;
+}
+
+const char *eb_tkafka_bootstrap(const eb_tkafka_t *k)
+{
+        return k->bootstrap;
+}
+
+int eb_tkafka_shared(const eb_tkafka_t *k)
+{
+        return k->dir == NULL;
+}
+
+const char *eb_tkafka_describe(const eb_tkafka_t *k)
+{
+        return k->describe;
+}
+
+int eb_tkafka_ctl(eb_tkafka_t *k, const char *verb, int node)
+{
+        char script[1024], cmd[2048], nodebuf[16] = "";
+
+        if (!k->dir)
+                return -1;
+        if (node > 0)
+                snprintf(nodebuf, sizeof(nodebuf), "%d", node);
+        snprintf(cmd, sizeof(cmd), "%s %s %s %s",
+                 broker_script(script, sizeof(script)), verb, k->dir, nodebuf);
+        return run(cmd, NULL, 0) == 0 ? 0 : -1;
+}
+
+void eb_tkafka_stop(eb_tkafka_t *k)
+{
+        char script[1024], cmd[2048];
+
+        if (!k)
+                return;
+        if (k->dir) {
+                snprintf(cmd, sizeof(cmd), "%s stop %s; rm -rf %s",
+                         broker_script(script, sizeof(script)), k->dir, k->dir);
+                run(cmd, NULL, 0);
+        }
+        free(k->dir);
+        free(k->bootstrap);
+        free(k);
+}
+
+int eb_tkafka_create_topic(const char *bootstrap, const char *topic,
+                           int partitions, const char *const *configs)
+{
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_t *rk = NULL;
+        rd_kafka_NewTopic_t *nt = NULL;
+        rd_kafka_queue_t *q = NULL;
+        rd_kafka_event_t *ev = NULL;
+        rd_kafka_AdminOptions_t *o = NULL;
+        char err[512];
+        int rc = -EIO;
+
+        rd_kafka_conf_set_log_cb(conf, eb_log_rdkafka_cb);
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err,
+                              sizeof(err))) {
+                fprintf(stderr, "eb_tkafka: conf: %s\n", err);
+                rd_kafka_conf_destroy(conf);
+                return -EIO;
+        }
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        if (!rk) {
+                fprintf(stderr, "eb_tkafka: rd_kafka_new: %s\n", err);
+                rd_kafka_conf_destroy(conf);
+                return -EIO;
+        }
+        nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, sizeof(err));
+        for (size_t i = 0; nt && configs && configs[i] && configs[i + 1];
+             i += 2)
+                rd_kafka_NewTopic_set_config(nt, configs[i], configs[i + 1]);
+        q = rd_kafka_queue_new(rk);
+        o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+        rd_kafka_AdminOptions_set_operation_timeout(o, 20000, err, sizeof(err));
+        rd_kafka_AdminOptions_set_request_timeout(o, 30000, err, sizeof(err));
+        if (!nt) {
+                fprintf(stderr, "eb_tkafka: NewTopic %s: %s\n", topic, err);
+                goto out;
+        }
+        rd_kafka_CreateTopics(rk, &nt, 1, o, q);
+        ev = rd_kafka_queue_poll(q, 40000);
+        if (!ev) {
+                fprintf(stderr, "eb_tkafka: CreateTopics %s: timed out\n",
+                        topic);
+        } else if (rd_kafka_event_error(ev)) {
+                fprintf(stderr, "eb_tkafka: CreateTopics %s: %s\n", topic,
+                        rd_kafka_event_error_string(ev));
+        } else {
+                const rd_kafka_CreateTopics_result_t *res =
+                        rd_kafka_event_CreateTopics_result(ev);
+                size_t cnt = 0;
+                const rd_kafka_topic_result_t **tr =
+                        rd_kafka_CreateTopics_result_topics(res, &cnt);
+                rd_kafka_resp_err_t e = cnt ? rd_kafka_topic_result_error(tr[0])
+                                            : RD_KAFKA_RESP_ERR__FAIL;
+
+                if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+                        rc = 0;
+                else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+                        rc = -EEXIST;
+                else
+                        fprintf(stderr, "eb_tkafka: CreateTopics %s: %s\n",
+                                topic,
+                                cnt ? rd_kafka_topic_result_error_string(tr[0])
+                                    : "no result");
+        }
+out:
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        if (o)
+                rd_kafka_AdminOptions_destroy(o);
+        if (q)
+                rd_kafka_queue_destroy(q);
+        if (nt)
+                rd_kafka_NewTopic_destroy(nt);
+        rd_kafka_destroy(rk);
+        return rc;
+}
