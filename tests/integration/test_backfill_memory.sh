@@ -20,17 +20,59 @@ cd "$(dirname "$0")/../.."
 N=${EB_BACKFILL_EVENTS:-20000}
 PROVS=${EB_BACKFILL_PROVIDERS:-kommo,close,kota}
 RSS_MB=${EB_BACKFILL_RSS_MB:-128}
+# EB_BACKFILL_OVERLAY=dev: the settings and memory limit of
+# deploy/k8s/overlays/dev (test_backfill_dev_limit.sh).
+OVERLAY=${EB_BACKFILL_OVERLAY:-}
+if [ -n "$OVERLAY" ]; then
+  OJSON=deploy/k8s/overlays/$OVERLAY/evbridge.json
+  lim=$(awk '/limits:/ {l = 1} l && /memory:/ {print $2; exit}' \
+    "deploy/k8s/overlays/$OVERLAY/deployment-resources.yaml")
+  case "$lim" in
+    *Gi) lim_mb=$(( ${lim%Gi} * 1024 * 1048576 / 1000000 )) ;;
+    *Mi) lim_mb=$(( ${lim%Mi} * 1048576 / 1000000 )) ;;
+    *) echo "cannot read the memory limit of $OVERLAY ($lim)"; exit 1 ;;
+  esac
+  echo "  overlay $OVERLAY: memory limit $lim ($lim_mb MB)"
+  [ "$lim_mb" -lt "$RSS_MB" ] && RSS_MB=$lim_mb
+fi
 accts=$(echo "$PROVS" | sed 's/\([a-z]*\)/\1=1/g')
 backlog=$(echo "$PROVS" | sed "s/\([a-z]*\)/--backlog \1=$N/g; s/,/ /g")
 
 start_kafka || { bad "kafka start"; finish; exit 1; }
+# A big backlog takes the simulator a while to generate.
+mult0=$MULT
+MULT=$(( MULT * (1 + N / 20000) ))
 # shellcheck disable=SC2086
 start_sim --seed 21 --accounts "$accts" --rate 0 --limits off \
   $backlog --backlog-span 6d \
   || { bad "sim start"; finish; exit 1; }
+MULT=$mult0
 $PY tests/tools/sim_config.py --sim-line "$T/sim.out" --brokers "$BS" \
   --interval 1s --timeout 5s --start 7d --listen 127.0.0.1:0 \
   --rps 200 > "$T/cfg.json"
+if [ -n "$OVERLAY" ]; then
+  # The overlay's memory settings (dedupe, batches, walk bounds, log
+  # level) on the simulator's sources; its memory limit bounds the RSS.
+  $PY - "$T/cfg.json" "$OJSON" > "$T/cfg-o.json" <<'PY'
+import json, sys
+cfg, o = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+for k in ("dedupe", "log"):
+    if k in o:
+        cfg[k] = o[k]
+for k in ("batch", "queue_max_messages"):
+    if k in o.get("kafka", {}):
+        cfg["kafka"][k] = o["kafka"][k]
+cfg["log"]["level"] = "info"
+for s in cfg["sources"]:
+    for os_ in o["sources"]:
+        if os_["provider"] == s["provider"]:
+            for k in ("max_buffered_events", "page_size"):
+                if k in os_.get("poll", {}):
+                    s["poll"][k] = os_["poll"][k]
+json.dump(cfg, sys.stdout, indent=2)
+PY
+  mv "$T/cfg-o.json" "$T/cfg.json"
+fi
 (exec "$B/bin/evbridge" --config "$T/cfg.json" > "$T/evbridge.log" 2>&1) &
 EB_PID=$!
 PIDS+=($EB_PID)
@@ -52,17 +94,22 @@ metric_sum() { awk -v n="$1" '$1 ~ "^"n"[{ ]" {s+=$NF} END {printf "%d\n", s}' \
 # sources whose checkpoint moved at least once
 moved() { awk '$1 ~ /^evbridge_source_checkpoints_committed_total[{]/ &&
   $NF > 0 {n++} END {print n + 0}' "$T/metrics.txt"; }
-early_cp=0 published=0 hwm=0
+early_cp=0 published=0 hwm=0 cps0=
 t0=$(date +%s)
 end=$(( t0 + (60 + N / 100) * MULT ))
 while [ "$(date +%s)" -lt "$end" ]; do
   metrics
   published=$(metric_sum evbridge_source_events_published_total)
-  if [ "$published" -lt "$total" ] && [ "$(moved)" -eq "$nsrc" ] &&
-     [ "$early_cp" = 0 ]; then
-    early_cp=1
-    echo "  every source's checkpoint moved while $published of $total" \
-      "were published"
+  cps=$(metric_sum evbridge_source_checkpoints_committed_total)
+  if [ "$published" -gt 0 ] && [ "$published" -lt "$total" ]; then
+    # the checkpoints keep moving while events are being published
+    if [ -z "$cps0" ]; then cps0=$cps
+    elif [ "$early_cp" = 0 ] && [ "$cps" -gt "$cps0" ] &&
+         [ "$(moved)" -eq "$nsrc" ]; then
+      early_cp=1
+      echo "  checkpoints moved ($cps0 -> $cps, every source) while" \
+        "$published of $total were published"
+    fi
   fi
   [ "$published" -ge "$total" ] && break
   sleep 1
