@@ -55,7 +55,9 @@ struct src {
         size_t buf_cnt, buf_cap, pub_off;
         int64_t slice_ms;   /* the next walk's time slice (newest first) */
         size_t walk_events; /* events the walk being published held */
-        int walk_partial;   /* part of this walk was published at the cap */
+        int walk_partial;   /* part of this walk was published at the cap,
+                             * or it resumed a checkpoint's window: it is
+                             * not walked again as a shorter slice */
 
         uint64_t xfer_id;
         int fetching;
@@ -959,6 +961,8 @@ static void src_step(struct src *s)
                         return;
                 }
                 s->in_walk = 1;
+                /* A resumed window cannot be cut any shorter. */
+                s->walk_partial = s->walk.resumed;
                 s->walk_had_full_page = 0;
                 s->walk_started_ms = eb_mono_ms();
         }

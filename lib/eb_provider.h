@@ -107,6 +107,9 @@ struct eb_walk {
          * at this one's end without the overlap. */
         int64_t slice_ms;
         int cut;
+        /* Added (out, set by walk_begin): 1 when the walk resumes a
+         * window a checkpoint was inside of (its bounds are fixed). */
+        int resumed;
 };
 
 struct eb_provider {

@@ -212,6 +212,7 @@ static int close_walk_begin(struct eb_walk *w)
                 has_lt = 1;
         }
         w->cut = has_lt;
+        w->resumed = cursor != NULL;
         json_decref(w->state);
         w->state = json_object();
         eb_walk_set(w, "wm", wm);

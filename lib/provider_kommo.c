@@ -382,6 +382,7 @@ static int kommo_walk_begin(struct eb_walk *w)
         if (cut)
                 eb_walk_set(w, "cut", 1);
         w->cut = cut;
+        w->resumed = resume;
         return 0;
 }
 

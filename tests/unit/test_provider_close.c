@@ -757,6 +757,7 @@ static void test_close_slices(void)
         w.slice_ms = 3600 * 1000;
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
         EB_CHECK_INT(w.cut, 1);
+        EB_CHECK_INT(w.resumed, 0);
         T_CHECK_URL(&w, EV_URL "?date_updated__gte=2023-11-13T22%3A13%3A20."
                                "000Z&date_updated__lt=2023-11-13T23%3A13%3A"
                                "20.000Z&_limit=50");
@@ -778,6 +779,7 @@ static void test_close_slices(void)
         w.slice_ms = 3600 * 1000;
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
         EB_CHECK_INT(w.cut, 1);
+        EB_CHECK_INT(w.resumed, 1);
         T_CHECK_URL(&w, EV_URL "?_cursor=cursor2&_limit=50");
         t_feed(&w, 400, "{\"error\":\"bad cursor\"}", JSON, &page);
         EB_CHECK_INT(page.kind, EB_RESP_RETRY);

@@ -920,6 +920,7 @@ static void test_kommo_slices(void)
         w.slice_ms = 3600 * 1000;
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
         EB_CHECK_INT(w.cut, 1);
+        EB_CHECK_INT(w.resumed, 0);
         T_CHECK_URL(&w, KOMMO_BASE "/api/v4/events?page=1&limit=250"
                                    "&filter%5Bcreated_at%5D%5Bfrom%5D="
                                    "1699913600&filter%5Bcreated_at%5D%5Bto%5D"
@@ -938,6 +939,7 @@ static void test_kommo_slices(void)
         w.slice_ms = 3600 * 1000;
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
         EB_CHECK_INT(w.cut, 1);
+        EB_CHECK_INT(w.resumed, 1);
         t_feed(&w, 204, "", NULL, &page);
         eb_page_fini(&page);
         w.prov->page_done(&w);
