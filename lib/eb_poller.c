@@ -543,6 +543,19 @@ static size_t walk_limit(const struct src *s)
         return (size_t)s->p->opts.max_walk_events;
 }
 
+/* The most events a walk gathers before it publishes: a newest-first
+ * walk all of its slice; an oldest-first one (Kota), pages that are
+ * published in order anyway, at most one publish part. */
+static size_t gather_limit(const struct src *s)
+{
+        size_t lim = walk_limit(s);
+
+        if (!s->prov->newest_first &&
+            lim > (size_t)s->p->opts.publish_max_events)
+                lim = (size_t)s->p->opts.publish_max_events;
+        return lim;
+}
+
 /* A walk would hold more than poll.max_buffered_events: drop what it
  * holds (nothing of it was published) and walk a shorter slice from the
  * same checkpoint, as long as the newest part seen held half the cap.
@@ -642,8 +655,10 @@ static void handle_page(struct src *s, struct eb_page *page)
         page->events = NULL;
         page->events_cnt = 0;
 
-        if (page->more && s->prov->newest_first && s->buf_cnt < walk_limit(s)) {
-                /* Keep walking before publishing anything. */
+        if (page->more && s->buf_cnt < gather_limit(s)) {
+                /* Newest first: keep walking before publishing anything.
+                 * Oldest first (Kota): gather pages up to one part, so a
+                 * backlog is not one transaction per page. */
                 src_step(s);
                 return;
         }

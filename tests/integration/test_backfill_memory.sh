@@ -101,8 +101,9 @@ while [ "$(date +%s)" -lt "$end" ]; do
   metrics
   published=$(metric_sum evbridge_source_events_published_total)
   cps=$(metric_sum evbridge_source_checkpoints_committed_total)
-  if [ "$published" -gt 0 ] && [ "$published" -lt "$total" ]; then
-    # the checkpoints keep moving while events are being published
+  if [ "$published" -ge $(( total / 10 )) ] && [ "$published" -lt "$total" ]
+  then
+    # the checkpoints keep moving while the backfill is well under way
     if [ -z "$cps0" ]; then cps0=$cps
     elif [ "$early_cp" = 0 ] && [ "$cps" -gt "$cps0" ] &&
          [ "$(moved)" -eq "$nsrc" ]; then

@@ -279,6 +279,7 @@ static void test_checkpoint_waits_for_ack(void)
         memset(&opts, 0, sizeof(opts));
         opts.backoff_min_ms = 400; /* time to look between fail and retry */
         opts.backoff_max_ms = 400;
+        opts.publish_max_events = 100; /* a publish per Kota page */
         p = eb_poller_new(base, http, &sink, &opts);
         EB_REQUIRE(eb_poller_add(p, &cfg->sources[0], NULL, err, sizeof(err)) ==
                    0);
