@@ -12,6 +12,8 @@
 #   make lint       clang-format check + banned functions
 #   make lint-deploy  render and check the Kubernetes manifests (offline)
 #   make deps       apt-get install what the build and tests need
+#   make install    evbridge, evbridge-replay and their man pages (PREFIX,
+#                   DESTDIR); make install-dev: the simulator, the mock...
 #
 # V=1 shows the full commands, WERROR=1 turns warnings into errors.
 
@@ -51,8 +53,49 @@ else
 OPT      := -O1 -g
 endif
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_CONFIG ?= pkg-config
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+
+# A fresh machine: what building (and `make test`, `make run`) needs is
+# checked before anything runs, and a missing piece stops the build with
+# one line that names it and the command, not a wall of compiler errors.
+# Goals that need none of it (deps, clean, lint) skip the check.
+DEB_OF_libevent         := libevent-dev
+DEB_OF_libevent_openssl := libevent-dev
+DEB_OF_libcurl          := libcurl4-openssl-dev
+DEB_OF_jansson          := libjansson-dev
+DEB_OF_rdkafka          := librdkafka-dev
+DEB_OF_libcrypto        := libssl-dev
+NODEPS_GOALS := deps clean lint style-check style-fix checksrc \
+                fuzz-toolchain
+TEST_GOALS   := test test-unit test-integration test-faults asan ubsan \
+                valgrind run bench
+ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
+DEPS_MISSING := $(shell command -v $(CC) >/dev/null 2>&1 || \
+                  echo "$(CC) (build-essential)"; \
+                  command -v $(PKG_CONFIG) >/dev/null 2>&1 || \
+                  echo "pkg-config (pkg-config)")
+ifeq ($(strip $(DEPS_MISSING)),)
+DEPS_MISSING := $(foreach p,$(PKGS),$(if $(shell $(PKG_CONFIG) --exists $(p) \
+                  2>/dev/null && echo y),,$(p) ($(DEB_OF_$(p)))))
+endif
+ifneq ($(filter $(TEST_GOALS),$(MAKECMDGOALS)),)
+ifeq ($(strip $(DEPS_MISSING)),)
+# The tests and the demo run the system's python (/usr/bin/python3).
+DEPS_MISSING := $(shell test -x /usr/bin/python3 || \
+                  echo "/usr/bin/python3 (python3)"; \
+                  command -v curl >/dev/null 2>&1 || echo "curl (curl)"; \
+                  /usr/bin/python3 -c 'import confluent_kafka' \
+                    >/dev/null 2>&1 || \
+                  echo "python3-confluent-kafka (python3-confluent-kafka)")
+endif
+endif
+DEPS_MISSING := $(strip $(DEPS_MISSING))
+ifneq ($(DEPS_MISSING),)
+$(error missing $(DEPS_MISSING): run make deps)
+endif
+endif
 
 CPPFLAGS += -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Ilib -Itests/support \
             -DEB_VERSION='"$(VERSION)"' -DEB_GITREV='"$(GITREV)"'
@@ -83,8 +126,8 @@ INTEG_BINS := $(INTEG_SRC:tests/integration/%.c=$(B)/tests/integration/%)
 INTEG_SH  := $(sort $(wildcard tests/integration/test_*.sh))
 
 .PHONY: all test test-unit test-integration test-faults asan ubsan valgrind \
-        run lint style-check style-fix checksrc install clean deps bench \
-        lint-deploy kafka-fetch test-backfill
+        run lint style-check style-fix checksrc install install-dev clean \
+        deps bench lint-deploy kafka-fetch test-backfill
 
 all: $(CMD_BINS) $(UNIT_BINS) $(INTEG_BINS)
 
@@ -306,9 +349,25 @@ lint-deploy: $(TOOLS_MODULES) $(B)/bin/evbridge
 	$(Q)node tools/lint-deploy.js --evbridge $(B)/bin/evbridge
 
 # ---- install / clean / deps ----------------------------------------------
-install: all
+# The product: evbridge, evbridge-replay and their man pages (docs/man/,
+# roff sources kept with the docs). The simulator, the Kafka mock and the
+# benchmark helpers are for development: make install-dev.
+MANDIR       ?= $(PREFIX)/share/man
+PRODUCT_BINS := $(B)/bin/evbridge $(B)/bin/evbridge-replay
+DEV_BINS     := $(filter-out $(PRODUCT_BINS),$(CMD_BINS))
+MAN1         := docs/man/evbridge.1 docs/man/evbridge-replay.1
+MAN5         := docs/man/evbridge.json.5
+
+install: $(PRODUCT_BINS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(MANDIR)/man5
+	install -m 0755 $(PRODUCT_BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+
+install-dev: $(DEV_BINS)
 	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(CMD_BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(DEV_BINS) $(DESTDIR)$(PREFIX)/bin/
 
 clean:
 	rm -rf build
@@ -318,13 +377,16 @@ DEB_PKGS := build-essential pkg-config libevent-dev libcurl4-openssl-dev \
             python3-confluent-kafka clang-format valgrind curl \
             clang libclang-rt-14-dev openjdk-17-jre-headless maven
 
+# apt-get through sudo unless already root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 deps:
 	$(Q)missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' \
 	    || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq $$missing; \
 	else echo "deps: all present"; fi
 	$(Q)p=$$(scripts/get-promtool) && echo "deps: promtool at $$p"

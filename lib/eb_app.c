@@ -2,12 +2,15 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <event2/http.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "eb_http.h"
 #include "eb_httpd.h"
+#include "eb_instance.h"
 #include "eb_kafka.h"
 #include "eb_metrics_collect.h"
 #include "eb_pipeline.h"
@@ -23,6 +26,34 @@
 /* After the drain, how long answered webhooks may take to reach their
  * sockets before the loop stops and the listener is freed. */
 #define EB_APP_HTTP_FLUSH_MS 1000
+
+/* Start-up against real brokers (on_gate_tick below): how long one probe
+ * waits for the cluster's metadata, how often the loop looks at the
+ * probe, and the retry backoff (doubling). */
+#define EB_APP_PROBE_METADATA_MS 3000
+#define EB_APP_PROBE_TOPICS_MS   5000
+#define EB_APP_GATE_TICK_MS      100
+#define EB_APP_GATE_BACKOFF_MS   1000
+#define EB_APP_GATE_BACKOFF_MAX  30000
+
+/*
+ * The start-up probe: one helper thread at a time makes the blocking
+ * librdkafka calls (metadata, and in exactly-once mode the state topics'
+ * check and creation) while the loop runs, so /healthz answers, /readyz
+ * says why it is not ready and librdkafka's error events (served on the
+ * loop) are logged as they happen. The thread touches nothing of the
+ * application but what is under mu.
+ */
+struct kafka_probe {
+        pthread_t thread;
+        int started; /* loop thread only */
+        rd_kafka_t *rk;
+        const struct eb_config *cfg;
+        pthread_mutex_t mu;
+        int done;          /* under mu */
+        int rc;            /* under mu: 0, or a negative errno */
+        char errstr[2048]; /* under mu */
+};
 
 struct eb_app_s {
         struct event_base *base;
@@ -59,6 +90,24 @@ struct eb_app_s {
         /* Sharded (scale.shards > 0): shards own producers and pipelines;
          * app->kafka and app->pipeline stay NULL. */
         eb_shards_t *shards;
+        /* Real brokers: nothing starts until the cluster answered. */
+        struct kafka_probe probe;
+        struct event *gate_timer;
+        int kafka_ok;          /* the probe succeeded once */
+        int64_t gate_retry_ms; /* when the next probe may start (mono) */
+        int gate_backoff_ms;
+        int gate_attempts;
+        char gate_why[1024]; /* what /readyz says until kafka_ok */
+        /* Exactly-once: a restore that failed is tried again (a READ
+         * permission granted, a leader back); ids it already loaded are
+         * loaded again as no-ops (eb_dedupe_insert). */
+        struct event *restore_timer;
+        int restore_attempts;
+        int restore_backoff_ms;
+        char gate_logged[1024]; /* the last reason logged */
+        /* Exactly-once on a real cluster, unsharded: one active instance
+         * per transactional.id (a standby waits, not ready). */
+        eb_instance_t *guard;
 };
 
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
@@ -222,7 +271,9 @@ void eb_app_reload(eb_app_t *app)
                 eb_config_free(ncfg);
                 return;
         }
-        warn_restart_only(old, ncfg);
+        /* Against what runs (the configuration the process started
+         * with), so that a revert to it is not a change. */
+        warn_restart_only(app->nretired ? app->retired[0] : old, ncfg);
         eb_log_set_level(ncfg->log_level);
         eb_log_set_format(ncfg->log_format);
 
@@ -233,7 +284,7 @@ void eb_app_reload(eb_app_t *app)
         }
         /* Exactly-once before the restore: no source runs yet; the
          * restore starts the sources of the configuration then in force. */
-        if (app->eos && !app->restored)
+        if ((app->eos && !app->restored) || !app->kafka_ok)
                 goto swap;
         eb_config_diff_sources(old, ncfg, reload_source, &r);
 swap:
@@ -245,7 +296,8 @@ swap:
         eb_info("app",
                 "reload done: %d added, %d removed, %d changed, %zu "
                 "source(s) in total",
-                tally.added, tally.removed, tally.changed, ncfg->sources_cnt);
+                tally.added, tally.removed, tally.changed,
+                eb_config_enabled_sources(ncfg));
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -295,11 +347,73 @@ static int app_ready(void *opaque, const char **why)
                 *why = "Kafka producer failed (fatal error)";
                 return 0;
         }
+        if (!app->shards && !app->kafka_ok) {
+                *why = app->gate_why;
+                return 0;
+        }
+        if (app->guard && eb_instance_waiting(app->guard)) {
+                *why = eb_instance_waiting(app->guard);
+                return 0;
+        }
         if (app->eos && !app->restored && !app->shards) {
-                *why = "state not restored";
+                *why = app->restore_attempts ? app->gate_why
+                                             : "state not restored";
                 return 0;
         }
         return 1;
+}
+
+/* GET /status: what each source is doing, as JSON (`evbridge status`
+ * renders it for a person). */
+static void app_status(eb_httpd_t *h, struct evhttp_request *req,
+                       const char *rest, void *opaque)
+{
+        eb_app_t *app = opaque;
+        enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+        const char *why = NULL;
+        json_t *o;
+        char *body;
+        int ready;
+
+        if (*rest) {
+                eb_httpd_reply(h, req, 404, NULL, "text/plain", "not found\n",
+                               10);
+                return;
+        }
+        if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+                static const char *const allow[] = {"Allow", "GET, HEAD", NULL};
+
+                eb_httpd_reply(h, req, 405, allow, "text/plain",
+                               "method not allowed\n", 19);
+                return;
+        }
+        ready = app_ready(app, &why);
+        o = json_object();
+        json_object_set_new(o, "version", json_string(EB_VERSION));
+        json_object_set_new(o, "kafka", json_string(eb_app_bootstrap(app)));
+        json_object_set_new(o, "ready", json_boolean(ready));
+        json_object_set_new(o, "not_ready_reason",
+                            ready ? json_null() : json_string(why ? why : ""));
+        if (app->kafka) {
+                char fail[512], ts[40];
+                int64_t when =
+                        eb_kafka_last_failure(app->kafka, fail, sizeof(fail));
+
+                if (when)
+                        eb_rfc3339_format(when, 0, ts, sizeof(ts));
+                json_object_set_new(o, "kafka_last_failure",
+                                    when ? json_string(fail) : json_null());
+                json_object_set_new(o, "kafka_last_failure_time",
+                                    when ? json_string(ts) : json_null());
+        }
+        json_object_set_new(o, "sources",
+                            app->poller ? eb_poller_status(app->poller)
+                                        : json_array());
+        body = json_dumps(o, JSON_INDENT(2));
+        json_decref(o);
+        eb_httpd_reply(h, req, 200, NULL, "application/json", body,
+                       body ? strlen(body) : 0);
+        free(body);
 }
 
 static int app_trigger(void *opaque, const char *source)
@@ -347,7 +461,8 @@ static int app_http_new(eb_app_t *app, const struct eb_sink *sink, char *errstr,
                 return -EADDRINUSE;
         eb_httpd_set_ready(app->httpd, app_ready, app);
         if (eb_httpd_route(app->httpd, "/webhooks/", eb_webhook_handle,
-                           app->webhook))
+                           app->webhook) ||
+            eb_httpd_route(app->httpd, "/status", app_status, app))
                 return -ENOSPC;
         eb_metrics_add_collector(app->metrics, eb_webhook_collect,
                                  app->webhook);
@@ -457,12 +572,11 @@ static int app_add_sources(eb_app_t *app, json_t *cps, char *errstr,
  * dedupe ids and checkpoints. This blocks the loop; nothing else runs yet
  * (no source, /readyz and webhooks answer "state not restored").
  */
+static void app_restore(eb_app_t *app);
+
 static void on_txn_init(void *opaque, int err, const char *errstr)
 {
         eb_app_t *app = opaque;
-        struct eb_state_restore_stats st;
-        char ebuf[1024];
-        json_t *cps;
 
         if (err == -ESHUTDOWN)
                 return; /* from eb_kafka_free(): the app is going away */
@@ -474,13 +588,61 @@ static void on_txn_init(void *opaque, int err, const char *errstr)
         }
         if (app->draining)
                 return;
+        app_restore(app);
+}
+
+static void on_restore_retry(evutil_socket_t fd, short what, void *arg)
+{
+        eb_app_t *app = arg;
+
+        (void)fd;
+        (void)what;
+        if (!app->draining)
+                app_restore(app);
+}
+
+/*
+ * Read the state topics, then start the sources. A failure a retry can
+ * fix (authorization, a timeout, a broker error) is logged with its
+ * cause, shown by /readyz and retried with a doubling backoff; a bad
+ * configuration (-EINVAL) stops the process.
+ */
+static void app_restore(eb_app_t *app)
+{
+        struct eb_state_restore_stats st;
+        struct timeval tv;
+        char ebuf[1024];
+        json_t *cps;
+        int rc;
+
         memset(&st, 0, sizeof(st));
         cps = json_object();
-        if (eb_pipeline_restore(app->pipeline, eb_kafka_bootstrap(app->kafka),
-                                cps, &st, ebuf, sizeof(ebuf))) {
+        rc = eb_pipeline_restore(app->pipeline, eb_kafka_bootstrap(app->kafka),
+                                 cps, &st, ebuf, sizeof(ebuf));
+        if (rc == -EINVAL || (rc && !app->restore_timer)) {
                 eb_error("app", "state restore failed: %s", ebuf);
                 json_decref(cps);
                 eb_app_shutdown(app, "state restore failed", 1);
+                return;
+        }
+        if (rc) {
+                json_decref(cps);
+                app->restore_attempts++;
+                if (!app->restore_backoff_ms)
+                        app->restore_backoff_ms = EB_APP_GATE_BACKOFF_MS;
+                snprintf(app->gate_why, sizeof(app->gate_why),
+                         "state not restored: %s", ebuf);
+                eb_warn("app",
+                        "state restore failed (attempt %d): %s; next try in "
+                        "%d s",
+                        app->restore_attempts, ebuf,
+                        app->restore_backoff_ms / 1000);
+                tv.tv_sec = app->restore_backoff_ms / 1000;
+                tv.tv_usec = 0;
+                evtimer_add(app->restore_timer, &tv);
+                app->restore_backoff_ms *= 2;
+                if (app->restore_backoff_ms > EB_APP_GATE_BACKOFF_MAX)
+                        app->restore_backoff_ms = EB_APP_GATE_BACKOFF_MAX;
                 return;
         }
         eb_info("app",
@@ -500,6 +662,208 @@ static void on_txn_init(void *opaque, int err, const char *errstr)
         json_decref(cps);
         app->restored = 1;
         eb_info("app", "state restored: ready");
+}
+
+/* ---- start-up against real brokers ------------------------------------ */
+
+/* The helper thread: is the cluster usable? */
+static void *probe_main(void *arg)
+{
+        struct kafka_probe *p = arg;
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err;
+        char buf[sizeof(p->errstr)];
+        int rc = 0;
+
+        buf[0] = '\0';
+        err = rd_kafka_metadata(p->rk, 0, NULL, &md, EB_APP_PROBE_METADATA_MS);
+        if (err) {
+                snprintf(buf, sizeof(buf),
+                         "no answer from kafka.brokers within %d ms: %s",
+                         EB_APP_PROBE_METADATA_MS, rd_kafka_err2str(err));
+                rc = -EHOSTUNREACH;
+        } else {
+                rd_kafka_metadata_destroy(md);
+                if (p->cfg->delivery == EB_DELIVERY_EXACTLY_ONCE &&
+                    !eb_state_topics_exist(p->rk, p->cfg)) {
+                        char msg[sizeof(buf) - 128];
+
+                        rc = eb_state_ensure_topics(p->rk, NULL, p->cfg, 1,
+                                                    EB_APP_PROBE_TOPICS_MS, msg,
+                                                    sizeof(msg));
+                        /* librdkafka's words when no broker is named
+                         * controller (or it is not reachable) */
+                        if (rc == -ETIMEDOUT &&
+                            strstr(msg, "waiting for controller"))
+                                snprintf(buf, sizeof(buf),
+                                         "the cluster names no controller, "
+                                         "so the state topics cannot be "
+                                         "created: %s",
+                                         msg);
+                        else if (rc)
+                                snprintf(buf, sizeof(buf), "%s", msg);
+                }
+        }
+        pthread_mutex_lock(&p->mu);
+        p->rc = rc;
+        snprintf(p->errstr, sizeof(p->errstr), "%s", buf);
+        p->done = 1;
+        pthread_mutex_unlock(&p->mu);
+        return NULL;
+}
+
+static int probe_start(eb_app_t *app)
+{
+        struct kafka_probe *p = &app->probe;
+
+        p->rk = eb_kafka_rk(app->kafka);
+        p->cfg = app->cfg;
+        p->done = 0;
+        p->rc = 0;
+        p->errstr[0] = '\0';
+        if (pthread_create(&p->thread, NULL, probe_main, p) != 0)
+                return -EAGAIN;
+        p->started = 1;
+        return 0;
+}
+
+/* Waits for a probe still running (eb_app_free()). */
+static void probe_join(eb_app_t *app)
+{
+        if (!app->probe.started)
+                return;
+        pthread_join(app->probe.thread, NULL);
+        app->probe.started = 0;
+}
+
+/* librdkafka's text without its " (after 0ms in state CONNECT, ...)". */
+static void trim_after(char *s)
+{
+        char *p = strstr(s, " (after ");
+
+        if (p)
+                *p = '\0';
+}
+
+/* No other live instance: transactions may start (eb_instance.h). */
+static void on_instance_go(void *opaque)
+{
+        eb_app_t *app = opaque;
+        int rc = eb_kafka_txn_init(app->kafka, on_txn_init, app);
+
+        if (rc) {
+                eb_error("app", "kafka: cannot start transactions: %s",
+                         strerror(-rc));
+                app->kafka_fatal = 1;
+                eb_app_shutdown(app, "Kafka transactions cannot start", 1);
+        }
+}
+
+static void gate_pass(eb_app_t *app, int attempts)
+{
+        char ebuf[1024];
+
+        app->kafka_ok = 1;
+        app->gate_why[0] = '\0';
+        eb_kafka_problem_clear(app->kafka);
+        eb_info("app", "kafka: the cluster at %s answered%s%s",
+                eb_kafka_bootstrap(app->kafka),
+                attempts > 1 ? " after earlier failures" : "",
+                app->eos ? "; starting transactions" : "; starting sources");
+        if (app->eos) {
+                /* One active instance per transactional.id: a standby
+                 * waits here until the other one is gone. */
+                app->guard = eb_instance_new(app->base,
+                                             eb_kafka_bootstrap(app->kafka),
+                                             app->cfg, ebuf, sizeof(ebuf));
+                if (!app->guard) {
+                        eb_error("app", "%s", ebuf);
+                        eb_app_shutdown(app, "Kafka transactions cannot start",
+                                        1);
+                        return;
+                }
+                eb_instance_start(app->guard, on_instance_go, app);
+                return;
+        }
+        if (app_add_sources(app, NULL, ebuf, sizeof(ebuf))) {
+                eb_error("app", "%s", ebuf);
+                eb_app_shutdown(app, "a source cannot start", 1);
+        }
+}
+
+/*
+ * Until the cluster answers: one probe at a time, with a doubling
+ * backoff; each failure is logged with its cause, and the cause is what
+ * /readyz says. Only what a retry cannot fix stops the process: a bad
+ * state topic (-EINVAL here) and denied authentication (the producer's
+ * fatal callback).
+ */
+static void on_gate_tick(evutil_socket_t fd, short what, void *arg)
+{
+        eb_app_t *app = arg;
+        struct kafka_probe *p = &app->probe;
+        struct timeval tv = {0, EB_APP_GATE_TICK_MS * 1000};
+        char why[sizeof(p->errstr)], problem[512];
+        int64_t now = eb_mono_ms();
+        int done = 0, rc = 0;
+
+        (void)fd;
+        (void)what;
+        if (app->draining || app->kafka_ok)
+                return;
+        if (!p->started) {
+                if (now >= app->gate_retry_ms) {
+                        if (probe_start(app) == 0)
+                                app->gate_attempts++;
+                }
+                evtimer_add(app->gate_timer, &tv);
+                return;
+        }
+        eb_kafka_problem(app->kafka, problem, sizeof(problem));
+        trim_after(problem);
+        pthread_mutex_lock(&p->mu);
+        done = p->done;
+        rc = p->rc;
+        snprintf(why, sizeof(why), "%s", p->errstr);
+        pthread_mutex_unlock(&p->mu);
+        if (!done) {
+                /* Say what librdkafka saw as soon as it saw it. */
+                if (problem[0] && strcmp(problem, app->gate_logged)) {
+                        snprintf(app->gate_logged, sizeof(app->gate_logged),
+                                 "%s", problem);
+                        snprintf(app->gate_why, sizeof(app->gate_why),
+                                 "Kafka not usable yet: %s", problem);
+                        eb_warn("app", "kafka: not ready: %s; retrying",
+                                problem);
+                }
+                evtimer_add(app->gate_timer, &tv);
+                return;
+        }
+        probe_join(app);
+        if (rc == 0) {
+                gate_pass(app, app->gate_attempts);
+                return;
+        }
+        if (rc == -EHOSTUNREACH && problem[0])
+                snprintf(why, sizeof(why), "%s", problem);
+        snprintf(app->gate_why, sizeof(app->gate_why),
+                 "Kafka not usable yet: %s", why);
+        if (rc == -EINVAL) {
+                eb_error("app", "kafka: %s", why);
+                app->kafka_fatal = 1;
+                eb_app_shutdown(app, "Kafka cannot be used as configured", 1);
+                return;
+        }
+        if (!app->gate_backoff_ms)
+                app->gate_backoff_ms = EB_APP_GATE_BACKOFF_MS;
+        eb_warn("app", "kafka: not ready (attempt %d): %s; next try in %d s",
+                app->gate_attempts, why, app->gate_backoff_ms / 1000);
+        snprintf(app->gate_logged, sizeof(app->gate_logged), "%s", problem);
+        app->gate_retry_ms = now + app->gate_backoff_ms;
+        app->gate_backoff_ms *= 2;
+        if (app->gate_backoff_ms > EB_APP_GATE_BACKOFF_MAX)
+                app->gate_backoff_ms = EB_APP_GATE_BACKOFF_MAX;
+        evtimer_add(app->gate_timer, &tv);
 }
 
 eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
@@ -537,11 +901,26 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
         if (!app->kafka)
                 goto err;
         eb_kafka_set_fatal_cb(app->kafka, on_kafka_fatal, app);
-        if (app->eos && !state_topics_exist(app->kafka, cfg) &&
+        /* The embedded cluster is there at once; real brokers are probed
+         * from the loop (on_gate_tick) and nothing starts before. */
+        app->kafka_ok = eb_kafka_embedded(app->kafka);
+        if (app->kafka_ok && app->eos && !state_topics_exist(app->kafka, cfg) &&
             eb_state_ensure_topics(eb_kafka_rk(app->kafka),
                                    eb_kafka_mock_cluster(app->kafka), cfg, 1,
                                    30000, errstr, errstr_size))
                 goto err;
+        if (pthread_mutex_init(&app->probe.mu, NULL) != 0) {
+                snprintf(errstr, errstr_size, "cannot create a lock");
+                goto err;
+        }
+        app->gate_timer = evtimer_new(app->base, on_gate_tick, app);
+        app->restore_timer = evtimer_new(app->base, on_restore_retry, app);
+        if (!app->gate_timer || !app->restore_timer) {
+                snprintf(errstr, errstr_size, "cannot create the start timer");
+                goto err;
+        }
+        snprintf(app->gate_why, sizeof(app->gate_why),
+                 "waiting for the Kafka cluster at %s", cfg->brokers);
         app->http = eb_http_new(app->base, errstr, errstr_size);
         if (!app->http)
                 goto err;
@@ -553,7 +932,8 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
         app->poller = eb_poller_new(app->base, app->http, &sink,
                                     app_poller_opts(app->cfg, &popts));
         /* Exactly-once: sources start after the restore (on_txn_init). */
-        if (!app->eos && app_add_sources(app, NULL, errstr, errstr_size))
+        if (app->kafka_ok && !app->eos &&
+            app_add_sources(app, NULL, errstr, errstr_size))
                 goto err;
         /* metrics: register the application's collectors */
         app->metrics_src.poller = app->poller;
@@ -581,7 +961,11 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
         evsignal_add(app->sig_term, NULL);
         evsignal_add(app->sig_int, NULL);
         evsignal_add(app->sig_hup, NULL);
-        if (app->eos && !app->shards) {
+        if (!app->shards && !app->kafka_ok) {
+                struct timeval now = {0, 0};
+
+                evtimer_add(app->gate_timer, &now);
+        } else if (app->eos && !app->shards) {
                 int rc = eb_kafka_txn_init(app->kafka, on_txn_init, app);
                 if (rc) {
                         snprintf(errstr, errstr_size,
@@ -600,7 +984,8 @@ err:
 int eb_app_run(eb_app_t *app)
 {
         eb_info("app", "evbridge %s running: %zu source(s), kafka %s%s",
-                EB_VERSION, app->cfg->sources_cnt, eb_app_bootstrap(app),
+                EB_VERSION, eb_config_enabled_sources(app->cfg),
+                eb_app_bootstrap(app),
                 app->kafka && eb_kafka_embedded(app->kafka) ? " (embedded)"
                                                             : "");
         event_base_dispatch(app->base);
@@ -651,6 +1036,15 @@ void eb_app_free(eb_app_t *app)
         eb_metrics_free(app->metrics);
         if (app->drain_timer)
                 event_free(app->drain_timer);
+        if (app->gate_timer)
+                event_free(app->gate_timer);
+        if (app->restore_timer)
+                event_free(app->restore_timer);
+        /* A probe still running uses the producer: it ends first (a few
+         * seconds at most, its librdkafka calls are bounded). */
+        probe_join(app);
+        if (app->gate_timer)
+                pthread_mutex_destroy(&app->probe.mu);
         /* 1. No new requests. 2. eb_kafka_free flushes (bounded) and runs
          * every remaining delivery callback, which settles the pipeline's
          * batches and calls back into the poller: both must still exist.
@@ -658,6 +1052,7 @@ void eb_app_free(eb_app_t *app)
         if (app->poller)
                 eb_poller_stop(app->poller);
         eb_shards_free(app->shards);
+        eb_instance_free(app->guard);
         eb_kafka_free(app->kafka);
         eb_poller_free(app->poller);
         /* After Kafka: no publish callback can reach the intake any more.

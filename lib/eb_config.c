@@ -48,9 +48,17 @@
 #define MS_HOUR (60 * MS_MIN)
 #define MS_DAY  (24 * MS_HOUR)
 
+/* Shape-only loading (eb_config_load_shape()): a ${file:} whose file
+ * does not exist becomes a placeholder instead of an error. */
+struct absent_files {
+        size_t cnt;
+        char first[256];
+};
+
 struct cfg_ctx {
         char *errstr;
         size_t errstr_size;
+        struct absent_files *absent; /* NULL: every file must exist */
 };
 
 static int cfg_err(struct cfg_ctx *ctx, const char *path, const char *fmt, ...)
@@ -195,7 +203,25 @@ static int is_name_char(int c)
  * error rather than a silent cut: a truncated key fails much later and much
  * less clearly.
  */
-static int append_file(struct eb_buf *b, const char *path, char *errstr,
+/* A value that passes every check made on a secret (non-empty, hex, long
+ * enough) and differs from file to file: 64 hex digits of the path's
+ * FNV-1a hash. */
+static int append_placeholder(struct eb_buf *b, const char *path)
+{
+        uint64_t h = 14695981039346656037ULL;
+        char hex[65];
+        int i;
+
+        for (; *path; path++)
+                h = (h ^ (unsigned char)*path) * 1099511628211ULL;
+        for (i = 0; i < 64; i++)
+                hex[i] = "0123456789abcdef"[(h >> ((i % 16) * 4)) & 0xf];
+        hex[64] = '\0';
+        return eb_buf_append(b, hex, 64);
+}
+
+static int append_file(struct eb_buf *b, const char *path,
+                       struct absent_files *absent, char *errstr,
                        size_t errstr_size)
 {
         const size_t readmax = EB_CFG_FILE_MAX + 3;
@@ -205,6 +231,12 @@ static int append_file(struct eb_buf *b, const char *path, char *errstr,
         int rc = -EINVAL;
 
         fp = fopen(path, "rb");
+        if (!fp && errno == ENOENT && absent) {
+                if (!absent->cnt++)
+                        snprintf(absent->first, sizeof(absent->first), "%s",
+                                 path);
+                return append_placeholder(b, path);
+        }
         if (!fp) {
                 set_err(errstr, errstr_size, "cannot read file %s: %s", path,
                         strerror(errno));
@@ -263,7 +295,8 @@ static int valid_var_name(const char *s, size_t n)
         return 1;
 }
 
-char *eb_config_interpolate(const char *in, char *errstr, size_t errstr_size)
+static char *interpolate(const char *in, struct absent_files *absent,
+                         char *errstr, size_t errstr_size)
 {
         struct eb_buf b;
         const char *p = in;
@@ -310,7 +343,8 @@ char *eb_config_interpolate(const char *in, char *errstr, size_t errstr_size)
                                         goto fail;
                                 }
                                 name = eb_xstrndup(ref + 5, reflen - 5);
-                                rc = append_file(&b, name, errstr, errstr_size);
+                                rc = append_file(&b, name, absent, errstr,
+                                                 errstr_size);
                                 if (rc)
                                         goto fail;
                         } else {
@@ -360,6 +394,11 @@ fail:
         return NULL;
 }
 
+char *eb_config_interpolate(const char *in, char *errstr, size_t errstr_size)
+{
+        return interpolate(in, NULL, errstr, errstr_size);
+}
+
 /*
  * Interpolate every string value under @p v in place. @p path holds the
  * key path of @p v (length @p len, capacity EB_CFG_PATH_MAX); children
@@ -401,7 +440,7 @@ static int interp_tree(struct cfg_ctx *ctx, json_t *v, char *path, size_t len)
 
                 if (!strchr(s, '$'))
                         return 0;
-                out = eb_config_interpolate(s, msg, sizeof(msg));
+                out = interpolate(s, ctx->absent, msg, sizeof(msg));
                 if (!out)
                         return cfg_err(ctx, path, "%s", msg);
                 rc = json_string_set(v, out);
@@ -1522,6 +1561,163 @@ static const struct cfg_key top_keys[] = {
 };
 
 /* ------------------------------------------------------------------ */
+/* Every key and its default (evbridge --print-defaults)               */
+/* ------------------------------------------------------------------ */
+
+/* The default of a key parsed by a function: what the default config
+ * holds, in the file's words; "-" where it is computed (brokers: the
+ * embedded cluster; transactional_id: from state_prefix; rps: the
+ * provider's). */
+static void fn_default(const struct cfg_key *k, const void *base, int is_src,
+                       char *buf, size_t size)
+{
+        const struct eb_config *cfg = base;
+        static const char *const levels[] = {"debug", "info", "warn", "error"};
+
+        snprintf(buf, size, "-");
+        if (is_src)
+                return;
+        if (!strcmp(k->name, "listen"))
+                snprintf(buf, size, "\"%s\"", cfg->listen);
+        else if (!strcmp(k->name, "delivery"))
+                snprintf(buf, size, "\"%s\"",
+                         cfg->delivery == EB_DELIVERY_EXACTLY_ONCE
+                                 ? "exactly-once"
+                                 : "at-least-once");
+        else if (!strcmp(k->name, "envelope"))
+                snprintf(buf, size, "\"%s\"",
+                         cfg->envelope_binary ? "binary" : "structured");
+        else if (!strcmp(k->name, "level") && cfg->log_level >= 0 &&
+                 cfg->log_level <= 3)
+                snprintf(buf, size, "\"%s\"", levels[cfg->log_level]);
+        else if (!strcmp(k->name, "format"))
+                snprintf(buf, size, "\"%s\"",
+                         cfg->log_format == EB_LOG_FMT_JSON ? "json" : "text");
+        else if (!strcmp(k->name, "properties"))
+                snprintf(buf, size, "{}");
+}
+
+static void describe_tab(const struct cfg_key *tab, const void *base,
+                         int is_src, const char *prefix,
+                         void (*fn)(const char *key, const char *type,
+                                    const char *dflt, void *opaque),
+                         void *opaque);
+
+static void describe_key(const struct cfg_key *k, const void *base, int is_src,
+                         const char *key,
+                         void (*fn)(const char *key, const char *type,
+                                    const char *dflt, void *opaque),
+                         void *opaque)
+{
+        const char *field = (const char *)base + k->off;
+        const char *type = "function";
+        char dflt[256];
+
+        switch (k->type) {
+        case CFG_STR: {
+                const char *v = *(char *const *)(const void *)field;
+
+                type = "string";
+                if (v)
+                        snprintf(dflt, sizeof(dflt), "\"%s\"", v);
+                else
+                        snprintf(dflt, sizeof(dflt), "-");
+                break;
+        }
+        case CFG_INT:
+                type = "integer";
+                snprintf(dflt, sizeof(dflt), "%d",
+                         *(const int *)(const void *)field);
+                break;
+        case CFG_COUNT:
+                type = "integer";
+                snprintf(dflt, sizeof(dflt), "%zu",
+                         *(const size_t *)(const void *)field);
+                break;
+        case CFG_DUR:
+                type = "duration";
+                snprintf(dflt, sizeof(dflt), "%" PRId64 "ms",
+                         *(const int64_t *)(const void *)field);
+                break;
+        case CFG_SIZE:
+                type = "size";
+                snprintf(dflt, sizeof(dflt), "%zu",
+                         *(const size_t *)(const void *)field);
+                break;
+        case CFG_BOOL:
+                type = "boolean";
+                snprintf(dflt, sizeof(dflt), "%s",
+                         *(const int *)(const void *)field ? "true" : "false");
+                break;
+        case CFG_OBJ:
+                describe_tab(k->sub, base, is_src, key, fn, opaque);
+                return;
+        case CFG_FREEFORM:
+                type = "object";
+                snprintf(dflt, sizeof(dflt), "{}");
+                break;
+        case CFG_FN:
+                type = !strcmp(k->name, "properties") ? "object"
+                       : !strcmp(k->name, "rps")      ? "number"
+                                                      : "string";
+                fn_default(k, base, is_src, dflt, sizeof(dflt));
+                break;
+        }
+        if (k->type == CFG_STR && (k->flags & CFG_F_REQUIRED))
+                snprintf(dflt, sizeof(dflt), "required");
+        /* A default outside the key's own range is a sentinel: the real
+         * one comes from elsewhere (the provider's overlap, lag, burst). */
+        if ((k->type == CFG_INT &&
+             *(const int *)(const void *)field < k->min) ||
+            (k->type == CFG_DUR &&
+             *(const int64_t *)(const void *)field < k->min))
+                snprintf(dflt, sizeof(dflt), "-");
+        /* Computed from kafka.state_prefix when the file has none. */
+        if (!strcmp(key, "kafka.transactional_id"))
+                snprintf(dflt, sizeof(dflt), "\"<state_prefix>-main\"");
+        fn(key, type, dflt, opaque);
+}
+
+static void describe_tab(const struct cfg_key *tab, const void *base,
+                         int is_src, const char *prefix,
+                         void (*fn)(const char *key, const char *type,
+                                    const char *dflt, void *opaque),
+                         void *opaque)
+{
+        char key[EB_CFG_PATH_MAX];
+
+        for (; tab->name; tab++) {
+                path_join(key, sizeof(key), prefix, tab->name);
+                if (!is_src && !strcmp(key, "sources")) {
+                        struct eb_source_cfg src;
+
+                        memset(&src, 0, sizeof(src));
+                        source_defaults(&src);
+                        fn("sources", "array", "[]", opaque);
+                        describe_tab(source_keys, &src, 1, "sources[]", fn,
+                                     opaque);
+                        continue;
+                }
+                if (is_src && !strcmp(tab->name, "webhook")) {
+                        fn(key, "object", "absent", opaque);
+                        describe_tab(webhook_keys, base, 1, key, fn, opaque);
+                        continue;
+                }
+                describe_key(tab, base, is_src, key, fn, opaque);
+        }
+}
+
+void eb_config_describe(void (*fn)(const char *key, const char *type,
+                                   const char *dflt, void *opaque),
+                        void *opaque)
+{
+        struct eb_config *cfg = eb_config_new_default();
+
+        describe_tab(top_keys, cfg, 0, "", fn, opaque);
+        eb_config_free(cfg);
+}
+
+/* ------------------------------------------------------------------ */
 /* Public API                                                          */
 /* ------------------------------------------------------------------ */
 
@@ -1598,6 +1794,15 @@ const struct eb_source_cfg *eb_config_source(const struct eb_config *cfg,
         return NULL;
 }
 
+size_t eb_config_enabled_sources(const struct eb_config *cfg)
+{
+        size_t i, n = 0;
+
+        for (i = 0; i < cfg->sources_cnt; i++)
+                n += cfg->sources[i].enabled ? 1 : 0;
+        return n;
+}
+
 static const struct eb_source_cfg *enabled_source(const struct eb_config *cfg,
                                                   const char *name)
 {
@@ -1636,9 +1841,10 @@ void eb_config_diff_sources(const struct eb_config *old,
 /* Interpolate and validate a parsed @p root (borrowed; strings are
  * rewritten in place). Errors carry no file prefix. */
 static struct eb_config *config_from_json(json_t *root, const char *origin,
+                                          struct absent_files *absent,
                                           char *errstr, size_t errstr_size)
 {
-        struct cfg_ctx ctx = {errstr, errstr_size};
+        struct cfg_ctx ctx = {errstr, errstr_size, absent};
         char path[EB_CFG_PATH_MAX] = "";
         struct eb_config *cfg = NULL;
 
@@ -1685,8 +1891,9 @@ fail:
         return NULL;
 }
 
-struct eb_config *eb_config_load(const char *path, char *errstr,
-                                 size_t errstr_size)
+static struct eb_config *load_file(const char *path,
+                                   struct absent_files *absent, char *errstr,
+                                   size_t errstr_size)
 {
         char msg[EB_CFG_MSG_MAX + EB_CFG_PATH_MAX];
         struct eb_config *cfg = NULL;
@@ -1710,10 +1917,31 @@ struct eb_config *eb_config_load(const char *path, char *errstr,
                 }
                 return NULL;
         }
-        cfg = config_from_json(root, path, msg, sizeof(msg));
+        cfg = config_from_json(root, path, absent, msg, sizeof(msg));
         if (!cfg)
                 set_err(errstr, errstr_size, "%s: %s", path, msg);
         json_decref(root);
+        return cfg;
+}
+
+struct eb_config *eb_config_load(const char *path, char *errstr,
+                                 size_t errstr_size)
+{
+        return load_file(path, NULL, errstr, errstr_size);
+}
+
+struct eb_config *eb_config_load_shape(const char *path, size_t *absent_cnt,
+                                       char *first, size_t first_size,
+                                       char *errstr, size_t errstr_size)
+{
+        struct absent_files absent;
+        struct eb_config *cfg;
+
+        memset(&absent, 0, sizeof(absent));
+        cfg = load_file(path, &absent, errstr, errstr_size);
+        *absent_cnt = absent.cnt;
+        if (first_size)
+                snprintf(first, first_size, "%s", absent.first);
         return cfg;
 }
 
@@ -1730,7 +1958,7 @@ struct eb_config *eb_config_load_string(const char *json, char *errstr,
                         jerr.column, jerr.text);
                 return NULL;
         }
-        cfg = config_from_json(root, "<string>", errstr, errstr_size);
+        cfg = config_from_json(root, "<string>", NULL, errstr, errstr_size);
         json_decref(root);
         return cfg;
 }

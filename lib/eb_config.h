@@ -150,12 +150,40 @@ struct eb_config {
 struct eb_config *eb_config_load(const char *path, char *errstr,
                                  size_t errstr_size);
 
+/**
+ * @brief eb_config_load() for checking a config's shape where its secrets
+ * are not mounted (a build machine, CI): a ${file:/path} whose file does
+ * not exist becomes a placeholder (64 hex digits, one per path) instead
+ * of an error. Never for running: the values are not the real ones.
+ * @param absent_cnt how many such references there were (0: a full check).
+ * @param first the first missing path.
+ */
+struct eb_config *eb_config_load_shape(const char *path, size_t *absent_cnt,
+                                       char *first, size_t first_size,
+                                       char *errstr, size_t errstr_size);
+
 /** @brief Same as eb_config_load() from a string (tests, embedded demo). */
 struct eb_config *eb_config_load_string(const char *json, char *errstr,
                                         size_t errstr_size);
 
 /** @returns new config with every default and no sources. */
 struct eb_config *eb_config_new_default(void);
+
+/**
+ * @brief Every key of the file with its type and default, from the
+ * parser's own tables and eb_config_new_default(): the one source of
+ * truth that docs/configuration.md is checked against. @p key is a dotted
+ * path ("kafka.batch.linger", "sources[].poll.interval"); @p dflt is a
+ * JSON-ish value ("\"crm\"", "5000", "true"), a duration in ms ("5ms"),
+ * a size in bytes, "required", "absent", or "-" (computed, e.g. from the
+ * provider).
+ */
+void eb_config_describe(void (*fn)(const char *key, const char *type,
+                                   const char *dflt, void *opaque),
+                        void *opaque);
+
+/** @returns how many sources are enabled (what runs). */
+size_t eb_config_enabled_sources(const struct eb_config *cfg);
 
 /** @brief Free a config; NULL is a no-op. */
 void eb_config_free(struct eb_config *cfg);

@@ -98,6 +98,16 @@ struct eb_kafka_s {
         struct ratelimit rl_err;
         char fatal_msg[768]; /* what the fatal callback was told */
 
+        /* The last connection-level problem librdkafka reported (error
+         * events: transport, resolve, TLS, SASL, all brokers down), for
+         * the start-up and /readyz while the cluster cannot be used. */
+        char problem[512];
+        int problem_err;
+        /* The last message the cluster refused (an ACL, a topic), for
+         * /status: the log has every one, rate-limited. */
+        char failure[400];
+        int64_t failure_ms;
+
         pthread_t loop_thread; /* the thread that made the handle */
         int sync_ready;        /* the mutexes below are initialised */
         pthread_mutex_t def_mu;
@@ -198,6 +208,19 @@ static const char *status_name(rd_kafka_msg_status_t st)
 static uint64_t undelivered(const eb_kafka_t *k);
 static void txn_schedule(eb_kafka_t *k, int ms);
 
+/* A refusal worth showing: not a purge (aborted transaction, teardown). */
+static void note_failure(eb_kafka_t *k, const char *topic,
+                         rd_kafka_resp_err_t err)
+{
+        if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+            err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+                return;
+        snprintf(k->failure, sizeof(k->failure), "topic %s: %s (%s)",
+                 topic ? topic : "?", rd_kafka_err2str(err),
+                 rd_kafka_err2name(err));
+        k->failure_ms = eb_now_ms();
+}
+
 /*
  * Delivery report: served on the loop thread by rd_kafka_poll() or
  * rd_kafka_flush(). Exactly one per accepted message.
@@ -218,6 +241,9 @@ static void on_dr(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
                 k->dr_status = st == RD_KAFKA_MSG_STATUS_NOT_PERSISTED
                                        ? EB_KAFKA_NOT_PERSISTED
                                        : EB_KAFKA_POSSIBLY_PERSISTED;
+                if (!(k->flags & EB_KAFKA_F_CLOSING))
+                        note_failure(k, rd_kafka_topic_name(rkm->rkt),
+                                     rkm->err);
                 /* Purges at teardown are summed up by eb_kafka_free(). */
                 if (!(err == -ECANCELED && (k->flags & EB_KAFKA_F_CLOSING)) &&
                     rl_allow(&k->rl_dr))
@@ -291,13 +317,38 @@ static void set_fatal(eb_kafka_t *k, rd_kafka_resp_err_t code, const char *text)
         if (k->txn_id && is_fenced(code))
                 snprintf(k->fatal_msg, sizeof(k->fatal_msg),
                          "fenced: another evbridge with transactional.id=%s "
-                         "took over (%s)",
+                         "took over (%s). If no instance was restarted or "
+                         "replaced, two replicas run with one config: run "
+                         "one replica, or set scale.shards so that they "
+                         "share the sources (docs/scaling.md)",
                          k->txn_id, text);
         else
                 snprintf(k->fatal_msg, sizeof(k->fatal_msg), "%s", text);
         eb_error(MOD, "fatal producer error: %s", k->fatal_msg);
         if (k->fatal_cb)
                 k->fatal_cb(k->fatal_opaque, k->fatal_msg);
+}
+
+/* Connection-level error events are kept (the last one wins, but "all
+ * brokers are down" does not hide the reason they are). */
+static void note_problem(eb_kafka_t *k, int err, const char *reason)
+{
+        switch (err) {
+        case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+                if (k->problem_err &&
+                    k->problem_err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+                        return;
+                break;
+        case RD_KAFKA_RESP_ERR__TRANSPORT:
+        case RD_KAFKA_RESP_ERR__RESOLVE:
+        case RD_KAFKA_RESP_ERR__SSL:
+        case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+                break;
+        default:
+                return;
+        }
+        k->problem_err = err;
+        snprintf(k->problem, sizeof(k->problem), "%s", reason ? reason : "");
 }
 
 /*
@@ -331,6 +382,17 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                 return;
         }
 
+        note_problem(k, err, reason);
+        if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+                /* Wrong credentials or mechanism: librdkafka would retry
+                 * for ever, and no retry can fix it. */
+                char msg[600];
+
+                snprintf(msg, sizeof(msg), "authentication failed: %s",
+                         reason ? reason : "");
+                set_fatal(k, (rd_kafka_resp_err_t)err, msg);
+                return;
+        }
         if (err == RD_KAFKA_RESP_ERR__TRANSPORT) {
                 /* librdkafka has logged it already (log facility FAIL) */
                 eb_debug(MOD, "error err=%s: %s",
@@ -846,6 +908,7 @@ int eb_kafka_produce_to(eb_kafka_t *k, const struct eb_envelope *env,
                 }
                 if (err == RD_KAFKA_RESP_ERR__FATAL)
                         return -EIO;
+                note_failure(k, env->topic, err);
                 if (rl_allow(&k->rl_err))
                         eb_warn(MOD, "produce refused topic=%s err=%s: %s",
                                 env->topic, rd_kafka_err2name(err),
@@ -885,6 +948,32 @@ void eb_kafka_set_fatal_cb(eb_kafka_t *k, eb_kafka_fatal_cb_t *cb, void *opaque)
 eb_kafka_persisted_t eb_kafka_dr_persisted(const eb_kafka_t *k)
 {
         return k->dr_status;
+}
+
+int eb_kafka_problem(eb_kafka_t *k, char *buf, size_t size)
+{
+        if (size)
+                buf[0] = '\0';
+        if (!k || !k->problem_err)
+                return 0;
+        snprintf(buf, size, "%s", k->problem);
+        return -1;
+}
+
+int64_t eb_kafka_last_failure(const eb_kafka_t *k, char *buf, size_t size)
+{
+        if (size)
+                buf[0] = '\0';
+        if (!k || !k->failure_ms)
+                return 0;
+        snprintf(buf, size, "%s", k->failure);
+        return k->failure_ms;
+}
+
+void eb_kafka_problem_clear(eb_kafka_t *k)
+{
+        k->problem_err = 0;
+        k->problem[0] = '\0';
 }
 
 const char *eb_kafka_bootstrap(const eb_kafka_t *k)
@@ -1535,6 +1624,11 @@ static void txn_teardown(eb_kafka_t *k)
                         rd_kafka_error_destroy(error);
                 }
         }
+}
+
+void eb_kafka_set_drain(eb_kafka_t *k, int64_t ms)
+{
+        k->drain_ms = ms < 0 ? 0 : ms;
 }
 
 void eb_kafka_free(eb_kafka_t *k)

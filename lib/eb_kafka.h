@@ -319,6 +319,28 @@ eb_kafka_persisted_t eb_kafka_dr_persisted(const eb_kafka_t *k);
  * @returns borrowed bootstrap servers: the embedded cluster's address, or
  * the configured brokers. Valid until eb_kafka_free().
  */
+/**
+ * @brief The last connection-level problem librdkafka reported (cannot
+ * resolve or connect to a broker, TLS or SASL failure, all brokers down),
+ * in librdkafka's words, which name the broker: "127.0.0.1:1/bootstrap:
+ * Connect to ipv4#127.0.0.1:1 failed: Connection refused (...)".
+ * @return 0 and "" when there is none, -1 with the text in @p buf.
+ * @remark SASL authentication failures are fatal (the fatal callback
+ * runs with "authentication failed: ..."): no retry can fix them.
+ */
+int eb_kafka_problem(eb_kafka_t *k, char *buf, size_t size);
+
+/**
+ * @brief The last message the cluster refused or failed to deliver
+ * ("topic crm.close.lead.created: Broker: Topic authorization failed
+ * (TOPIC_AUTHORIZATION_FAILED)"), purges left out.
+ * @return when it happened (wall clock ms), 0 (and "") if never.
+ */
+int64_t eb_kafka_last_failure(const eb_kafka_t *k, char *buf, size_t size);
+
+/** @brief Forget the problem (the cluster answered since). */
+void eb_kafka_problem_clear(eb_kafka_t *k);
+
 const char *eb_kafka_bootstrap(const eb_kafka_t *k);
 
 /** @returns 1 when running on the embedded mock cluster. */
@@ -426,5 +448,13 @@ int eb_kafka_txn_abort(eb_kafka_t *k, eb_kafka_txn_cb_t *cb,
  * inside one of this handle's callbacks.
  */
 void eb_kafka_free(eb_kafka_t *k);
+
+/**
+ * @brief Bound what eb_kafka_free() waits for (a transaction's end, the
+ * queue's delivery) to @p ms instead of shutdown.drain_timeout: 0 purges
+ * at once. For a producer whose pending work is given up anyway (a
+ * shard handed back after scale.rebalance_timeout).
+ */
+void eb_kafka_set_drain(eb_kafka_t *k, int64_t ms);
 
 #endif /* EB_KAFKA_H */

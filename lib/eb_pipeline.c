@@ -325,11 +325,13 @@ static void on_delivery(void *opaque, int err, const char *errstr)
                 ss->st.failed++;
                 if (!b->err)
                         b->err = err;
-                /* Forget the id only if Kafka is sure it is not written:
-                 * the retried page then publishes it again. */
-                if (eb_kafka_dr_persisted(b->pl->kafka) ==
-                    EB_KAFKA_NOT_PERSISTED)
-                        eb_dedupe_remove(b->pl->dedupe, &m->fp);
+                /* Forget the id, so the retried page or webhook publishes
+                 * it again. Also when Kafka may have written it (a
+                 * timeout in flight, POSSIBLY_PERSISTED): a broker that
+                 * died before appending it wrote nothing, and keeping the
+                 * id would answer the retry as a duplicate of nothing, a
+                 * loss. At least once: a duplicate, never a loss. */
+                eb_dedupe_remove(b->pl->dedupe, &m->fp);
                 eb_warn("pipeline", "source=%s delivery failed: %s", b->source,
                         errstr);
         } else {

@@ -7,9 +7,11 @@
  * It is the poller's sink (struct eb_sink) and the webhook intake's
  * publisher, so a webhook and a poll of the same event version publish one
  * message. A fingerprint is remembered as soon as its message is handed to
- * Kafka (so a concurrent duplicate is dropped) and forgotten again if
- * Kafka reports the message NOT_PERSISTED (so the retry publishes it);
- * a POSSIBLY_PERSISTED failure keeps it (style.md 7.9, item 45).
+ * Kafka (so a concurrent duplicate is dropped) and forgotten again if its
+ * delivery fails, NOT_PERSISTED or POSSIBLY_PERSISTED alike (so the retry
+ * publishes it: a copy that timed out in flight may be in Kafka or not,
+ * and only republishing it rules out a loss; the price is a possible
+ * duplicate).
  *
  * Committed checkpoints are kept per source; eb_pipeline_checkpoint()
  * returns the last one whose events were all acknowledged.

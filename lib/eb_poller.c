@@ -19,6 +19,8 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,11 +55,10 @@ struct src {
          * handed to the sink yet. */
         struct eb_event **buf;
         size_t buf_cnt, buf_cap, pub_off;
-        int64_t slice_ms;   /* the next walk's time slice (newest first) */
-        size_t walk_events; /* events the walk being published held */
-        int walk_partial;   /* part of this walk was published at the cap,
-                             * or it resumed a checkpoint's window: it is
-                             * not walked again as a shorter slice */
+        int64_t slice_ms; /* the next walk's time slice (newest first) */
+        int walk_partial; /* part of this walk was published at the cap,
+                           * or it resumed a checkpoint's window: it is
+                           * not walked again as a shorter slice */
 
         uint64_t xfer_id;
         int fetching;
@@ -70,6 +71,14 @@ struct src {
 
         int64_t backoff_ms;
         struct eb_source_stats st;
+
+        /* The walk running, for its closing line: pages handled, and the
+         * events of the publish in flight (counted once it succeeded). */
+        int walk_pages;
+        uint64_t walk_events;
+        int64_t walk_oldest_ms, walk_newest_ms;
+        size_t flush_cnt;
+        int64_t flush_oldest_ms, flush_newest_ms;
 };
 
 struct eb_poller_s {
@@ -286,7 +295,10 @@ int eb_poller_replace(eb_poller_t *p, const struct eb_source_cfg *o,
                       size_t errstr_size)
 {
         struct eb_reload_tally none;
+        struct eb_source_stats kept;
         const struct src *cur;
+        struct src *ns;
+        int have = 0;
         int rc;
 
         if (!tally)
@@ -305,11 +317,27 @@ int eb_poller_replace(eb_poller_t *p, const struct eb_source_cfg *o,
         cur = find(p, n->name);
         if (cur && cur->committed_cp)
                 cp = cur->committed_cp;
+        if (cur) {
+                kept = cur->st;
+                have = 1;
+        }
         json_incref(cp);
         if (o)
                 eb_poller_remove(p, o->name);
         rc = eb_poller_add(p, n, cp, errstr, errstr_size);
         json_decref(cp);
+        ns = rc ? NULL : find(p, n->name);
+        if (ns && have) {
+                /* A changed source's counters carry on, like the
+                 * pipeline's published and duplicates do: one series per
+                 * source across reloads. Its gauges are the new run's (a
+                 * reload lifts a ban). */
+                kept.state = ns->st.state;
+                kept.banned = 0;
+                kept.backoff_ms = 0;
+                kept.next_poll_ms = ns->st.next_poll_ms;
+                ns->st = kept;
+        }
         if (rc)
                 eb_error("poller", "reload: source=%s cannot start: %s",
                          n->name, errstr);
@@ -367,12 +395,26 @@ void eb_poller_cancel(eb_poller_t *p, const char *name)
         }
 }
 
+/* The last failure of a source, for /status (the log has it too). */
+static void note_error(struct src *s, const char *fmt, ...) EB_PRINTF(2, 3);
+
+static void note_error(struct src *s, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(s->st.last_error, sizeof(s->st.last_error), fmt, ap);
+        va_end(ap);
+        s->st.last_error_ms = eb_now_ms();
+}
+
 static void src_schedule(struct src *s, int64_t delay_ms)
 {
         struct timeval tv;
 
         if (delay_ms < 0)
                 delay_ms = 0;
+        s->st.next_poll_ms = eb_now_ms() + delay_ms;
         tv.tv_sec = (time_t)(delay_ms / 1000);
         tv.tv_usec = (suseconds_t)((delay_ms % 1000) * 1000);
         evtimer_add(s->timer, &tv);
@@ -524,12 +566,17 @@ static void flush_buffer(struct src *s)
 
         if (s->prov->newest_first)
                 sort_oldest_first(evts, cnt);
+        s->flush_cnt = cnt;
+        s->flush_oldest_ms = s->flush_newest_ms = 0;
         for (i = 0; i < cnt; i++) {
-                if (evts[i]->time_ms > s->st.newest_event_ms)
-                        s->st.newest_event_ms = evts[i]->time_ms;
+                int64_t t = evts[i]->time_ms;
+
+                if (t > 0 && (!s->flush_oldest_ms || t < s->flush_oldest_ms))
+                        s->flush_oldest_ms = t;
+                if (t > s->flush_newest_ms)
+                        s->flush_newest_ms = t;
         }
         s->st.events += cnt;
-        s->walk_events = cnt;
         s->pub_off = 0;
         publish_next(s);
 }
@@ -621,6 +668,7 @@ static void handle_page(struct src *s, struct eb_page *page)
         size_t i;
 
         s->st.pages++;
+        s->walk_pages++;
         if (page->full)
                 s->walk_had_full_page = 1;
         if (page->more && s->prov->newest_first && !s->walk_partial &&
@@ -682,6 +730,22 @@ static void restore_snapshot(struct src *s)
         s->snap_cp = s->snap_state = NULL;
 }
 
+/* One line per finished walk: what it brought and how long it took. */
+static void log_walk(const struct src *s)
+{
+        char from[40] = "-", to[40] = "-";
+
+        if (s->walk_oldest_ms)
+                eb_rfc3339_format(s->walk_oldest_ms, 0, from, sizeof(from));
+        if (s->walk_newest_ms)
+                eb_rfc3339_format(s->walk_newest_ms, 0, to, sizeof(to));
+        eb_info("poller",
+                "source=%s walk done: %llu event(s) in %d page(s), event "
+                "times %s .. %s, %lld ms",
+                s->cfg->name, (unsigned long long)s->walk_events, s->walk_pages,
+                from, to, (long long)(eb_mono_ms() - s->walk_started_ms));
+}
+
 static void on_published(void *arg, int err)
 {
         struct src *s = arg;
@@ -694,20 +758,28 @@ static void on_published(void *arg, int err)
                 return;
         }
         if (err) {
+                int64_t wait;
+
                 s->st.errors_publish++;
-                eb_warn("poller",
-                        "source=%s publish failed (%s); page will be "
-                        "fetched again",
-                        s->cfg->name, strerror(-err));
+                note_error(s, "publish failed (%s)", strerror(-err));
                 buf_clear(s);
                 restore_snapshot(s);
                 s->snap_taken = 0;
                 if (s->stopped || p->stopping) {
+                        eb_warn("poller",
+                                "source=%s publish failed (%s); page will be "
+                                "fetched again on the next start",
+                                s->cfg->name, strerror(-err));
                         set_state(s, EB_SRC_STOPPED);
                         return;
                 }
-                backoff_retry(s, next_backoff(s, p->opts.backoff_min_ms,
-                                              p->opts.backoff_max_ms));
+                wait = next_backoff(s, p->opts.backoff_min_ms,
+                                    p->opts.backoff_max_ms);
+                eb_warn("poller",
+                        "source=%s publish failed (%s); page will be "
+                        "fetched again in %lld ms",
+                        s->cfg->name, strerror(-err), (long long)wait);
+                backoff_retry(s, wait);
                 return;
         }
         reset_backoff(s);
@@ -727,6 +799,18 @@ static void on_published(void *arg, int err)
         if (s->walk.cp &&
             !(s->committed_cp && json_equal(s->walk.cp, s->committed_cp)))
                 s->st.checkpoints++;
+        s->walk_events += s->flush_cnt;
+        if (s->flush_oldest_ms &&
+            (!s->walk_oldest_ms || s->flush_oldest_ms < s->walk_oldest_ms))
+                s->walk_oldest_ms = s->flush_oldest_ms;
+        if (s->flush_newest_ms > s->walk_newest_ms)
+                s->walk_newest_ms = s->flush_newest_ms;
+        if (s->flush_newest_ms > s->st.newest_event_ms)
+                s->st.newest_event_ms = s->flush_newest_ms;
+        if (s->flush_oldest_ms && (!s->st.oldest_event_ms ||
+                                   s->flush_oldest_ms < s->st.oldest_event_ms))
+                s->st.oldest_event_ms = s->flush_oldest_ms;
+        s->flush_cnt = 0;
         json_decref(s->committed_cp);
         s->committed_cp = s->walk.cp ? json_incref(s->walk.cp) : NULL;
         json_decref(s->snap_cp);
@@ -745,7 +829,8 @@ static void on_published(void *arg, int err)
         s->st.walks++;
         s->st.last_walk_end_ms = eb_now_ms();
         cut = s->walk.cut;
-        adapt_slice(s, s->walk_events);
+        adapt_slice(s, (size_t)s->walk_events);
+        log_walk(s);
         walk_reset(s);
         set_state(s, EB_SRC_IDLE);
         if (cut) {
@@ -795,6 +880,7 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                         s->st.errors_http++;
                 wait = next_backoff(s, p->opts.backoff_min_ms,
                                     p->opts.backoff_max_ms);
+                note_error(s, "request failed: %s", res->errstr);
                 eb_warn("poller",
                         "source=%s request failed: %s; retry in "
                         "%lldms",
@@ -861,6 +947,7 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                                ? page.retry_after_ms
                                : next_backoff(s, p->opts.backoff_min_ms,
                                               p->opts.backoff_max_ms);
+                note_error(s, "rate limited (429): %s", page.detail);
                 eb_warn("poller",
                         "source=%s rate limited (429): waiting %lldms (%s)",
                         s->cfg->name, (long long)wait, page.detail);
@@ -872,6 +959,8 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                 s->st.banned = 1;
                 s->stopped = 1;
                 set_state(s, EB_SRC_STOPPED);
+                note_error(s, "banned by upstream (HTTP %ld): stopped",
+                           res->status);
                 eb_error("poller",
                          "source=%s BANNED by upstream (HTTP %ld): polling "
                          "of this source is STOPPED to avoid a longer ban. "
@@ -882,6 +971,7 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                 s->st.errors_auth++;
                 wait = next_backoff(s, p->opts.auth_backoff_ms,
                                     p->opts.auth_backoff_ms * 4);
+                note_error(s, "authentication failed (HTTP %ld)", res->status);
                 eb_error("poller",
                          "source=%s authentication failed (HTTP %ld): check "
                          "its credentials; retry in %lldms",
@@ -899,6 +989,7 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                         s->st.errors_client++;
                 wait = next_backoff(s, p->opts.backoff_min_ms,
                                     p->opts.backoff_max_ms);
+                note_error(s, "HTTP %ld: %s", res->status, page.detail);
                 eb_warn("poller", "source=%s HTTP %ld: %s; retry in %lldms",
                         s->cfg->name, res->status, page.detail,
                         (long long)wait);
@@ -980,6 +1071,11 @@ static void src_step(struct src *s)
                 s->walk_partial = s->walk.resumed;
                 s->walk_had_full_page = 0;
                 s->walk_started_ms = eb_mono_ms();
+                s->walk_pages = 0;
+                s->walk_events = 0;
+                s->walk_oldest_ms = s->walk_newest_ms = 0;
+                if (!s->st.start_ms)
+                        s->st.start_ms = s->walk.start_ms;
         }
         rc = s->prov->next_request(&s->walk, &url, &auth);
         if (rc) {
@@ -1062,6 +1158,69 @@ const struct eb_source_stats *eb_poller_stats(const eb_poller_t *p,
         const struct src *s = find(p, name);
 
         return s ? &s->st : NULL;
+}
+
+static json_t *time_or_null(int64_t ms)
+{
+        char buf[40];
+
+        if (ms <= 0)
+                return json_null();
+        eb_rfc3339_format(ms, 0, buf, sizeof(buf));
+        return json_string(buf);
+}
+
+json_t *eb_poller_status(const eb_poller_t *p)
+{
+        json_t *arr = json_array();
+        const struct src *s;
+        int64_t now = eb_now_ms();
+
+        for (s = p->srcs; s; s = s->next) {
+                const struct eb_source_stats *st = &s->st;
+                char red[sizeof(st->last_error) + 64];
+                json_t *o;
+
+                if (s->removed)
+                        continue;
+                o = json_object();
+                json_object_set_new(o, "name", json_string(s->cfg->name));
+                json_object_set_new(o, "provider", json_string(s->prov->name));
+                json_object_set_new(
+                        o, "state",
+                        json_string(eb_source_state_name(s->state)));
+                json_object_set_new(o, "oldest_event_time",
+                                    time_or_null(st->oldest_event_ms));
+                json_object_set_new(o, "newest_event_time",
+                                    time_or_null(st->newest_event_ms));
+                json_object_set_new(o, "backfill_target",
+                                    time_or_null(st->start_ms));
+                json_object_set_new(
+                        o, "lag_seconds",
+                        st->newest_event_ms > 0
+                                ? json_integer((now - st->newest_event_ms) /
+                                               1000)
+                                : json_null());
+                json_object_set_new(o, "next_poll",
+                                    s->state == EB_SRC_STOPPED
+                                            ? json_null()
+                                            : time_or_null(st->next_poll_ms));
+                json_object_set_new(o, "last_walk_end",
+                                    time_or_null(st->last_walk_end_ms));
+                eb_log_redact(st->last_error, red, sizeof(red));
+                json_object_set_new(o, "last_error",
+                                    red[0] ? json_string(red) : json_null());
+                json_object_set_new(o, "last_error_time",
+                                    time_or_null(st->last_error_ms));
+                json_object_set_new(o, "walks",
+                                    json_integer((json_int_t)st->walks));
+                json_object_set_new(o, "polls",
+                                    json_integer((json_int_t)st->requests));
+                json_object_set_new(o, "events",
+                                    json_integer((json_int_t)st->events));
+                json_array_append_new(arr, o);
+        }
+        return arr;
 }
 
 json_t *eb_poller_checkpoint(const eb_poller_t *p, const char *name)

@@ -96,12 +96,19 @@ struct eb_source_stats {
         uint64_t slowdowns;         /* proactive waits on RateLimit remaining */
         int banned;                 /* gauge: 1 after a Kommo 403 */
         int64_t backoff_ms;         /* gauge: current backoff, 0 if none */
-        int64_t newest_event_ms;    /* gauge: newest event time published */
+        int64_t newest_event_ms;    /* gauge: newest event time published
+                                     * (acknowledged by the sink) */
         int64_t last_walk_end_ms;   /* gauge: wall clock */
         uint64_t checkpoints;       /* checkpoints committed (moved) */
         uint64_t slice_splits;      /* walks dropped and walked again as
                                      * shorter time slices */
         enum eb_source_state state; /* gauge */
+        /* What /status shows (wall clock ms, 0: not yet). */
+        int64_t oldest_event_ms; /* oldest event time published */
+        int64_t start_ms;        /* poll.start resolved: backfill target */
+        int64_t next_poll_ms;    /* when the source's timer fires */
+        int64_t last_error_ms;   /* when last_error happened */
+        char last_error[200];    /* the last failure, "" if none */
 };
 
 /** @returns new poller. @p opts may be NULL for defaults. */
@@ -178,6 +185,14 @@ void eb_poller_foreach(const eb_poller_t *p,
                                   const struct eb_source_stats *st,
                                   void *opaque),
                        void *opaque);
+
+/**
+ * @brief Every source as JSON for /status: name, provider, state, the
+ * backfill (oldest and newest event time published, the poll.start
+ * target), lag (now - newest event), next poll, last error, counters.
+ * @returns new array.
+ */
+json_t *eb_poller_status(const eb_poller_t *p);
 
 /** @returns the name of a state ("idle", "fetching", ...). */
 const char *eb_source_state_name(enum eb_source_state st);

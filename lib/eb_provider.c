@@ -125,6 +125,72 @@ static int check_source(const struct eb_source_cfg *src, size_t idx,
         return 0;
 }
 
+/* The URL a source polls, for comparing: its own or the provider's
+ * default, without trailing slashes. */
+static size_t base_url_of(const struct eb_source_cfg *src,
+                          const struct eb_provider *prov, const char **url)
+{
+        size_t n;
+
+        *url = src->base_url && *src->base_url ? src->base_url
+                                               : prov->default_base_url;
+        n = strlen(*url);
+        while (n > 0 && (*url)[n - 1] == '/')
+                n--;
+        return n;
+}
+
+static const char *credential_of(const struct eb_source_cfg *src,
+                                 const struct eb_provider *prov)
+{
+        return !strcmp(prov->credential, "token") ? src->token : src->api_key;
+}
+
+/*
+ * Two enabled sources on the same provider, base URL and credentials poll
+ * the same account: every event would be fetched twice and, under two
+ * source names, published twice (dedupe is per source).
+ */
+static int check_duplicates(const struct eb_config *cfg, char *errstr,
+                            size_t errstr_size)
+{
+        size_t i, j;
+
+        for (i = 0; i < cfg->sources_cnt; i++) {
+                const struct eb_source_cfg *a = &cfg->sources[i];
+                const struct eb_provider *prov =
+                        eb_provider_lookup(a->provider);
+                const char *ua, *ub;
+                size_t na, nb;
+
+                if (!a->enabled || !prov)
+                        continue;
+                na = base_url_of(a, prov, &ua);
+                for (j = i + 1; j < cfg->sources_cnt; j++) {
+                        const struct eb_source_cfg *b = &cfg->sources[j];
+
+                        if (!b->enabled || strcmp(a->provider, b->provider))
+                                continue;
+                        nb = base_url_of(b, prov, &ub);
+                        if (na != nb || strncasecmp(ua, ub, na) ||
+                            strcmp(credential_of(a, prov),
+                                   credential_of(b, prov)))
+                                continue;
+                        snprintf(errstr, errstr_size,
+                                 "sources[%zu] \"%.100s\" and sources[%zu] "
+                                 "\"%.100s\": same provider (%s), base_url "
+                                 "(%.*s) and credentials.%s: both would poll "
+                                 "the same account and publish its events "
+                                 "twice; keep one, or disable one "
+                                 "(\"enabled\": false)",
+                                 i, a->name, j, b->name, prov->name, (int)na,
+                                 ua, prov->credential);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
 int eb_provider_check_config(const struct eb_config *cfg, char *errstr,
                              size_t errstr_size)
 {
@@ -138,7 +204,7 @@ int eb_provider_check_config(const struct eb_config *cfg, char *errstr,
                 if (rc)
                         return rc;
         }
-        return 0;
+        return check_duplicates(cfg, errstr, errstr_size);
 }
 
 /* ---- pages ----------------------------------------------------------- */

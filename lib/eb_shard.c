@@ -37,7 +37,20 @@ struct shard {
         int intake_bad; /* an intake publish failed: restart the shard */
         uint64_t restored_ids, restored_checkpoints;
         int64_t restore_ms;
+        struct event *restore_ev; /* the next restore attempt */
+        int restore_tries;
 };
+
+/* A shard's restore runs on the loop, which every other shard shares: it
+ * reads for at most this long, then lets the loop run and tries again.
+ * The state topics are shared by every shard, so read_committed holds
+ * the restore back while any shard's transaction (a dead replica's lasts
+ * until its new owner or transaction.timeout.ms aborts it) is open;
+ * blocking until then would stall the other shards' transactions past
+ * their own timeout. */
+#define SHARD_RESTORE_SLICE_MS 8000
+#define SHARD_RESTORE_RETRY_MS 500
+#define SHARD_RESTORE_TRIES    30
 
 struct eb_shards_s {
         struct event_base *base;
@@ -358,6 +371,17 @@ static void shard_fatal_cb(void *opaque, const char *reason)
         struct shard *sh = opaque;
         char why[700];
 
+        /* A shard being handed back aborts what it left open; a broker
+         * that has already moved on (the next owner's InitProducerId, or
+         * INVALID_TXN_STATE for an end it cut short) answers that with a
+         * fatal error. The producer is going anyway: nothing to fail. */
+        if (sh->state == SH_STOPPING) {
+                eb_warn(MOD,
+                        "shard %d: producer error while handing it back "
+                        "(ignored, the shard is stopped): %s",
+                        sh->n, reason);
+                return;
+        }
         snprintf(why, sizeof(why),
                  "shard %d: Kafka producer fatal error: %s (another replica "
                  "owns it now; stopping so the group can rebalance)",
@@ -462,6 +486,15 @@ static int cancel_source(eb_poller_t *p, const char *name)
         return 0;
 }
 
+static void on_shard_init(void *opaque, int err, const char *errstr);
+
+static void on_restore_retry(evutil_socket_t fd, short what, void *arg)
+{
+        (void)fd;
+        (void)what;
+        on_shard_init(arg, 0, NULL);
+}
+
 static void on_shard_init(void *opaque, int err, const char *errstr)
 {
         struct shard *sh = opaque;
@@ -471,6 +504,7 @@ static void on_shard_init(void *opaque, int err, const char *errstr)
         const char *keys[3];
         char ebuf[1024];
         json_t *cps;
+        int rc;
 
         if (err == -ESHUTDOWN || sh->state != SH_STARTING)
                 return;
@@ -490,10 +524,28 @@ static void on_shard_init(void *opaque, int err, const char *errstr)
         o.seen_keys = keys;
         o.want_source = want_source;
         o.want_opaque = sh;
+        o.timeout_ms = SHARD_RESTORE_SLICE_MS;
         memset(&st, 0, sizeof(st));
         cps = json_object();
-        if (eb_pipeline_restore_ex(sh->pipeline, eb_kafka_bootstrap(sh->kafka),
-                                   &o, cps, &st, ebuf, sizeof(ebuf))) {
+        rc = eb_pipeline_restore_ex(sh->pipeline, eb_kafka_bootstrap(sh->kafka),
+                                    &o, cps, &st, ebuf, sizeof(ebuf));
+        if (rc == -ETIMEDOUT && ++sh->restore_tries < SHARD_RESTORE_TRIES) {
+                struct timeval tv = {0, SHARD_RESTORE_RETRY_MS * 1000};
+
+                eb_warn(MOD,
+                        "shard %d: state restore not at the end after %d ms "
+                        "(a transaction on the state topics is still open); "
+                        "trying again (%d of %d): %s",
+                        sh->n, SHARD_RESTORE_SLICE_MS, sh->restore_tries + 1,
+                        SHARD_RESTORE_TRIES, ebuf);
+                json_decref(cps);
+                if (!sh->restore_ev)
+                        sh->restore_ev =
+                                evtimer_new(m->base, on_restore_retry, sh);
+                evtimer_add(sh->restore_ev, &tv);
+                return;
+        }
+        if (rc) {
                 char why[1200];
 
                 snprintf(why, sizeof(why), "shard %d: state restore failed: %s",
@@ -577,6 +629,8 @@ static void shard_free(struct shard *sh)
         /* eb_kafka_free() settles every publish (callbacks into the
          * pipeline and the poller's removed sources) before the pipeline
          * goes. */
+        if (sh->restore_ev)
+                event_free(sh->restore_ev);
         eb_kafka_free(sh->kafka);
         eb_pipeline_free(sh->pipeline);
         (void)each_source(sh, cancel_source);
@@ -846,12 +900,19 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
                      each_source(sh, source_busy)) &&
                     eb_mono_ms() < sh->stop_deadline_ms)
                         continue;
-                if (eb_pipeline_pending(sh->pipeline) > 0)
+                if (eb_pipeline_pending(sh->pipeline) > 0) {
                         eb_warn(MOD,
                                 "shard %d: %d publish(es) still pending after "
                                 "scale.rebalance_timeout; dropped (their "
                                 "pages are fetched again by the next owner)",
                                 i, eb_pipeline_pending(sh->pipeline));
+                        /* Given up: purge them now rather than wait
+                         * shutdown.drain_timeout on the loop, once per
+                         * shard, while the group waits for the hand-back
+                         * (the next owner's InitProducerId aborts what
+                         * this producer left open). */
+                        eb_kafka_set_drain(sh->kafka, 0);
+                }
                 if (each_source(sh, source_busy))
                         eb_warn(MOD,
                                 "shard %d: requests still running after "

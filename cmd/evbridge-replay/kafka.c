@@ -531,8 +531,9 @@ static int resolve_times(struct resolver *r, struct rp_set *set,
                          char *errstr, size_t sz)
 {
         rd_kafka_topic_partition_list_t *tpl = NULL;
+        char first[300] = "";
         size_t i;
-        int rc = 0, n = 0;
+        int rc = 0, n = 0, scans = 0;
 
         tpl = rd_kafka_topic_partition_list_new(16);
         for (i = 0; i < set->nparts; i++)
@@ -603,17 +604,25 @@ static int resolve_times(struct resolver *r, struct rp_set *set,
                  * that cannot search by time (librdkafka's mock cluster
                  * always answers -1). A scan tells the two apart.
                  */
-                fmt_time(pos[i]->value, when, sizeof(when));
-                fprintf(stderr,
-                        "evbridge-replay: notice: the broker found no offset "
-                        "for %s in %s:%d (answered -1); falling back to a "
-                        "scan of message timestamps\n",
-                        when, p->topic, (int)p->partition);
+                if (!scans++) {
+                        fmt_time(pos[i]->value, when, sizeof(when));
+                        snprintf(first, sizeof(first), "%s in %s:%d", when,
+                                 p->topic, (int)p->partition);
+                }
                 rc = scan_time(r, p, pos[i]->value, &out[i], errstr, sz);
                 if (rc)
                         goto out;
         }
 out:
+        /* One line for all of them: a broker without a time index
+         * answers -1 for every partition. */
+        if (scans)
+                fprintf(stderr,
+                        "evbridge-replay: notice: the broker found no offset "
+                        "for %s%s (answered -1: no time index, or nothing at "
+                        "or after that time); scanned message timestamps of "
+                        "%d partition(s) instead\n",
+                        first, scans > 1 ? " and other partitions" : "", scans);
         rd_kafka_topic_partition_list_destroy(tpl);
         return rc;
 }

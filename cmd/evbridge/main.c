@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +14,18 @@
 #include "eb_config.h"
 #include "eb_log.h"
 #include "eb_provider.h"
+#include "eb_time.h"
 #include "eb_webhook.h"
+#include "status.h"
 
 static void usage(FILE *fp)
 {
         fprintf(fp,
                 "Usage: evbridge [--config FILE] [options]\n"
+                "       evbridge status [URL]   what a running evbridge's\n"
+                "                               sources are doing (URL of\n"
+                "                               its listener, default\n"
+                "                               http://127.0.0.1:8080)\n"
                 "\n"
                 "Polls the events APIs of Kommo, Close and Kota (and takes\n"
                 "their webhooks), drops duplicates, and publishes every event\n"
@@ -30,11 +37,18 @@ static void usage(FILE *fp)
                 "      --check-config FILE  validate FILE and exit: 0 if "
                 "valid,\n"
                 "                           2 with a message naming the key\n"
+                "      --shape-only         with --check-config: a secret\n"
+                "                           file (${file:...}) that does not\n"
+                "                           exist is not an error; all else\n"
+                "                           is checked\n"
                 "      --bootstrap-file F   write the Kafka bootstrap address\n"
                 "                           to F once running (embedded mode)\n"
                 "      --port-file FILE     write the bound HTTP port to FILE\n"
                 "                           once running (http.listen with\n"
                 "                           port 0 picks a free one)\n"
+                "      --print-defaults     every config key with its type\n"
+                "                           and default, and each provider's\n"
+                "                           defaults, then exit\n"
                 "  -l, --log-level LEVEL    debug|info|warn|error (overrides\n"
                 "                           log.level)\n"
                 "  -V, --version            print the version and exit\n"
@@ -45,25 +59,90 @@ static void usage(FILE *fp)
                 "sources. See docs/configuration.md.\n");
 }
 
-static int check_config(const char *path)
+/*
+ * With --shape-only, secret files that are absent (a build machine, CI, a
+ * laptop without the cluster's secrets) do not fail the check: the rest
+ * of the file is checked with placeholders, and the verdict says "shape
+ * only".
+ */
+static int check_config(const char *path, int shape_only)
 {
-        char errstr[1024];
-        struct eb_config *cfg = eb_config_load(path, errstr, sizeof(errstr));
+        char errstr[1024], first[256];
+        size_t absent = 0, enabled;
+        struct eb_config *cfg;
         int rc = 0;
 
+        if (shape_only)
+                cfg = eb_config_load_shape(path, &absent, first, sizeof(first),
+                                           errstr, sizeof(errstr));
+        else
+                cfg = eb_config_load(path, errstr, sizeof(errstr));
         if (!cfg) {
                 fprintf(stderr, "%s\n", errstr);
+                if (strstr(errstr, "cannot read file") &&
+                    strstr(errstr, "No such file"))
+                        fprintf(stderr,
+                                "(secrets not mounted here? --shape-only "
+                                "checks everything else)\n");
                 return 2;
         }
+        enabled = eb_config_enabled_sources(cfg);
         if (eb_provider_check_config(cfg, errstr, sizeof(errstr)) ||
             eb_webhook_check_config(cfg, errstr, sizeof(errstr))) {
                 fprintf(stderr, "%s: %s\n", path, errstr);
                 rc = 2;
+        } else if (absent) {
+                printf("%s: ok, shape only: %zu secret file(s) absent (first "
+                       "%s), their values not checked (%zu source(s), %zu "
+                       "disabled)\n",
+                       path, absent, first, enabled,
+                       cfg->sources_cnt - enabled);
         } else {
-                printf("%s: ok (%zu source(s))\n", path, cfg->sources_cnt);
+                printf("%s: ok (%zu source(s), %zu disabled)\n", path, enabled,
+                       cfg->sources_cnt - enabled);
         }
         eb_config_free(cfg);
         return rc;
+}
+
+static void print_key(const char *key, const char *type, const char *dflt,
+                      void *opaque)
+{
+        (void)opaque;
+        printf("%s\t%s\t%s\n", key, type, dflt);
+}
+
+/* Every key with its type and default, then each provider's defaults:
+ * what docs/configuration.md and docs/providers.md are checked against
+ * (tests/integration/test_docs_defaults.sh). */
+static int print_defaults(void)
+{
+        const struct eb_provider *const *pp;
+        char dur[32];
+
+        eb_config_describe(print_key, NULL);
+        for (pp = eb_provider_all(); *pp; pp++) {
+                const struct eb_provider *p = *pp;
+
+                printf("provider.%s.base_url\tstring\t%s%s%s\n", p->name,
+                       p->default_base_url ? "\"" : "",
+                       p->default_base_url ? p->default_base_url : "required",
+                       p->default_base_url ? "\"" : "");
+                printf("provider.%s.rate_limit.rps\tnumber\t%g\n", p->name,
+                       p->default_rps);
+                printf("provider.%s.rate_limit.burst\tinteger\t%d\n", p->name,
+                       p->default_burst);
+                printf("provider.%s.poll.page_size\tinteger\t%d\n", p->name,
+                       p->default_page_size);
+                printf("provider.%s.poll.page_size_max\tinteger\t%d\n", p->name,
+                       p->max_page_size);
+                eb_duration_format(p->default_overlap_ms, dur, sizeof(dur));
+                printf("provider.%s.poll.overlap\tduration\t%" PRId64 "ms\n",
+                       p->name, p->default_overlap_ms);
+                printf("provider.%s.poll.lag\tduration\t%" PRId64 "ms\n",
+                       p->name, p->default_lag_ms);
+        }
+        return 0;
 }
 
 /* Write "<port>\n" to @p path atomically (a reader never sees a partial
@@ -92,6 +171,8 @@ int main(int argc, char **argv)
         static const struct option opts[] = {
                 {"config", required_argument, NULL, 'c'},
                 {"check-config", required_argument, NULL, 'C'},
+                {"shape-only", no_argument, NULL, 'S'},
+                {"print-defaults", no_argument, NULL, 'D'},
                 {"bootstrap-file", required_argument, NULL, 'B'},
                 {"port-file", required_argument, NULL, 'P'},
                 {"log-level", required_argument, NULL, 'l'},
@@ -100,21 +181,43 @@ int main(int argc, char **argv)
                 {NULL, 0, NULL, 0},
         };
         const char *config = NULL, *bootstrap_file = NULL, *level = NULL;
-        const char *port_file = NULL;
+        const char *port_file = NULL, *check = NULL;
+        int shape_only = 0;
         struct eb_config *cfg;
         eb_app_t *app;
         char errstr[1024];
         int c, rc;
 
+        if (argc >= 2 && !strcmp(argv[1], "status")) {
+                if (argc > 3) {
+                        usage(stderr);
+                        return 2;
+                }
+                struct eb_config *dflt = eb_config_new_default();
+                char url[64];
+
+                /* The default listener's port, from the one default. */
+                snprintf(url, sizeof(url), "http://127.0.0.1:%d",
+                         dflt->listen_port);
+                eb_config_free(dflt);
+                curl_global_init(CURL_GLOBAL_DEFAULT);
+                rc = eb_status_main(argc == 3 ? argv[2] : url);
+                curl_global_cleanup();
+                return rc;
+        }
         while ((c = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
                         config = optarg;
                         break;
                 case 'C':
-                        rc = check_config(optarg);
-                        eb_log_shutdown();
-                        return rc;
+                        check = optarg;
+                        break;
+                case 'S':
+                        shape_only = 1;
+                        break;
+                case 'D':
+                        return print_defaults();
                 case 'B':
                         bootstrap_file = optarg;
                         break;
@@ -140,6 +243,16 @@ int main(int argc, char **argv)
                         argv[optind]);
                 usage(stderr);
                 return 2;
+        }
+        if (shape_only && !check) {
+                fprintf(stderr, "evbridge: --shape-only goes with "
+                                "--check-config\n");
+                return 2;
+        }
+        if (check) {
+                rc = check_config(check, shape_only);
+                eb_log_shutdown();
+                return rc;
         }
 
         /* Before any thread exists (librdkafka starts several). */

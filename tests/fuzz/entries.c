@@ -48,11 +48,11 @@ static const char fz_config[] =
         "\"credentials\":{\"api_key\":\"pk_test_fuzz\"},"
         "\"webhook\":{\"secret\":\"whsec_fuzz_kota\"}},"
         "{\"name\":\"fz-kota1\",\"provider\":\"kota\","
-        "\"credentials\":{\"api_key\":\"pk_test_fuzz\"},"
+        "\"credentials\":{\"api_key\":\"pk_test_fuzz_v1\"},"
         "\"options\":{\"version\":\"v1\",\"types\":[\"employee.created\","
         "\"employee.updated\"]}},"
         "{\"name\":\"fz-std\",\"provider\":\"kota\","
-        "\"credentials\":{\"api_key\":\"pk_test_fuzz\"},"
+        "\"credentials\":{\"api_key\":\"pk_test_fuzz_std\"},"
         "\"webhook\":{\"scheme\":\"standard\","
         "\"secret\":\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"}}"
         "]}";

@@ -47,14 +47,21 @@ wait_for() {
   return 1
 }
 
-# start_kafka [--nodes N] [broker options] -> sets BS, KAFKA_DIR
+# start_kafka [--own] [--nodes N] [broker options] -> sets BS, KAFKA_DIR
 # A real Apache Kafka broker (tests/kafka/broker) of this test's own, or
-# the cluster EB_TEST_BROKERS names (one node, no options asked).
+# the cluster EB_TEST_BROKERS names (one node, no options asked). --own:
+# always a broker of its own (the test kills or freezes it).
 KAFKA_DIR=
 start_kafka() {
-  if [ -n "${EB_TEST_BROKERS:-}" ] && [ $# -eq 0 ]; then
+  local own=0
+  if [ "${1:-}" = --own ]; then own=1; shift; fi
+  if [ -n "${EB_TEST_BROKERS:-}" ] && [ $# -eq 0 ] && [ $own = 0 ]; then
     BS=$EB_TEST_BROKERS
-    echo "  kafka: existing cluster at $BS"
+    # Names of this test's own on the shared cluster (sim_config.py and
+    # truth_check.py add it to the topic and state prefixes).
+    EB_TEST_NS=$(basename "$T" | tr -c 'a-zA-Z0-9\n' '-' | tr 'A-Z' 'a-z')
+    export EB_TEST_NS
+    echo "  kafka: existing cluster at $BS (names suffixed -$EB_TEST_NS)"
     return 0
   fi
   KAFKA_DIR="$T/kafka"

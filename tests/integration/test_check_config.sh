@@ -62,5 +62,56 @@ out=$("$bin" --check-config /nonexistent/evbridge.json 2>&1); rc=$?
 if [ "$rc" -eq 2 ] && [[ "$out" == *"/nonexistent/evbridge.json"* ]]; then ok;
 else bad "missing file: rc=$rc $out"; fi
 
+# Secrets absent (issue 19): the check names the file and suggests
+# --shape-only, which checks the rest with placeholders and says so.
+cat > "$tmp/mounted.json" <<'JSON'
+{"kafka":{"brokers":"k:9092","properties":{"sasl.password":"${file:/nonexistent/eb-test/kafka-password}"}},
+ "sources":[{"name":"c1","provider":"close",
+  "credentials":{"api_key":"${file:/nonexistent/eb-test/close-key}"},
+  "webhook":{"secret":"${file:/nonexistent/eb-test/close-hook}"}}]}
+JSON
+out=$("$bin" --check-config "$tmp/mounted.json" 2>&1); rc=$?
+if [ "$rc" -eq 2 ] && [[ "$out" == *"/nonexistent/eb-test/kafka-password"* ]] &&
+   [[ "$out" == *"--shape-only"* ]]; then ok; else bad "absent secret: rc=$rc $out"; fi
+out=$("$bin" --check-config "$tmp/mounted.json" --shape-only 2>&1); rc=$?
+if [ "$rc" -eq 0 ] && [[ "$out" == *"shape only: 3 secret file(s) absent"* ]]; then ok;
+else bad "--shape-only: rc=$rc $out"; fi
+for f in deploy/k8s/base/evbridge.json deploy/k8s/overlays/*/evbridge.json; do
+  [ -f "$f" ] || continue
+  out=$("$bin" --check-config "$f" --shape-only 2>&1); rc=$?
+  if [ "$rc" -eq 0 ]; then ok; else bad "--shape-only $f: rc=$rc $out"; fi
+done
+sed 's/"name":"c1"/"name":"c1","poll":{"interval":"often"}/' "$tmp/mounted.json" \
+  > "$tmp/mounted-bad.json"
+out=$("$bin" --check-config "$tmp/mounted-bad.json" --shape-only 2>&1); rc=$?
+if [ "$rc" -eq 2 ] && [[ "$out" == *"sources[0].poll.interval"* ]]; then ok;
+else bad "--shape-only still checks the shape: rc=$rc $out"; fi
+"$bin" --shape-only >/dev/null 2>&1; rc=$?
+if [ "$rc" -eq 2 ]; then ok; else bad "--shape-only alone: exit $rc"; fi
+
+# Two sources on one account are refused, naming both; a disabled twin is
+# not counted and not refused.
+cat > "$tmp/twins.json" <<'JSON'
+{"sources":[
+ {"name":"kommo-a","provider":"kommo","base_url":"https://acme.kommo.com",
+  "credentials":{"token":"twin-token-1"}},
+ {"name":"close-a","provider":"close","credentials":{"api_key":"k-1"}},
+ {"name":"kommo-b","provider":"kommo","base_url":"https://ACME.kommo.com/",
+  "credentials":{"token":"twin-token-1"}}]}
+JSON
+out=$("$bin" --check-config "$tmp/twins.json" 2>&1); rc=$?
+if [ "$rc" -eq 2 ] && [[ "$out" == *'sources[0] "kommo-a"'* ]] &&
+   [[ "$out" == *'sources[2] "kommo-b"'* ]] && [[ "$out" != *twin-token* ]]; then ok;
+else bad "same account twice: rc=$rc $out"; fi
+sed 's/"name":"kommo-b",/"name":"kommo-b","enabled":false,/' "$tmp/twins.json" \
+  > "$tmp/twin-off.json"
+out=$("$bin" --check-config "$tmp/twin-off.json" 2>&1); rc=$?
+if [ "$rc" -eq 0 ] && [[ "$out" == *"ok (2 source(s), 1 disabled)"* ]]; then ok;
+else bad "disabled twin: rc=$rc $out"; fi
+sed 's/"token":"twin-token-1"}}]}/"token":"other-token"}}]}/' "$tmp/twins.json" \
+  > "$tmp/two-accounts.json"
+out=$("$bin" --check-config "$tmp/two-accounts.json" 2>&1); rc=$?
+if [ "$rc" -eq 0 ]; then ok; else bad "two accounts on one URL: rc=$rc $out"; fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -29,7 +29,7 @@ set -u
 cd "$(dirname "$0")/../.."
 . tests/integration/lib_e2e.sh
 
-start_kafka || { bad "kafka start"; finish; exit 1; }
+start_kafka --own || { bad "kafka start"; finish; exit 1; }
 start_sim --seed 29 --accounts close=4 --backlog 0 --rate 0 --limits off \
   --consolidate 0 --webhook-dup 0 --webhook-jitter 50ms \
   --webhook-attempts 40 --webhook-retry-base 200ms --webhook-retry-max 1s \

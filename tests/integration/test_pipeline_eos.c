@@ -1,22 +1,37 @@
 /*
- * eb_pipeline in exactly-once mode on the embedded cluster: publishes are
- * settled by the commit of their transaction (a duplicate waits for it),
- * checkpoints are committed with the events and come back through
- * eb_pipeline_restore() together with the dedupe ids, an abortable commit
- * failure is redone transparently, and a fenced producer fails what is
- * pending and refuses later publishes.
+ * eb_pipeline in exactly-once mode.
+ *
+ * On a real Apache Kafka broker (tests/kafka/broker through eb_tkafka,
+ * one node for the binary): publishes are settled by the commit of their
+ * transaction (a duplicate waits for it) and a read_committed consumer
+ * reads the event once; checkpoints are committed with the events and come
+ * back through eb_pipeline_restore() together with the dedupe ids; idle
+ * checkpoints are written sparingly; and a second instance with the same
+ * transactional.id fences the first, whose pending publish fails (never
+ * visible to read_committed) and whose later publishes are refused.
+ *
+ * On librdkafka 2.0.2's mock cluster, only the abortable commit failure
+ * redone transparently: it needs EndTxn to answer UNKNOWN_PRODUCER_ID
+ * once (injected).
  */
 #include "eb_config.h"
 #include "eb_kafka.h"
+#include "eb_kmock.h"
 #include "eb_pipeline.h"
 #include "eb_state.h"
 #include "eb_test.h"
 #include "eb_time.h"
+#include "eb_tkafka.h"
+#include "eb_util.h"
 
 #include <errno.h>
 #include <event2/event.h>
 
+#define TOPIC "crm.kota.employee.created"
+
 static struct event_base *base;
+static eb_tkafka_t *kafka;
+/* The cases' config and producer: on the real broker, then on the mock. */
 static struct eb_config *cfg;
 static eb_kafka_t *k;
 
@@ -58,6 +73,27 @@ static struct eb_event **one_event(const char *id)
         e->native = json_pack("{s:s}", "id", id);
         evts[0] = e;
         return evts;
+}
+
+/* How many records of TOPIC a read_committed consumer reads whose event
+ * has native id @p id (-1 if it cannot read). */
+static int committed_events(const char *id)
+{
+        const char *const topics[] = {TOPIC, NULL};
+        struct eb_kmock_records recs;
+        char *needle = eb_xasprintf("\"%s\"", id);
+        int n = 0;
+        size_t i;
+
+        if (eb_kmock_consume_all(eb_kafka_bootstrap(k), topics,
+                                 EB_T_TMOUT(20000), &recs) != 0)
+                n = -1;
+        for (i = 0; n >= 0 && i < recs.cnt; i++)
+                if (recs.v[i].value && strstr(recs.v[i].value, needle))
+                        n++;
+        eb_kmock_records_free(&recs);
+        free(needle);
+        return n;
 }
 
 static void wait_done(struct result *r, int ms)
@@ -105,6 +141,7 @@ static void test_commit_and_restore(void)
         EB_CHECK(json_equal(eb_pipeline_checkpoint(pl, "acme"), cp));
         eb_kafka_get_stats(k, &ks);
         EB_CHECK(ks.txn_committed >= 1);
+        EB_CHECK_INT(committed_events("e1"), 1);
 
         /* a new process: ids and checkpoint come back from the topics */
         pl2 = eb_pipeline_new(base, cfg, k, err, sizeof(err));
@@ -152,26 +189,51 @@ static void test_abortable_commit_is_redone(void)
         eb_pipeline_free(pl);
 }
 
-static void test_fenced_fails_pending(void)
+/*
+ * A second instance with the same transactional.id starts (a replica
+ * started by mistake, or the zombie's replacement): the first one's next
+ * transaction is fenced by the broker, its pending publish fails and is
+ * never visible, later publishes are refused.
+ */
+static void test_fenced_by_second_instance(void)
 {
         char err[512];
-        struct result a = {0, 0};
+        struct result a = {0, 0}, init = {0, 0};
         struct eb_event **evts;
         eb_pipeline_t *pl = eb_pipeline_new(base, cfg, k, err, sizeof(err));
+        eb_kafka_t *k2;
 
         EB_REQUIRE(pl != NULL);
-        rd_kafka_mock_push_request_errors(eb_kafka_mock_cluster(k), 26, 1,
-                                          RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
         EB_REQUIRE(eb_pipeline_publish(pl, acme(), one_event("e3"), 1, NULL,
+                                       on_done, &a) == 0);
+        wait_done(&a, 20000);
+        EB_CHECK(a.done == 1 && a.err == 0);
+
+        k2 = eb_kafka_new_ex(base, cfg, EB_KAFKA_NEW_F_TRANSACTIONS, err,
+                             sizeof(err));
+        if (!k2)
+                eb_pipeline_free(pl);
+        EB_REQUIRE(k2 != NULL);
+        EB_CHECK_INT(eb_kafka_txn_init(k2, on_txn, &init), 0);
+        wait_done(&init, 30000);
+        EB_CHECK(init.done == 1 && init.err == 0);
+
+        memset(&a, 0, sizeof(a));
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), one_event("e4"), 1, NULL,
                                        on_done, &a) == 0);
         wait_done(&a, 30000);
         EB_CHECK(a.done == 1 && a.err != 0);
         EB_CHECK_INT(eb_pipeline_pending(pl), 0);
-        evts = one_event("e4");
+        EB_CHECK_INT(eb_kafka_txn_state(k), EB_KAFKA_TXN_FATAL);
+        evts = one_event("e5");
         EB_CHECK_INT(
                 eb_pipeline_publish(pl, acme(), evts, 1, NULL, on_done, &a),
                 -EIO);
+        EB_CHECK_INT(committed_events("e3"), 1);
+        EB_CHECK_INT(committed_events("e4"), 0);
+        EB_CHECK_INT(committed_events("e5"), 0);
         eb_pipeline_free(pl);
+        eb_kafka_free(k2);
 }
 
 /* Idle polls: a checkpoint equal to the committed one writes nothing, and
@@ -236,13 +298,23 @@ static void test_idle_checkpoints(void)
         json_decref(cp3);
 }
 
-static void setup(void)
+/* A config and an initialised transactional producer: on the real broker
+ * (@p embedded 0) or on a fresh embedded mock cluster. */
+static void setup_on(int embedded)
 {
         char err[1024];
         struct result init = {0, 0};
 
+        eb_kafka_free(k);
+        eb_config_free(cfg);
+        k = NULL;
         cfg = eb_config_new_default();
         cfg->dedupe_capacity = 1000;
+        if (!embedded) {
+                EB_REQUIRE(kafka != NULL);
+                cfg->embedded = 0;
+                cfg->brokers = eb_xstrdup(eb_tkafka_bootstrap(kafka));
+        }
         k = eb_kafka_new_ex(base, cfg, EB_KAFKA_NEW_F_TRANSACTIONS, err,
                             sizeof(err));
         EB_REQUIRE(k != NULL);
@@ -254,18 +326,35 @@ static void setup(void)
         EB_REQUIRE(init.done == 1 && init.err == 0);
 }
 
+static void setup(void)
+{
+        setup_on(0);
+}
+
+static void setup_mock(void)
+{
+        setup_on(1);
+}
+
 int main(void)
 {
         base = event_base_new();
+        kafka = eb_tkafka_start(1, NULL);
+        if (kafka)
+                fprintf(stderr, "  info: broker: %s at %s\n",
+                        eb_tkafka_describe(kafka), eb_tkafka_bootstrap(kafka));
         EB_RUN(setup);
         if (k && eb_kafka_txn_state(k) == EB_KAFKA_TXN_READY) {
                 EB_RUN(test_commit_and_restore);
-                EB_RUN(test_abortable_commit_is_redone);
                 EB_RUN(test_idle_checkpoints);
-                EB_RUN(test_fenced_fails_pending);
+                EB_RUN(test_fenced_by_second_instance);
         }
+        EB_RUN(setup_mock);
+        if (k && eb_kafka_txn_state(k) == EB_KAFKA_TXN_READY)
+                EB_RUN(test_abortable_commit_is_redone);
         eb_kafka_free(k);
         eb_config_free(cfg);
         event_base_free(base);
+        eb_tkafka_stop(kafka);
         return eb_test_summary();
 }

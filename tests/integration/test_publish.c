@@ -1,16 +1,26 @@
 /*
- * Integration tests for eb_kafka on the embedded cluster, exactly as the
- * daemon runs it: eb_kafka_new() with an embedded config, on a real
- * event_base, delivery reports served by the loop through the wake-up
- * pipe. What was published is then read back three ways: eb_kmock (our
- * librdkafka reader), the kcat CLI and python3-confluent-kafka, all with
- * isolation.level=read_committed.
+ * Integration tests for eb_kafka exactly as the daemon runs it:
+ * eb_kafka_new() on a real event_base, delivery reports served by the
+ * loop through the wake-up pipe.
+ *
+ * On a real Apache Kafka broker (tests/kafka/broker through eb_tkafka, one
+ * node for the binary): what was published is read back three ways,
+ * eb_kmock (our librdkafka reader), the kcat CLI and python3-confluent-
+ * kafka, all with isolation.level=read_committed; queue full while the
+ * broker is paused (SIGSTOP), then delivered once it resumes; delivery
+ * timing out against a paused broker; local refusals; a fatal error.
+ *
+ * On the embedded cluster (librdkafka 2.0.2's mock, what `make run` and a
+ * bare evbridge use): the same publish and read-back, with the "NOTHING IS
+ * DURABLE" warning, and the configuration errors, kafka.embedded_brokers
+ * among them.
  */
 #include "eb_event.h"
 #include "eb_kafka.h"
 #include "eb_kmock.h"
 #include "eb_test.h"
 #include "eb_time.h"
+#include "eb_tkafka.h"
 #include "eb_util.h"
 
 #include <arpa/inet.h>
@@ -42,6 +52,9 @@ struct pub {
 
 static struct pub *cur_pub; /* the test running now (callbacks) */
 
+/* The real broker, shared by the cases (NULL if it could not start). */
+static eb_tkafka_t *kafka;
+
 static void on_delivery(void *opaque, int err, const char *errstr)
 {
         struct slot *s = opaque;
@@ -53,11 +66,17 @@ static void on_delivery(void *opaque, int err, const char *errstr)
         cur_pub->done++;
 }
 
+/* @p brokers 0: the real broker; else an embedded cluster of that many. */
 static void cfg_init(struct eb_config *cfg, int brokers)
 {
         memset(cfg, 0, sizeof(*cfg));
-        cfg->embedded = 1;
-        cfg->embedded_brokers = brokers;
+        if (brokers) {
+                cfg->embedded = 1;
+                cfg->embedded_brokers = brokers;
+        } else {
+                cfg->brokers =
+                        kafka ? (char *)eb_tkafka_bootstrap(kafka) : NULL;
+        }
         cfg->queue_max_messages = 100000;
         cfg->drain_timeout_ms = EB_T_TMOUT(5000);
 }
@@ -433,7 +452,8 @@ static void log_sink(const char *line, void *opaque)
         fprintf(stderr, "%s\n", line);
 }
 
-static void test_publish_and_read_back(void)
+/* @p embedded: on a 3-broker embedded cluster (else the real broker). */
+static void check_publish_and_read_back(int embedded)
 {
         struct eb_envelope envs[N_EVENTS];
         struct slot slots[N_EVENTS];
@@ -451,7 +471,7 @@ static void test_publish_and_read_back(void)
         memset(envs, 0, sizeof(envs));
         memset(slots, 0, sizeof(slots));
         memset(&pub, 0, sizeof(pub));
-        cfg_init(&cfg, 3);
+        cfg_init(&cfg, embedded ? 3 : 0);
         saw_embedded_warning = 0;
         eb_log_set_sink(log_sink, NULL);
         pub.k = eb_kafka_new(base, &cfg, errstr, sizeof(errstr));
@@ -461,17 +481,21 @@ static void test_publish_and_read_back(void)
         if (!pub.k)
                 fprintf(stderr, "  eb_kafka_new: %s\n", errstr);
         EB_REQUIRE(pub.k != NULL);
-        EB_CHECK(saw_embedded_warning);
-        EB_CHECK(eb_kafka_embedded(pub.k));
+        EB_CHECK_INT(saw_embedded_warning, embedded);
+        EB_CHECK_INT(eb_kafka_embedded(pub.k), embedded);
         bootstrap = eb_kafka_bootstrap(pub.k);
         EB_CHECK(bootstrap && !strncmp(bootstrap, "127.0.0.1:", 10));
-        EB_CHECK(eb_kafka_mock_cluster(pub.k) != NULL);
+        EB_CHECK_INT(eb_kafka_mock_cluster(pub.k) != NULL, embedded);
 
         /* One topic is made up front with 3 partitions, the others are
          * auto-created by the first produce. */
-        EB_CHECK_INT(
-                eb_kmock_create_topic(eb_kafka_mock_cluster(pub.k), T_KOMMO, 3),
-                0);
+        if (embedded)
+                EB_CHECK_INT(eb_kmock_create_topic(eb_kafka_mock_cluster(pub.k),
+                                                   T_KOMMO, 3),
+                             0);
+        else
+                EB_CHECK_INT(
+                        eb_tkafka_create_topic(bootstrap, T_KOMMO, 3, NULL), 0);
 
         for (i = 0; i < N_EVENTS; i++) {
                 struct eb_event *evt = make_event(i);
@@ -541,6 +565,17 @@ static void test_publish_and_read_back(void)
         event_base_free(base);
 }
 
+static void test_publish_and_read_back(void)
+{
+        EB_REQUIRE(kafka != NULL);
+        check_publish_and_read_back(0);
+}
+
+static void test_publish_and_read_back_embedded(void)
+{
+        check_publish_and_read_back(1);
+}
+
 static void render_one(struct eb_envelope *env, int i)
 {
         struct eb_event *evt = make_event(i);
@@ -551,9 +586,9 @@ static void render_one(struct eb_envelope *env, int i)
         eb_event_free(evt);
 }
 
-/* Queue full with the embedded broker down: -EAGAIN, no blocking; once
- * the broker is back everything accepted is delivered. */
-static void test_queue_full_embedded(void)
+/* Queue full with the broker paused (SIGSTOP): -EAGAIN, no blocking;
+ * once the broker answers again everything accepted is delivered. */
+static void test_queue_full_broker_paused(void)
 {
         struct eb_kv props[] = {
                 {(char *)"reconnect.backoff.ms", (char *)"50"},
@@ -568,18 +603,17 @@ static void test_queue_full_embedded(void)
         char errstr[512] = "";
         int i;
 
+        EB_REQUIRE(kafka != NULL && !eb_tkafka_shared(kafka));
         memset(slots, 0, sizeof(slots));
         memset(&pub, 0, sizeof(pub));
-        cfg_init(&cfg, 1);
+        cfg_init(&cfg, 0);
         cfg.queue_max_messages = 5;
         cfg.properties = props;
         cfg.properties_cnt = 2;
         pub.k = eb_kafka_new(base, &cfg, errstr, sizeof(errstr));
         cur_pub = &pub;
         EB_REQUIRE(pub.k != NULL);
-        EB_CHECK_INT(
-                rd_kafka_mock_broker_set_down(eb_kafka_mock_cluster(pub.k), 1),
-                0);
+        EB_CHECK_INT(eb_tkafka_ctl(kafka, "pause", 0), 0);
         render_one(&env, 1);
         EB_REQUIRE(env.value != NULL);
         for (i = 0; i < 5; i++)
@@ -592,9 +626,8 @@ static void test_queue_full_embedded(void)
         EB_CHECK_INT(st.queue_full, 1);
         EB_CHECK_INT(st.produced, 5);
 
-        EB_CHECK_INT(
-                rd_kafka_mock_broker_set_up(eb_kafka_mock_cluster(pub.k), 1),
-                0);
+        EB_CHECK_INT(pub.done, 0);
+        EB_CHECK_INT(eb_tkafka_ctl(kafka, "resume", 0), 0);
         EB_CHECK_INT(eb_test_run_until(base, &pub.done, 5, 30000), 0);
         for (i = 0; i < 5; i++) {
                 EB_CHECK_INT(slots[i].fired, 1);
@@ -687,7 +720,8 @@ static void test_queue_full_closed_port(void)
         event_base_free(base);
 }
 
-/* message.timeout.ms from kafka.properties is honoured: -ETIMEDOUT. */
+/* message.timeout.ms from kafka.properties is honoured against a paused
+ * broker: -ETIMEDOUT. */
 static void test_delivery_timeout(void)
 {
         struct eb_kv props[] = {
@@ -701,20 +735,20 @@ static void test_delivery_timeout(void)
         struct pub pub;
         char errstr[512] = "";
 
+        EB_REQUIRE(kafka != NULL && !eb_tkafka_shared(kafka));
         memset(&slot, 0, sizeof(slot));
         memset(&pub, 0, sizeof(pub));
-        cfg_init(&cfg, 1);
+        cfg_init(&cfg, 0);
         cfg.properties = props;
         cfg.properties_cnt = 1;
         pub.k = eb_kafka_new(base, &cfg, errstr, sizeof(errstr));
         cur_pub = &pub;
         EB_REQUIRE(pub.k != NULL);
-        EB_CHECK_INT(
-                rd_kafka_mock_broker_set_down(eb_kafka_mock_cluster(pub.k), 1),
-                0);
+        EB_CHECK_INT(eb_tkafka_ctl(kafka, "pause", 0), 0);
         render_one(&env, 0);
         EB_CHECK_INT(eb_kafka_produce(pub.k, &env, on_delivery, &slot), 0);
         EB_CHECK_INT(eb_test_run_until(base, &pub.done, 1, 30000), 0);
+        EB_CHECK_INT(eb_tkafka_ctl(kafka, "resume", 0), 0);
         EB_CHECK_INT(slot.fired, 1);
         EB_CHECK_INT(slot.err, -ETIMEDOUT);
         EB_CHECK(slot.errstr[0] != '\0');
@@ -741,7 +775,8 @@ static void test_produce_invalid(void)
         eb_kafka_t *k;
         char *big;
 
-        cfg_init(&cfg, 1);
+        EB_REQUIRE(kafka != NULL);
+        cfg_init(&cfg, 0);
         cfg.properties = props;
         cfg.properties_cnt = 1;
         k = eb_kafka_new(base, &cfg, errstr, sizeof(errstr));
@@ -782,7 +817,8 @@ static void test_fatal_error(void)
         char errstr[512] = "";
         eb_kafka_t *k;
 
-        cfg_init(&cfg, 1);
+        EB_REQUIRE(kafka != NULL);
+        cfg_init(&cfg, 0);
         k = eb_kafka_new(base, &cfg, errstr, sizeof(errstr));
         EB_REQUIRE(k != NULL);
         eb_kafka_set_fatal_cb(k, on_fatal, NULL);
@@ -864,13 +900,22 @@ static void test_bad_config(void)
 
 int main(void)
 {
+        kafka = eb_tkafka_start(1, NULL);
+        if (kafka)
+                fprintf(stderr, "  info: broker: %s at %s\n",
+                        eb_tkafka_describe(kafka), eb_tkafka_bootstrap(kafka));
+        /* the real broker */
         EB_RUN(test_publish_and_read_back);
-        EB_RUN(test_queue_full_embedded);
-        EB_RUN(test_queue_full_closed_port);
+        EB_RUN(test_queue_full_broker_paused);
         EB_RUN(test_delivery_timeout);
         EB_RUN(test_produce_invalid);
         EB_RUN(test_fatal_error);
+        /* no broker at all */
+        EB_RUN(test_queue_full_closed_port);
+        /* the embedded mock */
+        EB_RUN(test_publish_and_read_back_embedded);
         EB_RUN(test_bad_config);
+        eb_tkafka_stop(kafka);
         eb_log_shutdown();
         return eb_test_summary();
 }

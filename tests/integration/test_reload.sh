@@ -27,7 +27,8 @@ json.dump(a, open(sys.argv[2], "w"))
 json.dump(b, open(sys.argv[3], "w"))
 PY
 cp "$T/a.json" "$T/evbridge.json"
-(exec "$B/bin/evbridge" --config "$T/evbridge.json" > "$T/evbridge.log" 2>&1) &
+(exec "$B/bin/evbridge" --config "$T/evbridge.json" --port-file "$T/port" \
+  > "$T/evbridge.log" 2>&1) &
 EB_PID=$!
 PIDS+=($EB_PID)
 
@@ -51,11 +52,30 @@ k1=$(requests kota-1)
 sleep 2.5
 check "kota-1 still polled after the broken reload" polled kota-1 $((k1 + 1))
 
+# close-1's counters, before the reload changes it.
+counter() { # counter METRIC SOURCE -> its value on /metrics
+  curl -s "http://127.0.0.1:$(cat "$T/port")/metrics" |
+    awk -v m="$1" -v s="source=\"$2\"" \
+      'index($0, m "{") == 1 && index($0, s) { v += $NF } END { print v + 0 }'
+}
+m_before="$(counter evbridge_source_polls_total close-1) \
+$(counter evbridge_source_events_received_total close-1) \
+$(counter evbridge_source_events_published_total close-1)"
+
 # The real reload.
 cp "$T/b.json" "$T/evbridge.json"
 kill -HUP "$EB_PID"
 check "reload applied" wait_for "reload done" 10 \
   grep -q "reload done: 1 added, 1 removed, 1 changed" "$T/evbridge.log"
+m_after="$(counter evbridge_source_polls_total close-1) \
+$(counter evbridge_source_events_received_total close-1) \
+$(counter evbridge_source_events_published_total close-1)"
+carried_on() { # polls, received, published: none went back
+  set -- $m_before $m_after
+  [ "$1" -gt 0 ] && [ "$2" -gt 0 ] && [ "$4" -ge "$1" ] && [ "$5" -ge "$2" ] &&
+    [ "$6" -ge "$3" ]
+}
+check "a changed source's counters all carry on ($m_before -> $m_after)" carried_on
 k1=$(requests kota-1)
 check "close-2 starts polling" wait_for "close-2 polled" 20 polled close-2 2
 sleep 3
@@ -63,6 +83,27 @@ check "kota-1 stopped ($k1 -> $(requests kota-1) requests)" \
   test "$(requests kota-1)" -le $((k1 + 1))
 check "the producer was not restarted" \
   test "$(grep -c 'producer ready' "$T/evbridge.log")" -eq 1
+
+# A restart-only setting changed, then reverted: warned once, not twice
+# (the revert brings back what runs).
+$PY - "$T/b.json" "$T/b-dedupe.json" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+cfg.setdefault("dedupe", {})["capacity"] = 12345
+json.dump(cfg, open(sys.argv[2], "w"))
+PY
+cp "$T/b-dedupe.json" "$T/evbridge.json"
+kill -HUP "$EB_PID"
+check "a restart-only change is warned about" wait_for "restart warning" 10 \
+  grep -q "dedupe settings changed" "$T/evbridge.log"
+cp "$T/b.json" "$T/evbridge.json"
+kill -HUP "$EB_PID"
+reloads_done() { [ "$(grep -c 'reload done' "$T/evbridge.log")" -ge "$1" ]; }
+check "the revert is applied" wait_for "third reload" 10 reloads_done 3
+check "the revert is not warned about" \
+  test "$(grep -c 'dedupe settings changed' "$T/evbridge.log")" -eq 1
+check "counts leave out nothing enabled" \
+  grep -q "reload done: 0 added, 0 removed, 0 changed, 2 source(s)" "$T/evbridge.log"
 
 # Converge: everything of close-1, close-2 and kota-1 up to the reload is
 # in Kafka exactly once (kota-1's later events are not expected).

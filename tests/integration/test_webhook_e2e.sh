@@ -20,7 +20,7 @@ set -u
 cd "$(dirname "$0")/../.."
 . tests/integration/lib_e2e.sh
 
-start_kafka || { bad "kafka start"; finish; exit 1; }
+start_kafka --own || { bad "kafka start"; finish; exit 1; }
 start_sim --seed 21 --accounts kommo=1,close=1,kota=1 \
   --backlog 60 --backlog-span 30m --rate 3 --consolidate close=0.3 \
   --limits off --webhook-share 1 --webhook-dup 0.2 --webhook-attempts 10 \

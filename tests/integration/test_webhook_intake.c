@@ -6,10 +6,11 @@
  * publish settles: held until Kafka answers, 503 on the deadline with the
  * late callback touching nothing, retries joining the publish in flight,
  * queue full, the held cap, shutdown, and every rejection with its status
- * and reason counter. The last cases run the real path: eb_pipeline and
- * eb_kafka on the embedded cluster with its broker down, then up again;
- * the event must end up in Kafka exactly once. Also /healthz, /readyz,
- * /metrics, 404/405 and a bind failure.
+ * and reason counter. The last case runs the real path: eb_pipeline and
+ * eb_kafka on a real Apache Kafka broker (tests/kafka/broker through
+ * eb_tkafka, started for it), paused (SIGSTOP) and then resumed; a
+ * read_committed consumer must read the event exactly once. Also
+ * /healthz, /readyz, /metrics, 404/405 and a bind failure.
  */
 #include "eb_config.h"
 #include "eb_httpd.h"
@@ -20,6 +21,7 @@
 #include "eb_provider.h"
 #include "eb_test.h"
 #include "eb_time.h"
+#include "eb_tkafka.h"
 #include "eb_util.h"
 #include "eb_webhook.h"
 #include "eb_webhook_sig.h"
@@ -167,7 +169,11 @@ static int stub_ready(void *opaque, const char **why)
         return 1;
 }
 
-/* @p real: eb_pipeline + embedded eb_kafka instead of the stub sink. */
+/* The real broker of test_kafka_down_then_back (NULL before it). */
+static eb_tkafka_t *kafka;
+
+/* @p real: eb_pipeline + eb_kafka on the real broker instead of the stub
+ * sink. */
 static int rig_start(struct rig *r, int port, int deadline_ms, int max_held,
                      int real)
 {
@@ -188,6 +194,11 @@ static int rig_start(struct rig *r, int port, int deadline_ms, int max_held,
         r->metrics = eb_metrics_new();
         memset(&deps, 0, sizeof(deps));
         if (real) {
+                if (!kafka)
+                        return -1;
+                free(r->cfg->brokers);
+                r->cfg->brokers = eb_xstrdup(eb_tkafka_bootstrap(kafka));
+                r->cfg->embedded = 0;
                 r->kafka = eb_kafka_new(r->base, r->cfg, err, sizeof(err));
                 if (!r->kafka) {
                         fprintf(stderr, "  kafka: %s\n", err);
@@ -928,26 +939,24 @@ static void test_bind_error(void)
         rig_stop(&r);
 }
 
-/* ---- the real path: pipeline + embedded Kafka ------------------------- */
+/* ---- the real path: pipeline + real Kafka ------------------------------ */
 
-/* Kafka down: the webhook is answered 503 (the deadline), the retry joins
- * the publish still in flight (503 again), Kafka comes back, the message
- * is delivered, and the next retry is answered 200 as a duplicate. One
- * message in Kafka. */
+/* Kafka paused: the webhook is answered 503 (the deadline), the retry
+ * joins the publish still in flight (503 again), Kafka resumes, the
+ * message is delivered, and the next retry is answered 200 as a
+ * duplicate. One message in Kafka. */
 static void test_kafka_down_then_back(void)
 {
         const char *topics[] = {"crm.close.lead.created", NULL};
         struct eb_kmock_records recs;
-        rd_kafka_mock_cluster_t *mc;
         struct rig r;
         struct resp out;
         int64_t until;
         uint64_t deadlines, dups;
         size_t i, n = 0;
 
+        EB_REQUIRE(kafka != NULL && !eb_tkafka_shared(kafka));
         EB_REQUIRE(rig_start(&r, 0, EB_T_TMOUT(400), 10, 1) == 0);
-        mc = eb_kafka_mock_cluster(r.kafka);
-        EB_REQUIRE(mc != NULL);
         /* A first event while Kafka is up: 200 once it is in Kafka. The
          * topic's first message may take longer than the deadline (topic
          * creation), so retry as a platform would. */
@@ -961,7 +970,7 @@ static void test_kafka_down_then_back(void)
         deadlines = count(&r, "close-1", "deadline");
         dups = eb_pipeline_stats(r.pipeline, "close-1")->duplicates;
 
-        EB_CHECK_INT(rd_kafka_mock_broker_set_down(mc, 1), 0);
+        EB_CHECK_INT(eb_tkafka_ctl(kafka, "pause", 0), 0);
         EB_CHECK_INT(post_close(&r, "ev_down", &out, 1), 503);
         EB_CHECK(strstr(out.body, "\"deadline\"") != NULL);
         EB_CHECK_INT(eb_webhook_pending(r.wh), 1);
@@ -970,7 +979,7 @@ static void test_kafka_down_then_back(void)
         EB_CHECK_INT(eb_pipeline_stats(r.pipeline, "close-1")->duplicates,
                      dups);
 
-        EB_CHECK_INT(rd_kafka_mock_broker_set_up(mc, 1), 0);
+        EB_CHECK_INT(eb_tkafka_ctl(kafka, "resume", 0), 0);
         until = eb_mono_ms() + EB_T_TMOUT(30000);
         while (eb_webhook_pending(r.wh) > 0 && eb_mono_ms() < until)
                 event_base_loop(r.base, EVLOOP_ONCE);
@@ -1010,6 +1019,11 @@ int main(void)
         EB_RUN(test_kommo_triggers);
         EB_RUN(test_kota_and_standard);
         EB_RUN(test_bind_error);
+        kafka = eb_tkafka_start(1, NULL);
+        if (kafka)
+                fprintf(stderr, "  info: broker: %s at %s\n",
+                        eb_tkafka_describe(kafka), eb_tkafka_bootstrap(kafka));
         EB_RUN(test_kafka_down_then_back);
+        eb_tkafka_stop(kafka);
         return eb_test_summary();
 }

@@ -24,7 +24,9 @@
  * records of aborted and still-open transactions too (tests/integration/
  * test_kmock.c pins this). Against a real broker they do not. On the mock,
  * assert transactional outcomes on commit/abort results and delivery
- * reports, not on what a consumer reads.
+ * reports, not on what a consumer reads; better, run the case on a real
+ * broker (eb_tkafka.h), as the integration tests do except where they
+ * inject an error code only the mock can return.
  *
  * Failures print one line on stderr saying why, so a test log explains
  * itself. Everything runs on the calling thread and blocks.

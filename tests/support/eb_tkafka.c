@@ -215,3 +215,117 @@ out:
         rd_kafka_destroy(rk);
         return rc;
 }
+
+char *eb_tkafka_name(char *out, size_t size, const char *stem)
+{
+        snprintf(out, size, "%s.%ld", stem, (long)getpid());
+        return out;
+}
+
+/* DescribeConfigs of one resource; config @p name into @p out. */
+static int describe_config(const char *bootstrap, rd_kafka_ResourceType_t type,
+                           const char *resname, const char *name, char *out,
+                           size_t size);
+
+int eb_tkafka_topic_config(const char *bootstrap, const char *topic,
+                           const char *name, char *out, size_t size)
+{
+        return describe_config(bootstrap, RD_KAFKA_RESOURCE_TOPIC, topic, name,
+                               out, size);
+}
+
+int eb_tkafka_broker_config(const char *bootstrap, int node, const char *name,
+                            char *out, size_t size)
+{
+        char id[16];
+
+        snprintf(id, sizeof(id), "%d", node);
+        return describe_config(bootstrap, RD_KAFKA_RESOURCE_BROKER, id, name,
+                               out, size);
+}
+
+static int describe_config(const char *bootstrap, rd_kafka_ResourceType_t type,
+                           const char *topic, const char *name, char *out,
+                           size_t size)
+{
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_t *rk = NULL;
+        rd_kafka_ConfigResource_t *cr = NULL;
+        rd_kafka_queue_t *q = NULL;
+        rd_kafka_event_t *ev = NULL;
+        rd_kafka_AdminOptions_t *o = NULL;
+        char err[512];
+        int rc = -EIO;
+
+        if (size)
+                out[0] = '\0';
+        rd_kafka_conf_set_log_cb(conf, eb_log_rdkafka_cb);
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err,
+                              sizeof(err))) {
+                fprintf(stderr, "eb_tkafka: conf: %s\n", err);
+                rd_kafka_conf_destroy(conf);
+                return -EIO;
+        }
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        if (!rk) {
+                fprintf(stderr, "eb_tkafka: rd_kafka_new: %s\n", err);
+                rd_kafka_conf_destroy(conf);
+                return -EIO;
+        }
+        cr = rd_kafka_ConfigResource_new(type, topic);
+        q = rd_kafka_queue_new(rk);
+        o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+        rd_kafka_AdminOptions_set_request_timeout(o, 30000, err, sizeof(err));
+        rd_kafka_DescribeConfigs(rk, &cr, 1, o, q);
+        ev = rd_kafka_queue_poll(q, 40000);
+        if (!ev) {
+                fprintf(stderr, "eb_tkafka: DescribeConfigs %s: timed out\n",
+                        topic);
+        } else if (rd_kafka_event_error(ev)) {
+                fprintf(stderr, "eb_tkafka: DescribeConfigs %s: %s\n", topic,
+                        rd_kafka_event_error_string(ev));
+        } else {
+                const rd_kafka_DescribeConfigs_result_t *res =
+                        rd_kafka_event_DescribeConfigs_result(ev);
+                size_t cnt = 0, nc = 0, i;
+                const rd_kafka_ConfigResource_t **rs =
+                        rd_kafka_DescribeConfigs_result_resources(res, &cnt);
+                const rd_kafka_ConfigEntry_t **ce = NULL;
+
+                if (cnt != 1 || rd_kafka_ConfigResource_error(rs[0])) {
+                        fprintf(stderr, "eb_tkafka: DescribeConfigs %s: %s\n",
+                                topic,
+                                cnt ? rd_kafka_ConfigResource_error_string(
+                                              rs[0])
+                                    : "no result");
+                        rc = cnt && rd_kafka_ConfigResource_error(rs[0]) ==
+                                                     RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+                                     ? -ENOENT
+                                     : -EIO;
+                        goto out;
+                }
+                ce = rd_kafka_ConfigResource_configs(rs[0], &nc);
+                rc = -ENOENT;
+                for (i = 0; i < nc; i++) {
+                        const char *v;
+
+                        if (strcmp(rd_kafka_ConfigEntry_name(ce[i]), name))
+                                continue;
+                        v = rd_kafka_ConfigEntry_value(ce[i]);
+                        snprintf(out, size, "%s", v ? v : "");
+                        rc = 0;
+                        break;
+                }
+        }
+out:
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        if (o)
+                rd_kafka_AdminOptions_destroy(o);
+        if (q)
+                rd_kafka_queue_destroy(q);
+        if (cr)
+                rd_kafka_ConfigResource_destroy(cr);
+        rd_kafka_destroy(rk);
+        return rc;
+}

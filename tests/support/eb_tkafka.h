@@ -19,6 +19,8 @@
 #ifndef EB_TKAFKA_H
 #define EB_TKAFKA_H
 
+#include <stddef.h>
+
 typedef struct eb_tkafka_s eb_tkafka_t;
 
 /**
@@ -53,6 +55,28 @@ void eb_tkafka_stop(eb_tkafka_t *k);
  */
 int eb_tkafka_create_topic(const char *bootstrap, const char *topic,
                            int partitions, const char *const *configs);
+
+/**
+ * @brief The value of topic config @p name of @p topic, as the broker
+ * describes it (DescribeConfigs; defaults included), into @p out.
+ * @returns 0, -ENOENT if the topic or the config is unknown, or -EIO.
+ */
+int eb_tkafka_topic_config(const char *bootstrap, const char *topic,
+                           const char *name, char *out, size_t size);
+
+/**
+ * @brief The same for broker config @p name of node @p node (node ids
+ * count from 1).
+ */
+int eb_tkafka_broker_config(const char *bootstrap, int node, const char *name,
+                            char *out, size_t size);
+
+/**
+ * @brief A name of its own for this process: "<stem>.<pid>" into @p out,
+ * so runs against a shared cluster (EB_TEST_BROKERS) do not collide.
+ * @returns @p out.
+ */
+char *eb_tkafka_name(char *out, size_t size, const char *stem);
 
 /** @returns "Apache Kafka 4.1.1" or the shared cluster's address. */
 const char *eb_tkafka_describe(const eb_tkafka_t *k);

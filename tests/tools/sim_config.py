@@ -8,6 +8,7 @@ account's base URL and credentials (and webhook secrets when --webhooks).
 """
 import argparse
 import json
+import os
 import sys
 
 
@@ -58,6 +59,12 @@ def main():
                 src["webhook"] = {"secret": wh["secret"]}
         sources.append(src)
     kafka = {"topic_prefix": a.prefix}
+    # On a shared cluster (EB_TEST_BROKERS) each test gets topics, state
+    # topics and a transactional.id of its own.
+    ns = os.environ.get("EB_TEST_NS")
+    if ns:
+        kafka["topic_prefix"] = "%s-%s" % (a.prefix, ns)
+        kafka["state_prefix"] = "evbridge-%s" % ns
     if a.brokers:
         kafka["brokers"] = a.brokers
     if a.delivery:

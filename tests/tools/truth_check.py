@@ -18,6 +18,7 @@ Prints a JSON summary; exit status 0 when everything above is zero.
 """
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -76,15 +77,18 @@ def expect(ev):
     return entity, action, eid, version, tms
 
 
+EXTRA_CONF = {}
+
+
 def consume(bootstrap, prefix, timeout, exact=False):
-    c = Consumer({
+    c = Consumer(dict({
         "bootstrap.servers": bootstrap,
         "group.id": "truth-check-%d" % time.time_ns(),
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "enable.partition.eof": True,
-    })
+    }, **EXTRA_CONF))
     md = c.list_topics(timeout=10)
     parts = []
     for t, tm in md.topics.items():
@@ -172,6 +176,9 @@ def main():
     ap.add_argument("--provider", default=None,
                     help="read only this provider's topics")
     ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--kafka-prop", action="append", default=[],
+                    metavar="KEY=VALUE",
+                    help="consumer property (SASL, TLS), repeatable")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--allow-disorder", action="store_true",
                     help="report per-key disorder without failing (webhooks "
@@ -183,6 +190,13 @@ def main():
     ap.add_argument("--topic-counts", default=None,
                     help="write '<topic> <messages>' lines to this file")
     a = ap.parse_args()
+    # On a shared cluster (EB_TEST_BROKERS) each test's topics carry its
+    # namespace, as tests/tools/sim_config.py wrote them into the config.
+    if os.environ.get("EB_TEST_NS"):
+        a.prefix = "%s-%s" % (a.prefix, os.environ["EB_TEST_NS"])
+    for kv in a.kafka_prop:
+        k, v = kv.split("=", 1)
+        EXTRA_CONF[k] = v
 
     truth = {}
     with open(a.truth) as f:
