@@ -4,6 +4,7 @@
 #   make test       unit + integration tests, ends with "N passed, N failed";
 #                   the integration tests start real Kafka brokers
 #   make test-faults  the full fault-injection suite (24 kills, outages, ...)
+#   make test-backfill  200,000 events per provider in bounded memory
 #   make asan       the whole test suite under ASan+UBSan
 #   make valgrind   unit tests under valgrind, leak-free
 #   make fuzz       libFuzzer targets with clang, FUZZ_TIME s each (fuzz-ci: 10)
@@ -126,7 +127,7 @@ INTEG_SH  := $(sort $(wildcard tests/integration/test_*.sh))
 
 .PHONY: all test test-unit test-integration test-faults asan ubsan valgrind \
         run lint style-check style-fix checksrc install install-dev clean \
-        deps bench lint-deploy kafka-fetch
+        deps bench lint-deploy kafka-fetch test-backfill
 
 all: $(CMD_BINS) $(UNIT_BINS) $(INTEG_BINS)
 
@@ -197,6 +198,13 @@ test-integration: all kafka-fetch
 test-faults: all kafka-fetch
 	$(Q)EB_FAULTS_FULL=1 EB_TEST_LIMIT=$${EB_TEST_LIMIT:-900} \
 	  tests/run tests/integration/test_faults.sh
+
+# Backfill of 200,000 events per provider (all three at once) on the real
+# broker: exactly once, checkpoints moving, peak RSS under 128 MB
+# (docs/operations.md "Memory"). `make test` runs it with 20,000.
+test-backfill: all kafka-fetch
+	$(Q)EB_BACKFILL_EVENTS=200000 EB_TEST_LIMIT=$${EB_TEST_LIMIT:-2400} \
+	  tests/run tests/integration/test_backfill_memory.sh
 
 asan:
 	$(Q)$(MAKE) --no-print-directory SANITIZER=address EB_TEST_TMOUT_MULT=3 test

@@ -490,16 +490,28 @@ static void on_shards_fatal(void *opaque, const char *why)
         eb_app_shutdown(app, "sharding failed", 1);
 }
 
+/* The poller hands at most kafka.batch.max_events to one publish, so a
+ * time slice is rendered and produced in parts of that size. */
+static const struct eb_poller_opts *app_poller_opts(const struct eb_config *cfg,
+                                                    struct eb_poller_opts *o)
+{
+        memset(o, 0, sizeof(*o));
+        o->publish_max_events = cfg->batch_max_events;
+        return o;
+}
+
 /* Sources are polled by the shards this replica owns; webhooks go to the
  * intake topic, whichever replica receives them. */
 static int app_sharded_new(eb_app_t *app, char *errstr, size_t errstr_size)
 {
         struct eb_sink sink = {app_poll_publish, app};
+        struct eb_poller_opts popts;
 
         app->http = eb_http_new(app->base, errstr, errstr_size);
         if (!app->http)
                 return -EINVAL;
-        app->poller = eb_poller_new(app->base, app->http, &sink, NULL);
+        app->poller = eb_poller_new(app->base, app->http, &sink,
+                                    app_poller_opts(app->cfg, &popts));
         app->shards = eb_shards_new(app->base, app->cfg, app->poller,
                                     on_shards_fatal, app, errstr, errstr_size);
         if (!app->shards)
@@ -858,6 +870,7 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
 {
         eb_app_t *app = eb_xcalloc(1, sizeof(*app));
         struct eb_sink sink;
+        struct eb_poller_opts popts;
 
         app->cfg = cfg;
         app->metrics = eb_metrics_new();
@@ -916,7 +929,8 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
         if (!app->pipeline)
                 goto err;
         sink = eb_pipeline_sink(app->pipeline);
-        app->poller = eb_poller_new(app->base, app->http, &sink, NULL);
+        app->poller = eb_poller_new(app->base, app->http, &sink,
+                                    app_poller_opts(app->cfg, &popts));
         /* Exactly-once: sources start after the restore (on_txn_init). */
         if (app->kafka_ok && !app->eos &&
             app_add_sources(app, NULL, errstr, errstr_size))

@@ -1483,7 +1483,7 @@ static void source_defaults(struct eb_source_cfg *src)
         src->connect_timeout_ms = 5 * MS_SEC;
         src->max_body = (size_t)(16 * MIB);
         src->webhook_tolerance_ms = 5 * MS_MIN;
-        src->max_buffered_events = 20000;
+        src->max_buffered_events = 2000;
 }
 
 static void source_fini(struct eb_source_cfg *src)

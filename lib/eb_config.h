@@ -77,9 +77,10 @@ struct eb_source_cfg {
          * reference. */
         json_t *json;
 
-        /* Added: "poll.max_buffered_events", default 20000: the most
+        /* Added: "poll.max_buffered_events", default 2000: the most
          * events of a newest-first walk (Kommo, Close) held in memory
-         * before they are published. */
+         * before they are published; walks are cut into time slices
+         * that hold at most this many. */
         int max_buffered_events;
 };
 

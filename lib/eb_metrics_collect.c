@@ -73,6 +73,15 @@ static const struct {
         {"evbridge_source_slowdowns_total",
          "Proactive pauses because the upstream rate-limit budget ran low.",
          offsetof(struct eb_source_stats, slowdowns)},
+        {"evbridge_source_checkpoints_committed_total",
+         "Times the source's checkpoint moved, committed with its events "
+         "(a backfill moves it once per time slice).",
+         offsetof(struct eb_source_stats, checkpoints)},
+        {"evbridge_source_slice_splits_total",
+         "Walks dropped because they held more than "
+         "poll.max_buffered_events, and walked again as shorter time "
+         "slices.",
+         offsetof(struct eb_source_stats, slice_splits)},
 };
 
 static const struct {

@@ -3,6 +3,20 @@
 #define EB_POLLER_STAGGER_MS   4
 #define EB_POLLER_TWIN_WAIT_MS 10
 
+/*
+ * Time slices of newest-first walks (docs/operations.md, "Memory"): a
+ * walk covers at most slice_ms past its watermark, so what it buffers
+ * does not depend on the backlog. A source starts unsliced (one walk up
+ * to now, as long as it holds at most poll.max_buffered_events). A walk
+ * that would hold more is dropped before anything of it is published and
+ * walked again as a slice sized from the density of what it held (about
+ * half of poll.max_buffered_events, and at most half the slice it
+ * replaces); each slice that ends sizes the next from how many events it
+ * held, toward the same half (at most 4 times longer or 2 times shorter).
+ */
+#define EB_POLLER_SLICE_MIN_MS 1000LL
+#define EB_POLLER_SLICE_MAX_MS (400LL * 24 * 3600 * 1000)
+
 #include <errno.h>
 #include <event2/event.h>
 #include <stdarg.h>
@@ -36,9 +50,15 @@ struct src {
         int page_more;
 
         /* Pages of a newest-first walk, held until the walk ends (or the
-         * buffer cap), then published oldest first. */
+         * buffer cap), then published oldest first, at most
+         * opts.publish_max_events per publish: buf[pub_off..] are not
+         * handed to the sink yet. */
         struct eb_event **buf;
-        size_t buf_cnt, buf_cap;
+        size_t buf_cnt, buf_cap, pub_off;
+        int64_t slice_ms; /* the next walk's time slice (newest first) */
+        int walk_partial; /* part of this walk was published at the cap,
+                           * or it resumed a checkpoint's window: it is
+                           * not walked again as a shorter slice */
 
         uint64_t xfer_id;
         int fetching;
@@ -131,7 +151,9 @@ eb_poller_t *eb_poller_new(struct event_base *base, eb_http_t *http,
         if (p->opts.slowdown_remaining <= 0)
                 p->opts.slowdown_remaining = 0.1;
         if (p->opts.max_walk_events <= 0)
-                p->opts.max_walk_events = 20000;
+                p->opts.max_walk_events = 2000;
+        if (p->opts.publish_max_events <= 0)
+                p->opts.publish_max_events = 5000; /* kafka.batch.max_events */
         p->rng = (uint64_t)eb_mono_us() | 1;
         return p;
 }
@@ -184,6 +206,7 @@ int eb_poller_add(eb_poller_t *p, const struct eb_source_cfg *src, json_t *cp,
         s->burst = src->rate_burst > 0       ? src->rate_burst
                    : prov->default_burst > 0 ? prov->default_burst
                                              : 1;
+        s->slice_ms = EB_POLLER_SLICE_MAX_MS;
         s->tokens = 1; /* start with one token: no burst at start-up */
         s->refill_us = eb_mono_us();
         s->next = p->srcs;
@@ -439,9 +462,10 @@ static void buf_clear(struct src *s)
 {
         size_t i;
 
-        for (i = 0; i < s->buf_cnt; i++)
+        for (i = s->pub_off; i < s->buf_cnt; i++)
                 eb_event_free(s->buf[i]);
         s->buf_cnt = 0;
+        s->pub_off = 0;
 }
 
 static void walk_reset(struct src *s)
@@ -449,6 +473,7 @@ static void walk_reset(struct src *s)
         if (s->in_walk)
                 eb_walk_fini(&s->walk);
         s->in_walk = 0;
+        s->walk_partial = 0;
         buf_clear(s);
         json_decref(s->snap_cp);
         json_decref(s->snap_state);
@@ -499,12 +524,45 @@ static void sort_oldest_first(struct eb_event **evts, size_t cnt)
         free(tmp);
 }
 
-static void flush_buffer(struct src *s)
+/* Hand the next part of the buffer to the sink: at most
+ * opts.publish_max_events, so no more than that is rendered and held for
+ * Kafka at a time. Only the last part carries the checkpoint; the parts
+ * before it commit first (each waits for the previous one), so the
+ * checkpoint still moves only once every event behind it is in Kafka,
+ * and a retry after a failure finds the committed parts in the dedupe. */
+static void publish_next(struct src *s)
 {
         eb_poller_t *p = s->p;
+        size_t n = s->buf_cnt - s->pub_off;
+        struct eb_event **evts;
+        json_t *cp = NULL;
+        int rc;
+
+        if (n > (size_t)p->opts.publish_max_events)
+                n = (size_t)p->opts.publish_max_events;
+        /* The sink owns this array and its events from here on. */
+        evts = eb_xmalloc((n ? n : 1) * sizeof(*evts));
+        if (n)
+                memcpy(evts, s->buf + s->pub_off, n * sizeof(*evts));
+        s->pub_off += n;
+        if (s->pub_off == s->buf_cnt) {
+                cp = s->walk.cp;
+                s->buf_cnt = s->pub_off = 0;
+        }
+        set_state(s, EB_SRC_PUBLISHING);
+        s->publishing = 1;
+        rc = p->sink.publish(p->sink.opaque, s->cfg, evts, n, cp, on_published,
+                             s);
+        if (rc) {
+                s->publishing = 0;
+                on_published(s, rc);
+        }
+}
+
+static void flush_buffer(struct src *s)
+{
         struct eb_event **evts = s->buf;
         size_t cnt = s->buf_cnt, i;
-        int rc;
 
         if (s->prov->newest_first)
                 sort_oldest_first(evts, cnt);
@@ -519,17 +577,8 @@ static void flush_buffer(struct src *s)
                         s->flush_newest_ms = t;
         }
         s->st.events += cnt;
-        /* The sink owns the array from here on. */
-        s->buf = NULL;
-        s->buf_cnt = s->buf_cap = 0;
-        set_state(s, EB_SRC_PUBLISHING);
-        s->publishing = 1;
-        rc = p->sink.publish(p->sink.opaque, s->cfg, evts, cnt, s->walk.cp,
-                             on_published, s);
-        if (rc) {
-                s->publishing = 0;
-                on_published(s, rc);
-        }
+        s->pub_off = 0;
+        publish_next(s);
 }
 
 /* The most events a newest-first walk buffers: the source's
@@ -541,6 +590,79 @@ static size_t walk_limit(const struct src *s)
         return (size_t)s->p->opts.max_walk_events;
 }
 
+/* The most events a walk gathers before it publishes: a newest-first
+ * walk all of its slice; an oldest-first one (Kota), pages that are
+ * published in order anyway, at most one publish part. */
+static size_t gather_limit(const struct src *s)
+{
+        size_t lim = walk_limit(s);
+
+        if (!s->prov->newest_first &&
+            lim > (size_t)s->p->opts.publish_max_events)
+                lim = (size_t)s->p->opts.publish_max_events;
+        return lim;
+}
+
+/* A walk would hold more than poll.max_buffered_events: drop what it
+ * holds (nothing of it was published) and walk a shorter slice from the
+ * same checkpoint, as long as the newest part seen held half the cap.
+ * @returns 1, or 0 when the slice cannot get shorter. */
+static int split_slice(struct src *s, const struct eb_page *page)
+{
+        size_t cnt = s->buf_cnt + page->events_cnt, i;
+        int64_t lo = INT64_MAX, hi = INT64_MIN, t, ms;
+
+        if (!s->prov->newest_first || s->walk.hint ||
+            s->slice_ms <= EB_POLLER_SLICE_MIN_MS)
+                return 0;
+        for (i = 0; i < cnt; i++) {
+                t = i < s->buf_cnt ? s->buf[i]->time_ms
+                                   : page->events[i - s->buf_cnt]->time_ms;
+                if (t < lo)
+                        lo = t;
+                if (t > hi)
+                        hi = t;
+        }
+        ms = (int64_t)((double)(hi - lo + 1) * ((double)walk_limit(s) / 2) /
+                       (double)cnt);
+        if (ms > s->slice_ms / 2)
+                ms = s->slice_ms / 2;
+        if (ms < EB_POLLER_SLICE_MIN_MS)
+                ms = EB_POLLER_SLICE_MIN_MS;
+        s->slice_ms = ms;
+        s->st.slice_splits++;
+        eb_info("poller",
+                "source=%s walk holds over %zu events: walking it again "
+                "in slices of %llds",
+                s->cfg->name, cnt, (long long)(s->slice_ms / 1000));
+        walk_reset(s);
+        s->page_more = 0;
+        src_step(s);
+        return 1;
+}
+
+/* A slice ended holding @p cnt events: size the next one to hold about
+ * half of poll.max_buffered_events. */
+static void adapt_slice(struct src *s, size_t cnt)
+{
+        double want = (double)walk_limit(s) / 2, f;
+        int64_t ms;
+
+        if (!s->walk.cut)
+                return;
+        f = cnt ? want / (double)cnt : 4.0;
+        if (f > 4.0)
+                f = 4.0;
+        if (f < 0.5)
+                f = 0.5;
+        ms = (int64_t)((double)s->slice_ms * f);
+        if (ms < EB_POLLER_SLICE_MIN_MS)
+                ms = EB_POLLER_SLICE_MIN_MS;
+        if (ms > EB_POLLER_SLICE_MAX_MS)
+                ms = EB_POLLER_SLICE_MAX_MS;
+        s->slice_ms = ms;
+}
+
 static void handle_page(struct src *s, struct eb_page *page)
 {
         size_t i;
@@ -549,6 +671,10 @@ static void handle_page(struct src *s, struct eb_page *page)
         s->walk_pages++;
         if (page->full)
                 s->walk_had_full_page = 1;
+        if (page->more && s->prov->newest_first && !s->walk_partial &&
+            s->buf_cnt + page->events_cnt >= walk_limit(s) &&
+            split_slice(s, page))
+                return; /* on_response frees the page */
         if (!s->snap_taken) {
                 /* Snapshot so a failed publish can roll the walk back to
                  * the first page it has not yet committed. */
@@ -577,17 +703,21 @@ static void handle_page(struct src *s, struct eb_page *page)
         page->events = NULL;
         page->events_cnt = 0;
 
-        if (page->more && s->prov->newest_first && s->buf_cnt < walk_limit(s)) {
-                /* Keep walking before publishing anything. */
+        if (page->more && s->buf_cnt < gather_limit(s)) {
+                /* Newest first: keep walking before publishing anything.
+                 * Oldest first (Kota): gather pages up to one part, so a
+                 * backlog is not one transaction per page. */
                 src_step(s);
                 return;
         }
-        if (page->more && s->prov->newest_first)
+        if (page->more && s->prov->newest_first) {
+                s->walk_partial = 1;
                 eb_warn("poller",
                         "source=%s walk buffer full (%zu events): publishing "
                         "part of the walk; per-entity order across this "
                         "boundary is not guaranteed",
                         s->cfg->name, s->buf_cnt);
+        }
         flush_buffer(s);
 }
 
@@ -620,6 +750,7 @@ static void on_published(void *arg, int err)
 {
         struct src *s = arg;
         eb_poller_t *p = s->p;
+        int cut;
 
         s->publishing = 0;
         if (s->removed) {
@@ -631,6 +762,7 @@ static void on_published(void *arg, int err)
 
                 s->st.errors_publish++;
                 note_error(s, "publish failed (%s)", strerror(-err));
+                buf_clear(s);
                 restore_snapshot(s);
                 s->snap_taken = 0;
                 if (s->stopped || p->stopping) {
@@ -651,6 +783,22 @@ static void on_published(void *arg, int err)
                 return;
         }
         reset_backoff(s);
+        if (s->pub_off < s->buf_cnt) {
+                if (!s->stopped && !p->stopping) {
+                        publish_next(s); /* the next part of the buffer */
+                        return;
+                }
+                /* Stopping between parts: the checkpoint stays; the parts
+                 * already in Kafka are dropped as duplicates next time. */
+                buf_clear(s);
+                restore_snapshot(s);
+                s->snap_taken = 0;
+                set_state(s, EB_SRC_STOPPED);
+                return;
+        }
+        if (s->walk.cp &&
+            !(s->committed_cp && json_equal(s->walk.cp, s->committed_cp)))
+                s->st.checkpoints++;
         s->walk_events += s->flush_cnt;
         if (s->flush_oldest_ms &&
             (!s->walk_oldest_ms || s->flush_oldest_ms < s->walk_oldest_ms))
@@ -680,10 +828,15 @@ static void on_published(void *arg, int err)
         /* Walk complete. */
         s->st.walks++;
         s->st.last_walk_end_ms = eb_now_ms();
+        cut = s->walk.cut;
+        adapt_slice(s, (size_t)s->walk_events);
         log_walk(s);
         walk_reset(s);
         set_state(s, EB_SRC_IDLE);
-        if (s->trigger_pending) {
+        if (cut) {
+                /* A slice of a backlog: the next one follows at once. */
+                src_schedule(s, p->opts.catchup_delay_ms);
+        } else if (s->trigger_pending) {
                 /* A webhook asked for a poll while this walk ran. */
                 s->trigger_pending = 0;
                 src_schedule(s, p->opts.catchup_delay_ms);
@@ -886,6 +1039,8 @@ static void src_step(struct src *s)
         if (!s->in_walk) {
                 eb_walk_init(&s->walk, s->prov, s->cfg, s->committed_cp,
                              eb_now_ms());
+                if (s->prov->newest_first)
+                        s->walk.slice_ms = s->slice_ms;
                 rc = s->prov->walk_begin(&s->walk);
                 if (rc == -EINVAL) {
                         /* A corrupt checkpoint, or one written by another
@@ -912,6 +1067,8 @@ static void src_step(struct src *s)
                         return;
                 }
                 s->in_walk = 1;
+                /* A resumed window cannot be cut any shorter. */
+                s->walk_partial = s->walk.resumed;
                 s->walk_had_full_page = 0;
                 s->walk_started_ms = eb_mono_ms();
                 s->walk_pages = 0;

@@ -62,8 +62,12 @@ struct eb_poller_opts {
                                     * limit left, spread the rest (0.1) */
         long max_walk_events;      /* newest-first walks are buffered and
                                     * published oldest first up to this many
-                                    * events (default 20000); a source's
+                                    * events (default 2000): the bound of a
+                                    * time slice; a source's
                                     * poll.max_buffered_events wins */
+        long publish_max_events;   /* most events handed to the sink in one
+                                    * publish (default 5000; evbridge sets
+                                    * kafka.batch.max_events) */
 };
 
 enum eb_source_state {
@@ -95,6 +99,9 @@ struct eb_source_stats {
         int64_t newest_event_ms;    /* gauge: newest event time published
                                      * (acknowledged by the sink) */
         int64_t last_walk_end_ms;   /* gauge: wall clock */
+        uint64_t checkpoints;       /* checkpoints committed (moved) */
+        uint64_t slice_splits;      /* walks dropped and walked again as
+                                     * shorter time slices */
         enum eb_source_state state; /* gauge */
         /* What /status shows (wall clock ms, 0: not yet). */
         int64_t oldest_event_ms; /* oldest event time published */

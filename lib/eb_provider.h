@@ -98,6 +98,18 @@ struct eb_walk {
         json_t *hint;
         /* Added: the adapter this walk runs (set by eb_walk_init). */
         const struct eb_provider *prov;
+        /* Added: time slicing of newest-first walks (docs/providers.md,
+         * "Slices"). slice_ms (in, set before walk_begin; 0: none): a
+         * walk that does not resume a checkpoint's window covers at
+         * most this much time past its watermark. cut (out, set by
+         * walk_begin): 1 when the walk's window ends before now - lag
+         * because of that, so the next walk follows at once and starts
+         * at this one's end without the overlap. */
+        int64_t slice_ms;
+        int cut;
+        /* Added (out, set by walk_begin): 1 when the walk resumes a
+         * window a checkpoint was inside of (its bounds are fixed). */
+        int resumed;
 };
 
 struct eb_provider {

@@ -13,10 +13,16 @@
  * walk, to min(max date_updated seen, walk start - lag), never backwards.
  *
  * Checkpoint: {"wm": "<RFC 3339 ms>"} between walks; inside one
- * {"wm", "gte", "cursor", "started", "max"?} so a restart resumes the
- * cursor walk. A resumed cursor may be stale: if a cursor request gets a
- * 400, the walk restarts once from date_updated__gte (duplicates, never
- * gaps).
+ * {"wm", "gte", "cursor", "started", "max"?, "lt"?} so a restart resumes
+ * the cursor walk.
+ *
+ * Slices (w->slice_ms): a backlog is walked as windows of date_updated,
+ * oldest first: [wm - overlap, wm + slice) with date_updated__lt, as long
+ * as wm + slice is older than walk start - lag. Such a walk ends with
+ * {"wm": <its lt>, "cut": true}: everything before lt was seen, so the
+ * next slice starts at wm itself, without the overlap. A resumed cursor may be
+ * stale: if a cursor request gets a 400, the walk restarts once from
+ * date_updated__gte (duplicates, never gaps).
  */
 #include "eb_provider.h"
 
@@ -162,8 +168,8 @@ static int close_walk_begin(struct eb_walk *w)
         char err[256];
         json_t *cp = w->cp, *jc;
         const char *cursor = NULL;
-        int64_t wm, gte, started = w->now_ms, max = 0;
-        int has_max = 0;
+        int64_t wm, gte, started = w->now_ms, max = 0, lt = 0;
+        int has_max = 0, has_lt = 0;
 
         if (!w->src)
                 return -EINVAL;
@@ -174,7 +180,10 @@ static int close_walk_begin(struct eb_walk *w)
         if (cp) {
                 if (!json_is_object(cp) || eb_json_rfc3339(cp, "wm", &wm))
                         return -EINVAL;
-                gte = wm - w->overlap_ms;
+                /* The last walk was a slice: nothing before wm is new. */
+                gte = json_is_true(json_object_get(cp, "cut"))
+                              ? wm
+                              : wm - w->overlap_ms;
                 jc = json_object_get(cp, "cursor");
                 if (jc && !json_is_null(jc)) {
                         cursor = eb_json_str(cp, "cursor",
@@ -187,11 +196,23 @@ static int close_walk_begin(struct eb_walk *w)
                                         return -EINVAL;
                                 has_max = 1;
                         }
+                        if (json_object_get(cp, "lt")) {
+                                if (eb_json_rfc3339(cp, "lt", &lt) || lt <= gte)
+                                        return -EINVAL;
+                                has_lt = 1;
+                        }
                 }
         } else {
                 wm = w->start_ms;
                 gte = w->start_ms;
         }
+        if (!cursor && w->slice_ms > 0 &&
+            wm + w->slice_ms < started - w->lag_ms) {
+                lt = wm + w->slice_ms;
+                has_lt = 1;
+        }
+        w->cut = has_lt;
+        w->resumed = cursor != NULL;
         json_decref(w->state);
         w->state = json_object();
         eb_walk_set(w, "wm", wm);
@@ -199,6 +220,8 @@ static int close_walk_begin(struct eb_walk *w)
         eb_walk_set(w, "started", started);
         if (has_max)
                 eb_walk_set(w, "max", max);
+        if (has_lt)
+                eb_walk_set(w, "lt", lt);
         if (cursor)
                 json_object_set_new(w->state, "cursor", json_string(cursor));
         return 0;
@@ -223,6 +246,11 @@ static int close_next_request(struct eb_walk *w, char **url, char **auth)
         } else if (!rc) {
                 eb_rfc3339_format(eb_walk_get(w, "gte"), 3, iso, sizeof(iso));
                 rc = eb_url_add_param(&b, "date_updated__gte", iso);
+                if (!rc && eb_walk_has(w, "lt")) {
+                        eb_rfc3339_format(eb_walk_get(w, "lt"), 3, iso,
+                                          sizeof(iso));
+                        rc = eb_url_add_param(&b, "date_updated__lt", iso);
+                }
         }
         if (!rc)
                 rc = eb_url_add_param_i64(&b, "_limit", w->page_size);
@@ -444,6 +472,16 @@ static void close_finalize(struct eb_walk *w)
 {
         int64_t wm = eb_walk_get(w, "wm"), cand;
 
+        if (eb_walk_has(w, "lt")) {
+                /* A slice: every event before lt was seen. */
+                wm = eb_walk_get(w, "lt");
+                eb_walk_set(w, "wm", wm);
+                json_decref(w->cp);
+                w->cp = json_object();
+                eb_json_set_rfc3339(w->cp, "wm", wm);
+                json_object_set_new(w->cp, "cut", json_true());
+                return;
+        }
         if (eb_walk_has(w, "max")) {
                 cand = eb_walk_get(w, "started") - w->lag_ms;
                 if (eb_walk_get(w, "max") < cand)
@@ -482,6 +520,8 @@ static void close_page_done(struct eb_walk *w)
         eb_json_set_rfc3339(w->cp, "started", eb_walk_get(w, "started"));
         if (eb_walk_has(w, "max"))
                 eb_json_set_rfc3339(w->cp, "max", eb_walk_get(w, "max"));
+        if (eb_walk_has(w, "lt"))
+                eb_json_set_rfc3339(w->cp, "lt", eb_walk_get(w, "lt"));
 }
 
 static void close_walk_end(struct eb_walk *w)

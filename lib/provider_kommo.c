@@ -11,6 +11,12 @@
  * Checkpoint: {"wm": T} between walks (unix seconds: the last closed
  * window's "to"), {"wm": W, "from": F, "to": T, "page": P} inside one (P
  * is the next page to fetch), so a restart resumes the same closed window.
+ *
+ * Slices (w->slice_ms): a backlog is walked as closed windows of at most
+ * that length, oldest first: to = wm + slice while that is before
+ * now - lag. Such a window carries "cut": true in its checkpoints, and the
+ * walk after it starts at its "to" (inclusive: one second is read twice,
+ * the dedupe drops it) instead of wm - overlap.
  */
 #include "eb_provider.h"
 
@@ -302,8 +308,8 @@ static int kommo_walk_begin(struct eb_walk *w)
 {
         char err[256];
         json_t *cp = w->cp;
-        int64_t wm, from = 0, to = 0, page = 1, overlap_s;
-        int resume = 0, rc;
+        int64_t wm, from = 0, to = 0, page = 1, overlap_s, slice_s;
+        int resume = 0, rc, cut = 0;
 
         if (!w->src)
                 return -EINVAL;
@@ -321,6 +327,7 @@ static int kommo_walk_begin(struct eb_walk *w)
                 wm = eb_json_i64(cp, "wm", 0);
                 if (wm < 0 || wm > KOMMO_MAX_TS)
                         return -EINVAL;
+                cut = json_is_true(json_object_get(cp, "cut"));
                 if (jf || jt || jp) {
                         if (!json_is_integer(jf) || !json_is_integer(jt) ||
                             !json_is_integer(jp))
@@ -351,12 +358,18 @@ static int kommo_walk_begin(struct eb_walk *w)
                  * checkpoint (minus the overlap) up to now and never
                  * moves the checkpoint: no lag, no resume. */
                 resume = 0;
+                cut = 0;
                 from = (cp ? wm - overlap_s : wm);
                 to = floor_div(w->now_ms, 1000);
                 page = 1;
         } else if (!resume) {
-                from = cp ? wm - overlap_s : wm;
+                /* After a slice, nothing before its end is new. */
+                from = cp && !cut ? wm - overlap_s : wm;
                 to = floor_div(w->now_ms - w->lag_ms, 1000);
+                slice_s = (w->slice_ms + 999) / 1000;
+                cut = w->slice_ms > 0 && wm + slice_s < to;
+                if (cut)
+                        to = wm + slice_s;
         }
         if (from < 0)
                 from = 0;
@@ -366,6 +379,10 @@ static int kommo_walk_begin(struct eb_walk *w)
         eb_walk_set(w, "from", from);
         eb_walk_set(w, "to", to);
         eb_walk_set(w, "page", page);
+        if (cut)
+                eb_walk_set(w, "cut", 1);
+        w->cut = cut;
+        w->resumed = resume;
         return 0;
 }
 
@@ -692,6 +709,8 @@ static void kommo_finalize(struct eb_walk *w)
 
         json_decref(w->cp);
         w->cp = json_pack("{sI}", "wm", (json_int_t)(to > wm ? to : wm));
+        if (eb_walk_get(w, "cut"))
+                json_object_set_new(w->cp, "cut", json_true());
 }
 
 static void kommo_page_done(struct eb_walk *w)
@@ -712,6 +731,8 @@ static void kommo_page_done(struct eb_walk *w)
                           "from", (json_int_t)eb_walk_get(w, "from"), "to",
                           (json_int_t)eb_walk_get(w, "to"), "page",
                           (json_int_t)eb_walk_get(w, "page"));
+        if (eb_walk_get(w, "cut"))
+                json_object_set_new(w->cp, "cut", json_true());
 }
 
 static void kommo_walk_end(struct eb_walk *w)

@@ -65,6 +65,8 @@ static const char *const source_families[] = {
         "evbridge_source_events_received_total",
         "evbridge_source_rate_limited_total",
         "evbridge_source_slowdowns_total",
+        "evbridge_source_checkpoints_committed_total",
+        "evbridge_source_slice_splits_total",
         "evbridge_source_events_published_total",
         "evbridge_source_duplicates_dropped_total",
         "evbridge_source_backoff_seconds",

@@ -279,6 +279,7 @@ static void test_checkpoint_waits_for_ack(void)
         memset(&opts, 0, sizeof(opts));
         opts.backoff_min_ms = 400; /* time to look between fail and retry */
         opts.backoff_max_ms = 400;
+        opts.publish_max_events = 100; /* a publish per Kota page */
         p = eb_poller_new(base, http, &sink, &opts);
         EB_REQUIRE(eb_poller_add(p, &cfg->sources[0], NULL, err, sizeof(err)) ==
                    0);
@@ -389,6 +390,153 @@ static void test_restart_never_overlaps(void)
         EB_CHECK(eb_sim_stop(&sim) == 0);
 }
 
+/*
+ * Slices: a backlog ten times poll.max_buffered_events, Kommo and Close
+ * (newest first). Every event arrives; no walk hands over more than the
+ * cap between two checkpoints, no publish more than publish_max_events;
+ * one source's new events arrive oldest first across the whole backfill, and
+ * the checkpoint moves many times on the way.
+ */
+struct slice_sink {
+        json_t *seen;
+        const char *names[2];
+        size_t held[2], max_held[2], max_publish;
+        int64_t last_ms[2];
+        int disorder, publishes;
+};
+
+static int publish_sliced(void *opaque, const struct eb_source_cfg *src,
+                          struct eb_event **evts, size_t cnt, json_t *cp,
+                          eb_publish_done_cb *done, void *arg)
+{
+        struct slice_sink *ss = opaque;
+        struct pending *pd = calloc(1, sizeof(*pd));
+        struct timeval tv = {0, 1000};
+        int k = strcmp(src->name, ss->names[0]) ? 1 : 0;
+        size_t i;
+
+        ss->publishes++;
+        if (cnt > ss->max_publish)
+                ss->max_publish = cnt;
+        ss->held[k] += cnt;
+        if (ss->held[k] > ss->max_held[k])
+                ss->max_held[k] = ss->held[k];
+        if (cp)
+                ss->held[k] = 0;
+        for (i = 0; i < cnt; i++) {
+                char *key = eb_event_dedupe_key(evts[i], NULL);
+
+                /* Repeats (the overlap of a walk after the backlog) are
+                 * the pipeline's to drop; order is about new events. */
+                if (!json_object_get(ss->seen, key)) {
+                        if (evts[i]->time_ms < ss->last_ms[k])
+                                ss->disorder++;
+                        ss->last_ms[k] = evts[i]->time_ms;
+                }
+                json_object_set_new(ss->seen, key, json_true());
+                free(key);
+                eb_event_free(evts[i]);
+        }
+        free(evts);
+        pd->done = done;
+        pd->arg = arg;
+        pd->ev = evtimer_new(base, settle, pd);
+        evtimer_add(pd->ev, &tv);
+        return 0;
+}
+
+static void test_slices_bound_walks(void)
+{
+        const char *args[] = {"--seed",
+                              "5",
+                              "--accounts",
+                              "kommo=1,close=1",
+                              "--backlog",
+                              "3000",
+                              "--backlog-span",
+                              "2d",
+                              "--rate",
+                              "0",
+                              "--limits",
+                              "off",
+                              "--consolidate",
+                              "0",
+                              NULL};
+        struct eb_sim sim;
+        struct slice_sink ss;
+        struct fake_sink fs;
+        struct eb_sink sink;
+        struct eb_poller_opts opts;
+        struct eb_config *cfg = NULL;
+        eb_http_t *http = NULL;
+        eb_poller_t *p = NULL;
+        char json[4096], err[512];
+        int i, missing = -1, rounds;
+
+        memset(&ss, 0, sizeof(ss));
+        ss.seen = json_object();
+        ss.names[0] = "kommo-1";
+        ss.names[1] = "close-1";
+        EB_REQUIRE(eb_sim_start(args, &sim) == 0);
+        snprintf(json, sizeof(json),
+                 "{\"kafka\":{},\"sources\":["
+                 "{\"name\":\"kommo-1\",\"provider\":\"kommo\","
+                 "\"base_url\":\"%s\",\"credentials\":{\"token\":\"%s\"},"
+                 "\"rate_limit\":{\"rps\":200},"
+                 "\"poll\":{\"interval\":\"300ms\",\"start\":\"3d\","
+                 "\"max_buffered_events\":300}},"
+                 "{\"name\":\"close-1\",\"provider\":\"close\","
+                 "\"base_url\":\"%s\",\"credentials\":{\"api_key\":\"%s\"},"
+                 "\"rate_limit\":{\"rps\":200},"
+                 "\"poll\":{\"interval\":\"300ms\",\"start\":\"3d\","
+                 "\"max_buffered_events\":300}}]}",
+                 eb_sim_str(&sim, "kommo-1", "base_url"),
+                 eb_sim_str(&sim, "kommo-1", "credentials.token"),
+                 eb_sim_str(&sim, "close-1", "base_url"),
+                 eb_sim_str(&sim, "close-1", "credentials.api_key"));
+        cfg = eb_config_load_string(json, err, sizeof(err));
+        EB_REQUIRE(cfg != NULL);
+        http = eb_http_new(base, err, sizeof(err));
+        sink.publish = publish_sliced;
+        sink.opaque = &ss;
+        memset(&opts, 0, sizeof(opts));
+        opts.backoff_min_ms = 50;
+        opts.backoff_max_ms = 200;
+        opts.publish_max_events = 100;
+        p = eb_poller_new(base, http, &sink, &opts);
+        for (i = 0; i < 2; i++)
+                EB_REQUIRE(eb_poller_add(p, &cfg->sources[i], NULL, err,
+                                         sizeof(err)) == 0);
+        memset(&fs, 0, sizeof(fs));
+        fs.seen = ss.seen;
+        for (rounds = 0; rounds < EB_T_TMOUT(60); rounds++) {
+                run_for(500);
+                if (all_accepted(&sim, &fs, &missing))
+                        break;
+        }
+        EB_CHECK_INT(missing, 0);
+        EB_CHECK_INT(ss.disorder, 0);
+        EB_CHECK(ss.max_publish <= 100);
+        for (i = 0; i < 2; i++) {
+                const struct eb_source_stats *st =
+                        eb_poller_stats(p, ss.names[i]);
+
+                EB_REQUIRE(st != NULL);
+                EB_CHECK(ss.max_held[i] > 0 && ss.max_held[i] <= 300);
+                EB_CHECK(st->checkpoints >= 10);
+                EB_CHECK(st->slice_splits >= 1);
+                EB_CHECK_INT(st->errors_publish, 0);
+        }
+        eb_poller_stop(p);
+        run_for(300);
+        EB_CHECK(eb_poller_idle(p));
+        eb_poller_free(p);
+        eb_http_free(http);
+        eb_config_free(cfg);
+        json_decref(ss.seen);
+        EB_CHECK(eb_sim_stop(&sim) == 0);
+}
+
 int main(void)
 {
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -397,6 +545,7 @@ int main(void)
         EB_RUN(test_failures_lose_nothing);
         EB_RUN(test_checkpoint_waits_for_ack);
         EB_RUN(test_restart_never_overlaps);
+        EB_RUN(test_slices_bound_walks);
         event_base_free(base);
         curl_global_cleanup();
         eb_log_shutdown();

@@ -26,6 +26,8 @@ def main():
     ap.add_argument("--webhooks", action="store_true")
     ap.add_argument("--delivery", default=None)
     ap.add_argument("--log-level", default="info")
+    ap.add_argument("--rps", type=float, default=None,
+                    help="rate_limit.rps of every source")
     ap.add_argument("--only", default=None,
                     help="comma-separated providers to include")
     ap.add_argument("--kafka-prop", action="append", default=[],
@@ -47,6 +49,8 @@ def main():
             "poll": {"interval": a.interval, "start": a.start},
             "http": {"timeout": a.timeout, "connect_timeout": "1s"},
         }
+        if a.rps:
+            src["rate_limit"] = {"rps": a.rps, "burst": 1}
         if a.webhooks:
             wh = acct.get("webhook") or {}
             if acct["provider"] == "kommo":

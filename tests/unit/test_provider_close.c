@@ -741,12 +741,106 @@ static void test_close_garbage(void)
         t_src_fini(&s);
 }
 
+/* Slices (w->slice_ms): a window [wm - overlap, wm + slice) with
+ * date_updated__lt while that ends before now - lag; the walk ends at its
+ * lt with "cut", and the next one starts at wm without the overlap. */
+static void test_close_slices(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        struct eb_page page;
+        char *p1 = t_fixture(FX("page1.json"));
+        json_t *cp;
+
+        t_src_init(&s, "close", NULL, NULL);
+        begin(&w, &s, NULL, T_NOW_MS);
+        w.slice_ms = 3600 * 1000;
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        EB_CHECK_INT(w.cut, 1);
+        EB_CHECK_INT(w.resumed, 0);
+        T_CHECK_URL(&w, EV_URL "?date_updated__gte=2023-11-13T22%3A13%3A20."
+                               "000Z&date_updated__lt=2023-11-13T23%3A13%3A"
+                               "20.000Z&_limit=50");
+        /* Mid-walk checkpoints keep the slice's end. */
+        t_feed(&w, 200, p1, JSON, &page);
+        EB_CHECK_INT(page.more, 1);
+        eb_page_fini(&page);
+        w.prov->page_done(&w);
+        T_CHECK_CP(&w, "{\"cursor\":\"cursor2\",\"gte\":\"2023-11-13T22:13:"
+                       "20.000Z\",\"lt\":\"2023-11-13T23:13:20.000Z\","
+                       "\"max\":\"2023-11-14T22:10:00.123Z\","
+                       "\"started\":\"2023-11-14T22:13:20.000Z\",\"wm\":"
+                       "\"2023-11-13T22:13:20.000Z\"}");
+        /* A restart resumes it, a stale cursor restarts it whole. */
+        cp = json_incref(w.cp);
+        eb_walk_fini(&w);
+        begin(&w, &s, cp, T_NOW_MS + 1000);
+        json_decref(cp);
+        w.slice_ms = 3600 * 1000;
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        EB_CHECK_INT(w.cut, 1);
+        EB_CHECK_INT(w.resumed, 1);
+        T_CHECK_URL(&w, EV_URL "?_cursor=cursor2&_limit=50");
+        t_feed(&w, 400, "{\"error\":\"bad cursor\"}", JSON, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_RETRY);
+        eb_page_fini(&page);
+        T_CHECK_URL(&w, EV_URL "?date_updated__gte=2023-11-13T22%3A13%3A20."
+                               "000Z&date_updated__lt=2023-11-13T23%3A13%3A"
+                               "20.000Z&_limit=50");
+        t_feed(&w, 200, "{\"data\":[],\"cursor_next\":null}", JSON, &page);
+        eb_page_fini(&page);
+        w.prov->page_done(&w);
+        w.prov->walk_end(&w);
+        T_CHECK_CP(&w, "{\"cut\":true,\"wm\":\"2023-11-13T23:13:20.000Z\"}");
+
+        /* The next slice starts at wm, no overlap. */
+        cp = json_incref(w.cp);
+        eb_walk_fini(&w);
+        begin(&w, &s, cp, T_NOW_MS + 2000);
+        w.slice_ms = 2 * 3600 * 1000;
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        EB_CHECK_INT(w.cut, 1);
+        T_CHECK_URL(&w, EV_URL "?date_updated__gte=2023-11-13T23%3A13%3A20."
+                               "000Z&date_updated__lt=2023-11-14T01%3A13%3A"
+                               "20.000Z&_limit=50");
+        eb_walk_fini(&w);
+
+        /* A slice reaching now - lag is no slice: the usual walk, from
+         * wm (still no overlap after a slice) up to now. */
+        begin(&w, &s, cp, T_NOW_MS + 2000);
+        json_decref(cp);
+        w.slice_ms = 23LL * 3600 * 1000;
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        EB_CHECK_INT(w.cut, 0);
+        T_CHECK_URL(&w, EV_URL "?date_updated__gte=2023-11-13T23%3A13%3A20."
+                               "000Z&_limit=50");
+        t_feed(&w, 200, "{\"data\":[],\"cursor_next\":null}", JSON, &page);
+        eb_page_fini(&page);
+        w.prov->page_done(&w);
+        w.prov->walk_end(&w);
+        T_CHECK_CP(&w, "{\"wm\":\"2023-11-13T23:13:20.000Z\"}");
+        eb_walk_fini(&w);
+
+        /* A mid-walk checkpoint whose lt is not after gte is corrupt. */
+        cp = json_pack("{ssssssssss}", "wm", "2023-11-13T22:13:20.000Z", "gte",
+                       "2023-11-13T22:13:20.000Z", "cursor", "c", "started",
+                       "2023-11-14T22:13:20.000Z", "lt",
+                       "2023-11-13T22:13:20.000Z");
+        begin(&w, &s, cp, T_NOW_MS);
+        json_decref(cp);
+        EB_CHECK_INT(w.prov->walk_begin(&w), -EINVAL);
+        eb_walk_fini(&w);
+        t_src_fini(&s);
+        free(p1);
+}
+
 int main(void)
 {
         EB_RUN(test_close_combinations);
         EB_RUN(test_close_first_url);
         EB_RUN(test_close_walk);
         EB_RUN(test_close_walk_guards);
+        EB_RUN(test_close_slices);
         EB_RUN(test_close_restart);
         EB_RUN(test_close_bad_checkpoint);
         EB_RUN(test_close_statuses);

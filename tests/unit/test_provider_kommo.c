@@ -904,6 +904,81 @@ static void test_kommo_garbage(void)
         t_src_fini(&s);
 }
 
+/* Slices (w->slice_ms): closed windows [wm, wm + slice] while that ends
+ * before now - lag, marked "cut" in every checkpoint of the window; the
+ * walk after one starts at its "to" without the overlap. */
+static void test_kommo_slices(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        struct eb_page page;
+        char *p1 = t_fixture(FX("list_page1.json"));
+        json_t *cp;
+
+        t_src_init(&s, "kommo", KOMMO_BASE, NULL);
+        begin(&w, &s, NULL, T_NOW_MS);
+        w.slice_ms = 3600 * 1000;
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        EB_CHECK_INT(w.cut, 1);
+        EB_CHECK_INT(w.resumed, 0);
+        T_CHECK_URL(&w, KOMMO_BASE "/api/v4/events?page=1&limit=250"
+                                   "&filter%5Bcreated_at%5D%5Bfrom%5D="
+                                   "1699913600&filter%5Bcreated_at%5D%5Bto%5D"
+                                   "=1699917200");
+        t_feed(&w, 200, p1, HAL, &page);
+        EB_CHECK_INT(page.more, 1);
+        eb_page_fini(&page);
+        w.prov->page_done(&w);
+        T_CHECK_CP(&w, "{\"cut\":true,\"from\":1699913600,\"page\":2,"
+                       "\"to\":1699917200,\"wm\":1699913600}");
+        /* A restart resumes the same window, still a slice. */
+        cp = json_incref(w.cp);
+        eb_walk_fini(&w);
+        begin(&w, &s, cp, T_NOW_MS + 1000);
+        json_decref(cp);
+        w.slice_ms = 3600 * 1000;
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        EB_CHECK_INT(w.cut, 1);
+        EB_CHECK_INT(w.resumed, 1);
+        t_feed(&w, 204, "", NULL, &page);
+        eb_page_fini(&page);
+        w.prov->page_done(&w);
+        w.prov->walk_end(&w);
+        T_CHECK_CP(&w, "{\"cut\":true,\"wm\":1699917200}");
+
+        /* The next slice starts at wm: no overlap. */
+        cp = json_incref(w.cp);
+        eb_walk_fini(&w);
+        begin(&w, &s, cp, T_NOW_MS + 2000);
+        w.slice_ms = 7200 * 1000;
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        EB_CHECK_INT(w.cut, 1);
+        T_CHECK_URL(&w, KOMMO_BASE "/api/v4/events?page=1&limit=250"
+                                   "&filter%5Bcreated_at%5D%5Bfrom%5D="
+                                   "1699917200&filter%5Bcreated_at%5D%5Bto%5D"
+                                   "=1699924400");
+        eb_walk_fini(&w);
+
+        /* Reaching now - lag: the usual window up to now - lag, no cut. */
+        begin(&w, &s, cp, T_NOW_MS + 2000);
+        json_decref(cp);
+        w.slice_ms = 24LL * 3600 * 1000;
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        EB_CHECK_INT(w.cut, 0);
+        T_CHECK_URL(&w, KOMMO_BASE "/api/v4/events?page=1&limit=250"
+                                   "&filter%5Bcreated_at%5D%5Bfrom%5D="
+                                   "1699917200&filter%5Bcreated_at%5D%5Bto%5D"
+                                   "=1699999997");
+        t_feed(&w, 204, "", NULL, &page);
+        eb_page_fini(&page);
+        w.prov->page_done(&w);
+        w.prov->walk_end(&w);
+        T_CHECK_CP(&w, "{\"wm\":1699999997}");
+        eb_walk_fini(&w);
+        t_src_fini(&s);
+        free(p1);
+}
+
 int main(void)
 {
         EB_RUN(test_registry);
@@ -911,6 +986,7 @@ int main(void)
         EB_RUN(test_kommo_options);
         EB_RUN(test_kommo_first_url);
         EB_RUN(test_kommo_url_options);
+        EB_RUN(test_kommo_slices);
         EB_RUN(test_kommo_walk);
         EB_RUN(test_kommo_restart);
         EB_RUN(test_kommo_bad_checkpoint);
