@@ -230,10 +230,11 @@ static json_t *account_stats(struct sim_account *a)
 {
         const struct sim_stats *st = &a->st;
         size_t served = 0, i;
+        json_t *o;
 
         for (i = 0; i < a->nvers; i++)
                 served += a->vers[i]->served;
-        return json_pack(
+        o = json_pack(
                 "{s:s,s:s,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
                 "s:{s:I,s:I,s:I,s:I,s:I},s:i,s:I,s:I,s:i,s:I,s:I,s:I,s:I,s:b,"
                 "s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
@@ -259,6 +260,10 @@ static json_t *account_stats(struct sim_account *a)
                 (json_int_t)st->wh_failed, "retries",
                 (json_int_t)st->wh_retries, "duplicates",
                 (json_int_t)st->wh_dups, "pending", (json_int_t)st->wh_pending);
+        if (o)
+                json_object_set_new(o, "stripped",
+                                    json_integer((json_int_t)a->stripped));
+        return o;
 }
 
 static void handle_stats(struct sim *sim, struct evhttp_request *req,

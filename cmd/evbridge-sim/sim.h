@@ -117,6 +117,7 @@ enum sim_down {
 };
 
 struct sim_settings {
+        int prov; /* enum sim_prov: provider defaults */
         /* generation */
         double rate;
         int64_t backlog;
@@ -138,6 +139,14 @@ struct sim_settings {
         int64_t kommo_ban_ms;
         int kommo_retry_after; /* 0: computed */
         int kommo_max_limit;
+        int strict; /* last "strict" applied (the switches below) */
+        int kommo_array_filters;     /* 1: accept filter[x][]=a (lenient) */
+        int kommo_ban_account;       /* 1: ban the account, 0: the address */
+        int tie_shuffle;             /* Kommo: same-second order per request */
+        int64_t late_ms;             /* events visible up to this late */
+        int64_t close_cursor_ttl_ms; /* 0: cursors never expire */
+        int close_admin;             /* 0: strip data after close_strip */
+        int64_t close_strip_ms;
         int close_limit;
         int64_t close_window_ms;
         int kota_rps;
@@ -327,6 +336,8 @@ struct sim_account {
         int64_t *ban_ring;
         size_t ban_cap, ban_head, ban_cnt;
         int64_t banned_until;
+        uint64_t tie_draws; /* Kommo: per-request tie order stream */
+        uint64_t stripped;  /* Close: events served without data */
         int64_t cw_start;
         int cw_count;
 
@@ -355,6 +366,12 @@ struct sim {
         struct sim_req *held; /* requests answered later (list) */
         struct sim_hook *hook;
         size_t max_body;
+        /* Kommo bans by client address (kommo_ban_scope address) */
+        struct sim_ban {
+                char addr[64];
+                int64_t until; /* monotonic ms */
+        } bans[16];
+        size_t nbans;
 };
 
 /* store.c */
@@ -389,6 +406,12 @@ void sim_event_publish(struct sim_event *evt);
 struct sim_version *sim_version_add(struct sim_event *evt, char *json,
                                     size_t len, char *alt, size_t alt_len,
                                     char *ver, int64_t updated_ms);
+/**
+ * @returns 1 when the list API shows @p evt (its current version) at
+ * @p now_ms: late_visibility delays each event by a stateless draw in
+ * [0, late_visibility] after its own time (Close: date_updated).
+ */
+int sim_visible(const struct sim_event *evt, int64_t now_ms);
 /** @returns borrowed event by id, or NULL. */
 struct sim_event *sim_event_find(struct sim_account *a, const char *id);
 /** @returns index of the first event with created_ms >= @p ms. */

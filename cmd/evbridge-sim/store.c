@@ -595,3 +595,18 @@ out:
         free(tmp);
         return rc;
 }
+
+int sim_visible(const struct sim_event *evt, int64_t now_ms)
+{
+        const struct sim_account *a = evt->acct;
+        int64_t t = evt->cur ? evt->cur->updated_ms : evt->created_ms;
+        int64_t d;
+
+        if (!a->set.late_ms || t + a->set.late_ms <= now_ms)
+                return 1;
+        d = (int64_t)(sim_hash_unit(a->sim->seed, a->name,
+                                    evt->seq * 1000003ULL +
+                                            (evt->cur ? evt->cur->uorder : 0)) *
+                      (double)a->set.late_ms);
+        return t + d <= now_ms;
+}
