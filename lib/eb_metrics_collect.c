@@ -192,6 +192,16 @@ void eb_metrics_collect_sources(struct eb_prom *w, void *opaque)
                 eb_prom_sample(w, NULL, lbl, s.rows[i].st.banned ? 1 : 0);
         }
 
+        eb_prom_family(w, "evbridge_source_refused", "gauge",
+                       "1 after the upstream refused a request for good "
+                       "(Kota 400/404/422: do not retry): the source is "
+                       "stopped until restart or reload.");
+        for (i = 0; i < s.cnt; i++) {
+                const char *lbl[] = {"source", s.rows[i].name, "provider",
+                                     s.rows[i].provider, NULL};
+                eb_prom_sample(w, NULL, lbl, s.rows[i].st.refused ? 1 : 0);
+        }
+
         eb_prom_family(w, "evbridge_source_state", "gauge",
                        "Scheduler state of the source: 1 for the current "
                        "state, 0 for the others.");

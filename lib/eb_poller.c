@@ -723,6 +723,18 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                          "Check the rate limit and restart or reload. %s",
                          s->cfg->name, res->status, page.detail);
                 break;
+        case EB_RESP_REFUSED:
+                s->st.errors_client++;
+                s->st.refused = 1;
+                s->stopped = 1;
+                set_state(s, EB_SRC_STOPPED);
+                eb_error("poller",
+                         "source=%s request REFUSED by upstream, which says "
+                         "not to repeat it: polling of this source is "
+                         "STOPPED (checkpoint kept). Fix the source's "
+                         "options and restart or reload. %s",
+                         s->cfg->name, page.detail);
+                break;
         case EB_RESP_AUTH:
                 s->st.errors_auth++;
                 wait = next_backoff(s, p->opts.auth_backoff_ms,

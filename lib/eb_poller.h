@@ -91,6 +91,8 @@ struct eb_source_stats {
         uint64_t rate_limited;      /* 429s */
         uint64_t slowdowns;         /* proactive waits on RateLimit remaining */
         int banned;                 /* gauge: 1 after a Kommo 403 */
+        int refused;                /* gauge: 1 after a 4xx the upstream
+                                     * says not to retry (Kota) */
         int64_t backoff_ms;         /* gauge: current backoff, 0 if none */
         int64_t newest_event_ms;    /* gauge: newest event time published */
         int64_t last_walk_end_ms;   /* gauge: wall clock */

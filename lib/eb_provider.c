@@ -220,6 +220,8 @@ const char *eb_resp_kind_name(eb_resp_kind_t kind)
                 return "bad_body";
         case EB_RESP_CLIENT_ERROR:
                 return "client_error";
+        case EB_RESP_REFUSED:
+                return "refused";
         }
         return "unknown";
 }

@@ -42,6 +42,8 @@ typedef enum {
         EB_RESP_RETRY,        /* 5xx, 408, etc: back off and retry */
         EB_RESP_BAD_BODY,     /* unparseable or wrong shape: back off */
         EB_RESP_CLIENT_ERROR, /* other 4xx: our request is wrong; back off */
+        EB_RESP_REFUSED,      /* a 4xx the upstream says not to retry (Kota
+                               * 400/404/422): stop the source, alert */
 } eb_resp_kind_t;
 
 /** The response the scheduler hands to the adapter (all borrowed). */

@@ -148,9 +148,18 @@ static int close_check_config(const struct eb_source_cfg *src, const char *path,
 
 /*
  * w->state: {"wm", "gte", "started", "max" (ms; max absent until an
- * event is acknowledged), "cursor" (absent on the first page),
- * "restarted", "pending", "more", "done", "pmax" and "pnext" (the
- * pending page's max date_updated and cursor_next)}
+ * event is acknowledged), "cursor" (absent on the first page), "low"
+ * (the oldest date_updated acknowledged in this walk), "refused" (times
+ * the current cursor was refused), "pending", "more", "done", "pmax",
+ * "pmin" and "pnext" (the pending page's max and min date_updated and
+ * cursor_next)}
+ *
+ * A cursor Close refuses (400) is tried once more; refused again, it has
+ * expired (Close does not document how long cursors live), and the walk
+ * goes on from its checkpoint with a date filter instead:
+ * date_updated__gte=<gte>&date_updated__lte=<low>. That re-reads only the
+ * events of the oldest acknowledged millisecond (dropped by the dedupe
+ * store), never the pages already taken.
  */
 static const char *st_cursor(const struct eb_walk *w)
 {
@@ -162,8 +171,8 @@ static int close_walk_begin(struct eb_walk *w)
         char err[256];
         json_t *cp = w->cp, *jc;
         const char *cursor = NULL;
-        int64_t wm, gte, started = w->now_ms, max = 0;
-        int has_max = 0;
+        int64_t wm, gte, started = w->now_ms, max = 0, low = 0;
+        int has_max = 0, has_low = 0;
 
         if (!w->src)
                 return -EINVAL;
@@ -187,6 +196,11 @@ static int close_walk_begin(struct eb_walk *w)
                                         return -EINVAL;
                                 has_max = 1;
                         }
+                        if (json_object_get(cp, "low")) {
+                                if (eb_json_rfc3339(cp, "low", &low))
+                                        return -EINVAL;
+                                has_low = 1;
+                        }
                 }
         } else {
                 wm = w->start_ms;
@@ -199,6 +213,8 @@ static int close_walk_begin(struct eb_walk *w)
         eb_walk_set(w, "started", started);
         if (has_max)
                 eb_walk_set(w, "max", max);
+        if (has_low)
+                eb_walk_set(w, "low", low);
         if (cursor)
                 json_object_set_new(w->state, "cursor", json_string(cursor));
         return 0;
@@ -223,6 +239,12 @@ static int close_next_request(struct eb_walk *w, char **url, char **auth)
         } else if (!rc) {
                 eb_rfc3339_format(eb_walk_get(w, "gte"), 3, iso, sizeof(iso));
                 rc = eb_url_add_param(&b, "date_updated__gte", iso);
+                if (!rc && eb_walk_has(w, "low")) {
+                        /* a refused cursor: go on below the pages taken */
+                        eb_rfc3339_format(eb_walk_get(w, "low"), 3, iso,
+                                          sizeof(iso));
+                        rc = eb_url_add_param(&b, "date_updated__lte", iso);
+                }
         }
         if (!rc)
                 rc = eb_url_add_param_i64(&b, "_limit", w->page_size);
@@ -375,8 +397,11 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
          * filter would otherwise walk 30 days). */
         page->more = next && page->events_cnt && pmin >= gte;
         page->full = page->events_cnt >= (size_t)w->page_size;
-        if (page->events_cnt)
+        if (page->events_cnt) {
                 eb_walk_set(w, "pmax", pmax);
+                eb_walk_set(w, "pmin", pmin);
+        }
+        eb_walk_set(w, "refused", 0);
         if (page->more)
                 json_object_set_new(w->state, "pnext", json_string(next));
         snprintf(page->detail, sizeof(page->detail), "%zu events%s%s",
@@ -408,19 +433,27 @@ static void close_handle_response(struct eb_walk *w,
         }
         if (rc)
                 return;
+        json_object_del(w->state, "pmin");
         if (resp->status == 200) {
                 close_page_ok(w, resp, page);
-        } else if (resp->status == 400 && st_cursor(w) &&
-                   !eb_walk_get(w, "restarted")) {
-                /* A stale cursor (e.g. resumed after a long stop): walk
-                 * again from date_updated__gte, once. */
-                json_object_del(w->state, "cursor");
-                eb_walk_set(w, "restarted", 1);
+        } else if (resp->status == 400 && st_cursor(w)) {
+                /* Refused once: try the same cursor again. Refused twice:
+                 * it has expired; go on from the checkpoint with a date
+                 * filter instead of the cursor. */
+                int again = eb_walk_get(w, "refused") < 1;
                 eb_page_http_error(page, EB_RESP_RETRY, resp);
                 n = strlen(page->detail);
-                snprintf(page->detail + n, sizeof(page->detail) - n,
-                         " (cursor rejected: restarting the walk from "
-                         "date_updated__gte)");
+                if (again) {
+                        eb_walk_set(w, "refused", 1);
+                        snprintf(page->detail + n, sizeof(page->detail) - n,
+                                 " (cursor refused: trying it once more)");
+                } else {
+                        json_object_del(w->state, "cursor");
+                        eb_walk_set(w, "refused", 0);
+                        snprintf(page->detail + n, sizeof(page->detail) - n,
+                                 " (cursor refused twice: going on from the "
+                                 "checkpoint with date_updated__lte)");
+                }
         } else {
                 kind = eb_resp_classify_error(resp->status);
                 eb_page_http_error(page, kind, resp);
@@ -467,6 +500,10 @@ static void close_page_done(struct eb_walk *w)
             (!eb_walk_has(w, "max") ||
              eb_walk_get(w, "pmax") > eb_walk_get(w, "max")))
                 eb_walk_set(w, "max", eb_walk_get(w, "pmax"));
+        if (eb_walk_has(w, "pmin") &&
+            (!eb_walk_has(w, "low") ||
+             eb_walk_get(w, "pmin") < eb_walk_get(w, "low")))
+                eb_walk_set(w, "low", eb_walk_get(w, "pmin"));
         next = json_string_value(json_object_get(w->state, "pnext"));
         if (!eb_walk_get(w, "more") || !next) {
                 eb_walk_set(w, "done", 1);
@@ -482,6 +519,8 @@ static void close_page_done(struct eb_walk *w)
         eb_json_set_rfc3339(w->cp, "started", eb_walk_get(w, "started"));
         if (eb_walk_has(w, "max"))
                 eb_json_set_rfc3339(w->cp, "max", eb_walk_get(w, "max"));
+        if (eb_walk_has(w, "low"))
+                eb_json_set_rfc3339(w->cp, "low", eb_walk_get(w, "low"));
 }
 
 static void close_walk_end(struct eb_walk *w)

@@ -369,24 +369,44 @@ static int kommo_walk_begin(struct eb_walk *w)
         return 0;
 }
 
-static int add_array_params(struct eb_buf *b, const json_t *arr,
-                            const char *key)
+/* One "key=a,b,c" parameter: Kommo's reference page describes every
+ * list filter as a string of values divided by commas (the official PHP
+ * SDK sends it so too); the array form key[]=a&key[]=b is not documented. */
+static int add_list_param(struct eb_buf *b, const json_t *arr, const char *key)
 {
+        struct eb_buf list;
         size_t i;
         json_t *v;
+        char num[32];
         int rc = 0;
 
+        if (!json_array_size(arr))
+                return 0;
+        eb_buf_init(&list, 256);
         json_array_foreach(arr, i, v)
         {
-                if (json_is_string(v))
-                        rc = eb_url_add_param(b, key, json_string_value(v));
-                else if (json_is_integer(v))
-                        rc = eb_url_add_param_i64(b, key,
-                                                  json_integer_value(v));
+                const char *text = NULL;
+
+                if (json_is_string(v)) {
+                        text = json_string_value(v);
+                } else if (json_is_integer(v)) {
+                        snprintf(num, sizeof(num), "%lld",
+                                 (long long)json_integer_value(v));
+                        text = num;
+                }
+                if (!text)
+                        continue;
+                if (list.len)
+                        rc = eb_buf_append(&list, ",", 1);
+                if (!rc)
+                        rc = eb_buf_append_str(&list, text);
                 if (rc)
-                        return rc;
+                        break;
         }
-        return 0;
+        if (!rc && list.len)
+                rc = eb_url_add_param(b, key, list.data);
+        eb_buf_fini(&list);
+        return rc;
 }
 
 static int kommo_next_request(struct eb_walk *w, char **url, char **auth)
@@ -428,8 +448,8 @@ static int kommo_next_request(struct eb_walk *w, char **url, char **auth)
                 rc = eb_url_add_param_i64(&b, "filter[created_at][to]",
                                           eb_walk_get(w, "to"));
         if (!rc)
-                rc = add_array_params(&b, json_object_get(opts, "filter_type"),
-                                      "filter[type][]");
+                rc = add_list_param(&b, json_object_get(opts, "filter_type"),
+                                    "filter[type]");
         if (!rc && eb_walk_get(w, "targeted")) {
                 rc = eb_url_add_param(&b, "filter[entity]",
                                       json_string_value(json_object_get(
@@ -439,14 +459,13 @@ static int kommo_next_request(struct eb_walk *w, char **url, char **auth)
                                               json_string_value(json_object_get(
                                                       w->state, "hint_id")));
         } else if (!rc) {
-                rc = add_array_params(&b,
-                                      json_object_get(opts, "filter_entity"),
-                                      "filter[entity][]");
+                rc = add_list_param(&b, json_object_get(opts, "filter_entity"),
+                                    "filter[entity]");
         }
         if (!rc)
-                rc = add_array_params(
-                        &b, json_object_get(opts, "filter_created_by"),
-                        "filter[created_by][]");
+                rc = add_list_param(&b,
+                                    json_object_get(opts, "filter_created_by"),
+                                    "filter[created_by]");
         if (rc) {
                 eb_buf_fini(&b);
                 return rc;

@@ -110,11 +110,11 @@ static int kota_check_config(const struct eb_source_cfg *src, const char *path,
         return 0;
 }
 
+/* NULL: not sent, so Kota applies its own default (the version of the
+ * platform's registered webhook endpoints). */
 static const char *kota_version(const struct eb_source_cfg *src)
 {
-        const char *v = eb_json_str(eb_source_options(src), "version", 8);
-
-        return v ? v : "v2";
+        return eb_json_str(eb_source_options(src), "version", 8);
 }
 
 /* ---- walk ------------------------------------------------------------ */
@@ -188,7 +188,7 @@ static int kota_next_request(struct eb_walk *w, char **url, char **auth)
                 rc = eb_url_add_param(&b, "order_direction", "asc");
         if (!rc)
                 rc = eb_url_add_param(&b, "created_after", iso);
-        if (!rc)
+        if (!rc && kota_version(w->src))
                 rc = eb_url_add_param(&b, "version", kota_version(w->src));
         if (!rc)
                 rc = eb_url_add_param_i64(&b, "page", eb_walk_get(w, "page"));
@@ -388,6 +388,12 @@ static void kota_handle_response(struct eb_walk *w,
                 kota_page_ok(w, resp, page);
         } else {
                 kind = eb_resp_classify_error(resp->status);
+                /* Kota: "You should not retry the same request, except for
+                 * the 429 status code": retrying a 400/404/422 forever
+                 * only hides the problem. */
+                if (resp->status == 400 || resp->status == 404 ||
+                    resp->status == 422)
+                        kind = EB_RESP_REFUSED;
                 eb_page_http_error(page, kind, resp);
                 if (kind == EB_RESP_RATE_LIMITED)
                         page->retry_after_ms = eb_resp_retry_after_ms(resp);

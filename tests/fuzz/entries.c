@@ -238,6 +238,7 @@ static int check_page(const struct eb_page *page)
         case EB_RESP_RETRY:
         case EB_RESP_BAD_BODY:
         case EB_RESP_CLIENT_ERROR:
+        case EB_RESP_REFUSED:
                 if (page->events_cnt || !page->detail[0]) {
                         fprintf(stderr, "fuzz: error page with events or "
                                         "without a detail\n");
