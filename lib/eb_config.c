@@ -1376,6 +1376,7 @@ static const struct cfg_key poll_keys[] = {
 static const struct cfg_key rate_keys[] = {
         K_FN(struct eb_source_cfg, "rps", rate_rps, parse_rps),
         K_NUM(struct eb_source_cfg, CFG_INT, "burst", rate_burst, 1, 1000),
+        K_BOOL(struct eb_source_cfg, "above_documented", rate_above_documented),
         K_END,
 };
 

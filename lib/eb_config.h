@@ -81,6 +81,10 @@ struct eb_source_cfg {
          * events of a newest-first walk (Kommo, Close) held in memory
          * before they are published. */
         int max_buffered_events;
+        /* Added: "rate_limit.above_documented", default false: allow a
+         * rate above the provider's documented per-account limit (a
+         * simulator or a benchmark; never a real account). */
+        int rate_above_documented;
 };
 
 struct eb_config {

@@ -125,6 +125,106 @@ static int check_source(const struct eb_source_cfg *src, size_t idx,
         return 0;
 }
 
+/* The most requests a source's token bucket lets through in one second:
+ * a full bucket (burst) plus one second of refill (rps). */
+static double per_second(const struct eb_source_cfg *src,
+                         const struct eb_provider *prov)
+{
+        double rps = src->rate_rps > 0 ? src->rate_rps : prov->default_rps;
+        int burst = src->rate_burst > 0 ? src->rate_burst : prov->default_burst;
+
+        return rps + (double)(burst > 0 ? burst : 1);
+}
+
+/* "https://acme.kommo.com/x" and "https://ACME.kommo.com" name one
+ * account: compare scheme-less host, case-insensitively. */
+static int same_host(const char *a, const char *b)
+{
+        const char *pa = a ? strstr(a, "://") : NULL;
+        const char *pb = b ? strstr(b, "://") : NULL;
+        size_t na, nb;
+
+        if (!pa || !pb)
+                return 0;
+        pa += 3;
+        pb += 3;
+        na = strcspn(pa, "/");
+        nb = strcspn(pb, "/");
+        return na == nb && !strncasecmp(pa, pb, na);
+}
+
+/*
+ * Kommo allows 7 requests per second per account and bans the address
+ * after repeated 429s: a rate_limit that can exceed the documented limit
+ * is refused rather than clamped, because a ban stops every source of
+ * that address for a long time. Sources on one account (the same
+ * base_url host) are checked together: their budgets add up.
+ */
+static int check_rates(const struct eb_config *cfg, char *errstr,
+                       size_t errstr_size)
+{
+        size_t i, j;
+
+        for (i = 0; i < cfg->sources_cnt; i++) {
+                const struct eb_source_cfg *s = &cfg->sources[i];
+                const struct eb_provider *prov =
+                        eb_provider_lookup(s->provider);
+                double sum, own;
+                size_t n = 1;
+
+                if (!prov || prov->max_per_second <= 0 ||
+                    s->rate_above_documented)
+                        continue;
+                own = per_second(s, prov);
+                if (own >= (double)prov->max_per_second + 1) {
+                        snprintf(errstr, errstr_size,
+                                 "sources[%zu].rate_limit: rps %g + burst %d "
+                                 "lets %g requests through in one second, "
+                                 "above %s's documented limit of %d per "
+                                 "account (repeated 429s get the address "
+                                 "banned); use rps + burst below %d, e.g. "
+                                 "rps %g and burst %d (the default)",
+                                 i,
+                                 s->rate_rps > 0 ? s->rate_rps
+                                                 : prov->default_rps,
+                                 s->rate_burst > 0 ? s->rate_burst
+                                                   : prov->default_burst,
+                                 own, prov->name, prov->max_per_second,
+                                 prov->max_per_second + 1, prov->default_rps,
+                                 prov->default_burst);
+                        return -EINVAL;
+                }
+                sum = own;
+                for (j = 0; j < cfg->sources_cnt; j++) {
+                        const struct eb_source_cfg *o = &cfg->sources[j];
+                        if (j == i || !o->provider ||
+                            o->rate_above_documented ||
+                            strcmp(o->provider, s->provider) ||
+                            !same_host(o->base_url, s->base_url))
+                                continue;
+                        if (j < i)
+                                break; /* reported for the first one */
+                        sum += per_second(o, prov);
+                        n++;
+                }
+                if (j >= cfg->sources_cnt && n > 1 &&
+                    sum >= (double)prov->max_per_second + 1) {
+                        snprintf(errstr, errstr_size,
+                                 "sources[%zu].rate_limit: %zu %s sources "
+                                 "poll the account at %s and together can "
+                                 "send %g requests in one second, above its "
+                                 "documented limit of %d per account; give "
+                                 "them rate_limit values whose rps + burst "
+                                 "add up to less than %d",
+                                 i, n, prov->name, s->base_url, sum,
+                                 prov->max_per_second,
+                                 prov->max_per_second + 1);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
 int eb_provider_check_config(const struct eb_config *cfg, char *errstr,
                              size_t errstr_size)
 {
@@ -138,7 +238,7 @@ int eb_provider_check_config(const struct eb_config *cfg, char *errstr,
                 if (rc)
                         return rc;
         }
-        return 0;
+        return check_rates(cfg, errstr, errstr_size);
 }
 
 /* ---- pages ----------------------------------------------------------- */

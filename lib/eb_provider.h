@@ -151,6 +151,14 @@ struct eb_provider {
          * first, so one entity's events reach Kafka in the order they
          * happened. 0 for ascending walks (Kota), published page by page. */
         int newest_first;
+
+        /* Added: the most requests the provider allows in any one second
+         * per account, when it documents one (Kommo 7); 0: not
+         * documented. A source whose rate_limit could exceed it (rps +
+         * burst, the most a token bucket lets through in one second) is
+         * refused, and so are sources of one account that could exceed
+         * it together. */
+        int max_per_second;
 };
 
 /** @returns borrowed adapter by name, or NULL. */

@@ -747,6 +747,7 @@ const struct eb_provider eb_provider_kommo = {
         .default_base_url = NULL,
         .default_rps = 6.9,
         .default_burst = 1,
+        .max_per_second = 7,
         .default_page_size = 250,
         .max_page_size = 250,
         .default_overlap_ms = 2 * 60 * 1000,

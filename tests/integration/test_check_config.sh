@@ -62,5 +62,21 @@ out=$("$bin" --check-config /nonexistent/evbridge.json 2>&1); rc=$?
 if [ "$rc" -eq 2 ] && [[ "$out" == *"/nonexistent/evbridge.json"* ]]; then ok;
 else bad "missing file: rc=$rc $out"; fi
 
+# Kommo allows 7 requests per second per account and bans the address
+# after repeated 429s: a rate_limit that can exceed it is refused, alone or
+# added up over the sources that poll one account.
+for f in rate-kommo-too-fast rate-kommo-shared-account; do
+  out=$("$bin" --check-config "$dir/$f.json" 2>&1)
+  rc=$?
+  if [ "$rc" -eq 2 ] && [[ "$out" == *"sources[0].rate_limit"* ]] &&
+     [[ "$out" == *"documented limit of 7"* ]]; then ok
+  else bad "$f.json: exit $rc: $out"; fi
+done
+# ... unless the source says it is not a real account (a simulator).
+sed 's/"burst": 5 }/"burst": 5, "above_documented": true }/' \
+  "$dir/rate-kommo-too-fast.json" > "$tmp/rate-sim.json"
+out=$("$bin" --check-config "$tmp/rate-sim.json" 2>&1); rc=$?
+if [ "$rc" -eq 0 ]; then ok; else bad "above_documented: exit $rc: $out"; fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
