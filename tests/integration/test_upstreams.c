@@ -14,12 +14,16 @@
 #include "eb_time.h"
 #include "sim_harness.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <event2/http.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static struct event_base *base;
 
@@ -394,6 +398,69 @@ static void test_late_events_caught(void)
         rig_stop(&r);
 }
 
+/* A webhook receiver that answers every delivery 503 and counts them. */
+static void on_hook(struct evhttp_request *req, void *arg)
+{
+        int *n = arg;
+
+        (*n)++;
+        evhttp_send_reply(req, 503, "Service Unavailable", NULL);
+}
+
+/* Kota does not retry a webhook that got a non-2xx answer: an event whose
+ * only delivery got a 503 still reaches the sink, by polling. */
+static void test_kota_failed_webhook_polled(void)
+{
+        const char *args[] = {"--accounts",       "kota=1", "--rate", "0",
+                              "--webhook-jitter", "0",      NULL};
+        struct rig r;
+        struct evhttp *http;
+        struct evhttp_bound_socket *bs;
+        struct sockaddr_storage ss;
+        ev_socklen_t sl = sizeof(ss);
+        char body[512];
+        struct eb_sim_resp resp;
+        json_t *stats;
+        int hooks = 0, port;
+
+        http = evhttp_new(base);
+        EB_REQUIRE(http != NULL);
+        bs = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
+        EB_REQUIRE(bs != NULL);
+        getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss,
+                    &sl);
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        evhttp_set_gencb(http, on_hook, &hooks);
+        EB_REQUIRE(rig_start(&r, args,
+                             "{\"sources\":[{\"name\":\"kota-1\","
+                             "\"provider\":\"kota\",\"base_url\":"
+                             "\"%s/kota/kota-1\",\"credentials\":{\"api_key\":"
+                             "\"pk_test_kota-1\"},\"poll\":{\"interval\":"
+                             "\"500ms\",\"start\":\"1h\"}}]}") == 0);
+        snprintf(body, sizeof(body),
+                 "{\"target\":\"kota-1\",\"set\":{\"webhook_url\":"
+                 "\"http://127.0.0.1:%d/hook\"},\"generate\":5}",
+                 port);
+        EB_CHECK(eb_sim_control(&r.sim, body, &resp) == 200);
+        eb_sim_resp_free(&resp);
+        EB_CHECK_INT(run_until_complete(&r, "?provider=kota", NULL, 20), 0);
+        run_for(1500);
+        /* one attempt per event, never a retry */
+        EB_CHECK_INT(hooks, 5);
+        stats = eb_sim_get_json(&r.sim, "/_sim/stats");
+        EB_CHECK_INT(
+                json_integer_value(json_object_get(
+                        json_object_get(
+                                json_array_get(
+                                        json_object_get(stats, "accounts"), 0),
+                                "webhooks"),
+                        "retries")),
+                0);
+        json_decref(stats);
+        rig_stop(&r);
+        evhttp_free(http);
+}
+
 int main(void)
 {
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -404,6 +471,7 @@ int main(void)
         EB_RUN(test_kota_version_not_sent);
         EB_RUN(test_close_expired_cursors);
         EB_RUN(test_late_events_caught);
+        EB_RUN(test_kota_failed_webhook_polled);
         event_base_free(base);
         curl_global_cleanup();
         return eb_test_summary();
