@@ -142,6 +142,10 @@ struct eb_config {
                                                default 10s */
         int64_t scale_session_timeout_ms;   /* "scale.session_timeout",
                                                default 10s */
+
+        /* Added: "kafka.deadletter_topic", NULL: "<topic_prefix>.deadletter".
+         * Poison events (cannot be normalized or rendered) go there raw. */
+        char *deadletter_topic;
 };
 
 /**

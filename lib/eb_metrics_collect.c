@@ -174,6 +174,17 @@ void eb_metrics_collect_sources(struct eb_prom *w, void *opaque)
                 eb_prom_sample(w, NULL, lbl, (double)s.rows[i].pst.duplicates);
         }
 
+        eb_prom_family(w, "evbridge_source_deadletter_total", "counter",
+                       "Poison events of the source (could not be "
+                       "normalized or rendered) written raw to the "
+                       "dead-letter topic.");
+        for (i = 0; i < s.cnt; i++) {
+                const char *lbl[] = {"source", s.rows[i].name, "provider",
+                                     s.rows[i].provider, NULL};
+                eb_prom_sample(w, NULL, lbl,
+                               (double)s.rows[i].pst.deadlettered);
+        }
+
         eb_prom_family(w, "evbridge_source_backoff_seconds", "gauge",
                        "Current retry backoff after an error; 0 when none.");
         for (i = 0; i < s.cnt; i++) {
@@ -190,6 +201,19 @@ void eb_metrics_collect_sources(struct eb_prom *w, void *opaque)
                 const char *lbl[] = {"source", s.rows[i].name, "provider",
                                      s.rows[i].provider, NULL};
                 eb_prom_sample(w, NULL, lbl, s.rows[i].st.banned ? 1 : 0);
+        }
+
+        eb_prom_family(w, "evbridge_source_stuck_seconds", "gauge",
+                       "How long the source's requests have been failing "
+                       "(5xx, transport errors, bodies that do not parse); "
+                       "0 once one succeeds.");
+        for (i = 0; i < s.cnt; i++) {
+                const char *lbl[] = {"source", s.rows[i].name, "provider",
+                                     s.rows[i].provider, NULL};
+                int64_t since = s.rows[i].st.stuck_since_ms;
+                eb_prom_sample(w, NULL, lbl,
+                               since ? (double)(eb_mono_ms() - since) / 1000.0
+                                     : 0.0);
         }
 
         eb_prom_family(w, "evbridge_source_refused", "gauge",

@@ -850,9 +850,58 @@ static int dedupe_hit(eb_pipeline_t *pl, struct batch *b, struct srcstat *ss,
 }
 
 /*
- * Render @p evt as the configured envelope. A normalized event missing a
- * required field is a bug in an adapter: it is counted, logged and fails
- * @p b (-EINVAL) so the page is retried and visible, never skipped.
+ * A poison event as a dead-letter record: key = the source name, value =
+ * {"source","provider","id","reason","position","event": <raw native>},
+ * header evbridge-deadletter-reason. It travels in the same publish (and,
+ * exactly-once, the same transaction) as the checkpoint that moves past
+ * it. The raw event is never logged: it may hold personal data.
+ * @returns 0 or -1 (b->err set).
+ */
+static int render_deadletter(eb_pipeline_t *pl, struct batch *b,
+                             struct srcstat *ss, const struct eb_event *evt,
+                             const char *reason, struct eb_envelope *env)
+{
+        const struct eb_config *cfg = pl->cfg;
+        json_t *rec;
+        char *value;
+
+        memset(env, 0, sizeof(*env));
+        rec = json_pack("{s:s, s:s?, s:s?, s:s, s:s?, s:O}", "source",
+                        b->source, "provider", evt->provider, "id", evt->id,
+                        "reason", reason, "position", evt->position, "event",
+                        evt->native ? evt->native : json_null());
+        value = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+        json_decref(rec);
+        if (!value) {
+                ss->st.invalid++;
+                b->err = -EINVAL;
+                return -1;
+        }
+        env->topic = cfg->deadletter_topic
+                             ? eb_xstrdup(cfg->deadletter_topic)
+                             : eb_xasprintf("%s.deadletter", cfg->topic_prefix);
+        env->key = eb_xstrdup(b->source);
+        env->key_len = strlen(env->key);
+        env->value = value;
+        env->value_len = strlen(value);
+        env->headers[0].name = "evbridge-deadletter-reason";
+        env->headers[0].value = eb_xstrdup(reason);
+        env->header_cnt = 1;
+        ss->st.deadlettered++;
+        eb_warn("pipeline",
+                "source=%s poison event %s at %s goes to the dead-letter "
+                "topic %s: %s",
+                b->source, evt->id ? evt->id : "(no id)",
+                evt->position ? evt->position : "(unknown position)",
+                env->topic, reason);
+        return 0;
+}
+
+/*
+ * Render @p evt as the configured envelope. A poison event (the adapter
+ * could not normalize it), or one that cannot be rendered, goes raw to
+ * the dead-letter topic instead, counted and logged: one bad event never
+ * stops its source and is never dropped silently.
  * @returns 0 or -1.
  */
 static int render(eb_pipeline_t *pl, struct batch *b, struct srcstat *ss,
@@ -860,16 +909,19 @@ static int render(eb_pipeline_t *pl, struct batch *b, struct srcstat *ss,
 {
         const struct eb_config *cfg = pl->cfg;
 
+        if (evt->deadletter)
+                return render_deadletter(pl, b, ss, evt, evt->deadletter, env);
         if (eb_envelope_render(evt, cfg->topic_template, cfg->topic_prefix,
                                cfg->envelope_binary ? EB_ENVELOPE_BINARY
                                                     : EB_ENVELOPE_STRUCTURED,
                                env) == 0)
                 return 0;
         ss->st.invalid++;
-        eb_error("pipeline", "source=%s event %s cannot be rendered", b->source,
-                 evt->id ? evt->id : "(no id)");
-        b->err = -EINVAL;
-        return -1;
+        return render_deadletter(pl, b, ss, evt,
+                                 "cannot be rendered as a CloudEvent (a "
+                                 "required attribute is missing or not "
+                                 "UTF-8)",
+                                 env);
 }
 
 static void on_linger(evutil_socket_t fd, short what, void *arg)

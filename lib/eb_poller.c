@@ -640,10 +640,14 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                         s->st.errors_http++;
                 wait = next_backoff(s, p->opts.backoff_min_ms,
                                     p->opts.backoff_max_ms);
+                if (!s->st.stuck_since_ms)
+                        s->st.stuck_since_ms = eb_mono_ms();
                 eb_warn("poller",
                         "source=%s request failed: %s; retry in "
-                        "%lldms",
-                        s->cfg->name, res->errstr, (long long)wait);
+                        "%lldms (stuck for %llds)",
+                        s->cfg->name, res->errstr, (long long)wait,
+                        (long long)((eb_mono_ms() - s->st.stuck_since_ms) /
+                                    1000));
                 if (p->stopping)
                         set_state(s, EB_SRC_STOPPED);
                 else
@@ -676,6 +680,8 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                 free(rl);
         }
 
+        if (page.kind == EB_RESP_OK)
+                s->st.stuck_since_ms = 0;
         switch (page.kind) {
         case EB_RESP_OK:
                 if (page.retry_after_ms <= 0 && page.ratelimit_limit > 0 &&
@@ -756,9 +762,14 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                         s->st.errors_client++;
                 wait = next_backoff(s, p->opts.backoff_min_ms,
                                     p->opts.backoff_max_ms);
-                eb_warn("poller", "source=%s HTTP %ld: %s; retry in %lldms",
-                        s->cfg->name, res->status, page.detail,
-                        (long long)wait);
+                if (!s->st.stuck_since_ms)
+                        s->st.stuck_since_ms = eb_mono_ms();
+                eb_warn("poller",
+                        "source=%s HTTP %ld: %s; retry in %lldms (stuck for "
+                        "%llds)",
+                        s->cfg->name, res->status, page.detail, (long long)wait,
+                        (long long)((eb_mono_ms() - s->st.stuck_since_ms) /
+                                    1000));
                 backoff_retry(s, wait);
                 break;
         }

@@ -93,6 +93,9 @@ struct eb_source_stats {
         int banned;                 /* gauge: 1 after a Kommo 403 */
         int refused;                /* gauge: 1 after a 4xx the upstream
                                      * says not to retry (Kota) */
+        int64_t stuck_since_ms;     /* gauge: monotonic ms of the first of
+                                     * the current run of failed requests
+                                     * (0: the last one succeeded) */
         int64_t backoff_ms;         /* gauge: current backoff, 0 if none */
         int64_t newest_event_ms;    /* gauge: newest event time published */
         int64_t last_walk_end_ms;   /* gauge: wall clock */

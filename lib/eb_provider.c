@@ -136,9 +136,10 @@ static double per_second(const struct eb_source_cfg *src,
         return rps + (double)(burst > 0 ? burst : 1);
 }
 
-/* "https://acme.kommo.com/x" and "https://ACME.kommo.com" name one
- * account: compare scheme-less host, case-insensitively. */
-static int same_host(const char *a, const char *b)
+/* "https://ACME.kommo.com/" and "https://acme.kommo.com" name one
+ * account: compare without the scheme and trailing slashes, ignoring case
+ * (a simulator serves several accounts on one host, told apart by path). */
+static int same_account(const char *a, const char *b)
 {
         const char *pa = a ? strstr(a, "://") : NULL;
         const char *pb = b ? strstr(b, "://") : NULL;
@@ -148,8 +149,12 @@ static int same_host(const char *a, const char *b)
                 return 0;
         pa += 3;
         pb += 3;
-        na = strcspn(pa, "/");
-        nb = strcspn(pb, "/");
+        na = strlen(pa);
+        nb = strlen(pb);
+        while (na && pa[na - 1] == '/')
+                na--;
+        while (nb && pb[nb - 1] == '/')
+                nb--;
         return na == nb && !strncasecmp(pa, pb, na);
 }
 
@@ -158,7 +163,7 @@ static int same_host(const char *a, const char *b)
  * after repeated 429s: a rate_limit that can exceed the documented limit
  * is refused rather than clamped, because a ban stops every source of
  * that address for a long time. Sources on one account (the same
- * base_url host) are checked together: their budgets add up.
+ * base_url) are checked together: their budgets add up.
  */
 static int check_rates(const struct eb_config *cfg, char *errstr,
                        size_t errstr_size)
@@ -200,7 +205,7 @@ static int check_rates(const struct eb_config *cfg, char *errstr,
                         if (j == i || !o->provider ||
                             o->rate_above_documented ||
                             strcmp(o->provider, s->provider) ||
-                            !same_host(o->base_url, s->base_url))
+                            !same_account(o->base_url, s->base_url))
                                 continue;
                         if (j < i)
                                 break; /* reported for the first one */
@@ -242,6 +247,33 @@ int eb_provider_check_config(const struct eb_config *cfg, char *errstr,
 }
 
 /* ---- pages ----------------------------------------------------------- */
+
+struct eb_event *eb_deadletter_event(const struct eb_source_cfg *src,
+                                     const char *provider, json_t *native,
+                                     const char *reason, const char *position)
+{
+        static const char key[] = "evbridge-deadletter";
+        struct eb_event *evt = eb_event_new();
+        char *text = native ? json_dumps(native, JSON_COMPACT | JSON_SORT_KEYS |
+                                                         JSON_ENCODE_ANY)
+                            : NULL;
+        unsigned char mac[32];
+        char hex[33];
+
+        memset(mac, 0, sizeof(mac));
+        if (text)
+                (void)eb_hmac_sha256(key, sizeof(key) - 1, text, strlen(text),
+                                     mac);
+        free(text);
+        eb_hex_encode(mac, 16, hex);
+        evt->id = eb_xasprintf("deadletter-%s", hex);
+        evt->source_name = eb_xstrdup(src && src->name ? src->name : "");
+        evt->provider = eb_xstrdup(provider);
+        evt->native = native ? json_incref(native) : json_null();
+        evt->deadletter = eb_xstrdup(reason ? reason : "unknown");
+        evt->position = position ? eb_xstrdup(position) : NULL;
+        return evt;
+}
 
 void eb_page_init(struct eb_page *page)
 {
@@ -727,10 +759,26 @@ int eb_walk_response_begin(struct eb_walk *w, struct eb_page *page)
         return 0;
 }
 
-void eb_walk_response_end(struct eb_walk *w, const struct eb_page *page)
+void eb_walk_response_end(struct eb_walk *w, struct eb_page *page)
 {
+        const struct eb_event *first = NULL;
+        size_t i, n = 0, len;
+
         if (page->kind != EB_RESP_OK)
                 return;
+        for (i = 0; i < page->events_cnt; i++) {
+                if (page->events[i]->deadletter && !n++)
+                        first = page->events[i];
+        }
+        if (n) {
+                len = strlen(page->detail);
+                snprintf(page->detail + len, sizeof(page->detail) - len,
+                         "; %zu poison event%s for the dead-letter topic "
+                         "(%s: %s)",
+                         n, n == 1 ? "" : "s",
+                         first->position ? first->position : "?",
+                         first->deadletter);
+        }
         eb_walk_set(w, "pending", 1);
         eb_walk_set(w, "more", page->more);
 }

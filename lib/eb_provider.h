@@ -238,6 +238,18 @@ void eb_page_init(struct eb_page *page);
  * EB_PROVIDER_MAX_PAGE_EVENTS. */
 int eb_page_add_event(struct eb_page *page, struct eb_event *evt) EB_WUR;
 
+/**
+ * @brief A poison event: @p native (borrowed; a reference is taken) of
+ * source @p src could not be normalized for @p reason. Its id is
+ * "deadletter-" and a hash of the native JSON, so reading it again is a
+ * duplicate; the pipeline writes it raw to the dead-letter topic in the
+ * publish that moves the checkpoint past it.
+ * @returns new event (never NULL).
+ */
+struct eb_event *eb_deadletter_event(const struct eb_source_cfg *src,
+                                     const char *provider, json_t *native,
+                                     const char *reason, const char *position);
+
 /** @brief Make @p page a @p kind page with no events and a printf-style
  * detail (control characters become spaces). */
 void eb_page_fail(struct eb_page *page, eb_resp_kind_t kind, const char *fmt,
@@ -388,8 +400,9 @@ void eb_walk_set(struct eb_walk *w, const char *key, int64_t v);
 int eb_walk_response_begin(struct eb_walk *w, struct eb_page *page) EB_WUR;
 
 /** @brief The end every handle_response shares: an EB_RESP_OK @p page
- *  becomes the pending page ("pending" 1, "more" page->more). */
-void eb_walk_response_end(struct eb_walk *w, const struct eb_page *page);
+ *  becomes the pending page ("pending" 1, "more" page->more); its detail
+ *  gets how many poison events it holds and the first one's reason. */
+void eb_walk_response_end(struct eb_walk *w, struct eb_page *page);
 
 /**
  * @brief The start every page_done shares: acknowledge the pending page

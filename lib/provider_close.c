@@ -341,7 +341,7 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
         const char *next = NULL, *cursor = st_cursor(w);
         int64_t pmax = 0, pmin = 0, gte = eb_walk_get(w, "gte");
         char err[256];
-        size_t i;
+        size_t i, nvalid = 0;
 
         root = eb_resp_json_object(resp, page);
         if (!root)
@@ -374,14 +374,20 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
                         close_normalize(w->src, item, err, sizeof(err));
 
                 if (!evt) {
-                        eb_page_fail(page, EB_RESP_BAD_BODY, "data[%zu]: %s", i,
-                                     err);
-                        goto out;
+                        /* A poison event: to the dead-letter topic, the
+                         * rest of the page goes on. */
+                        char pos[64];
+                        snprintf(pos, sizeof(pos), "page %d, data[%zu]",
+                                 w->pages + 1, i);
+                        evt = eb_deadletter_event(w->src, "close", item, err,
+                                                  pos);
+                } else {
+                        if (!nvalid || evt->time_ms > pmax)
+                                pmax = evt->time_ms;
+                        if (!nvalid || evt->time_ms < pmin)
+                                pmin = evt->time_ms;
+                        nvalid++;
                 }
-                if (!i || evt->time_ms > pmax)
-                        pmax = evt->time_ms;
-                if (!i || evt->time_ms < pmin)
-                        pmin = evt->time_ms;
                 if (eb_page_add_event(page, evt)) {
                         eb_page_fail(page, EB_RESP_BAD_BODY, "too many events");
                         goto out;
@@ -395,9 +401,9 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
         /* Newest first: once a page reaches below date_updated__gte the
          * rest of the log is older still (a cursor that dropped the date
          * filter would otherwise walk 30 days). */
-        page->more = next && page->events_cnt && pmin >= gte;
+        page->more = next && page->events_cnt && (!nvalid || pmin >= gte);
         page->full = page->events_cnt >= (size_t)w->page_size;
-        if (page->events_cnt) {
+        if (nvalid) {
                 eb_walk_set(w, "pmax", pmax);
                 eb_walk_set(w, "pmin", pmin);
         }

@@ -651,10 +651,13 @@ static void kommo_page_ok(struct eb_walk *w, const struct eb_response *resp,
                         kommo_normalize(w->src, item, err, sizeof(err));
 
                 if (!evt) {
-                        eb_page_fail(page, EB_RESP_BAD_BODY,
-                                     "page %" PRId64 ": events[%zu]: %s",
-                                     req_page, i, err);
-                        goto out;
+                        /* A poison event: to the dead-letter topic, the
+                         * rest of the page goes on. */
+                        char pos[64];
+                        snprintf(pos, sizeof(pos),
+                                 "page %" PRId64 ", events[%zu]", req_page, i);
+                        evt = eb_deadletter_event(w->src, "kommo", item, err,
+                                                  pos);
                 }
                 if (eb_page_add_event(page, evt)) {
                         eb_page_fail(page, EB_RESP_BAD_BODY,

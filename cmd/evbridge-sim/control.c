@@ -344,10 +344,11 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
         size_t len = evbuffer_get_length(in);
         json_t *root = NULL, *set, *v, *accts = NULL, *gen = NULL, *cons = NULL;
+        json_t *psn = NULL;
         json_error_t jerr;
         const char *target = "all", *k;
         char err[256];
-        int64_t ngen = 0, ncons = 0, now;
+        int64_t ngen = 0, ncons = 0, npoison = 0, now;
         size_t i;
         int reset = 0, dump = 0;
 
@@ -363,10 +364,11 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
         {
                 if (strcmp(k, "target") && strcmp(k, "set") &&
                     strcmp(k, "generate") && strcmp(k, "consolidate") &&
-                    strcmp(k, "reset_stats") && strcmp(k, "dump")) {
+                    strcmp(k, "poison") && strcmp(k, "reset_stats") &&
+                    strcmp(k, "dump")) {
                         snprintf(err, sizeof(err),
                                  "unknown key '%s' (target, set, generate, "
-                                 "consolidate, reset_stats, dump)",
+                                 "poison, consolidate, reset_stats, dump)",
                                  k);
                         reply_error(req, 400, err);
                         goto out;
@@ -389,6 +391,7 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
                 goto out;
         }
         if (get_count(root, "generate", 100000, &ngen, err, sizeof(err)) < 0 ||
+            get_count(root, "poison", 1000, &npoison, err, sizeof(err)) < 0 ||
             get_count(root, "consolidate", 10000, &ncons, err, sizeof(err)) <
                     0) {
                 reply_error(req, 400, err);
@@ -426,6 +429,7 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
         accts = json_array();
         gen = json_object();
         cons = json_object();
+        psn = json_object();
         now = eb_now_ms();
         for (i = 0; i < sim->nacct; i++) {
                 struct sim_account *a = sim->accts[i];
@@ -458,6 +462,18 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
                         }
                         json_object_set_new(gen, a->name, ids);
                 }
+                if (npoison) {
+                        ids = json_array();
+                        for (n = 0; n < npoison; n++) {
+                                struct sim_event *evt = sim_generate(a, now, 0);
+                                if (!evt)
+                                        continue;
+                                sim_poison(evt);
+                                json_array_append_new(ids,
+                                                      json_string(evt->id));
+                        }
+                        json_object_set_new(psn, a->name, ids);
+                }
                 if (ncons && a->prov == SIM_CLOSE) {
                         ids = json_array();
                         sim_consolidate_now(a, (size_t)ncons, now, ids);
@@ -469,12 +485,14 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
                 goto out;
         }
         reply_json(req, 200,
-                   json_pack("{s:b,s:O,s:O,s:O}", "ok", 1, "accounts", accts,
-                             "generated", gen, "consolidated", cons));
+                   json_pack("{s:b,s:O,s:O,s:O,s:O}", "ok", 1, "accounts",
+                             accts, "generated", gen, "consolidated", cons,
+                             "poisoned", psn));
 out:
         json_decref(accts);
         json_decref(gen);
         json_decref(cons);
+        json_decref(psn);
         json_decref(root);
 }
 

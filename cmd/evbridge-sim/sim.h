@@ -238,6 +238,7 @@ struct sim_version {
         uint64_t uorder; /* Close: position key of the order index */
         unsigned served : 1;
         unsigned superseded : 1;
+        unsigned poison : 1; /* rendered so that it cannot be normalized */
 };
 
 struct sim_event {
@@ -408,10 +409,18 @@ struct sim_version *sim_version_add(struct sim_event *evt, char *json,
                                     char *ver, int64_t updated_ms);
 /**
  * @returns 1 when the list API shows @p evt (its current version) at
- * @p now_ms: late_visibility delays each event by a stateless draw in
- * [0, late_visibility] after its own time (Close: date_updated).
+ * @p now_ms: late_visibility delays each event by a stateless draw per
+ * entity in [0, late_visibility] after its own time (Close: date_updated),
+ * so one entity's events keep their order.
  */
 int sim_visible(const struct sim_event *evt, int64_t now_ms);
+/**
+ * @brief Make the current version of @p evt a poison event: its time
+ * field becomes something no client can parse (Kommo created_at a string,
+ * Close date_updated and Kota created not a date). The truth line says
+ * "poison": true.
+ */
+void sim_poison(struct sim_event *evt);
 /** @returns borrowed event by id, or NULL. */
 struct sim_event *sim_event_find(struct sim_account *a, const char *id);
 /** @returns index of the first event with created_ms >= @p ms. */

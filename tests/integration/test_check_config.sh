@@ -72,6 +72,17 @@ for f in rate-kommo-too-fast rate-kommo-shared-account; do
      [[ "$out" == *"documented limit of 7"* ]]; then ok
   else bad "$f.json: exit $rc: $out"; fi
 done
+# Two accounts on one host (a simulator tells them apart by path) each
+# have their own budget.
+cat > "$tmp/rate-two-accounts.json" <<'JSON'
+{"sources":[
+ {"name":"a","provider":"kommo","base_url":"http://127.0.0.1:1/kommo/kommo-1",
+  "credentials":{"token":"t"}},
+ {"name":"b","provider":"kommo","base_url":"http://127.0.0.1:1/kommo/kommo-2",
+  "credentials":{"token":"t"}}]}
+JSON
+out=$("$bin" --check-config "$tmp/rate-two-accounts.json" 2>&1); rc=$?
+if [ "$rc" -eq 0 ]; then ok; else bad "two accounts, one host: $rc: $out"; fi
 # ... unless the source says it is not a real account (a simulator).
 sed 's/"burst": 5 }/"burst": 5, "above_documented": true }/' \
   "$dir/rate-kommo-too-fast.json" > "$tmp/rate-sim.json"

@@ -185,12 +185,16 @@ def main():
     a = ap.parse_args()
 
     truth = {}
+    poison = {}  # (source, native id) of poison versions: dead-letter only
     with open(a.truth) as f:
         for line in f:
             line = line.strip()
             if not line:
                 continue
             ev = json.loads(line)
+            if ev.get("poison"):
+                poison[(ev["account"], ev["id"])] = 0
+                continue
             entity, action, eid, version, tms = expect(ev)
             src = ev["account"]  # sources are named after sim accounts
             key = (src, ev["id"], version)
@@ -220,8 +224,26 @@ def main():
     unknown = unserved = misrouted = disorder = 0
     examples = defaultdict(list)
     last_time = {}
+    dl_topic = "%s.deadletter" % sanitize_part(a.prefix)
+    deadletter = unexpected_dl = 0
     recs.sort(key=lambda m: (m.topic(), m.partition(), m.offset()))
     for m in recs:
+        if m.topic() == dl_topic:
+            # a poison event, raw, with its source, reason and position
+            deadletter += 1
+            try:
+                d = json.loads(m.value())
+                k = (d.get("source"), (d.get("event") or {}).get("id"))
+                ok = (k in poison and d.get("reason") and d.get("position")
+                      and m.key() and m.key().decode() == d.get("source"))
+            except Exception:
+                k, ok = None, False
+            if ok:
+                poison[k] += 1
+            else:
+                unexpected_dl += 1
+                examples["deadletter_unexpected"].append(m.value()[:200])
+            continue
         try:
             ce = json.loads(m.value())
         except Exception:
@@ -263,6 +285,10 @@ def main():
     missing = [k for k, t in truth.items()
                if not t["superseded"] and k not in seen]
     examples["missing"] = missing[:10]
+    poison_missing = [k for k, n in poison.items() if n == 0]
+    poison_twice = [k for k, n in poison.items() if n > 1]
+    examples["poison_missing"] = poison_missing[:10]
+    examples["poison_twice"] = poison_twice[:10]
     summary = {
         "truth_versions": len(truth),
         "current_versions": sum(1 for t in truth.values()
@@ -275,14 +301,20 @@ def main():
         "duplicates": dups,
         "misrouted": misrouted,
         "disorder": disorder,
+        "deadletter": deadletter,
+        "deadletter_unexpected": unexpected_dl,
+        "poison_missing": len(poison_missing),
+        "poison_twice": len(poison_twice),
     }
-    if not a.quiet or any(summary[x] for x in ("missing", "unserved",
-                                                 "unknown", "duplicates",
-                                                 "misrouted", "disorder")):
+    if not a.quiet or any(summary[x] for x in (
+            "missing", "unserved", "unknown", "duplicates", "misrouted",
+            "disorder", "deadletter_unexpected", "poison_missing",
+            "poison_twice")):
         summary["examples"] = {k: [str(x) for x in v[:5]]
                                for k, v in examples.items() if v}
     print(json.dumps(summary))
-    must = ["missing", "unserved", "unknown", "duplicates", "misrouted"]
+    must = ["missing", "unserved", "unknown", "duplicates", "misrouted",
+            "deadletter_unexpected", "poison_missing", "poison_twice"]
     if not a.allow_disorder:
         must.append("disorder")
     bad = any(summary[x] for x in must)

@@ -505,16 +505,21 @@ static void test_close_statuses(void)
                 {200, NULL,
                  "{\"data\":[{\"id\":\"ev_1\",\"object_type\":\"lead\","
                  "\"action\":\"created\"}],\"cursor_next\":null}",
-                 JSON, NULL, NULL, EB_RESP_BAD_BODY, 0, -1, -1, -1, 0,
-                 "data[0]: event ev_1: missing or invalid \"date_updated\""},
+                 JSON, NULL, NULL, EB_RESP_OK, 0, -1, -1, -1, 1,
+                 "1 events; 1 poison event for the dead-letter topic (page "
+                 "1, data[0]: event ev_1: missing or invalid "
+                 "\"date_updated\")"},
                 {200, NULL,
                  "{\"data\":[{\"id\":\"ev_1\",\"object_type\":\"lead\","
                  "\"action\":\"created\",\"date_updated\":\"2023-13-01\"}]}",
-                 JSON, NULL, NULL, EB_RESP_BAD_BODY, 0, -1, -1, -1, 0,
-                 "data[0]: event ev_1: missing or invalid \"date_updated\""},
-                {200, NULL, "{\"data\":[null]}", JSON, NULL, NULL,
-                 EB_RESP_BAD_BODY, 0, -1, -1, -1, 0,
-                 "data[0]: event is not a JSON object"},
+                 JSON, NULL, NULL, EB_RESP_OK, 0, -1, -1, -1, 1,
+                 "1 events; 1 poison event for the dead-letter topic (page "
+                 "1, data[0]: event ev_1: missing or invalid "
+                 "\"date_updated\")"},
+                {200, NULL, "{\"data\":[null]}", JSON, NULL, NULL, EB_RESP_OK,
+                 0, -1, -1, -1, 1,
+                 "1 events; 1 poison event for the dead-letter topic (page "
+                 "1, data[0]: event is not a JSON object)"},
         };
         struct eb_source_cfg s;
         size_t i;

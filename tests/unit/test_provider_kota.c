@@ -341,12 +341,15 @@ static void test_kota_statuses(void)
                 {200, NULL,
                  "{\"items\":[{\"id\":\"evt_1\",\"type\":\"employee.created\"}"
                  "],\"has_next_page\":false}",
-                 JSON, NULL, EB_RESP_BAD_BODY, 0, 0,
-                 "page 1: items[0]: event evt_1: missing or invalid "
-                 "\"created\" / \"created_at\""},
+                 JSON, NULL, EB_RESP_OK, 0, 1,
+                 "page 1: 1 events, 0 skipped; 1 poison event for the "
+                 "dead-letter topic (page 1, items[0]: event evt_1: missing "
+                 "or invalid \"created\" / \"created_at\")"},
                 {200, NULL, "{\"items\":[\"evt_1\"],\"has_next_page\":false}",
-                 JSON, NULL, EB_RESP_BAD_BODY, 0, 0,
-                 "page 1: items[0]: event is not a JSON object"},
+                 JSON, NULL, EB_RESP_OK, 0, 1,
+                 "page 1: 1 events, 0 skipped; 1 poison event for the "
+                 "dead-letter topic (page 1, items[0]: event is not a JSON "
+                 "object)"},
                 /* has_next_page with no items must not loop forever. */
                 {200, NULL, "{\"items\":[],\"has_next_page\":true}", JSON, NULL,
                  EB_RESP_OK, 0, 0, "page 1: 0 events, 0 skipped"},
