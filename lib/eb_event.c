@@ -66,8 +66,9 @@ char *eb_event_key(const struct eb_event *evt)
 char *eb_event_dedupe_key(const struct eb_event *evt, size_t *lenp)
 {
         char *k = eb_xasprintf(
-                "%s\x1f%s\x1f%s", evt->source_name ? evt->source_name : "",
-                evt->id ? evt->id : "", evt->version ? evt->version : "");
+                "%s\x1f%s\x1f%s%s", evt->source_name ? evt->source_name : "",
+                evt->id ? evt->id : "", evt->version ? evt->version : "",
+                evt->stripped ? "\x1fstripped" : "");
         if (lenp)
                 *lenp = strlen(k);
         return k;

@@ -57,6 +57,12 @@ struct eb_event {
          * (eb_deadletter_event()). */
         char *deadletter;
         char *position; /* where it was: "page 3, events[7]" (may be NULL) */
+        /* Added: Close withheld data and previous_data (a non-admin key
+         * reading an event older than an hour). Such a version never
+         * shadows the full one: its dedupe identity differs (a full
+         * version published later still goes out), and the pipeline
+         * drops it when the full version was already published. */
+        int stripped;
 };
 
 /** @returns new zeroed event. */
@@ -74,7 +80,8 @@ char *eb_event_type(const struct eb_event *evt);
 char *eb_event_key(const struct eb_event *evt);
 
 /**
- * @returns new dedupe identity "<source name>\x1f<id>\x1f<version or "">",
+ * @returns new dedupe identity "<source name>\x1f<id>\x1f<version or "">"
+ * (a stripped Close version: with "\x1fstripped" appended),
  * the bytes that eb_dedupe fingerprints.
  */
 char *eb_event_dedupe_key(const struct eb_event *evt, size_t *lenp);

@@ -174,6 +174,16 @@ void eb_metrics_collect_sources(struct eb_prom *w, void *opaque)
                 eb_prom_sample(w, NULL, lbl, (double)s.rows[i].pst.duplicates);
         }
 
+        eb_prom_family(w, "evbridge_source_stripped_total", "counter",
+                       "Close events published without data and "
+                       "previous_data (non-admin API key, events older "
+                       "than an hour).");
+        for (i = 0; i < s.cnt; i++) {
+                const char *lbl[] = {"source", s.rows[i].name, "provider",
+                                     s.rows[i].provider, NULL};
+                eb_prom_sample(w, NULL, lbl, (double)s.rows[i].pst.stripped);
+        }
+
         eb_prom_family(w, "evbridge_source_deadletter_total", "counter",
                        "Poison events of the source (could not be "
                        "normalized or rendered) written raw to the "

@@ -20,7 +20,8 @@ struct srcstat {
         struct srcstat *next;
         char *name;
         struct eb_pipeline_stats st;
-        int64_t cp_committed_ms; /* when its checkpoint last committed */
+        int64_t cp_committed_ms;    /* when its checkpoint last committed */
+        int64_t stripped_logged_ms; /* monotonic: last stripped warning */
 };
 
 /*
@@ -835,6 +836,22 @@ static int dedupe_hit(eb_pipeline_t *pl, struct batch *b, struct srcstat *ss,
 
         eb_fp_compute(dkey, klen, fp);
         free(dkey);
+        if (evt->stripped) {
+                /* The full version of this event is already out: the
+                 * empty one adds nothing and must not follow it. */
+                struct eb_fp full;
+                char *fkey =
+                        eb_xasprintf("%s\x1f%s\x1f%s",
+                                     evt->source_name ? evt->source_name : "",
+                                     evt->id ? evt->id : "",
+                                     evt->version ? evt->version : "");
+                eb_fp_compute(fkey, strlen(fkey), &full);
+                free(fkey);
+                if (eb_dedupe_contains(pl->dedupe, &full)) {
+                        ss->st.duplicates++;
+                        return 1;
+                }
+        }
         if (!eb_dedupe_contains(pl->dedupe, fp))
                 return 0;
         ss->st.duplicates++;
@@ -897,6 +914,25 @@ static int render_deadletter(eb_pipeline_t *pl, struct batch *b,
         return 0;
 }
 
+/* A Close version without data/previous_data is published (marked
+ * data_stripped), counted, and said in the log at most once a minute per
+ * source: a backfill of old events would otherwise log every one. */
+static void note_stripped(struct batch *b, struct srcstat *ss)
+{
+        int64_t now = eb_mono_ms();
+
+        ss->st.stripped++;
+        if (ss->stripped_logged_ms && now - ss->stripped_logged_ms < 60000)
+                return;
+        ss->stripped_logged_ms = now;
+        eb_warn("pipeline",
+                "source=%s Close sent events without data and previous_data "
+                "(%llu so far): its API key is not an admin's and the events "
+                "are older than an hour. They are published with "
+                "data_stripped: true; use an admin key for a complete feed",
+                b->source, (unsigned long long)ss->st.stripped);
+}
+
 /*
  * Render @p evt as the configured envelope. A poison event (the adapter
  * could not normalize it), or one that cannot be rendered, goes raw to
@@ -914,8 +950,11 @@ static int render(eb_pipeline_t *pl, struct batch *b, struct srcstat *ss,
         if (eb_envelope_render(evt, cfg->topic_template, cfg->topic_prefix,
                                cfg->envelope_binary ? EB_ENVELOPE_BINARY
                                                     : EB_ENVELOPE_STRUCTURED,
-                               env) == 0)
+                               env) == 0) {
+                if (evt->stripped)
+                        note_stripped(b, ss);
                 return 0;
+        }
         ss->st.invalid++;
         return render_deadletter(pl, b, ss, evt,
                                  "cannot be rendered as a CloudEvent (a "

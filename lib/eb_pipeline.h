@@ -52,6 +52,8 @@ struct eb_pipeline_stats {
         int64_t newest_event_ms; /* newest event time acknowledged */
         uint64_t deadlettered;   /* poison events sent to the dead-letter
                                   * topic (counted when handed to Kafka) */
+        uint64_t stripped;       /* Close versions published without data
+                                  * and previous_data (non-admin key) */
 };
 
 /**

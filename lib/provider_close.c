@@ -329,6 +329,15 @@ static struct eb_event *close_normalize(const struct eb_source_cfg *src,
         for (i = 0; close_fields[i]; i++)
                 eb_json_copy_field(evt->fields, ev, close_fields[i]);
         evt->native = json_incref(ev);
+        /* Close gives a non-admin key data and previous_data only for an
+         * hour after the event; later both come back null. A deleted
+         * object has null data but still its previous_data. */
+        if (json_is_null(json_object_get(ev, "data")) &&
+            json_is_null(json_object_get(ev, "previous_data")) &&
+            strcmp(action, "deleted")) {
+                evt->stripped = 1;
+                json_object_set_new(evt->fields, "data_stripped", json_true());
+        }
         return evt;
 }
 
