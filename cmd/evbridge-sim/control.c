@@ -156,6 +156,19 @@ json_t *sim_info_json(struct sim *sim)
                                             json_integer(a->kommo_account_id));
                         json_object_set_new(o, "subdomain",
                                             json_string(a->name));
+                        {
+                                char id[128], sec[128], red[160];
+                                sim_oauth_client(a, id, sizeof(id), sec,
+                                                 sizeof(sec), red, sizeof(red));
+                                json_object_set_new(
+                                        o, "oauth",
+                                        json_pack("{s:s,s:s,s:s,s:s}",
+                                                  "client_id", id,
+                                                  "client_secret", sec,
+                                                  "redirect_uri", red,
+                                                  "refresh_token",
+                                                  sim_oauth_refresh_token(a)));
+                        }
                         break;
                 case SIM_CLOSE:
                         json_object_set_new(
@@ -260,9 +273,15 @@ static json_t *account_stats(struct sim_account *a)
                 (json_int_t)st->wh_failed, "retries",
                 (json_int_t)st->wh_retries, "duplicates",
                 (json_int_t)st->wh_dups, "pending", (json_int_t)st->wh_pending);
-        if (o)
+        if (o) {
                 json_object_set_new(o, "stripped",
                                     json_integer((json_int_t)a->stripped));
+                json_object_set_new(o, "oauth",
+                                    json_pack("{s:I,s:I}", "refreshes",
+                                              (json_int_t)a->refreshes,
+                                              "refused",
+                                              (json_int_t)a->refresh_refused));
+        }
         return o;
 }
 

@@ -588,6 +588,9 @@ static int auth_ok(struct sim_req *sr)
         }
         if (strncasecmp(h, "Bearer ", 7))
                 return 0;
+        if (a->prov == SIM_KOMMO &&
+            sim_oauth_access_ok(a, h + 7, strlen(h + 7), eb_now_ms()))
+                return 1;
         return eb_ct_equal(h + 7, strlen(h + 7), cred, clen);
 }
 
@@ -822,6 +825,18 @@ static void api_request(struct sim *sim, struct sim_account *a,
 {
         struct sim_req *sr = req_new(sim, a, req);
 
+        if (a->prov == SIM_KOMMO && !strcmp(rest, "/oauth2/access_token")) {
+                /* token renewal: its own authentication (client secret and
+                 * refresh token in the body) */
+                if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+                        sim_req_problem(sr, 405, "Method not allowed.", NULL);
+                        sim_req_header(sr, "Allow", "POST");
+                } else {
+                        sim_oauth_handle(sr, eb_now_ms());
+                }
+                finish(sr);
+                return;
+        }
         if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
                 if (a->prov == SIM_CLOSE)
                         sim_req_close_error(sr, 405, "Method not allowed.");

@@ -119,6 +119,12 @@ static const struct sim_key keys[] = {
         {"close_strip_after", KT_DUR, OFF(close_strip_ms), 1, 86400e3 * 30, 0,
          "DUR",
          "Close: age after which a non-admin key sees no data (default 1h)"},
+        {"kommo_token_ttl", KT_DUR, OFF(kommo_token_ttl_ms), 1, 86400e3 * 30, 0,
+         "DUR",
+         "Kommo: lifetime of the OAuth access tokens that POST "
+         "/oauth2/access_token issues (default 1d, as Kommo's expires_in); "
+         "each refresh also replaces the refresh token, and the old one is "
+         "refused"},
         {"close_limit", KT_INT, OFF(close_limit), 1, 1000000, 0, "N",
          "Close: requests per window per API key (default 20)"},
         {"close_window", KT_DUR, OFF(close_window_ms), 1, 3600e3, 0, "DUR",
@@ -223,6 +229,7 @@ void sim_settings_default(struct sim_settings *s, int prov)
         s->kommo_retry_after = 0;
         s->kommo_max_limit = 250;
         s->close_strip_ms = 3600 * 1000;
+        s->kommo_token_ttl_ms = 86400LL * 1000;
         s->close_limit = 20;
         s->close_window_ms = 1000;
         s->kota_rps = 10;

@@ -147,6 +147,7 @@ struct sim_settings {
         int64_t close_cursor_ttl_ms; /* 0: cursors never expire */
         int close_admin;             /* 0: strip data after close_strip */
         int64_t close_strip_ms;
+        int64_t kommo_token_ttl_ms; /* OAuth access token lifetime */
         int close_limit;
         int64_t close_window_ms;
         int kota_rps;
@@ -338,7 +339,17 @@ struct sim_account {
         size_t ban_cap, ban_head, ban_cnt;
         int64_t banned_until;
         uint64_t tie_draws; /* Kommo: per-request tie order stream */
-        uint64_t stripped;  /* Close: events served without data */
+        /* Kommo OAuth 2.0: the one refresh token that works (each refresh
+         * replaces it), and the access tokens issued, with their expiry
+         * (wall ms); the newest SIM_OAUTH_KEEP are kept. */
+        char *refresh_token;
+        uint64_t oauth_gen;
+        struct sim_access {
+                char *token;
+                int64_t expires_ms;
+        } access[4];
+        uint64_t refreshes, refresh_refused;
+        uint64_t stripped; /* Close: events served without data */
         int64_t cw_start;
         int cw_count;
 
@@ -505,6 +516,22 @@ int sim_server_start(struct sim *sim, const char *listen, char *err,
                      size_t errsz);
 /** @brief Answer every held request now (shutdown). */
 void sim_server_flush_held(struct sim *sim);
+
+/* oauth.c: Kommo OAuth 2.0 (POST <base>/oauth2/access_token) */
+/** @brief Client id, secret and redirect URI of @p a (borrowed, static
+ * per account name). */
+void sim_oauth_client(const struct sim_account *a, char *id, size_t idsz,
+                      char *secret, size_t secretsz, char *redirect,
+                      size_t redirectsz);
+/** @returns the refresh token that works now (initial: set at start). */
+const char *sim_oauth_refresh_token(struct sim_account *a);
+/** @returns 1 when @p token is an unexpired access token of @p a. */
+int sim_oauth_access_ok(struct sim_account *a, const char *token, size_t len,
+                        int64_t now_ms);
+/** @brief Answer a token request (grant_type refresh_token). */
+void sim_oauth_handle(struct sim_req *sr, int64_t now_ms);
+/** @brief Free the OAuth state of @p a. */
+void sim_oauth_free(struct sim_account *a);
 
 /* control.c */
 /** @brief Handle a /_sim/ request (control, stats, truth, info). */

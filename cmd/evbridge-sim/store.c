@@ -103,6 +103,7 @@ void sim_account_free(struct sim_account *a)
 
         if (!a)
                 return;
+        sim_oauth_free(a);
         for (i = 0; i < a->nvers; i++) {
                 free(a->vers[i]->json);
                 free(a->vers[i]->alt);

@@ -2272,6 +2272,111 @@ static void test_strict_close(void)
         EB_CHECK(eb_sim_stop(&sim) == 0);
 }
 
+/* POST the token renewal of kommo-1 with @p refresh; @returns the status,
+ * and the new pair (owned) when it is 200. */
+static long oauth_refresh(const struct eb_sim *sim, const json_t *oauth,
+                          const char *refresh, char **access_out,
+                          char **refresh_out)
+{
+        struct eb_sim_resp r;
+        json_t *req, *body;
+        char url[512], *text;
+        long st;
+
+        eb_sim_url(sim, "kommo-1", "/oauth2/access_token", url, sizeof(url));
+        req = json_pack("{s:s,s:s,s:s,s:s,s:s}", "client_id",
+                        sget(oauth, "client_id"), "client_secret",
+                        sget(oauth, "client_secret"), "grant_type",
+                        "refresh_token", "refresh_token", refresh,
+                        "redirect_uri", sget(oauth, "redirect_uri"));
+        text = json_dumps(req, JSON_COMPACT);
+        json_decref(req);
+        eb_sim_request("POST", url, NULL, text, tmo(), &r);
+        free(text);
+        st = r.status;
+        if (st == 200 && access_out && refresh_out) {
+                body = json_loadb(r.body, r.len, 0, NULL);
+                EB_CHECK_STR(sget(body, "token_type"), "Bearer");
+                EB_CHECK_INT((long)json_integer_value(
+                                     json_object_get(body, "expires_in")),
+                             1);
+                EB_CHECK(json_integer_value(
+                                 json_object_get(body, "server_time")) > 0);
+                *access_out = strdup(nz(sget(body, "access_token")));
+                *refresh_out = strdup(nz(sget(body, "refresh_token")));
+                json_decref(body);
+        }
+        eb_sim_resp_free(&r);
+        return st;
+}
+
+static long kommo_get_with(const struct eb_sim *sim, const char *token)
+{
+        struct eb_sim_resp r;
+        char url[512], auth[512];
+        long st;
+
+        eb_sim_url(sim, "kommo-1", "/api/v4/events", url, sizeof(url));
+        snprintf(auth, sizeof(auth), "Bearer %s", token);
+        eb_sim_get(url, auth, tmo(), &r);
+        st = r.status;
+        eb_sim_resp_free(&r);
+        return st;
+}
+
+/* Kommo OAuth: access tokens expire, refresh tokens rotate (the old one is
+ * refused once used). */
+static void test_strict_kommo_oauth(void)
+{
+        const char *args[] = {"--accounts",
+                              "kommo=1,close=0,kota=0",
+                              "--rate",
+                              "0",
+                              "--limits",
+                              "off",
+                              "--kommo-token-ttl",
+                              "1s",
+                              NULL};
+        struct eb_sim sim;
+        const json_t *oauth;
+        char *a1 = NULL, *r1 = NULL, *a2 = NULL, *r2 = NULL;
+        char *first;
+        json_t *stt;
+
+        EB_REQUIRE(eb_sim_start(args, &sim) == 0);
+        oauth = json_object_get(eb_sim_account(&sim, "kommo-1"), "oauth");
+        EB_REQUIRE(json_is_object(oauth));
+        first = strdup(nz(sget(oauth, "refresh_token")));
+        EB_CHECK_INT(oauth_refresh(&sim, oauth, first, &a1, &r1), 200);
+        EB_REQUIRE(a1 && r1);
+        EB_CHECK(strcmp(r1, first) != 0);
+        EB_CHECK_INT(kommo_get_with(&sim, a1), 204); /* works: no events */
+        /* the spent refresh token is refused; the new one works once */
+        EB_CHECK_INT(oauth_refresh(&sim, oauth, first, NULL, NULL), 400);
+        EB_CHECK_INT(oauth_refresh(&sim, oauth, r1, &a2, &r2), 200);
+        EB_CHECK_INT(oauth_refresh(&sim, oauth, r1, NULL, NULL), 400);
+        EB_CHECK(a2 && strcmp(a2, a1) != 0);
+        /* access tokens expire; the long-lived token keeps working */
+        usleep(1200 * 1000);
+        EB_CHECK_INT(kommo_get_with(&sim, a1), 401);
+        EB_CHECK_INT(kommo_get_with(&sim, a2), 401);
+        EB_CHECK_INT(kommo_get_with(&sim, "kommo-token-kommo-1"), 204);
+        stt = account_stats(&sim, "kommo-1");
+        EB_CHECK_INT((long)json_integer_value(json_object_get(
+                             json_object_get(stt, "oauth"), "refreshes")),
+                     2);
+        EB_CHECK_INT((long)json_integer_value(json_object_get(
+                             json_object_get(stt, "oauth"), "refused")),
+                     2);
+        json_decref(stt);
+        free(first);
+        free(a1);
+        free(r1);
+        free(a2);
+        free(r2);
+        EB_CHECK(eb_sim_stop(&sim) == 0);
+}
+
 int main(void)
 {
         EB_RUN(test_startup_line);
@@ -2293,5 +2398,6 @@ int main(void)
         EB_RUN(test_strict_kommo);
         EB_RUN(test_strict_late);
         EB_RUN(test_strict_close);
+        EB_RUN(test_strict_kommo_oauth);
         return eb_test_summary();
 }
