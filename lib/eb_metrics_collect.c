@@ -71,7 +71,8 @@ static const struct {
          "HTTP 429 responses from the source (rate limited).",
          offsetof(struct eb_source_stats, rate_limited)},
         {"evbridge_source_slowdowns_total",
-         "Proactive pauses because the upstream rate-limit budget ran low.",
+         "Proactive pauses because the upstream rate-limit budget ran low, "
+         "or another source on the same host got a 429.",
          offsetof(struct eb_source_stats, slowdowns)},
 };
 

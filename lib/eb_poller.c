@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "eb_log.h"
 #include "eb_time.h"
@@ -615,6 +616,47 @@ static void on_published(void *arg, int err)
         s->walk_had_full_page = 0;
 }
 
+/* The host part of a source's base URL ("acme.kommo.com", "127.0.0.1:80"),
+ * as a pointer into it and a length; 0 when there is none. */
+static size_t url_host(const struct src *s, const char **host)
+{
+        const char *u =
+                s->cfg->base_url ? s->cfg->base_url : s->prov->default_base_url;
+        const char *p = u ? strstr(u, "://") : NULL;
+
+        if (!p)
+                return 0;
+        *host = p + 3;
+        return strcspn(*host, "/");
+}
+
+/*
+ * A 429 is about the host as much as the source: Kommo bans the client's
+ * address after repeated 429s, whichever account they came from. Every
+ * other source of the same provider on the same host holds its next
+ * request as long as the limited one does (counted as a slowdown).
+ */
+static void host_slowdown(struct src *s, int64_t until_ms)
+{
+        const char *h, *th;
+        size_t n = url_host(s, &h), tn;
+        struct src *t;
+
+        if (!n)
+                return;
+        for (t = s->p->srcs; t; t = t->next) {
+                if (t == s || t->removed || t->prov != s->prov)
+                        continue;
+                tn = url_host(t, &th);
+                if (tn != n || strncasecmp(th, h, n))
+                        continue;
+                if (t->not_before_ms < until_ms) {
+                        t->not_before_ms = until_ms;
+                        t->st.slowdowns++;
+                }
+        }
+}
+
 static void on_response(const struct eb_http_result *res, void *opaque)
 {
         struct src *s = opaque;
@@ -716,6 +758,7 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                         "source=%s rate limited (429): waiting %lldms (%s)",
                         s->cfg->name, (long long)wait, page.detail);
                 s->not_before_ms = eb_mono_ms() + wait;
+                host_slowdown(s, s->not_before_ms);
                 set_state(s, EB_SRC_WAITING);
                 src_schedule(s, wait);
                 break;

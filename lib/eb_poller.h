@@ -89,7 +89,9 @@ struct eb_source_stats {
         uint64_t errors_client;     /* other 4xx */
         uint64_t errors_publish;    /* sink failures */
         uint64_t rate_limited;      /* 429s */
-        uint64_t slowdowns;         /* proactive waits on RateLimit remaining */
+        uint64_t slowdowns;         /* proactive waits: RateLimit remaining,
+                                     * or a 429 of another source on the
+                                     * same host */
         int banned;                 /* gauge: 1 after a Kommo 403 */
         int refused;                /* gauge: 1 after a 4xx the upstream
                                      * says not to retry (Kota) */

@@ -461,6 +461,48 @@ static void test_kota_failed_webhook_polled(void)
         evhttp_free(http);
 }
 
+/* After a 429 every source on that host slows down: kommo-1 is pushed
+ * into 429s (a simulator limit of 1 request/s, a long retry_after);
+ * kommo-2, another account on the same host, holds its requests too. */
+static void test_kommo_429_slows_the_host(void)
+{
+        const char *args[] = {"--accounts",
+                              "kommo=2",
+                              "--rate",
+                              "0",
+                              "--kommo-rps",
+                              "kommo-1=1",
+                              "--kommo-retry-after",
+                              "3",
+                              "--kommo-ban-after",
+                              "0",
+                              NULL};
+        struct rig r;
+        const struct eb_source_stats *s1, *s2;
+
+        EB_REQUIRE(
+                rig_start(&r, args,
+                          "{\"sources\":[{\"name\":\"kommo-1\",\"provider\":"
+                          "\"kommo\",\"base_url\":\"%s/kommo/kommo-1\","
+                          "\"credentials\":{\"token\":\"kommo-token-kommo-1\"}"
+                          ",\"poll\":{\"interval\":\"100ms\",\"start\":\"1h\"}"
+                          ",\"rate_limit\":{\"rps\":5,\"burst\":5,"
+                          "\"above_documented\":true}},{\"name\":\"kommo-2\","
+                          "\"provider\":\"kommo\",\"base_url\":"
+                          "\"%s/kommo/kommo-2\",\"credentials\":{\"token\":"
+                          "\"kommo-token-kommo-2\"},\"poll\":{\"interval\":"
+                          "\"100ms\",\"start\":\"1h\"}}]}") == 0);
+        run_for(2500);
+        s1 = eb_poller_stats(r.p, "kommo-1");
+        s2 = eb_poller_stats(r.p, "kommo-2");
+        EB_REQUIRE(s1 && s2);
+        EB_CHECK(s1->rate_limited >= 1);
+        /* kommo-2 never got a 429 of its own, yet it waited */
+        EB_CHECK_INT((long)s2->rate_limited, 0);
+        EB_CHECK(s2->slowdowns >= 1);
+        rig_stop(&r);
+}
+
 int main(void)
 {
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -472,6 +514,7 @@ int main(void)
         EB_RUN(test_close_expired_cursors);
         EB_RUN(test_late_events_caught);
         EB_RUN(test_kota_failed_webhook_polled);
+        EB_RUN(test_kommo_429_slows_the_host);
         event_base_free(base);
         curl_global_cleanup();
         return eb_test_summary();
