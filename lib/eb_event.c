@@ -66,9 +66,8 @@ char *eb_event_key(const struct eb_event *evt)
 char *eb_event_dedupe_key(const struct eb_event *evt, size_t *lenp)
 {
         char *k = eb_xasprintf(
-                "%s\x1f%s\x1f%s%s", evt->source_name ? evt->source_name : "",
-                evt->id ? evt->id : "", evt->version ? evt->version : "",
-                evt->stripped ? "\x1fstripped" : "");
+                "%s\x1f%s\x1f%s", evt->source_name ? evt->source_name : "",
+                evt->id ? evt->id : "", evt->version ? evt->version : "");
         if (lenp)
                 *lenp = strlen(k);
         return k;

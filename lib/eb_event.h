@@ -59,9 +59,9 @@ struct eb_event {
         char *position; /* where it was: "page 3, events[7]" (may be NULL) */
         /* Added: Close withheld data and previous_data (a non-admin key
          * reading an event older than an hour). Such a version never
-         * shadows the full one: its dedupe identity differs (a full
-         * version published later still goes out), and the pipeline
-         * drops it when the full version was already published. */
+         * shadows the full one: the pipeline remembers it under its own
+         * fingerprint (a full version published later still goes out),
+         * and drops it when the full version was already published. */
         int stripped;
 };
 
@@ -80,8 +80,7 @@ char *eb_event_type(const struct eb_event *evt);
 char *eb_event_key(const struct eb_event *evt);
 
 /**
- * @returns new dedupe identity "<source name>\x1f<id>\x1f<version or "">"
- * (a stripped Close version: with "\x1fstripped" appended),
+ * @returns new dedupe identity "<source name>\x1f<id>\x1f<version or "">",
  * the bytes that eb_dedupe fingerprints.
  */
 char *eb_event_dedupe_key(const struct eb_event *evt, size_t *lenp);

@@ -835,23 +835,23 @@ static int dedupe_hit(eb_pipeline_t *pl, struct batch *b, struct srcstat *ss,
         char *dkey = eb_event_dedupe_key(evt, &klen);
 
         eb_fp_compute(dkey, klen, fp);
-        free(dkey);
         if (evt->stripped) {
-                /* The full version of this event is already out: the
-                 * empty one adds nothing and must not follow it. */
-                struct eb_fp full;
-                char *fkey =
-                        eb_xasprintf("%s\x1f%s\x1f%s",
-                                     evt->source_name ? evt->source_name : "",
-                                     evt->id ? evt->id : "",
-                                     evt->version ? evt->version : "");
-                eb_fp_compute(fkey, strlen(fkey), &full);
-                free(fkey);
-                if (eb_dedupe_contains(pl->dedupe, &full)) {
+                /* A Close version without its data: if the full version
+                 * is already out, this one adds nothing and must not
+                 * follow it; else it is remembered under a fingerprint of
+                 * its own, so the full version still goes out later. */
+                char *skey;
+
+                if (eb_dedupe_contains(pl->dedupe, fp)) {
+                        free(dkey);
                         ss->st.duplicates++;
                         return 1;
                 }
+                skey = eb_xasprintf("%s\x1fstripped", dkey);
+                eb_fp_compute(skey, strlen(skey), fp);
+                free(skey);
         }
+        free(dkey);
         if (!eb_dedupe_contains(pl->dedupe, fp))
                 return 0;
         ss->st.duplicates++;
