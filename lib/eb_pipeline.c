@@ -866,6 +866,11 @@ static int dedupe_hit(eb_pipeline_t *pl, struct batch *b, struct srcstat *ss,
         return 1;
 }
 
+/* A dead-letter record larger than this (Kafka's default message size is
+ * 1 MB) carries an excerpt of the raw event instead of the whole. */
+#define EB_PIPELINE_DEADLETTER_MAX     (512 * 1024)
+#define EB_PIPELINE_DEADLETTER_EXCERPT (64 * 1024)
+
 /*
  * A poison event as a dead-letter record: key = the source name, value =
  * {"source","provider","id","reason","position","event": <raw native>},
@@ -888,6 +893,26 @@ static int render_deadletter(eb_pipeline_t *pl, struct batch *b,
                         "reason", reason, "position", evt->position, "event",
                         evt->native ? evt->native : json_null());
         value = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+        if (value && strlen(value) > EB_PIPELINE_DEADLETTER_MAX) {
+                /* Larger than a Kafka message may be: keep the start of
+                 * the raw event, say how long it was. */
+                /* ASCII only, so the cut cannot split a character */
+                char *raw =
+                        json_dumps(evt->native, JSON_COMPACT | JSON_ENCODE_ANY |
+                                                        JSON_ENSURE_ASCII);
+                size_t n = raw ? strlen(raw) : 0;
+
+                if (raw && n > EB_PIPELINE_DEADLETTER_EXCERPT)
+                        raw[EB_PIPELINE_DEADLETTER_EXCERPT] = '\0';
+                free(value);
+                json_object_set_new(rec, "event", json_null());
+                json_object_set_new(rec, "event_excerpt",
+                                    json_string(raw ? raw : ""));
+                json_object_set_new(rec, "event_bytes",
+                                    json_integer((json_int_t)n));
+                free(raw);
+                value = json_dumps(rec, JSON_COMPACT);
+        }
         json_decref(rec);
         if (!value) {
                 ss->st.invalid++;

@@ -1,9 +1,14 @@
 /*
- * Close withholds data and previous_data from a non-admin key once an
- * event is an hour old (the strict simulator does the same). The adapter
- * marks such a version stripped; the pipeline never lets it shadow the
- * full one: an empty version after the full one is a duplicate, a full
- * version after an empty one is still published.
+ * The pipeline and what real upstreams send (issue 17), on the embedded
+ * cluster:
+ *
+ * - Close withholds data and previous_data from a non-admin key once an
+ *   event is an hour old (the strict simulator does the same). The
+ *   adapter marks such a version stripped; the pipeline never lets it
+ *   shadow the full one: an empty version after the full one is a
+ *   duplicate, a full version after an empty one is still published.
+ * - A poison event larger than a Kafka message may be still reaches the
+ *   dead-letter topic, as an excerpt, instead of failing its page forever.
  */
 #include "eb_config.h"
 #include "eb_kafka.h"
@@ -152,12 +157,51 @@ static void test_never_shadows(void)
         eb_config_free(cfg);
 }
 
+/* A 1.5 MB poison event: its dead-letter record carries an excerpt, so it
+ * fits in a Kafka message (1 MB by default) and the publish succeeds. */
+static void test_huge_poison_excerpt(void)
+{
+        struct eb_config *cfg = eb_config_new_default();
+        struct eb_source_cfg src = {0};
+        const struct eb_pipeline_stats *st;
+        eb_kafka_t *k;
+        eb_pipeline_t *pl;
+        char err[256], *big;
+        json_t *native;
+        size_t n = 1500 * 1024;
+
+        cfg->dedupe_capacity = 1000;
+        src.name = (char *)"acme-close";
+        k = eb_kafka_new(base, cfg, err, sizeof(err));
+        EB_REQUIRE(k != NULL);
+        pl = eb_pipeline_new(base, cfg, k, err, sizeof(err));
+        EB_REQUIRE(pl != NULL);
+        big = malloc(n + 1);
+        memset(big, 'x', n);
+        big[n] = '\0';
+        native = json_pack("{s:s}", "id", big);
+        free(big);
+        EB_CHECK_INT(publish(pl, &src,
+                             eb_deadletter_event(&src, "close", native,
+                                                 "event: invalid \"id\"",
+                                                 "page 1, data[0]")),
+                     0);
+        json_decref(native);
+        st = eb_pipeline_stats(pl, "acme-close");
+        EB_CHECK_INT(st->published, 1);
+        EB_CHECK_INT(st->deadlettered, 1);
+        eb_kafka_free(k);
+        eb_pipeline_free(pl);
+        eb_config_free(cfg);
+}
+
 int main(void)
 {
         eb_log_set_level(EB_LOG_ERROR);
         base = event_base_new();
         EB_RUN(test_detected);
         EB_RUN(test_never_shadows);
+        EB_RUN(test_huge_poison_excerpt);
         event_base_free(base);
         eb_log_shutdown();
         return eb_test_summary();
