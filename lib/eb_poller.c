@@ -373,12 +373,49 @@ static void reset_backoff(struct src *s)
         s->st.backoff_ms = 0;
 }
 
+/* "https://ACME.kommo.com/" and "https://acme.kommo.com": one account. */
+static int same_base(const struct src *a, const struct src *b)
+{
+        const char *x = a->cfg->base_url, *y = b->cfg->base_url;
+        size_t nx, ny;
+
+        if (!x || !y)
+                return !x && !y;
+        nx = strlen(x);
+        ny = strlen(y);
+        while (nx && x[nx - 1] == '/')
+                nx--;
+        while (ny && y[ny - 1] == '/')
+                ny--;
+        return nx == ny && !strncasecmp(x, y, nx);
+}
+
+/*
+ * The source whose token bucket paces @p s. A provider with a documented
+ * per-account limit (Kommo: 7 requests/s) counts every request to the
+ * account against it, so sources of one account (same base_url) share
+ * one bucket: the first such source in the list owns it. Otherwise each
+ * source has its own.
+ */
+static struct src *budget_of(struct src *s)
+{
+        struct src *t;
+
+        if (s->prov->max_per_second <= 0)
+                return s;
+        for (t = s->p->srcs; t; t = t->next)
+                if (!t->removed && t->prov == s->prov && same_base(t, s))
+                        return t;
+        return s;
+}
+
 /* @returns 0 if a token was taken, else the ms to wait for one. */
 static int64_t take_token(struct src *s)
 {
         int64_t now = eb_mono_us();
         double need;
 
+        s = budget_of(s);
         if (s->rps <= 0)
                 return 0;
         s->tokens += (double)(now - s->refill_us) / 1e6 * s->rps;

@@ -503,6 +503,47 @@ static void test_kommo_429_slows_the_host(void)
         rig_stop(&r);
 }
 
+/* Two sources on one Kommo account share its budget of 7 requests/s: each
+ * set to 6.9/s on its own, together they never get a 429. */
+static void test_kommo_account_shares_budget(void)
+{
+        const char *args[] = {"--accounts",
+                              "kommo=1",
+                              "--rate",
+                              "0",
+                              "--backlog",
+                              "60",
+                              "--backlog-span",
+                              "10m",
+                              "--kommo-ban-after",
+                              "0",
+                              NULL};
+        struct rig r;
+        const struct eb_source_stats *a, *b;
+
+        EB_REQUIRE(
+                rig_start(&r, args,
+                          "{\"sources\":[{\"name\":\"kommo-a\",\"provider\":"
+                          "\"kommo\",\"base_url\":\"%s/kommo/kommo-1\","
+                          "\"credentials\":{\"token\":\"kommo-token-kommo-1\"}"
+                          ",\"poll\":{\"interval\":\"100ms\",\"start\":\"1h\","
+                          "\"page_size\":1}},{\"name\":\"kommo-b\","
+                          "\"provider\":\"kommo\",\"base_url\":"
+                          "\"%s/kommo/kommo-1/\",\"credentials\":{\"token\":"
+                          "\"kommo-token-kommo-1\"},\"poll\":{\"interval\":"
+                          "\"100ms\",\"start\":\"1h\",\"page_size\":1}}]}") ==
+                0);
+        run_for(5000);
+        a = eb_poller_stats(r.p, "kommo-a");
+        b = eb_poller_stats(r.p, "kommo-b");
+        EB_REQUIRE(a && b);
+        /* both made progress, and about 7/s together */
+        EB_CHECK(a->requests >= 5 && b->requests >= 5);
+        EB_CHECK_INT((long)a->rate_limited, 0);
+        EB_CHECK_INT((long)b->rate_limited, 0);
+        rig_stop(&r);
+}
+
 int main(void)
 {
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -515,6 +556,7 @@ int main(void)
         EB_RUN(test_late_events_caught);
         EB_RUN(test_kota_failed_webhook_polled);
         EB_RUN(test_kommo_429_slows_the_host);
+        EB_RUN(test_kommo_account_shares_budget);
         event_base_free(base);
         curl_global_cleanup();
         return eb_test_summary();
