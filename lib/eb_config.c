@@ -1113,6 +1113,8 @@ static const struct cfg_key kafka_keys[] = {
               CFG_F_NONEMPTY, check_template),
         K_STR(struct eb_config, "state_prefix", state_prefix, 0,
               check_topic_part),
+        K_STR(struct eb_config, "deadletter_topic", deadletter_topic, 0,
+              check_topic_part),
         K_STR(struct eb_config, "transactional_id", transactional_id,
               CFG_F_NONEMPTY, NULL),
         K_FN(struct eb_config, "delivery", delivery, parse_delivery),
@@ -1415,6 +1417,7 @@ static const struct cfg_key poll_keys[] = {
 static const struct cfg_key rate_keys[] = {
         K_FN(struct eb_source_cfg, "rps", rate_rps, parse_rps),
         K_NUM(struct eb_source_cfg, CFG_INT, "burst", rate_burst, 1, 1000),
+        K_BOOL(struct eb_source_cfg, "above_documented", rate_above_documented),
         K_END,
 };
 
@@ -1768,6 +1771,7 @@ void eb_config_free(struct eb_config *cfg)
         free(cfg->topic_prefix);
         free(cfg->topic_template);
         free(cfg->state_prefix);
+        free(cfg->deadletter_topic);
         free(cfg->transactional_id);
         for (i = 0; i < cfg->properties_cnt; i++) {
                 free(cfg->properties[i].key);

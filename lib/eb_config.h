@@ -82,6 +82,10 @@ struct eb_source_cfg {
          * before they are published; walks are cut into time slices
          * that hold at most this many. */
         int max_buffered_events;
+        /* Added: "rate_limit.above_documented", default false: allow a
+         * rate above the provider's documented per-account limit (a
+         * simulator or a benchmark; never a real account). */
+        int rate_above_documented;
 };
 
 struct eb_config {
@@ -139,6 +143,10 @@ struct eb_config {
                                                default 10s */
         int64_t scale_session_timeout_ms;   /* "scale.session_timeout",
                                                default 10s */
+
+        /* Added: "kafka.deadletter_topic", NULL: "<topic_prefix>.deadletter".
+         * Poison events (cannot be normalized or rendered) go there raw. */
+        char *deadletter_topic;
 };
 
 /**

@@ -26,6 +26,8 @@ void eb_event_free(struct eb_event *evt)
         free(evt->version);
         json_decref(evt->fields);
         json_decref(evt->native);
+        free(evt->deadletter);
+        free(evt->position);
         free(evt);
 }
 

@@ -51,6 +51,18 @@ struct eb_event {
         int64_t time_ms;   /* upstream event time, ms since epoch */
         json_t *fields;    /* normalized fields, object (may be NULL) */
         json_t *native;    /* the untouched native event (required) */
+        /* Added: a poison event. Non-NULL: why the native event could not
+         * be normalized; the pipeline writes it raw, with this reason and
+         * position, to the dead-letter topic instead of rendering it
+         * (eb_deadletter_event()). */
+        char *deadletter;
+        char *position; /* where it was: "page 3, events[7]" (may be NULL) */
+        /* Added: Close withheld data and previous_data (a non-admin key
+         * reading an event older than an hour). Such a version never
+         * shadows the full one: the pipeline remembers it under its own
+         * fingerprint (a full version published later still goes out),
+         * and drops it when the full version was already published. */
+        int stripped;
 };
 
 /** @returns new zeroed event. */

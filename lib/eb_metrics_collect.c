@@ -71,7 +71,8 @@ static const struct {
          "HTTP 429 responses from the source (rate limited).",
          offsetof(struct eb_source_stats, rate_limited)},
         {"evbridge_source_slowdowns_total",
-         "Proactive pauses because the upstream rate-limit budget ran low.",
+         "Proactive pauses because the upstream rate-limit budget ran low, "
+         "or another source on the same host got a 429.",
          offsetof(struct eb_source_stats, slowdowns)},
         {"evbridge_source_checkpoints_committed_total",
          "Times the source's checkpoint moved, committed with its events "
@@ -183,6 +184,27 @@ void eb_metrics_collect_sources(struct eb_prom *w, void *opaque)
                 eb_prom_sample(w, NULL, lbl, (double)s.rows[i].pst.duplicates);
         }
 
+        eb_prom_family(w, "evbridge_source_stripped_total", "counter",
+                       "Close events published without data and "
+                       "previous_data (non-admin API key, events older "
+                       "than an hour).");
+        for (i = 0; i < s.cnt; i++) {
+                const char *lbl[] = {"source", s.rows[i].name, "provider",
+                                     s.rows[i].provider, NULL};
+                eb_prom_sample(w, NULL, lbl, (double)s.rows[i].pst.stripped);
+        }
+
+        eb_prom_family(w, "evbridge_source_deadletter_total", "counter",
+                       "Poison events of the source (could not be "
+                       "normalized or rendered) written raw to the "
+                       "dead-letter topic.");
+        for (i = 0; i < s.cnt; i++) {
+                const char *lbl[] = {"source", s.rows[i].name, "provider",
+                                     s.rows[i].provider, NULL};
+                eb_prom_sample(w, NULL, lbl,
+                               (double)s.rows[i].pst.deadlettered);
+        }
+
         eb_prom_family(w, "evbridge_source_backoff_seconds", "gauge",
                        "Current retry backoff after an error; 0 when none.");
         for (i = 0; i < s.cnt; i++) {
@@ -199,6 +221,29 @@ void eb_metrics_collect_sources(struct eb_prom *w, void *opaque)
                 const char *lbl[] = {"source", s.rows[i].name, "provider",
                                      s.rows[i].provider, NULL};
                 eb_prom_sample(w, NULL, lbl, s.rows[i].st.banned ? 1 : 0);
+        }
+
+        eb_prom_family(w, "evbridge_source_stuck_seconds", "gauge",
+                       "How long the source's requests have been failing "
+                       "(5xx, transport errors, bodies that do not parse); "
+                       "0 once one succeeds.");
+        for (i = 0; i < s.cnt; i++) {
+                const char *lbl[] = {"source", s.rows[i].name, "provider",
+                                     s.rows[i].provider, NULL};
+                int64_t since = s.rows[i].st.stuck_since_ms;
+                eb_prom_sample(w, NULL, lbl,
+                               since ? (double)(eb_mono_ms() - since) / 1000.0
+                                     : 0.0);
+        }
+
+        eb_prom_family(w, "evbridge_source_refused", "gauge",
+                       "1 after the upstream refused a request for good "
+                       "(Kota 400/404/422: do not retry): the source is "
+                       "stopped until restart or reload.");
+        for (i = 0; i < s.cnt; i++) {
+                const char *lbl[] = {"source", s.rows[i].name, "provider",
+                                     s.rows[i].provider, NULL};
+                eb_prom_sample(w, NULL, lbl, s.rows[i].st.refused ? 1 : 0);
         }
 
         eb_prom_family(w, "evbridge_source_state", "gauge",

@@ -20,7 +20,8 @@ struct srcstat {
         struct srcstat *next;
         char *name;
         struct eb_pipeline_stats st;
-        int64_t cp_committed_ms; /* when its checkpoint last committed */
+        int64_t cp_committed_ms;    /* when its checkpoint last committed */
+        int64_t stripped_logged_ms; /* monotonic: last stripped warning */
 };
 
 /*
@@ -836,6 +837,22 @@ static int dedupe_hit(eb_pipeline_t *pl, struct batch *b, struct srcstat *ss,
         char *dkey = eb_event_dedupe_key(evt, &klen);
 
         eb_fp_compute(dkey, klen, fp);
+        if (evt->stripped) {
+                /* A Close version without its data: if the full version
+                 * is already out, this one adds nothing and must not
+                 * follow it; else it is remembered under a fingerprint of
+                 * its own, so the full version still goes out later. */
+                char *skey;
+
+                if (eb_dedupe_contains(pl->dedupe, fp)) {
+                        free(dkey);
+                        ss->st.duplicates++;
+                        return 1;
+                }
+                skey = eb_xasprintf("%s\x1fstripped", dkey);
+                eb_fp_compute(skey, strlen(skey), fp);
+                free(skey);
+        }
         free(dkey);
         if (!eb_dedupe_contains(pl->dedupe, fp))
                 return 0;
@@ -851,10 +868,103 @@ static int dedupe_hit(eb_pipeline_t *pl, struct batch *b, struct srcstat *ss,
         return 1;
 }
 
+/* A dead-letter record larger than this (Kafka's default message size is
+ * 1 MB) carries an excerpt of the raw event instead of the whole. */
+#define EB_PIPELINE_DEADLETTER_MAX     (512 * 1024)
+#define EB_PIPELINE_DEADLETTER_EXCERPT (64 * 1024)
+
 /*
- * Render @p evt as the configured envelope. A normalized event missing a
- * required field is a bug in an adapter: it is counted, logged and fails
- * @p b (-EINVAL) so the page is retried and visible, never skipped.
+ * A poison event as a dead-letter record: key = the source name, value =
+ * {"source","provider","id","reason","position","event": <raw native>},
+ * header evbridge-deadletter-reason. It travels in the same publish (and,
+ * exactly-once, the same transaction) as the checkpoint that moves past
+ * it. The raw event is never logged: it may hold personal data.
+ * @returns 0 or -1 (b->err set).
+ */
+static int render_deadletter(eb_pipeline_t *pl, struct batch *b,
+                             struct srcstat *ss, const struct eb_event *evt,
+                             const char *reason, struct eb_envelope *env)
+{
+        const struct eb_config *cfg = pl->cfg;
+        json_t *rec;
+        char *value;
+
+        memset(env, 0, sizeof(*env));
+        rec = json_pack("{s:s, s:s?, s:s?, s:s, s:s?, s:O}", "source",
+                        b->source, "provider", evt->provider, "id", evt->id,
+                        "reason", reason, "position", evt->position, "event",
+                        evt->native ? evt->native : json_null());
+        value = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+        if (value && strlen(value) > EB_PIPELINE_DEADLETTER_MAX) {
+                /* Larger than a Kafka message may be: keep the start of
+                 * the raw event, say how long it was. */
+                /* ASCII only, so the cut cannot split a character */
+                char *raw =
+                        json_dumps(evt->native, JSON_COMPACT | JSON_ENCODE_ANY |
+                                                        JSON_ENSURE_ASCII);
+                size_t n = raw ? strlen(raw) : 0;
+
+                if (raw && n > EB_PIPELINE_DEADLETTER_EXCERPT)
+                        raw[EB_PIPELINE_DEADLETTER_EXCERPT] = '\0';
+                free(value);
+                json_object_set_new(rec, "event", json_null());
+                json_object_set_new(rec, "event_excerpt",
+                                    json_string(raw ? raw : ""));
+                json_object_set_new(rec, "event_bytes",
+                                    json_integer((json_int_t)n));
+                free(raw);
+                value = json_dumps(rec, JSON_COMPACT);
+        }
+        json_decref(rec);
+        if (!value) {
+                ss->st.invalid++;
+                b->err = -EINVAL;
+                return -1;
+        }
+        env->topic = cfg->deadletter_topic
+                             ? eb_xstrdup(cfg->deadletter_topic)
+                             : eb_xasprintf("%s.deadletter", cfg->topic_prefix);
+        env->key = eb_xstrdup(b->source);
+        env->key_len = strlen(env->key);
+        env->value = value;
+        env->value_len = strlen(value);
+        env->headers[0].name = "evbridge-deadletter-reason";
+        env->headers[0].value = eb_xstrdup(reason);
+        env->header_cnt = 1;
+        ss->st.deadlettered++;
+        eb_warn("pipeline",
+                "source=%s poison event %s at %s goes to the dead-letter "
+                "topic %s: %s",
+                b->source, evt->id ? evt->id : "(no id)",
+                evt->position ? evt->position : "(unknown position)",
+                env->topic, reason);
+        return 0;
+}
+
+/* A Close version without data/previous_data is published (marked
+ * data_stripped), counted, and said in the log at most once a minute per
+ * source: a backfill of old events would otherwise log every one. */
+static void note_stripped(struct batch *b, struct srcstat *ss)
+{
+        int64_t now = eb_mono_ms();
+
+        ss->st.stripped++;
+        if (ss->stripped_logged_ms && now - ss->stripped_logged_ms < 60000)
+                return;
+        ss->stripped_logged_ms = now;
+        eb_warn("pipeline",
+                "source=%s Close sent events without data and previous_data "
+                "(%llu so far): its API key is not an admin's and the events "
+                "are older than an hour. They are published with "
+                "data_stripped: true; use an admin key for a complete feed",
+                b->source, (unsigned long long)ss->st.stripped);
+}
+
+/*
+ * Render @p evt as the configured envelope. A poison event (the adapter
+ * could not normalize it), or one that cannot be rendered, goes raw to
+ * the dead-letter topic instead, counted and logged: one bad event never
+ * stops its source and is never dropped silently.
  * @returns 0 or -1.
  */
 static int render(eb_pipeline_t *pl, struct batch *b, struct srcstat *ss,
@@ -862,16 +972,22 @@ static int render(eb_pipeline_t *pl, struct batch *b, struct srcstat *ss,
 {
         const struct eb_config *cfg = pl->cfg;
 
+        if (evt->deadletter)
+                return render_deadletter(pl, b, ss, evt, evt->deadletter, env);
         if (eb_envelope_render(evt, cfg->topic_template, cfg->topic_prefix,
                                cfg->envelope_binary ? EB_ENVELOPE_BINARY
                                                     : EB_ENVELOPE_STRUCTURED,
-                               env) == 0)
+                               env) == 0) {
+                if (evt->stripped)
+                        note_stripped(b, ss);
                 return 0;
+        }
         ss->st.invalid++;
-        eb_error("pipeline", "source=%s event %s cannot be rendered", b->source,
-                 evt->id ? evt->id : "(no id)");
-        b->err = -EINVAL;
-        return -1;
+        return render_deadletter(pl, b, ss, evt,
+                                 "cannot be rendered as a CloudEvent (a "
+                                 "required attribute is missing or not "
+                                 "UTF-8)",
+                                 env);
 }
 
 static void on_linger(evutil_socket_t fd, short what, void *arg)

@@ -52,6 +52,10 @@ struct eb_pipeline_stats {
         uint64_t invalid;        /* events that could not be rendered */
         uint64_t queue_full;     /* publishes refused: Kafka queue full */
         int64_t newest_event_ms; /* newest event time acknowledged */
+        uint64_t deadlettered;   /* poison events sent to the dead-letter
+                                  * topic (counted when handed to Kafka) */
+        uint64_t stripped;       /* Close versions published without data
+                                  * and previous_data (non-admin key) */
 };
 
 /**

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "eb_log.h"
 #include "eb_time.h"
@@ -438,12 +439,49 @@ static void reset_backoff(struct src *s)
         s->st.backoff_ms = 0;
 }
 
+/* "https://ACME.kommo.com/" and "https://acme.kommo.com": one account. */
+static int same_base(const struct src *a, const struct src *b)
+{
+        const char *x = a->cfg->base_url, *y = b->cfg->base_url;
+        size_t nx, ny;
+
+        if (!x || !y)
+                return !x && !y;
+        nx = strlen(x);
+        ny = strlen(y);
+        while (nx && x[nx - 1] == '/')
+                nx--;
+        while (ny && y[ny - 1] == '/')
+                ny--;
+        return nx == ny && !strncasecmp(x, y, nx);
+}
+
+/*
+ * The source whose token bucket paces @p s. A provider with a documented
+ * per-account limit (Kommo: 7 requests/s) counts every request to the
+ * account against it, so sources of one account (same base_url) share
+ * one bucket: the first such source in the list owns it. Otherwise each
+ * source has its own.
+ */
+static struct src *budget_of(struct src *s)
+{
+        struct src *t;
+
+        if (s->prov->max_per_second <= 0)
+                return s;
+        for (t = s->p->srcs; t; t = t->next)
+                if (!t->removed && t->prov == s->prov && same_base(t, s))
+                        return t;
+        return s;
+}
+
 /* @returns 0 if a token was taken, else the ms to wait for one. */
 static int64_t take_token(struct src *s)
 {
         int64_t now = eb_mono_us();
         double need;
 
+        s = budget_of(s);
         if (s->rps <= 0)
                 return 0;
         s->tokens += (double)(now - s->refill_us) / 1e6 * s->rps;
@@ -855,6 +893,47 @@ static void on_published(void *arg, int err)
         s->walk_had_full_page = 0;
 }
 
+/* The host part of a source's base URL ("acme.kommo.com", "127.0.0.1:80"),
+ * as a pointer into it and a length; 0 when there is none. */
+static size_t url_host(const struct src *s, const char **host)
+{
+        const char *u =
+                s->cfg->base_url ? s->cfg->base_url : s->prov->default_base_url;
+        const char *p = u ? strstr(u, "://") : NULL;
+
+        if (!p)
+                return 0;
+        *host = p + 3;
+        return strcspn(*host, "/");
+}
+
+/*
+ * A 429 is about the host as much as the source: Kommo bans the client's
+ * address after repeated 429s, whichever account they came from. Every
+ * other source of the same provider on the same host holds its next
+ * request as long as the limited one does (counted as a slowdown).
+ */
+static void host_slowdown(struct src *s, int64_t until_ms)
+{
+        const char *h, *th;
+        size_t n = url_host(s, &h), tn;
+        struct src *t;
+
+        if (!n)
+                return;
+        for (t = s->p->srcs; t; t = t->next) {
+                if (t == s || t->removed || t->prov != s->prov)
+                        continue;
+                tn = url_host(t, &th);
+                if (tn != n || strncasecmp(th, h, n))
+                        continue;
+                if (t->not_before_ms < until_ms) {
+                        t->not_before_ms = until_ms;
+                        t->st.slowdowns++;
+                }
+        }
+}
+
 static void on_response(const struct eb_http_result *res, void *opaque)
 {
         struct src *s = opaque;
@@ -881,10 +960,14 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                 wait = next_backoff(s, p->opts.backoff_min_ms,
                                     p->opts.backoff_max_ms);
                 note_error(s, "request failed: %s", res->errstr);
+                if (!s->st.stuck_since_ms)
+                        s->st.stuck_since_ms = eb_mono_ms();
                 eb_warn("poller",
                         "source=%s request failed: %s; retry in "
-                        "%lldms",
-                        s->cfg->name, res->errstr, (long long)wait);
+                        "%lldms (stuck for %llds)",
+                        s->cfg->name, res->errstr, (long long)wait,
+                        (long long)((eb_mono_ms() - s->st.stuck_since_ms) /
+                                    1000));
                 if (p->stopping)
                         set_state(s, EB_SRC_STOPPED);
                 else
@@ -917,6 +1000,8 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                 free(rl);
         }
 
+        if (page.kind == EB_RESP_OK)
+                s->st.stuck_since_ms = 0;
         switch (page.kind) {
         case EB_RESP_OK:
                 if (page.retry_after_ms <= 0 && page.ratelimit_limit > 0 &&
@@ -952,6 +1037,7 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                         "source=%s rate limited (429): waiting %lldms (%s)",
                         s->cfg->name, (long long)wait, page.detail);
                 s->not_before_ms = eb_mono_ms() + wait;
+                host_slowdown(s, s->not_before_ms);
                 set_state(s, EB_SRC_WAITING);
                 src_schedule(s, wait);
                 break;
@@ -966,6 +1052,18 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                          "of this source is STOPPED to avoid a longer ban. "
                          "Check the rate limit and restart or reload. %s",
                          s->cfg->name, res->status, page.detail);
+                break;
+        case EB_RESP_REFUSED:
+                s->st.errors_client++;
+                s->st.refused = 1;
+                s->stopped = 1;
+                set_state(s, EB_SRC_STOPPED);
+                eb_error("poller",
+                         "source=%s request REFUSED by upstream, which says "
+                         "not to repeat it: polling of this source is "
+                         "STOPPED (checkpoint kept). Fix the source's "
+                         "options and restart or reload. %s",
+                         s->cfg->name, page.detail);
                 break;
         case EB_RESP_AUTH:
                 s->st.errors_auth++;
@@ -990,9 +1088,14 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                 wait = next_backoff(s, p->opts.backoff_min_ms,
                                     p->opts.backoff_max_ms);
                 note_error(s, "HTTP %ld: %s", res->status, page.detail);
-                eb_warn("poller", "source=%s HTTP %ld: %s; retry in %lldms",
-                        s->cfg->name, res->status, page.detail,
-                        (long long)wait);
+                if (!s->st.stuck_since_ms)
+                        s->st.stuck_since_ms = eb_mono_ms();
+                eb_warn("poller",
+                        "source=%s HTTP %ld: %s; retry in %lldms (stuck for "
+                        "%llds)",
+                        s->cfg->name, res->status, page.detail, (long long)wait,
+                        (long long)((eb_mono_ms() - s->st.stuck_since_ms) /
+                                    1000));
                 backoff_retry(s, wait);
                 break;
         }

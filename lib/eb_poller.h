@@ -93,8 +93,15 @@ struct eb_source_stats {
         uint64_t errors_client;     /* other 4xx */
         uint64_t errors_publish;    /* sink failures */
         uint64_t rate_limited;      /* 429s */
-        uint64_t slowdowns;         /* proactive waits on RateLimit remaining */
+        uint64_t slowdowns;         /* proactive waits: RateLimit remaining,
+                                     * or a 429 of another source on the
+                                     * same host */
         int banned;                 /* gauge: 1 after a Kommo 403 */
+        int refused;                /* gauge: 1 after a 4xx the upstream
+                                     * says not to retry (Kota) */
+        int64_t stuck_since_ms;     /* gauge: monotonic ms of the first of
+                                     * the current run of failed requests
+                                     * (0: the last one succeeded) */
         int64_t backoff_ms;         /* gauge: current backoff, 0 if none */
         int64_t newest_event_ms;    /* gauge: newest event time published
                                      * (acknowledged by the sink) */

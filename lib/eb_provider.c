@@ -191,6 +191,111 @@ static int check_duplicates(const struct eb_config *cfg, char *errstr,
         return 0;
 }
 
+/* The most requests a source's token bucket lets through in one second:
+ * a full bucket (burst) plus one second of refill (rps). */
+static double per_second(const struct eb_source_cfg *src,
+                         const struct eb_provider *prov)
+{
+        double rps = src->rate_rps > 0 ? src->rate_rps : prov->default_rps;
+        int burst = src->rate_burst > 0 ? src->rate_burst : prov->default_burst;
+
+        return rps + (double)(burst > 0 ? burst : 1);
+}
+
+/* "https://ACME.kommo.com/" and "https://acme.kommo.com" name one
+ * account: compare without the scheme and trailing slashes, ignoring case
+ * (a simulator serves several accounts on one host, told apart by path). */
+static int same_account(const char *a, const char *b)
+{
+        const char *pa = a ? strstr(a, "://") : NULL;
+        const char *pb = b ? strstr(b, "://") : NULL;
+        size_t na, nb;
+
+        if (!pa || !pb)
+                return 0;
+        pa += 3;
+        pb += 3;
+        na = strlen(pa);
+        nb = strlen(pb);
+        while (na && pa[na - 1] == '/')
+                na--;
+        while (nb && pb[nb - 1] == '/')
+                nb--;
+        return na == nb && !strncasecmp(pa, pb, na);
+}
+
+/*
+ * Kommo allows 7 requests per second per account and bans the address
+ * after repeated 429s: a rate_limit that can exceed the documented limit
+ * is refused rather than clamped, because a ban stops every source of
+ * that address for a long time. Sources on one account (the same
+ * base_url) are checked together: their budgets add up.
+ */
+static int check_rates(const struct eb_config *cfg, char *errstr,
+                       size_t errstr_size)
+{
+        size_t i, j;
+
+        for (i = 0; i < cfg->sources_cnt; i++) {
+                const struct eb_source_cfg *s = &cfg->sources[i];
+                const struct eb_provider *prov =
+                        eb_provider_lookup(s->provider);
+                double sum, own;
+                size_t n = 1;
+
+                if (!prov || prov->max_per_second <= 0 ||
+                    s->rate_above_documented)
+                        continue;
+                own = per_second(s, prov);
+                if (own >= (double)prov->max_per_second + 1) {
+                        snprintf(errstr, errstr_size,
+                                 "sources[%zu].rate_limit: rps %g + burst %d "
+                                 "lets %g requests through in one second, "
+                                 "above %s's documented limit of %d per "
+                                 "account (repeated 429s get the address "
+                                 "banned); use rps + burst below %d, e.g. "
+                                 "rps %g and burst %d (the default)",
+                                 i,
+                                 s->rate_rps > 0 ? s->rate_rps
+                                                 : prov->default_rps,
+                                 s->rate_burst > 0 ? s->rate_burst
+                                                   : prov->default_burst,
+                                 own, prov->name, prov->max_per_second,
+                                 prov->max_per_second + 1, prov->default_rps,
+                                 prov->default_burst);
+                        return -EINVAL;
+                }
+                sum = own;
+                for (j = 0; j < cfg->sources_cnt; j++) {
+                        const struct eb_source_cfg *o = &cfg->sources[j];
+                        if (j == i || !o->provider ||
+                            o->rate_above_documented ||
+                            strcmp(o->provider, s->provider) ||
+                            !same_account(o->base_url, s->base_url))
+                                continue;
+                        if (j < i)
+                                break; /* reported for the first one */
+                        sum += per_second(o, prov);
+                        n++;
+                }
+                if (j >= cfg->sources_cnt && n > 1 &&
+                    sum >= (double)prov->max_per_second + 1) {
+                        snprintf(errstr, errstr_size,
+                                 "sources[%zu].rate_limit: %zu %s sources "
+                                 "poll the account at %s and together can "
+                                 "send %g requests in one second, above its "
+                                 "documented limit of %d per account; give "
+                                 "them rate_limit values whose rps + burst "
+                                 "add up to less than %d",
+                                 i, n, prov->name, s->base_url, sum,
+                                 prov->max_per_second,
+                                 prov->max_per_second + 1);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
 int eb_provider_check_config(const struct eb_config *cfg, char *errstr,
                              size_t errstr_size)
 {
@@ -204,10 +309,40 @@ int eb_provider_check_config(const struct eb_config *cfg, char *errstr,
                 if (rc)
                         return rc;
         }
-        return check_duplicates(cfg, errstr, errstr_size);
+        rc = check_duplicates(cfg, errstr, errstr_size);
+        if (rc)
+                return rc;
+        return check_rates(cfg, errstr, errstr_size);
 }
 
 /* ---- pages ----------------------------------------------------------- */
+
+struct eb_event *eb_deadletter_event(const struct eb_source_cfg *src,
+                                     const char *provider, json_t *native,
+                                     const char *reason, const char *position)
+{
+        static const char key[] = "evbridge-deadletter";
+        struct eb_event *evt = eb_event_new();
+        char *text = native ? json_dumps(native, JSON_COMPACT | JSON_SORT_KEYS |
+                                                         JSON_ENCODE_ANY)
+                            : NULL;
+        unsigned char mac[32];
+        char hex[33];
+
+        memset(mac, 0, sizeof(mac));
+        if (text)
+                (void)eb_hmac_sha256(key, sizeof(key) - 1, text, strlen(text),
+                                     mac);
+        free(text);
+        eb_hex_encode(mac, 16, hex);
+        evt->id = eb_xasprintf("deadletter-%s", hex);
+        evt->source_name = eb_xstrdup(src && src->name ? src->name : "");
+        evt->provider = eb_xstrdup(provider);
+        evt->native = native ? json_incref(native) : json_null();
+        evt->deadletter = eb_xstrdup(reason ? reason : "unknown");
+        evt->position = position ? eb_xstrdup(position) : NULL;
+        return evt;
+}
 
 void eb_page_init(struct eb_page *page)
 {
@@ -286,6 +421,8 @@ const char *eb_resp_kind_name(eb_resp_kind_t kind)
                 return "bad_body";
         case EB_RESP_CLIENT_ERROR:
                 return "client_error";
+        case EB_RESP_REFUSED:
+                return "refused";
         }
         return "unknown";
 }
@@ -691,10 +828,26 @@ int eb_walk_response_begin(struct eb_walk *w, struct eb_page *page)
         return 0;
 }
 
-void eb_walk_response_end(struct eb_walk *w, const struct eb_page *page)
+void eb_walk_response_end(struct eb_walk *w, struct eb_page *page)
 {
+        const struct eb_event *first = NULL;
+        size_t i, n = 0, len;
+
         if (page->kind != EB_RESP_OK)
                 return;
+        for (i = 0; i < page->events_cnt; i++) {
+                if (page->events[i]->deadletter && !n++)
+                        first = page->events[i];
+        }
+        if (n) {
+                len = strlen(page->detail);
+                snprintf(page->detail + len, sizeof(page->detail) - len,
+                         "; %zu poison event%s for the dead-letter topic "
+                         "(%s: %s)",
+                         n, n == 1 ? "" : "s",
+                         first->position ? first->position : "?",
+                         first->deadletter);
+        }
         eb_walk_set(w, "pending", 1);
         eb_walk_set(w, "more", page->more);
 }

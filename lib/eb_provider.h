@@ -42,6 +42,8 @@ typedef enum {
         EB_RESP_RETRY,        /* 5xx, 408, etc: back off and retry */
         EB_RESP_BAD_BODY,     /* unparseable or wrong shape: back off */
         EB_RESP_CLIENT_ERROR, /* other 4xx: our request is wrong; back off */
+        EB_RESP_REFUSED,      /* a 4xx the upstream says not to retry (Kota
+                               * 400/404/422): stop the source, alert */
 } eb_resp_kind_t;
 
 /** The response the scheduler hands to the adapter (all borrowed). */
@@ -161,6 +163,14 @@ struct eb_provider {
          * first, so one entity's events reach Kafka in the order they
          * happened. 0 for ascending walks (Kota), published page by page. */
         int newest_first;
+
+        /* Added: the most requests the provider allows in any one second
+         * per account, when it documents one (Kommo 7); 0: not
+         * documented. A source whose rate_limit could exceed it (rps +
+         * burst, the most a token bucket lets through in one second) is
+         * refused, and so are sources of one account that could exceed
+         * it together. */
+        int max_per_second;
 };
 
 /** @returns borrowed adapter by name, or NULL. */
@@ -239,6 +249,18 @@ void eb_page_init(struct eb_page *page);
  * freed) to @p page. @returns 0 or -E2BIG past
  * EB_PROVIDER_MAX_PAGE_EVENTS. */
 int eb_page_add_event(struct eb_page *page, struct eb_event *evt) EB_WUR;
+
+/**
+ * @brief A poison event: @p native (borrowed; a reference is taken) of
+ * source @p src could not be normalized for @p reason. Its id is
+ * "deadletter-" and a hash of the native JSON, so reading it again is a
+ * duplicate; the pipeline writes it raw to the dead-letter topic in the
+ * publish that moves the checkpoint past it.
+ * @returns new event (never NULL).
+ */
+struct eb_event *eb_deadletter_event(const struct eb_source_cfg *src,
+                                     const char *provider, json_t *native,
+                                     const char *reason, const char *position);
 
 /** @brief Make @p page a @p kind page with no events and a printf-style
  * detail (control characters become spaces). */
@@ -390,8 +412,9 @@ void eb_walk_set(struct eb_walk *w, const char *key, int64_t v);
 int eb_walk_response_begin(struct eb_walk *w, struct eb_page *page) EB_WUR;
 
 /** @brief The end every handle_response shares: an EB_RESP_OK @p page
- *  becomes the pending page ("pending" 1, "more" page->more). */
-void eb_walk_response_end(struct eb_walk *w, const struct eb_page *page);
+ *  becomes the pending page ("pending" 1, "more" page->more); its detail
+ *  gets how many poison events it holds and the first one's reason. */
+void eb_walk_response_end(struct eb_walk *w, struct eb_page *page);
 
 /**
  * @brief The start every page_done shares: acknowledge the pending page

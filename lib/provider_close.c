@@ -154,9 +154,18 @@ static int close_check_config(const struct eb_source_cfg *src, const char *path,
 
 /*
  * w->state: {"wm", "gte", "started", "max" (ms; max absent until an
- * event is acknowledged), "cursor" (absent on the first page),
- * "restarted", "pending", "more", "done", "pmax" and "pnext" (the
- * pending page's max date_updated and cursor_next)}
+ * event is acknowledged), "cursor" (absent on the first page), "low"
+ * (the oldest date_updated acknowledged in this walk), "refused" (times
+ * the current cursor was refused), "pending", "more", "done", "pmax",
+ * "pmin" and "pnext" (the pending page's max and min date_updated and
+ * cursor_next)}
+ *
+ * A cursor Close refuses (400) is tried once more; refused again, it has
+ * expired (Close does not document how long cursors live), and the walk
+ * goes on from its checkpoint with a date filter instead:
+ * date_updated__gte=<gte>&date_updated__lte=<low>. That re-reads only the
+ * events of the oldest acknowledged millisecond (dropped by the dedupe
+ * store), never the pages already taken.
  */
 static const char *st_cursor(const struct eb_walk *w)
 {
@@ -168,8 +177,8 @@ static int close_walk_begin(struct eb_walk *w)
         char err[256];
         json_t *cp = w->cp, *jc;
         const char *cursor = NULL;
-        int64_t wm, gte, started = w->now_ms, max = 0, lt = 0;
-        int has_max = 0, has_lt = 0;
+        int64_t wm, gte, started = w->now_ms, max = 0, lt = 0, low = 0;
+        int has_max = 0, has_lt = 0, has_low = 0;
 
         if (!w->src)
                 return -EINVAL;
@@ -201,6 +210,11 @@ static int close_walk_begin(struct eb_walk *w)
                                         return -EINVAL;
                                 has_lt = 1;
                         }
+                        if (json_object_get(cp, "low")) {
+                                if (eb_json_rfc3339(cp, "low", &low))
+                                        return -EINVAL;
+                                has_low = 1;
+                        }
                 }
         } else {
                 wm = w->start_ms;
@@ -222,6 +236,8 @@ static int close_walk_begin(struct eb_walk *w)
                 eb_walk_set(w, "max", max);
         if (has_lt)
                 eb_walk_set(w, "lt", lt);
+        if (has_low)
+                eb_walk_set(w, "low", low);
         if (cursor)
                 json_object_set_new(w->state, "cursor", json_string(cursor));
         return 0;
@@ -250,6 +266,12 @@ static int close_next_request(struct eb_walk *w, char **url, char **auth)
                         eb_rfc3339_format(eb_walk_get(w, "lt"), 3, iso,
                                           sizeof(iso));
                         rc = eb_url_add_param(&b, "date_updated__lt", iso);
+                }
+                if (!rc && eb_walk_has(w, "low")) {
+                        /* a refused cursor: go on below the pages taken */
+                        eb_rfc3339_format(eb_walk_get(w, "low"), 3, iso,
+                                          sizeof(iso));
+                        rc = eb_url_add_param(&b, "date_updated__lte", iso);
                 }
         }
         if (!rc)
@@ -335,6 +357,15 @@ static struct eb_event *close_normalize(const struct eb_source_cfg *src,
         for (i = 0; close_fields[i]; i++)
                 eb_json_copy_field(evt->fields, ev, close_fields[i]);
         evt->native = json_incref(ev);
+        /* Close gives a non-admin key data and previous_data only for an
+         * hour after the event; later both come back null. A deleted
+         * object has null data but still its previous_data. */
+        if (json_is_null(json_object_get(ev, "data")) &&
+            json_is_null(json_object_get(ev, "previous_data")) &&
+            strcmp(action, "deleted")) {
+                evt->stripped = 1;
+                json_object_set_new(evt->fields, "data_stripped", json_true());
+        }
         return evt;
 }
 
@@ -347,7 +378,7 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
         const char *next = NULL, *cursor = st_cursor(w);
         int64_t pmax = 0, pmin = 0, gte = eb_walk_get(w, "gte");
         char err[256];
-        size_t i;
+        size_t i, nvalid = 0;
 
         root = eb_resp_json_object(resp, page);
         if (!root)
@@ -380,14 +411,20 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
                         close_normalize(w->src, item, err, sizeof(err));
 
                 if (!evt) {
-                        eb_page_fail(page, EB_RESP_BAD_BODY, "data[%zu]: %s", i,
-                                     err);
-                        goto out;
+                        /* A poison event: to the dead-letter topic, the
+                         * rest of the page goes on. */
+                        char pos[64];
+                        snprintf(pos, sizeof(pos), "page %d, data[%zu]",
+                                 w->pages + 1, i);
+                        evt = eb_deadletter_event(w->src, "close", item, err,
+                                                  pos);
+                } else {
+                        if (!nvalid || evt->time_ms > pmax)
+                                pmax = evt->time_ms;
+                        if (!nvalid || evt->time_ms < pmin)
+                                pmin = evt->time_ms;
+                        nvalid++;
                 }
-                if (!i || evt->time_ms > pmax)
-                        pmax = evt->time_ms;
-                if (!i || evt->time_ms < pmin)
-                        pmin = evt->time_ms;
                 if (eb_page_add_event(page, evt)) {
                         eb_page_fail(page, EB_RESP_BAD_BODY, "too many events");
                         goto out;
@@ -401,10 +438,13 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
         /* Newest first: once a page reaches below date_updated__gte the
          * rest of the log is older still (a cursor that dropped the date
          * filter would otherwise walk 30 days). */
-        page->more = next && page->events_cnt && pmin >= gte;
+        page->more = next && page->events_cnt && (!nvalid || pmin >= gte);
         page->full = page->events_cnt >= (size_t)w->page_size;
-        if (page->events_cnt)
+        if (nvalid) {
                 eb_walk_set(w, "pmax", pmax);
+                eb_walk_set(w, "pmin", pmin);
+        }
+        eb_walk_set(w, "refused", 0);
         if (page->more)
                 json_object_set_new(w->state, "pnext", json_string(next));
         snprintf(page->detail, sizeof(page->detail), "%zu events%s%s",
@@ -436,19 +476,27 @@ static void close_handle_response(struct eb_walk *w,
         }
         if (rc)
                 return;
+        json_object_del(w->state, "pmin");
         if (resp->status == 200) {
                 close_page_ok(w, resp, page);
-        } else if (resp->status == 400 && st_cursor(w) &&
-                   !eb_walk_get(w, "restarted")) {
-                /* A stale cursor (e.g. resumed after a long stop): walk
-                 * again from date_updated__gte, once. */
-                json_object_del(w->state, "cursor");
-                eb_walk_set(w, "restarted", 1);
+        } else if (resp->status == 400 && st_cursor(w)) {
+                /* Refused once: try the same cursor again. Refused twice:
+                 * it has expired; go on from the checkpoint with a date
+                 * filter instead of the cursor. */
+                int again = eb_walk_get(w, "refused") < 1;
                 eb_page_http_error(page, EB_RESP_RETRY, resp);
                 n = strlen(page->detail);
-                snprintf(page->detail + n, sizeof(page->detail) - n,
-                         " (cursor rejected: restarting the walk from "
-                         "date_updated__gte)");
+                if (again) {
+                        eb_walk_set(w, "refused", 1);
+                        snprintf(page->detail + n, sizeof(page->detail) - n,
+                                 " (cursor refused: trying it once more)");
+                } else {
+                        json_object_del(w->state, "cursor");
+                        eb_walk_set(w, "refused", 0);
+                        snprintf(page->detail + n, sizeof(page->detail) - n,
+                                 " (cursor refused twice: going on from the "
+                                 "checkpoint with date_updated__lte)");
+                }
         } else {
                 kind = eb_resp_classify_error(resp->status);
                 eb_page_http_error(page, kind, resp);
@@ -505,6 +553,10 @@ static void close_page_done(struct eb_walk *w)
             (!eb_walk_has(w, "max") ||
              eb_walk_get(w, "pmax") > eb_walk_get(w, "max")))
                 eb_walk_set(w, "max", eb_walk_get(w, "pmax"));
+        if (eb_walk_has(w, "pmin") &&
+            (!eb_walk_has(w, "low") ||
+             eb_walk_get(w, "pmin") < eb_walk_get(w, "low")))
+                eb_walk_set(w, "low", eb_walk_get(w, "pmin"));
         next = json_string_value(json_object_get(w->state, "pnext"));
         if (!eb_walk_get(w, "more") || !next) {
                 eb_walk_set(w, "done", 1);
@@ -522,6 +574,8 @@ static void close_page_done(struct eb_walk *w)
                 eb_json_set_rfc3339(w->cp, "max", eb_walk_get(w, "max"));
         if (eb_walk_has(w, "lt"))
                 eb_json_set_rfc3339(w->cp, "lt", eb_walk_get(w, "lt"));
+        if (eb_walk_has(w, "low"))
+                eb_json_set_rfc3339(w->cp, "low", eb_walk_get(w, "low"));
 }
 
 static void close_walk_end(struct eb_walk *w)

@@ -386,24 +386,44 @@ static int kommo_walk_begin(struct eb_walk *w)
         return 0;
 }
 
-static int add_array_params(struct eb_buf *b, const json_t *arr,
-                            const char *key)
+/* One "key=a,b,c" parameter: Kommo's reference page describes every
+ * list filter as a string of values divided by commas (the official PHP
+ * SDK sends it so too); the array form key[]=a&key[]=b is not documented. */
+static int add_list_param(struct eb_buf *b, const json_t *arr, const char *key)
 {
+        struct eb_buf list;
         size_t i;
         json_t *v;
+        char num[32];
         int rc = 0;
 
+        if (!json_array_size(arr))
+                return 0;
+        eb_buf_init(&list, 256);
         json_array_foreach(arr, i, v)
         {
-                if (json_is_string(v))
-                        rc = eb_url_add_param(b, key, json_string_value(v));
-                else if (json_is_integer(v))
-                        rc = eb_url_add_param_i64(b, key,
-                                                  json_integer_value(v));
+                const char *text = NULL;
+
+                if (json_is_string(v)) {
+                        text = json_string_value(v);
+                } else if (json_is_integer(v)) {
+                        snprintf(num, sizeof(num), "%lld",
+                                 (long long)json_integer_value(v));
+                        text = num;
+                }
+                if (!text)
+                        continue;
+                if (list.len)
+                        rc = eb_buf_append(&list, ",", 1);
+                if (!rc)
+                        rc = eb_buf_append_str(&list, text);
                 if (rc)
-                        return rc;
+                        break;
         }
-        return 0;
+        if (!rc && list.len)
+                rc = eb_url_add_param(b, key, list.data);
+        eb_buf_fini(&list);
+        return rc;
 }
 
 static int kommo_next_request(struct eb_walk *w, char **url, char **auth)
@@ -445,8 +465,8 @@ static int kommo_next_request(struct eb_walk *w, char **url, char **auth)
                 rc = eb_url_add_param_i64(&b, "filter[created_at][to]",
                                           eb_walk_get(w, "to"));
         if (!rc)
-                rc = add_array_params(&b, json_object_get(opts, "filter_type"),
-                                      "filter[type][]");
+                rc = add_list_param(&b, json_object_get(opts, "filter_type"),
+                                    "filter[type]");
         if (!rc && eb_walk_get(w, "targeted")) {
                 rc = eb_url_add_param(&b, "filter[entity]",
                                       json_string_value(json_object_get(
@@ -456,14 +476,13 @@ static int kommo_next_request(struct eb_walk *w, char **url, char **auth)
                                               json_string_value(json_object_get(
                                                       w->state, "hint_id")));
         } else if (!rc) {
-                rc = add_array_params(&b,
-                                      json_object_get(opts, "filter_entity"),
-                                      "filter[entity][]");
+                rc = add_list_param(&b, json_object_get(opts, "filter_entity"),
+                                    "filter[entity]");
         }
         if (!rc)
-                rc = add_array_params(
-                        &b, json_object_get(opts, "filter_created_by"),
-                        "filter[created_by][]");
+                rc = add_list_param(&b,
+                                    json_object_get(opts, "filter_created_by"),
+                                    "filter[created_by]");
         if (rc) {
                 eb_buf_fini(&b);
                 return rc;
@@ -649,10 +668,13 @@ static void kommo_page_ok(struct eb_walk *w, const struct eb_response *resp,
                         kommo_normalize(w->src, item, err, sizeof(err));
 
                 if (!evt) {
-                        eb_page_fail(page, EB_RESP_BAD_BODY,
-                                     "page %" PRId64 ": events[%zu]: %s",
-                                     req_page, i, err);
-                        goto out;
+                        /* A poison event: to the dead-letter topic, the
+                         * rest of the page goes on. */
+                        char pos[64];
+                        snprintf(pos, sizeof(pos),
+                                 "page %" PRId64 ", events[%zu]", req_page, i);
+                        evt = eb_deadletter_event(w->src, "kommo", item, err,
+                                                  pos);
                 }
                 if (eb_page_add_event(page, evt)) {
                         eb_page_fail(page, EB_RESP_BAD_BODY,
@@ -749,6 +771,7 @@ const struct eb_provider eb_provider_kommo = {
         .default_base_url = NULL,
         .default_rps = 6.9,
         .default_burst = 1,
+        .max_per_second = 7,
         .default_page_size = 250,
         .max_page_size = 250,
         .default_overlap_ms = 2 * 60 * 1000,

@@ -110,11 +110,11 @@ static int kota_check_config(const struct eb_source_cfg *src, const char *path,
         return 0;
 }
 
+/* NULL: not sent, so Kota applies its own default (the version of the
+ * platform's registered webhook endpoints). */
 static const char *kota_version(const struct eb_source_cfg *src)
 {
-        const char *v = eb_json_str(eb_source_options(src), "version", 8);
-
-        return v ? v : "v2";
+        return eb_json_str(eb_source_options(src), "version", 8);
 }
 
 /* ---- walk ------------------------------------------------------------ */
@@ -188,7 +188,7 @@ static int kota_next_request(struct eb_walk *w, char **url, char **auth)
                 rc = eb_url_add_param(&b, "order_direction", "asc");
         if (!rc)
                 rc = eb_url_add_param(&b, "created_after", iso);
-        if (!rc)
+        if (!rc && kota_version(w->src))
                 rc = eb_url_add_param(&b, "version", kota_version(w->src));
         if (!rc)
                 rc = eb_url_add_param_i64(&b, "page", eb_walk_get(w, "page"));
@@ -297,7 +297,7 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
         json_t *root, *items, *hnp, *item, *types;
         int64_t req_page = eb_walk_get(w, "page"), pmax = 0;
         char err[256];
-        size_t i;
+        size_t i, nvalid = 0;
 
         root = eb_resp_json_object(resp, page);
         if (!root)
@@ -338,12 +338,23 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                 const char *type;
 
                 if (!evt) {
-                        eb_page_fail(page, EB_RESP_BAD_BODY,
-                                     "page %" PRId64 ": items[%zu]: %s",
-                                     req_page, i, err);
-                        goto out;
+                        /* A poison event: to the dead-letter topic, the
+                         * rest of the page goes on. */
+                        char pos[64];
+                        snprintf(pos, sizeof(pos),
+                                 "page %" PRId64 ", items[%zu]", req_page, i);
+                        evt = eb_deadletter_event(w->src, "kota", item, err,
+                                                  pos);
+                        if (eb_page_add_event(page, evt)) {
+                                eb_page_fail(page, EB_RESP_BAD_BODY,
+                                             "page %" PRId64
+                                             ": too many events",
+                                             req_page);
+                                goto out;
+                        }
+                        continue;
                 }
-                if (!i || evt->time_ms > pmax)
+                if (!nvalid++ || evt->time_ms > pmax)
                         pmax = evt->time_ms;
                 type = json_string_value(json_object_get(evt->fields, "type"));
                 if (!type_allowed(types, type)) {
@@ -366,7 +377,7 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                 goto out;
         }
         page->full = json_array_size(items) >= (size_t)w->page_size;
-        if (json_array_size(items))
+        if (nvalid)
                 eb_walk_set(w, "pmax", pmax);
         snprintf(page->detail, sizeof(page->detail),
                  "page %" PRId64 ": %zu events, %zu skipped%s", req_page,
@@ -388,6 +399,12 @@ static void kota_handle_response(struct eb_walk *w,
                 kota_page_ok(w, resp, page);
         } else {
                 kind = eb_resp_classify_error(resp->status);
+                /* Kota: "You should not retry the same request, except for
+                 * the 429 status code": retrying a 400/404/422 forever
+                 * only hides the problem. */
+                if (resp->status == 400 || resp->status == 404 ||
+                    resp->status == 422)
+                        kind = EB_RESP_REFUSED;
                 eb_page_http_error(page, kind, resp);
                 if (kind == EB_RESP_RATE_LIMITED)
                         page->retry_after_ms = eb_resp_retry_after_ms(resp);

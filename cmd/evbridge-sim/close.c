@@ -700,15 +700,16 @@ struct cursor {
         uint64_t uorder;
         int64_t lo_ms; /* updated window [lo, hi) */
         int64_t hi_ms;
+        int64_t issued_ms; /* wall clock when handed out */
 };
 
 static void add_cursor(struct evbuffer *out, char dir, uint64_t u,
-                       const struct cursor *win)
+                       const struct cursor *win, int64_t now_ms)
 {
-        char raw[128];
-        int n = snprintf(raw, sizeof(raw), "v1|%c|%llu|%lld|%lld", dir,
+        char raw[160];
+        int n = snprintf(raw, sizeof(raw), "v2|%c|%llu|%lld|%lld|%lld", dir,
                          (unsigned long long)u, (long long)win->lo_ms,
-                         (long long)win->hi_ms);
+                         (long long)win->hi_ms, (long long)now_ms);
 
         evbuffer_add(out, "\"", 1);
         b64_enc(out, (const unsigned char *)raw, (size_t)n);
@@ -717,21 +718,22 @@ static void add_cursor(struct evbuffer *out, char dir, uint64_t u,
 
 static int parse_cursor(const char *s, struct cursor *c)
 {
-        char raw[160], dir = 0;
+        char raw[200], dir = 0;
         unsigned long long u;
-        long long lo, hi;
+        long long lo, hi, at;
         char tail;
 
-        if (strlen(s) > 200 || b64_dec(s, raw, sizeof(raw)) < 0)
+        if (strlen(s) > 260 || b64_dec(s, raw, sizeof(raw)) < 0)
                 return -EINVAL;
-        if (sscanf(raw, "v1|%c|%llu|%lld|%lld%c", &dir, &u, &lo, &hi, &tail) !=
-                    4 ||
+        if (sscanf(raw, "v2|%c|%llu|%lld|%lld|%lld%c", &dir, &u, &lo, &hi, &at,
+                   &tail) != 5 ||
             (dir != 'n' && dir != 'p'))
                 return -EINVAL;
         c->dir = dir;
         c->uorder = u;
         c->lo_ms = lo;
         c->hi_ms = hi;
+        c->issued_ms = at;
         return 0;
 }
 
@@ -803,6 +805,35 @@ static int cf_match(const struct cfilter *f, const struct sim_event *evt)
         if (f->ri && strcmp(f->ri, evt->c_request_id))
                 return 0;
         return 1;
+}
+
+/* One event as served: a non-admin key sees data and previous_data only
+ * for close_strip_after (1h) after the event (Close changelog
+ * 2019-01-25); later they come back null. */
+static void add_event(struct sim_req *sr, struct sim_event *evt, int64_t now_ms)
+{
+        struct sim_account *a = sr->acct;
+        struct sim_version *v = evt->cur;
+        json_t *o;
+        char *out;
+
+        if (a->set.close_admin ||
+            now_ms - v->updated_ms <= a->set.close_strip_ms ||
+            !(o = json_loadb(v->json, v->len, 0, NULL))) {
+                evbuffer_add(sr->body, v->json, v->len);
+                sim_req_served(sr, v);
+                return;
+        }
+        json_object_set_new(o, "data", json_null());
+        json_object_set_new(o, "previous_data", json_null());
+        out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+        if (out) {
+                evbuffer_add(sr->body, out, strlen(out));
+                free(out);
+        }
+        a->stripped++;
+        sim_req_served(sr, v);
 }
 
 static void close_list(struct sim_req *sr, int64_t now_ms)
@@ -889,6 +920,13 @@ static void close_list(struct sim_req *sr, int64_t now_ms)
                         sim_req_close_error(sr, 400, "Invalid cursor.");
                         goto out;
                 }
+                if (a->set.close_cursor_ttl_ms &&
+                    now_ms - cur.issued_ms > a->set.close_cursor_ttl_ms) {
+                        /* How long a real cursor lives is not documented:
+                         * the harsher reading, it expires. */
+                        sim_req_close_error(sr, 400, "Invalid cursor.");
+                        goto out;
+                }
                 win.lo_ms = cur.lo_ms;
                 win.hi_ms = cur.hi_ms;
         } else {
@@ -932,7 +970,8 @@ static void close_list(struct sim_req *sr, int64_t now_ms)
                 if (start < lo)
                         start = lo;
                 for (i = start; i < hi && m < (size_t)limit; i++)
-                        if (cf_match(&f, a->order[i]))
+                        if (cf_match(&f, a->order[i]) &&
+                            sim_visible(a->order[i], now_ms))
                                 tmp[m++] = a->order[i];
                 for (i = 0; i < m; i++)
                         page[i] = tmp[m - 1 - i];
@@ -945,33 +984,36 @@ static void close_list(struct sim_req *sr, int64_t now_ms)
                                 start = c;
                 }
                 for (i = start; i > lo && n < (size_t)limit; i--)
-                        if (cf_match(&f, a->order[i - 1]))
+                        if (cf_match(&f, a->order[i - 1]) &&
+                            sim_visible(a->order[i - 1], now_ms))
                                 page[n++] = a->order[i - 1];
         }
         if (n) {
                 first_idx = page[0]->opos;
                 last_idx = page[n - 1]->opos;
                 for (i = last_idx; i > lo && !more_older; i--)
-                        more_older = cf_match(&f, a->order[i - 1]);
+                        more_older = cf_match(&f, a->order[i - 1]) &&
+                                     sim_visible(a->order[i - 1], now_ms);
                 for (i = first_idx + 1; i < hi && !more_newer; i++)
-                        more_newer = cf_match(&f, a->order[i]);
+                        more_newer = cf_match(&f, a->order[i]) &&
+                                     sim_visible(a->order[i], now_ms);
         }
         evbuffer_expand(sr->body, n * (n ? page[0]->cur->len + 8 : 0) + 256);
         evbuffer_add(sr->body, "{\"data\":[", 9);
         for (i = 0; i < n; i++) {
                 if (i)
                         evbuffer_add(sr->body, ",", 1);
-                evbuffer_add(sr->body, page[i]->cur->json, page[i]->cur->len);
-                sim_req_served(sr, page[i]->cur);
+                add_event(sr, page[i], now_ms);
         }
         evbuffer_add(sr->body, "],\"cursor_next\":", 16);
         if (more_older)
-                add_cursor(sr->body, 'n', page[n - 1]->cur->uorder, &win);
+                add_cursor(sr->body, 'n', page[n - 1]->cur->uorder, &win,
+                           now_ms);
         else
                 evbuffer_add(sr->body, "null", 4);
         evbuffer_add(sr->body, ",\"cursor_previous\":", 19);
         if (more_newer)
-                add_cursor(sr->body, 'p', page[0]->cur->uorder, &win);
+                add_cursor(sr->body, 'p', page[0]->cur->uorder, &win, now_ms);
         else
                 evbuffer_add(sr->body, "null", 4);
         evbuffer_add(sr->body, "}", 1);
@@ -999,8 +1041,7 @@ static void close_get(struct sim_req *sr, const char *id, size_t idlen,
                 sim_req_close_error(sr, 404, "Not found.");
                 return;
         }
-        evbuffer_add(sr->body, evt->cur->json, evt->cur->len);
-        sim_req_served(sr, evt->cur);
+        add_event(sr, evt, now_ms);
         sim_req_status(sr, 200, "application/json");
 }
 

@@ -156,6 +156,19 @@ json_t *sim_info_json(struct sim *sim)
                                             json_integer(a->kommo_account_id));
                         json_object_set_new(o, "subdomain",
                                             json_string(a->name));
+                        {
+                                char id[128], sec[128], red[160];
+                                sim_oauth_client(a, id, sizeof(id), sec,
+                                                 sizeof(sec), red, sizeof(red));
+                                json_object_set_new(
+                                        o, "oauth",
+                                        json_pack("{s:s,s:s,s:s,s:s}",
+                                                  "client_id", id,
+                                                  "client_secret", sec,
+                                                  "redirect_uri", red,
+                                                  "refresh_token",
+                                                  sim_oauth_refresh_token(a)));
+                        }
                         break;
                 case SIM_CLOSE:
                         json_object_set_new(
@@ -230,10 +243,11 @@ static json_t *account_stats(struct sim_account *a)
 {
         const struct sim_stats *st = &a->st;
         size_t served = 0, i;
+        json_t *o;
 
         for (i = 0; i < a->nvers; i++)
                 served += a->vers[i]->served;
-        return json_pack(
+        o = json_pack(
                 "{s:s,s:s,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I},"
                 "s:{s:I,s:I,s:I,s:I,s:I},s:i,s:I,s:I,s:i,s:I,s:I,s:I,s:I,s:b,"
                 "s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
@@ -259,6 +273,16 @@ static json_t *account_stats(struct sim_account *a)
                 (json_int_t)st->wh_failed, "retries",
                 (json_int_t)st->wh_retries, "duplicates",
                 (json_int_t)st->wh_dups, "pending", (json_int_t)st->wh_pending);
+        if (o) {
+                json_object_set_new(o, "stripped",
+                                    json_integer((json_int_t)a->stripped));
+                json_object_set_new(o, "oauth",
+                                    json_pack("{s:I,s:I}", "refreshes",
+                                              (json_int_t)a->refreshes,
+                                              "refused",
+                                              (json_int_t)a->refresh_refused));
+        }
+        return o;
 }
 
 static void handle_stats(struct sim *sim, struct evhttp_request *req,
@@ -339,10 +363,11 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
         size_t len = evbuffer_get_length(in);
         json_t *root = NULL, *set, *v, *accts = NULL, *gen = NULL, *cons = NULL;
+        json_t *psn = NULL;
         json_error_t jerr;
         const char *target = "all", *k;
         char err[256];
-        int64_t ngen = 0, ncons = 0, now;
+        int64_t ngen = 0, ncons = 0, npoison = 0, now;
         size_t i;
         int reset = 0, dump = 0;
 
@@ -358,10 +383,11 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
         {
                 if (strcmp(k, "target") && strcmp(k, "set") &&
                     strcmp(k, "generate") && strcmp(k, "consolidate") &&
-                    strcmp(k, "reset_stats") && strcmp(k, "dump")) {
+                    strcmp(k, "poison") && strcmp(k, "reset_stats") &&
+                    strcmp(k, "dump")) {
                         snprintf(err, sizeof(err),
                                  "unknown key '%s' (target, set, generate, "
-                                 "consolidate, reset_stats, dump)",
+                                 "poison, consolidate, reset_stats, dump)",
                                  k);
                         reply_error(req, 400, err);
                         goto out;
@@ -384,6 +410,7 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
                 goto out;
         }
         if (get_count(root, "generate", 100000, &ngen, err, sizeof(err)) < 0 ||
+            get_count(root, "poison", 1000, &npoison, err, sizeof(err)) < 0 ||
             get_count(root, "consolidate", 10000, &ncons, err, sizeof(err)) <
                     0) {
                 reply_error(req, 400, err);
@@ -421,6 +448,7 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
         accts = json_array();
         gen = json_object();
         cons = json_object();
+        psn = json_object();
         now = eb_now_ms();
         for (i = 0; i < sim->nacct; i++) {
                 struct sim_account *a = sim->accts[i];
@@ -453,6 +481,18 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
                         }
                         json_object_set_new(gen, a->name, ids);
                 }
+                if (npoison) {
+                        ids = json_array();
+                        for (n = 0; n < npoison; n++) {
+                                struct sim_event *evt = sim_generate(a, now, 0);
+                                if (!evt)
+                                        continue;
+                                sim_poison(evt);
+                                json_array_append_new(ids,
+                                                      json_string(evt->id));
+                        }
+                        json_object_set_new(psn, a->name, ids);
+                }
                 if (ncons && a->prov == SIM_CLOSE) {
                         ids = json_array();
                         sim_consolidate_now(a, (size_t)ncons, now, ids);
@@ -464,12 +504,14 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
                 goto out;
         }
         reply_json(req, 200,
-                   json_pack("{s:b,s:O,s:O,s:O}", "ok", 1, "accounts", accts,
-                             "generated", gen, "consolidated", cons));
+                   json_pack("{s:b,s:O,s:O,s:O,s:O}", "ok", 1, "accounts",
+                             accts, "generated", gen, "consolidated", cons,
+                             "poisoned", psn));
 out:
         json_decref(accts);
         json_decref(gen);
         json_decref(cons);
+        json_decref(psn);
         json_decref(root);
 }
 

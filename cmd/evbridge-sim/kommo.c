@@ -692,6 +692,14 @@ static int valid_entity(const char *s)
         return 0;
 }
 
+/* "filter[name][]" or "filter[name][N]": the array form. */
+static int array_form(const char *key)
+{
+        const char *p = strchr(key + 7, ']');
+
+        return p && p[1] == '[';
+}
+
 /* @returns 0, or -1 after answering the request with an error. */
 static int kf_parse(struct sim_req *sr, const struct evkeyvalq *q,
                     struct kfilter *f, int64_t now_ms)
@@ -710,6 +718,16 @@ static int kf_parse(struct sim_req *sr, const struct evkeyvalq *q,
 
                 if (!strncmp(k, "filter[", 7) && !*val) {
                         continue; /* empty filters are ignored */
+                } else if (!a->set.kommo_array_filters &&
+                           strncmp(k, "filter[created_at]", 18) &&
+                           !strncmp(k, "filter[", 7) && array_form(k)) {
+                        /* The reference page documents only the comma
+                         * form ("a string of types divided by commas"). */
+                        validation_error(sr, k,
+                                         "This value should be of type "
+                                         "string: pass several values "
+                                         "divided by commas.");
+                        return -1;
                 } else if (!strcmp(k, "with")) {
                         f->with |= parse_with(val);
                 } else if (!strcmp(k, "filter[created_at]")) {
@@ -890,6 +908,34 @@ static void add_href(struct evbuffer *b, struct sim_account *a,
                             (long long)page);
 }
 
+/* Kommo orders by created_at (seconds) and promises nothing within one
+ * second: every request sees the events of one second in a new order
+ * (tie_shuffle), so a second split across two pages can repeat some of
+ * its events and skip others. @p v is newest first. */
+static void shuffle_ties(struct sim_account *a, struct sim_event **v, size_t n)
+{
+        struct sim_rng r;
+        char label[80];
+        size_t i = 0, j, k;
+
+        snprintf(label, sizeof(label), "ties:%s:%llu", a->name,
+                 (unsigned long long)++a->tie_draws);
+        sim_rng_seed(&r, a->sim->seed, label);
+        while (i < n) {
+                for (j = i + 1; j < n && v[j]->created_ms / 1000 ==
+                                                 v[i]->created_ms / 1000;
+                     j++)
+                        ;
+                for (k = j - i; k > 1; k--) {
+                        size_t x = (size_t)sim_rng_below(&r, k);
+                        struct sim_event *t = v[i + k - 1];
+                        v[i + k - 1] = v[i + x];
+                        v[i + x] = t;
+                }
+                i = j;
+        }
+}
+
 static void kommo_list(struct sim_req *sr, int64_t now_ms)
 {
         struct sim_account *a = sr->acct;
@@ -901,7 +947,8 @@ static void kommo_list(struct sim_req *sr, int64_t now_ms)
         int64_t page = 1, limit = 50, skip;
         size_t lo, hi, i, taken = 0;
         int has_next = 0, any = 0;
-        struct sim_event **pick = NULL;
+        struct sim_event **pick = NULL, **all = NULL;
+        size_t nall = 0, all_off = 0;
 
         TAILQ_INIT(&q);
         memset(&f, 0, sizeof(f));
@@ -939,29 +986,52 @@ static void kommo_list(struct sim_req *sr, int64_t now_ms)
                                   : sim_lower_bound_created(a, f.hi_ms);
         skip = (page - 1) * limit;
         pick = eb_xcalloc((size_t)limit, sizeof(*pick));
-        if (hi > lo && !kf_has_attr_filters(&f)) {
-                size_t total = hi - lo;
+        if (hi > lo && !kf_has_attr_filters(&f) &&
+            (!a->set.late_ms ||
+             hi <= sim_lower_bound_created(a, now_ms - a->set.late_ms))) {
+                /* Every event of the window matches and is visible: the
+                 * sequence (newest first) is evts[hi-1] .. evts[lo]. Take
+                 * the slice, widened to whole seconds for the shuffle. */
+                size_t total = hi - lo, b, e;
                 if ((uint64_t)skip < total) {
-                        size_t start = hi - (size_t)skip; /* exclusive */
-                        for (i = start; i > lo && taken < (size_t)limit; i--)
-                                pick[taken++] = a->evts[i - 1];
+                        b = (size_t)skip;
+                        e = b + (size_t)limit < total ? b + (size_t)limit
+                                                      : total;
+                        while (b > 0 &&
+                               a->evts[hi - 1 - b]->created_ms / 1000 ==
+                                       a->evts[hi - b]->created_ms / 1000)
+                                b--;
+                        while (e < total &&
+                               a->evts[hi - e]->created_ms / 1000 ==
+                                       a->evts[hi - 1 - e]->created_ms / 1000)
+                                e++;
+                        all = eb_xcalloc(e - b, sizeof(*all));
+                        for (i = b; i < e; i++)
+                                all[nall++] = a->evts[hi - 1 - i];
+                        all_off = b;
                         has_next = (uint64_t)(skip + limit) < total;
                 }
         } else if (hi > lo) {
-                int64_t seen = 0;
+                size_t cap = 0;
                 for (i = hi; i > lo; i--) {
                         struct sim_event *evt = a->evts[i - 1];
-                        if (!kf_match(&f, evt))
+                        if (!kf_match(&f, evt) || !sim_visible(evt, now_ms))
                                 continue;
-                        if (seen++ < skip)
-                                continue;
-                        if (taken < (size_t)limit) {
-                                pick[taken++] = evt;
-                        } else {
-                                has_next = 1;
-                                break;
+                        if (nall == cap) {
+                                cap = cap ? cap * 2 : 256;
+                                all = eb_xrealloc(all, cap * sizeof(*all));
                         }
+                        all[nall++] = evt;
                 }
+                has_next = (uint64_t)(skip + limit) < nall;
+        }
+        if (nall && a->set.tie_shuffle)
+                shuffle_ties(a, all, nall);
+        for (i = 0; i < (size_t)limit; i++) {
+                size_t pos = (size_t)skip + i;
+                if (pos < all_off || pos - all_off >= nall)
+                        break;
+                pick[taken++] = all[pos - all_off];
         }
         if (!taken) {
                 sim_req_status(sr, 204, NULL);
@@ -990,6 +1060,7 @@ static void kommo_list(struct sim_req *sr, int64_t now_ms)
         sim_req_status(sr, 200, "application/hal+json");
 out:
         free(pick);
+        free(all);
         kf_fini(&f);
         evhttp_clear_headers(&q);
 }

@@ -488,7 +488,9 @@ static void kota_list(struct sim_req *sr, int64_t now_ms)
         const char *s;
         int64_t page = 1, ps = 10, ca, floor_ms;
         int v2 = a->set.kota_v2, asc = 0;
-        size_t lo, hi, total, first, i, n = 0;
+        size_t lo, hi, total, first, i, n = 0, cut, base, nlate = 0;
+        size_t caplate = 0;
+        struct sim_event **late = NULL;
 
         TAILQ_INIT(&q);
         if (sim_query_parse(rawq, &q) < 0) {
@@ -546,14 +548,35 @@ static void kota_list(struct sim_req *sr, int64_t now_ms)
                 }
         }
         hi = a->nevts;
-        total = count_visible(a, lo, hi, v2);
+        /* Events younger than late_visibility may not be visible yet:
+         * those past cut are checked one by one. */
+        cut = a->set.late_ms
+                      ? sim_lower_bound_created(a, now_ms - a->set.late_ms)
+                      : hi;
+        if (cut < lo)
+                cut = lo;
+        base = count_visible(a, lo, cut, v2);
+        for (i = cut; i < hi; i++) {
+                struct sim_event *evt = a->evts[i];
+                if ((!v2 && !evt->kota_v1) || !sim_visible(evt, now_ms))
+                        continue;
+                if (nlate == caplate) {
+                        caplate = caplate ? caplate * 2 : 64;
+                        late = eb_xrealloc(late, caplate * sizeof(*late));
+                }
+                late[nlate++] = evt;
+        }
+        total = base + nlate;
         first = (size_t)((page - 1) * ps);
         evbuffer_add(sr->body, "{\"items\":[", 10);
         for (i = first; i < total && n < (size_t)ps; i++, n++) {
                 size_t k = asc ? i : total - 1 - i;
                 if (n)
                         evbuffer_add(sr->body, ",", 1);
-                add_item(sr, a->evts[nth_visible(a, lo, k, v2)], v2);
+                add_item(sr,
+                         k < base ? a->evts[nth_visible(a, lo, k, v2)]
+                                  : late[k - base],
+                         v2);
         }
         evbuffer_add_printf(sr->body,
                             "],\"page\":%lld,\"page_size\":%zu,"
@@ -564,6 +587,7 @@ static void kota_list(struct sim_req *sr, int64_t now_ms)
                             page > 1 ? "true" : "false");
         sim_req_status(sr, 200, "application/json");
 out:
+        free(late);
         evhttp_clear_headers(&q);
 }
 

@@ -588,6 +588,9 @@ static int auth_ok(struct sim_req *sr)
         }
         if (strncasecmp(h, "Bearer ", 7))
                 return 0;
+        if (a->prov == SIM_KOMMO &&
+            sim_oauth_access_ok(a, h + 7, strlen(h + 7), eb_now_ms()))
+                return 1;
         return eb_ct_equal(h + 7, strlen(h + 7), cred, clen);
 }
 
@@ -637,12 +640,43 @@ static int64_t window_take(struct sim_account *a, int rps, int64_t now)
         return 0;
 }
 
+/* The ban slot (monotonic ms, 0: none) of the client address of @p sr:
+ * Kommo bans the IP address, so every account asked from it is blocked. */
+static int64_t *addr_ban(struct sim_req *sr, int64_t now)
+{
+        struct sim *sim = sr->sim;
+        struct evhttp_connection *conn = evhttp_request_get_connection(sr->req);
+        const char *host = NULL;
+        ev_uint16_t port = 0;
+        size_t i;
+
+        if (conn)
+                evhttp_connection_get_peer(conn, (char **)&host, &port);
+        if (!host)
+                host = "?";
+        for (i = 0; i < sim->nbans; i++)
+                if (!strcmp(sim->bans[i].addr, host))
+                        return &sim->bans[i].until;
+        /* reuse an expired slot, else the oldest */
+        for (i = 0; i < sim->nbans; i++)
+                if (sim->bans[i].until <= now)
+                        break;
+        if (i == sim->nbans &&
+            sim->nbans < sizeof(sim->bans) / sizeof(sim->bans[0]))
+                sim->nbans++;
+        else if (i == sim->nbans)
+                i = 0;
+        snprintf(sim->bans[i].addr, sizeof(sim->bans[i].addr), "%s", host);
+        sim->bans[i].until = 0;
+        return &sim->bans[i].until;
+}
+
 /* @returns 0 to go on, or -1 after answering. */
 static int limits(struct sim_req *sr)
 {
         struct sim_account *a = sr->acct;
         struct sim_settings *s = &a->set;
-        int64_t now = eb_mono_ms(), wait;
+        int64_t now = eb_mono_ms(), wait, *ban;
         char buf[160];
 
         if (a->prov == SIM_CLOSE) {
@@ -699,17 +733,25 @@ static int limits(struct sim_req *sr)
                 }
                 return 0;
         }
-        /* Kommo: 7 rps, 429 with retry_after, repeated 429s -> 403 ban */
-        if (a->banned_until && now < a->banned_until) {
+        /* Kommo: 7 rps, 429 with retry_after, repeated 429s -> 403 ban of
+         * the client's address (or, kommo_ban_scope account, the account) */
+        ban = s->kommo_ban_account ? &a->banned_until : addr_ban(sr, now);
+        if (*ban && now < *ban) {
+                snprintf(buf, sizeof(buf), "\"retry_after\":%lld",
+                         (long long)((*ban - now + 999) / 1000));
                 sim_req_problem(sr, 403,
-                                "Access denied: the account is blocked "
-                                "for repeatedly exceeding the request "
-                                "limit.",
-                                NULL);
+                                s->kommo_ban_account
+                                        ? "Access denied: the account is "
+                                          "blocked for repeatedly exceeding "
+                                          "the request limit."
+                                        : "Access denied: your IP address is "
+                                          "blocked for repeatedly exceeding "
+                                          "the request limit.",
+                                buf);
                 return -1;
         }
-        if (a->banned_until) {
-                a->banned_until = 0;
+        if (*ban) {
+                *ban = 0;
                 a->ban_cnt = 0;
         }
         wait = window_take(a, s->kommo_rps, now);
@@ -723,9 +765,14 @@ static int limits(struct sim_req *sr)
                 ring_push(a->ban_ring, a->ban_cap, &a->ban_head, &a->ban_cnt,
                           now);
                 if (a->ban_cnt >= (size_t)s->kommo_ban_after) {
-                        a->banned_until = now + s->kommo_ban_ms;
-                        eb_warn(SIM_MOD, "kommo account %s banned for %lld ms",
-                                a->name, (long long)s->kommo_ban_ms);
+                        *ban = now + s->kommo_ban_ms;
+                        a->banned_until = *ban;
+                        eb_warn(SIM_MOD,
+                                "kommo account %s: %s banned for %lld ms",
+                                a->name,
+                                s->kommo_ban_account ? "account"
+                                                     : "client address",
+                                (long long)s->kommo_ban_ms);
                 }
         }
         snprintf(buf, sizeof(buf), "\"retry_after\":%lld",
@@ -778,6 +825,18 @@ static void api_request(struct sim *sim, struct sim_account *a,
 {
         struct sim_req *sr = req_new(sim, a, req);
 
+        if (a->prov == SIM_KOMMO && !strcmp(rest, "/oauth2/access_token")) {
+                /* token renewal: its own authentication (client secret and
+                 * refresh token in the body) */
+                if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+                        sim_req_problem(sr, 405, "Method not allowed.", NULL);
+                        sim_req_header(sr, "Allow", "POST");
+                } else {
+                        sim_oauth_handle(sr, eb_now_ms());
+                }
+                finish(sr);
+                return;
+        }
         if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
                 if (a->prov == SIM_CLOSE)
                         sim_req_close_error(sr, 405, "Method not allowed.");

@@ -25,6 +25,8 @@ enum key_type {
         KT_DOWN,   /* off|503|reset */
         KT_KVER,   /* v1|v2 */
         KT_CAPOL,  /* reject|clamp */
+        KT_SCOPE,  /* address|account */
+        KT_STRICT, /* on|off: sets every strict switch at once */
 };
 
 struct sim_key {
@@ -76,7 +78,7 @@ static const struct sim_key keys[] = {
         {"kommo_ban_window", KT_DUR, OFF(kommo_ban_window_ms), 1, 86400e3, 0,
          "DUR", "Kommo: window counting 429s (default 60s)"},
         {"kommo_ban_duration", KT_DUR, OFF(kommo_ban_ms), 1, 86400e3 * 30, 0,
-         "DUR", "Kommo: how long a ban lasts (default 60s)"},
+         "DUR", "Kommo: how long a ban lasts (default 1h)"},
         {"kommo_retry_after", KT_INT, OFF(kommo_retry_after), 0, 86400, 0,
          "SECS",
          "Kommo: retry_after in 429 bodies (0: seconds until a slot frees, "
@@ -84,6 +86,45 @@ static const struct sim_key keys[] = {
         {"kommo_max_limit", KT_INT, OFF(kommo_max_limit), 1, 100000, 0, "N",
          "Kommo: largest accepted limit (default 250; amoCRM RU docs say "
          "100)"},
+        {"strict", KT_STRICT, OFF(strict), 0, 1, 0, "on|off",
+         "on (default): the real platforms' harsher behaviours, each of "
+         "which has its own switch below (kommo_array_filters off, "
+         "kommo_ban_scope address, kommo_ban_duration 1h, tie_shuffle on, "
+         "late_visibility 5s, close_cursor_ttl 60s, close_admin off, Kota "
+         "webhook_attempts 1); off: the lenient values (on, account, 60s, "
+         "off, 0, 0, on, 5). Later options override single switches"},
+        {"kommo_array_filters", KT_BOOL, OFF(kommo_array_filters), 0, 1, 0,
+         "on|off",
+         "Kommo: accept the array filter form filter[type][]=a (default "
+         "off: only the comma form filter[type]=a,b of the reference page; "
+         "the array form is a 400)"},
+        {"kommo_ban_scope", KT_SCOPE, OFF(kommo_ban_account), 0, 1, 0,
+         "address|account",
+         "Kommo: what a ban blocks: every account asked from the client's "
+         "address (default, as Kommo's limitations page says) or only the "
+         "account"},
+        {"tie_shuffle", KT_BOOL, OFF(tie_shuffle), 0, 1, 0, "on|off",
+         "Kommo: events of the same created_at second come in a different "
+         "order on every request (default on)"},
+        {"late_visibility", KT_DUR, OFF(late_ms), 0, 3600e3, 0, "DUR",
+         "an event becomes visible in the list API up to DUR after its own "
+         "time (a per-event draw; default 5s, 0 = at once)"},
+        {"close_cursor_ttl", KT_DUR, OFF(close_cursor_ttl_ms), 0, 86400e3, 0,
+         "DUR",
+         "Close: a cursor older than DUR is refused with a 400 (default "
+         "60s; 0 = never)"},
+        {"close_admin", KT_BOOL, OFF(close_admin), 0, 1, 0, "on|off",
+         "Close: the API key is an admin's (default off: data and "
+         "previous_data are null in events older than --close-strip-after)"},
+        {"close_strip_after", KT_DUR, OFF(close_strip_ms), 1, 86400e3 * 30, 0,
+         "DUR",
+         "Close: age after which a non-admin key sees no data (default 1h)"},
+        {"kommo_token_ttl", KT_DUR, OFF(kommo_token_ttl_ms), 1, 86400e3 * 30, 0,
+         "DUR",
+         "Kommo: lifetime of the OAuth access tokens that POST "
+         "/oauth2/access_token issues (default 1d, as Kommo's expires_in); "
+         "each refresh also replaces the refresh token, and the old one is "
+         "refused"},
         {"close_limit", KT_INT, OFF(close_limit), 1, 1000000, 0, "N",
          "Close: requests per window per API key (default 20)"},
         {"close_window", KT_DUR, OFF(close_window_ms), 1, 3600e3, 0, "DUR",
@@ -125,7 +166,8 @@ static const struct sim_key keys[] = {
         {"webhook_timeout", KT_DUR, OFF(webhook_timeout_ms), 1, 3600e3, 0,
          "DUR", "per-attempt timeout (default 5s; Kommo 2s)"},
         {"webhook_attempts", KT_INT, OFF(webhook_attempts), 1, 1000, 0, "N",
-         "attempts per delivery before giving up (default 5)"},
+         "attempts per delivery before giving up (default 5; Kota 1: "
+         "Kota does not retry)"},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -152,9 +194,27 @@ const char *sim_settings_name(size_t i)
         return i < NKEYS ? keys[i].name : NULL;
 }
 
+/* The switches of docs/simulator.md "Strict mode". */
+static void set_strict(struct sim_settings *s, int prov, int on)
+{
+        s->strict = on;
+        s->kommo_array_filters = !on;
+        s->kommo_ban_account = !on;
+        s->kommo_ban_ms = on ? 3600 * 1000 : 60 * 1000;
+        s->tie_shuffle = on;
+        s->late_ms = on ? 5000 : 0;
+        s->close_cursor_ttl_ms = on ? 60 * 1000 : 0;
+        s->close_admin = !on;
+        /* Kota: "If a non 2xx status code is returned, we will not retry
+         * the delivery" (the webhooks guide; the harsher of its two
+         * readings). */
+        s->webhook_attempts = on && prov == SIM_KOTA ? 1 : 5;
+}
+
 void sim_settings_default(struct sim_settings *s, int prov)
 {
         memset(s, 0, sizeof(*s));
+        s->prov = prov;
         s->rate = 1;
         s->backlog = 0;
         s->backlog_span_ms = 3600 * 1000;
@@ -166,9 +226,10 @@ void sim_settings_default(struct sim_settings *s, int prov)
         s->kommo_rps = 7;
         s->kommo_ban_after = 10;
         s->kommo_ban_window_ms = 60 * 1000;
-        s->kommo_ban_ms = 60 * 1000;
         s->kommo_retry_after = 0;
         s->kommo_max_limit = 250;
+        s->close_strip_ms = 3600 * 1000;
+        s->kommo_token_ttl_ms = 86400LL * 1000;
         s->close_limit = 20;
         s->close_window_ms = 1000;
         s->kota_rps = 10;
@@ -183,7 +244,7 @@ void sim_settings_default(struct sim_settings *s, int prov)
         s->webhook_retry_base_ms = 100;
         s->webhook_retry_max_ms = 5000;
         s->webhook_timeout_ms = prov == SIM_KOMMO ? 2000 : 5000;
-        s->webhook_attempts = 5;
+        set_strict(s, prov, 1);
 }
 
 void sim_settings_fini(struct sim_settings *s)
@@ -550,6 +611,32 @@ int sim_setting_apply(struct sim_settings *s, const char *key,
                         return -EINVAL;
                 }
                 return 0;
+        case KT_STRICT: {
+                int on;
+                if (!strcmp(sv, "on") || !strcmp(sv, "true") ||
+                    !strcmp(sv, "1"))
+                        on = 1;
+                else if (!strcmp(sv, "off") || !strcmp(sv, "false") ||
+                         !strcmp(sv, "0"))
+                        on = 0;
+                else {
+                        snprintf(err, errsz, "%s: expected on or off", key);
+                        return -EINVAL;
+                }
+                set_strict(s, s->prov, on);
+                return 0;
+        }
+        case KT_SCOPE:
+                if (!strcmp(sv, "address"))
+                        s->kommo_ban_account = 0;
+                else if (!strcmp(sv, "account"))
+                        s->kommo_ban_account = 1;
+                else {
+                        snprintf(err, errsz, "%s: expected address or account",
+                                 key);
+                        return -EINVAL;
+                }
+                return 0;
         }
         return -EINVAL;
 }
@@ -635,6 +722,13 @@ json_t *sim_settings_json(const struct sim_settings *s)
                         break;
                 case KT_CAPOL:
                         v = json_string(s->kota_clamp ? "clamp" : "reject");
+                        break;
+                case KT_STRICT:
+                        v = json_boolean(s->strict);
+                        break;
+                case KT_SCOPE:
+                        v = json_string(s->kommo_ban_account ? "account"
+                                                             : "address");
                         break;
                 }
                 json_object_set_new(o, k->name, v);

@@ -117,6 +117,7 @@ enum sim_down {
 };
 
 struct sim_settings {
+        int prov; /* enum sim_prov: provider defaults */
         /* generation */
         double rate;
         int64_t backlog;
@@ -138,6 +139,15 @@ struct sim_settings {
         int64_t kommo_ban_ms;
         int kommo_retry_after; /* 0: computed */
         int kommo_max_limit;
+        int strict; /* last "strict" applied (the switches below) */
+        int kommo_array_filters;     /* 1: accept filter[x][]=a (lenient) */
+        int kommo_ban_account;       /* 1: ban the account, 0: the address */
+        int tie_shuffle;             /* Kommo: same-second order per request */
+        int64_t late_ms;             /* events visible up to this late */
+        int64_t close_cursor_ttl_ms; /* 0: cursors never expire */
+        int close_admin;             /* 0: strip data after close_strip */
+        int64_t close_strip_ms;
+        int64_t kommo_token_ttl_ms; /* OAuth access token lifetime */
         int close_limit;
         int64_t close_window_ms;
         int kota_rps;
@@ -229,6 +239,7 @@ struct sim_version {
         uint64_t uorder; /* Close: position key of the order index */
         unsigned served : 1;
         unsigned superseded : 1;
+        unsigned poison : 1; /* rendered so that it cannot be normalized */
 };
 
 struct sim_event {
@@ -327,6 +338,18 @@ struct sim_account {
         int64_t *ban_ring;
         size_t ban_cap, ban_head, ban_cnt;
         int64_t banned_until;
+        uint64_t tie_draws; /* Kommo: per-request tie order stream */
+        /* Kommo OAuth 2.0: the one refresh token that works (each refresh
+         * replaces it), and the access tokens issued, with their expiry
+         * (wall ms); the newest SIM_OAUTH_KEEP are kept. */
+        char *refresh_token;
+        uint64_t oauth_gen;
+        struct sim_access {
+                char *token;
+                int64_t expires_ms;
+        } access[4];
+        uint64_t refreshes, refresh_refused;
+        uint64_t stripped; /* Close: events served without data */
         int64_t cw_start;
         int cw_count;
 
@@ -355,6 +378,12 @@ struct sim {
         struct sim_req *held; /* requests answered later (list) */
         struct sim_hook *hook;
         size_t max_body;
+        /* Kommo bans by client address (kommo_ban_scope address) */
+        struct sim_ban {
+                char addr[64];
+                int64_t until; /* monotonic ms */
+        } bans[16];
+        size_t nbans;
 };
 
 /* store.c */
@@ -389,6 +418,20 @@ void sim_event_publish(struct sim_event *evt);
 struct sim_version *sim_version_add(struct sim_event *evt, char *json,
                                     size_t len, char *alt, size_t alt_len,
                                     char *ver, int64_t updated_ms);
+/**
+ * @returns 1 when the list API shows @p evt (its current version) at
+ * @p now_ms: late_visibility delays each event by a stateless draw per
+ * entity in [0, late_visibility] after its own time (Close: date_updated),
+ * so one entity's events keep their order.
+ */
+int sim_visible(const struct sim_event *evt, int64_t now_ms);
+/**
+ * @brief Make the current version of @p evt a poison event: its time
+ * field becomes something no client can parse (Kommo created_at a string,
+ * Close date_updated and Kota created not a date). The truth line says
+ * "poison": true.
+ */
+void sim_poison(struct sim_event *evt);
 /** @returns borrowed event by id, or NULL. */
 struct sim_event *sim_event_find(struct sim_account *a, const char *id);
 /** @returns index of the first event with created_ms >= @p ms. */
@@ -473,6 +516,22 @@ int sim_server_start(struct sim *sim, const char *listen, char *err,
                      size_t errsz);
 /** @brief Answer every held request now (shutdown). */
 void sim_server_flush_held(struct sim *sim);
+
+/* oauth.c: Kommo OAuth 2.0 (POST <base>/oauth2/access_token) */
+/** @brief Client id, secret and redirect URI of @p a (borrowed, static
+ * per account name). */
+void sim_oauth_client(const struct sim_account *a, char *id, size_t idsz,
+                      char *secret, size_t secretsz, char *redirect,
+                      size_t redirectsz);
+/** @returns the refresh token that works now (initial: set at start). */
+const char *sim_oauth_refresh_token(struct sim_account *a);
+/** @returns 1 when @p token is an unexpired access token of @p a. */
+int sim_oauth_access_ok(struct sim_account *a, const char *token, size_t len,
+                        int64_t now_ms);
+/** @brief Answer a token request (grant_type refresh_token). */
+void sim_oauth_handle(struct sim_req *sr, int64_t now_ms);
+/** @brief Free the OAuth state of @p a. */
+void sim_oauth_free(struct sim_account *a);
 
 /* control.c */
 /** @brief Handle a /_sim/ request (control, stats, truth, info). */

@@ -103,6 +103,7 @@ void sim_account_free(struct sim_account *a)
 
         if (!a)
                 return;
+        sim_oauth_free(a);
         for (i = 0; i < a->nvers; i++) {
                 free(a->vers[i]->json);
                 free(a->vers[i]->alt);
@@ -517,9 +518,10 @@ static void truth_line(struct sim_account *a, struct sim_version *v,
         evbuffer_add_printf(
                 out,
                 ",\"created_ms\":%lld,\"updated_ms\":%lld,"
-                "\"served\":%s,\"superseded\":%s,\"native\":",
+                "\"served\":%s,\"superseded\":%s,%s\"native\":",
                 (long long)evt->created_ms, (long long)v->updated_ms,
-                v->served ? "true" : "false", v->superseded ? "true" : "false");
+                v->served ? "true" : "false", v->superseded ? "true" : "false",
+                v->poison ? "\"poison\":true," : "");
         evbuffer_add(out, v->json, v->len);
         if (a->prov == SIM_KOTA) {
                 evbuffer_add(out, ",\"native_v1\":", 13);
@@ -594,4 +596,82 @@ out:
                 evbuffer_free(buf);
         free(tmp);
         return rc;
+}
+
+int sim_visible(const struct sim_event *evt, int64_t now_ms)
+{
+        const struct sim_account *a = evt->acct;
+        int64_t t = evt->cur ? evt->cur->updated_ms : evt->created_ms;
+        int64_t d;
+
+        if (!a->set.late_ms || t + a->set.late_ms <= now_ms)
+                return 1;
+        /* One draw per entity: an entity's events never overtake each
+         * other (Close promises that for one object's events; the
+         * simulator assumes it of Kommo and Kota too). */
+        d = (int64_t)(sim_hash_unit(
+                              a->sim->seed, a->name,
+                              evt->eid ? eb_fnv1a64(evt->eid, strlen(evt->eid))
+                                       : evt->seq) *
+                      (double)a->set.late_ms);
+        return t + d <= now_ms;
+}
+
+/* Insert @p ins at offset @p at of the NUL-terminated *@p json. */
+static void splice(char **json, size_t *len, size_t at, const char *ins)
+{
+        size_t n = strlen(ins);
+        char *out = eb_xmalloc(*len + n + 1);
+
+        memcpy(out, *json, at);
+        memcpy(out + at, ins, n);
+        memcpy(out + at + n, *json + at, *len - at + 1);
+        free(*json);
+        *json = out;
+        *len += n;
+}
+
+/* Corrupt the value of "@p key": (a string or a number) in one rendering.
+ * @returns the offset of the change, or -1 when the key is absent. */
+static long poison_field(char **json, size_t *len, const char *key)
+{
+        char pat[64];
+        const char *p;
+        size_t at;
+
+        snprintf(pat, sizeof(pat), "\"%s\":", key);
+        p = strstr(*json, pat);
+        if (!p)
+                return -1;
+        at = (size_t)(p - *json) + strlen(pat);
+        if ((*json)[at] == '"') {
+                splice(json, len, at + 1, "not a date: ");
+                return (long)at;
+        }
+        /* a number: make it a string */
+        splice(json, len, at, "\"");
+        while (at + 1 < *len && (*json)[at + 1] >= '0' &&
+               (*json)[at + 1] <= '9')
+                at++;
+        splice(json, len, at + 1, "\"");
+        return (long)at;
+}
+
+void sim_poison(struct sim_event *evt)
+{
+        struct sim_version *v = evt->cur;
+        const char *key = evt->acct->prov == SIM_KOMMO   ? "created_at"
+                          : evt->acct->prov == SIM_CLOSE ? "date_updated"
+                                                         : "created";
+        long at;
+
+        if (!v || v->poison)
+                return;
+        at = poison_field(&v->json, &v->len, key);
+        /* Kommo: the with= name goes after the change: two quotes more */
+        if (at >= 0 && evt->acct->prov == SIM_KOMMO && v->name_at > (size_t)at)
+                v->name_at += 2;
+        if (v->alt)
+                poison_field(&v->alt, &v->alt_len, key);
+        v->poison = 1;
 }

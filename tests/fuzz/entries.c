@@ -165,6 +165,16 @@ static int check_event(const struct eb_event *evt)
         size_t klen = 0;
         int rc = 0, mode;
 
+        if (evt->deadletter) {
+                /* a poison event: raw, for the dead-letter topic */
+                if (!evt->id || strncmp(evt->id, "deadletter-", 11) ||
+                    !evt->provider || !evt->native || !evt->source_name ||
+                    !*evt->deadletter) {
+                        fprintf(stderr, "fuzz: incomplete poison event\n");
+                        return -1;
+                }
+                return 0;
+        }
         if (!evt->id || !*evt->id || !evt->provider || !evt->entity_type ||
             !evt->entity_id || !evt->action || !*evt->action || !evt->native ||
             !evt->source_name) {
@@ -238,6 +248,7 @@ static int check_page(const struct eb_page *page)
         case EB_RESP_RETRY:
         case EB_RESP_BAD_BODY:
         case EB_RESP_CLIENT_ERROR:
+        case EB_RESP_REFUSED:
                 if (page->events_cnt || !page->detail[0]) {
                         fprintf(stderr, "fuzz: error page with events or "
                                         "without a detail\n");

@@ -108,10 +108,41 @@ sed 's/"name":"kommo-b",/"name":"kommo-b","enabled":false,/' "$tmp/twins.json" \
 out=$("$bin" --check-config "$tmp/twin-off.json" 2>&1); rc=$?
 if [ "$rc" -eq 0 ] && [[ "$out" == *"ok (2 source(s), 1 disabled)"* ]]; then ok;
 else bad "disabled twin: rc=$rc $out"; fi
-sed 's/"token":"twin-token-1"}}]}/"token":"other-token"}}]}/' "$tmp/twins.json" \
-  > "$tmp/two-accounts.json"
+# Close serves every account at one URL; the API key is the account.
+cat > "$tmp/two-accounts.json" <<'JSON'
+{"sources":[
+ {"name":"close-a","provider":"close","credentials":{"api_key":"k-1"}},
+ {"name":"close-b","provider":"close","credentials":{"api_key":"k-2"}}]}
+JSON
 out=$("$bin" --check-config "$tmp/two-accounts.json" 2>&1); rc=$?
 if [ "$rc" -eq 0 ]; then ok; else bad "two accounts on one URL: rc=$rc $out"; fi
+
+# Kommo allows 7 requests per second per account and bans the address
+# after repeated 429s: a rate_limit that can exceed it is refused, alone or
+# added up over the sources that poll one account.
+for f in rate-kommo-too-fast rate-kommo-shared-account; do
+  out=$("$bin" --check-config "$dir/$f.json" 2>&1)
+  rc=$?
+  if [ "$rc" -eq 2 ] && [[ "$out" == *"sources[0].rate_limit"* ]] &&
+     [[ "$out" == *"documented limit of 7"* ]]; then ok
+  else bad "$f.json: exit $rc: $out"; fi
+done
+# Two accounts on one host (a simulator tells them apart by path) each
+# have their own budget.
+cat > "$tmp/rate-two-accounts.json" <<'JSON'
+{"sources":[
+ {"name":"a","provider":"kommo","base_url":"http://127.0.0.1:1/kommo/kommo-1",
+  "credentials":{"token":"t"}},
+ {"name":"b","provider":"kommo","base_url":"http://127.0.0.1:1/kommo/kommo-2",
+  "credentials":{"token":"t"}}]}
+JSON
+out=$("$bin" --check-config "$tmp/rate-two-accounts.json" 2>&1); rc=$?
+if [ "$rc" -eq 0 ]; then ok; else bad "two accounts, one host: $rc: $out"; fi
+# ... unless the source says it is not a real account (a simulator).
+sed 's/"burst": 5 }/"burst": 5, "above_documented": true }/' \
+  "$dir/rate-kommo-too-fast.json" > "$tmp/rate-sim.json"
+out=$("$bin" --check-config "$tmp/rate-sim.json" 2>&1); rc=$?
+if [ "$rc" -eq 0 ]; then ok; else bad "above_documented: exit $rc: $out"; fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -216,34 +216,26 @@ static json_t *source_json(const struct eb_sim *sim, const char *name,
                 /* Far faster than the account's 1 req/s: 429, then ban. */
                 json_object_set_new(json_object_get(src, "poll"), "interval",
                                     json_string("100ms"));
-                json_object_set_new(
-                        src, "rate_limit",
-                        json_pack("{s:i, s:i}", "rps", 50, "burst", 20));
+                json_object_set_new(src, "rate_limit",
+                                    json_pack("{s:i, s:i, s:b}", "rps", 50,
+                                              "burst", 20, "above_documented",
+                                              1));
         }
         return src;
 }
 
 static void test_run_app(void)
 {
-        const char *args[] = {"--accounts",
-                              "kommo=2,close=1,kota=1",
-                              "--backlog",
-                              "40",
-                              "--backlog-span",
-                              "1h",
-                              "--rate",
-                              "1",
-                              "--kommo-rps",
-                              "kommo-2=1",
-                              "--kommo-ban-after",
-                              "kommo-2=1",
-                              "--kommo-ban-duration",
-                              "kommo-2=10m",
-                              "--faults",
-                              "close-1=500@next=2",
-                              "--faults",
-                              "kota-1=malformed@next=1",
-                              NULL};
+        const char *args[] = {"--accounts", "kommo=2,close=1,kota=1",
+                              "--backlog", "40", "--backlog-span", "1h",
+                              "--rate", "1", "--kommo-rps", "kommo-2=1",
+                              "--kommo-ban-after", "kommo-2=1",
+                              "--kommo-ban-duration", "kommo-2=10m",
+                              /* only kommo-2 is banned: a ban of the
+                               * client address would stop kommo-1 too */
+                              "--kommo-ban-scope", "account", "--faults",
+                              "close-1=500@next=2", "--faults",
+                              "kota-1=malformed@next=1", NULL};
         struct run *r = &g_run;
         json_t *srcs;
         struct eb_config *cfg = NULL;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Polling pipeline end to end: evbridge against the simulator (two accounts
 # per provider, a backlog, live arrivals, Close consolidation, the
-# platforms' rate limits and injected faults), publishing to a standalone
+# platforms' rate limits and injected faults, and the strict simulator's
+# late events, unstable same-second order, expiring Close cursors and one
+# poison event per account), publishing to a standalone
 # mock cluster. Kafka must hold exactly the simulator's ground truth: no
 # event missing, none twice, each on its topic with its key, and every
 # entity's events in order. A source whose upstream is down must not stall
@@ -36,6 +38,9 @@ others_progress() {
 check "other sources progress while close-2 is down" \
   wait_for "1000 messages from the healthy sources" 40 others_progress
 sim_control '{"target":"close-2","set":{"down":"off"}}'
+# One poison event per account among the live ones: each must land on the
+# dead-letter topic exactly once while its source goes on (truth_check).
+sim_control '{"target":"all","poison":1}'
 
 sleep 6
 # Stop live arrivals and faults; let evbridge catch up.

@@ -185,10 +185,10 @@ static size_t count_type(const json_t *events, const char *type)
 
 static void test_kommo_pagination(void)
 {
-        const char *args[] = {"--accounts", "kommo=1,close=0,kota=0",
-                              "--rate",     "0",
-                              "--limits",   "off",
-                              NULL};
+        const char *args[] = {
+                "--strict", "off", "--accounts", "kommo=1,close=0,kota=0",
+                "--rate",   "0",   "--limits",   "off",
+                NULL};
         struct eb_sim sim;
         struct eb_sim_resp r;
         json_t *ids, *root, *evs, *e, *all = NULL;
@@ -391,17 +391,11 @@ static void test_kommo_pagination(void)
 /* A closed window keeps its pages stable while new events arrive. */
 static void test_kommo_closed_window(void)
 {
-        const char *args[] = {"--accounts",
-                              "kommo=1,close=0,kota=0",
-                              "--rate",
-                              "0",
-                              "--limits",
-                              "off",
-                              "--backlog",
-                              "600",
-                              "--backlog-span",
-                              "10m",
-                              NULL};
+        const char *args[] = {
+                "--strict",  "off", "--accounts",     "kommo=1,close=0,kota=0",
+                "--rate",    "0",   "--limits",       "off",
+                "--backlog", "600", "--backlog-span", "10m",
+                NULL};
         struct eb_sim sim;
         json_t *truth, *seen = json_object(), *t, *root, *evs, *e;
         long long to;
@@ -465,15 +459,10 @@ static json_t *close_page(const struct eb_sim *sim, const char *acct,
 
 static void test_close_pagination(void)
 {
-        const char *args[] = {"--accounts",
-                              "kommo=0,close=1,kota=0",
-                              "--rate",
-                              "0",
-                              "--limits",
-                              "off",
-                              "--consolidate",
-                              "0",
-                              NULL};
+        const char *args[] = {
+                "--strict",      "off", "--accounts", "kommo=0,close=1,kota=0",
+                "--rate",        "0",   "--limits",   "off",
+                "--consolidate", "0",   NULL};
         struct eb_sim sim;
         struct eb_sim_resp r;
         json_t *ids, *p1, *p2, *p3, *d, *e;
@@ -648,7 +637,9 @@ static json_t *close_walk(const struct eb_sim *sim, const char *acct,
 
 static void test_close_consolidation(void)
 {
-        const char *args[] = {"--accounts",
+        const char *args[] = {"--strict",
+                              "off",
+                              "--accounts",
                               "kommo=0,close=2,kota=0",
                               "--rate",
                               "0",
@@ -776,10 +767,10 @@ static void test_close_consolidation(void)
 
 static void test_kota_pagination(void)
 {
-        const char *args[] = {"--accounts", "kommo=0,close=0,kota=1",
-                              "--rate",     "0",
-                              "--limits",   "off",
-                              NULL};
+        const char *args[] = {
+                "--strict", "off", "--accounts", "kommo=0,close=0,kota=1",
+                "--rate",   "0",   "--limits",   "off",
+                NULL};
         struct eb_sim sim;
         struct eb_sim_resp r;
         json_t *ids, *more, *p, *items, *e, *walk;
@@ -914,17 +905,11 @@ static void iso_days_ago(int days, char *buf, size_t sz)
 
 static void test_kota_retention(void)
 {
-        const char *args[] = {"--accounts",
-                              "kommo=0,close=0,kota=1",
-                              "--rate",
-                              "0",
-                              "--limits",
-                              "off",
-                              "--backlog",
-                              "200",
-                              "--backlog-span",
-                              "40d",
-                              NULL};
+        const char *args[] = {
+                "--strict",  "off", "--accounts",     "kommo=0,close=0,kota=1",
+                "--rate",    "0",   "--limits",       "off",
+                "--backlog", "200", "--backlog-span", "40d",
+                NULL};
         struct eb_sim sim;
         json_t *p, *items;
         long st;
@@ -978,11 +963,10 @@ static long status_with(const struct eb_sim *sim, const char *acct,
 
 static void test_auth(void)
 {
-        const char *args[] = {"--accounts", "kommo=1,close=1,kota=1",
-                              "--rate",     "0",
-                              "--limits",   "off",
-                              "--backlog",  "5",
-                              NULL};
+        const char *args[] = {
+                "--strict",  "off", "--accounts", "kommo=1,close=1,kota=1",
+                "--rate",    "0",   "--limits",   "off",
+                "--backlog", "5",   NULL};
         struct eb_sim sim;
         struct eb_sim_resp r;
         char good[512], url[512];
@@ -1033,7 +1017,9 @@ static void test_auth(void)
 
 static void test_rate_limits(void)
 {
-        const char *args[] = {"--accounts",
+        const char *args[] = {"--strict",
+                              "off",
+                              "--accounts",
                               "kommo=1,close=1,kota=1",
                               "--rate",
                               "0",
@@ -1157,12 +1143,11 @@ static void fault(const struct eb_sim *sim, const char *acct, const char *spec)
 
 static void test_faults(void)
 {
-        const char *args[] = {"--accounts", "kommo=2,close=1,kota=1",
-                              "--rate",     "0",
-                              "--limits",   "off",
-                              "--backlog",  "20",
-                              "--slow-ms",  "3000",
-                              NULL};
+        const char *args[] = {
+                "--strict",  "off", "--accounts", "kommo=2,close=1,kota=1",
+                "--rate",    "0",   "--limits",   "off",
+                "--backlog", "20",  "--slow-ms",  "3000",
+                NULL};
         struct eb_sim sim;
         struct eb_sim_resp r;
         json_t *j, *stt;
@@ -1303,15 +1288,10 @@ static void test_faults(void)
 /* max_concurrent shows parallel requests to one account */
 static void test_concurrency_stats(void)
 {
-        const char *args[] = {"--accounts",
-                              "kommo=1,close=0,kota=0",
-                              "--rate",
-                              "0",
-                              "--limits",
-                              "off",
-                              "--latency-ms",
-                              "400",
-                              NULL};
+        const char *args[] = {
+                "--strict",     "off", "--accounts", "kommo=1,close=0,kota=0",
+                "--rate",       "0",   "--limits",   "off",
+                "--latency-ms", "400", NULL};
         struct eb_sim sim;
         CURLM *multi;
         CURL *easy[4];
@@ -1386,19 +1366,11 @@ static void test_truth(void)
 {
         char dump[] = "/tmp/eb_sim_dump_XXXXXX";
         int fd = mkstemp(dump);
-        const char *args[] = {"--accounts",
-                              "kommo=1,close=1,kota=1",
-                              "--rate",
-                              "0",
-                              "--limits",
-                              "off",
-                              "--consolidate",
-                              "0",
-                              "--backlog",
-                              "20",
-                              "--dump",
-                              dump,
-                              NULL};
+        const char *args[] = {
+                "--strict",      "off", "--accounts", "kommo=1,close=1,kota=1",
+                "--rate",        "0",   "--limits",   "off",
+                "--consolidate", "0",   "--backlog",  "20",
+                "--dump",        dump,  NULL};
         struct eb_sim sim;
         json_t *truth, *idx, *page, *items, *e, *t, *file;
         long st;
@@ -1767,7 +1739,9 @@ static void test_webhooks(void)
         struct receiver rc;
         struct eb_sim sim;
         char u1[128], u2[128], u3[128];
-        const char *args[] = {"--accounts",
+        const char *args[] = {"--strict",
+                              "off",
+                              "--accounts",
                               "kommo=1,close=1,kota=1",
                               "--rate",
                               "0",
@@ -1922,18 +1896,16 @@ static json_t *signature(const struct eb_sim *sim)
 
 static void test_determinism(void)
 {
-        const char *a42[] = {"--accounts", "kommo=1,close=1,kota=1",
-                             "--seed",     "42",
-                             "--rate",     "0",
-                             "--limits",   "off",
-                             "--backlog",  "40",
-                             NULL};
-        const char *a43[] = {"--accounts", "kommo=1,close=1,kota=1",
-                             "--seed",     "43",
-                             "--rate",     "0",
-                             "--limits",   "off",
-                             "--backlog",  "40",
-                             NULL};
+        const char *a42[] = {
+                "--strict", "off", "--accounts", "kommo=1,close=1,kota=1",
+                "--seed",   "42",  "--rate",     "0",
+                "--limits", "off", "--backlog",  "40",
+                NULL};
+        const char *a43[] = {
+                "--strict", "off", "--accounts", "kommo=1,close=1,kota=1",
+                "--seed",   "43",  "--rate",     "0",
+                "--limits", "off", "--backlog",  "40",
+                NULL};
         struct eb_sim sim;
         json_t *s1, *s2, *s3;
 
@@ -2063,10 +2035,10 @@ static void test_cli_and_config(void)
 /* live arrivals at a configured rate */
 static void test_live_rate(void)
 {
-        const char *args[] = {"--accounts", "kommo=0,close=1,kota=1",
-                              "--rate",     "50",
-                              "--limits",   "off",
-                              NULL};
+        const char *args[] = {
+                "--strict", "off", "--accounts", "kommo=0,close=1,kota=1",
+                "--rate",   "50",  "--limits",   "off",
+                NULL};
         struct eb_sim sim;
         json_t *a, *b;
 
@@ -2087,6 +2059,324 @@ static void test_live_rate(void)
         EB_CHECK_INT(eb_sim_stop(&sim), 0);
 }
 
+/* ---- strict mode (docs/simulator.md "Strict mode") --------------------- */
+
+static size_t kommo_count(const struct eb_sim *sim, const char *acct,
+                          const char *query, long *status)
+{
+        char path[512];
+        json_t *root;
+        size_t n;
+
+        snprintf(path, sizeof(path), "/api/v4/events?limit=250%s", query);
+        root = get_json(sim, acct, path, status);
+        n = json_array_size(
+                json_object_get(json_object_get(root, "_embedded"), "events"));
+        json_decref(root);
+        return n;
+}
+
+static void test_strict_kommo(void)
+{
+        const char *args[] = {"--accounts",
+                              "kommo=2,close=0,kota=0",
+                              "--rate",
+                              "0",
+                              "--late-visibility",
+                              "0",
+                              "--kommo-rps",
+                              "2",
+                              "--kommo-ban-after",
+                              "3",
+                              NULL};
+        struct eb_sim sim;
+        struct eb_sim_resp r;
+        json_t *ids, *a1, *a2, *body;
+        const json_t *e1, *e2;
+        long st;
+        size_t i, diff = 0;
+        int banned = 0;
+
+        EB_REQUIRE(eb_sim_start(args, &sim) == 0);
+        ids = generate(&sim, "kommo-1", 40);
+        json_decref(ids);
+        /* filters: the comma form only (the array form is a 400) */
+        EB_CHECK(kommo_count(&sim, "kommo-1",
+                             "&filter%5Bentity%5D=lead,contact,company,task",
+                             &st) == 40);
+        EB_CHECK_INT(st, 200);
+        usleep(1100 * 1000);
+        kommo_count(&sim, "kommo-1", "&filter%5Bentity%5D%5B%5D=lead", &st);
+        EB_CHECK_INT(st, 400);
+        kommo_count(&sim, "kommo-1", "&filter%5Btype%5D%5B0%5D=lead_added",
+                    &st);
+        EB_CHECK_INT(st, 400);
+        usleep(1100 * 1000);
+        /* same-second ties: a new order on every request (40 events made
+         * at once share one or two seconds) */
+        a1 = get_json(&sim, "kommo-1", "/api/v4/events?limit=250", &st);
+        a2 = get_json(&sim, "kommo-1", "/api/v4/events?limit=250", &st);
+        e1 = json_object_get(json_object_get(a1, "_embedded"), "events");
+        e2 = json_object_get(json_object_get(a2, "_embedded"), "events");
+        EB_CHECK_INT((long)json_array_size(e1), 40);
+        EB_CHECK_INT((long)json_array_size(e2), 40);
+        for (i = 0; i < 40; i++) {
+                const char *x = sget(json_array_get(e1, i), "id");
+                const char *y = sget(json_array_get(e2, i), "id");
+                if (!x || !y || strcmp(x, y))
+                        diff++;
+        }
+        EB_CHECK(diff > 0);
+        json_decref(a1);
+        json_decref(a2);
+        /* the ban is per client address: kommo-2 is blocked too, with a
+         * long retry_after */
+        for (i = 0; i < 40 && !banned; i++) {
+                get_raw(&sim, "kommo-1", "/api/v4/events", tmo(), &r);
+                banned = r.status == 403;
+                eb_sim_resp_free(&r);
+        }
+        EB_CHECK(banned);
+        get_raw(&sim, "kommo-2", "/api/v4/events", tmo(), &r);
+        EB_CHECK_INT(r.status, 403);
+        body = json_loadb(r.body, r.len, 0, NULL);
+        EB_CHECK(json_integer_value(json_object_get(body, "retry_after")) >
+                 600);
+        json_decref(body);
+        eb_sim_resp_free(&r);
+        EB_CHECK(eb_sim_stop(&sim) == 0);
+}
+
+static void test_strict_late(void)
+{
+        const char *args[] = {"--accounts",
+                              "kommo=1,close=1,kota=1",
+                              "--rate",
+                              "0",
+                              "--limits",
+                              "off",
+                              "--late-visibility",
+                              "3s",
+                              "--consolidate",
+                              "0",
+                              NULL};
+        const char *acct[] = {"kommo-1", "close-1", "kota-1"};
+        const char *path[] = {"/api/v4/events?limit=250",
+                              "/api/v1/event/?_limit=50",
+                              "/events?page_size=100"};
+        const char *arr[] = {"_embedded", "data", "items"};
+        struct eb_sim sim;
+        size_t before[3], after[3];
+        long st;
+        int k;
+
+        EB_REQUIRE(eb_sim_start(args, &sim) == 0);
+        for (k = 0; k < 3; k++)
+                json_decref(generate(&sim, acct[k], 30));
+        for (k = 0; k < 3; k++) {
+                json_t *root = get_json(&sim, acct[k], path[k], &st);
+                const json_t *a = json_object_get(root, arr[k]);
+                if (k == 0)
+                        a = json_object_get(a, "events");
+                before[k] = json_array_size(a);
+                json_decref(root);
+        }
+        usleep(3300 * 1000);
+        for (k = 0; k < 3; k++) {
+                json_t *root = get_json(&sim, acct[k], path[k], &st);
+                const json_t *a = json_object_get(root, arr[k]);
+                if (k == 0)
+                        a = json_object_get(a, "events");
+                after[k] = json_array_size(a);
+                json_decref(root);
+                /* some of the 30 were not visible at once, all are now */
+                EB_CHECK(before[k] < 30);
+                EB_CHECK_INT((long)after[k], 30);
+        }
+        EB_CHECK(eb_sim_stop(&sim) == 0);
+}
+
+/* Events of a Close page with data or previous_data. */
+static size_t with_data(const json_t *page)
+{
+        const json_t *e;
+        size_t i, n = 0;
+
+        json_array_foreach(json_object_get(page, "data"), i, e) n +=
+                !json_is_null(json_object_get(e, "data")) ||
+                !json_is_null(json_object_get(e, "previous_data"));
+        return n;
+}
+
+static void test_strict_close(void)
+{
+        const char *args[] = {"--accounts",
+                              "kommo=0,close=2,kota=1",
+                              "--rate",
+                              "0",
+                              "--limits",
+                              "off",
+                              "--late-visibility",
+                              "0",
+                              "--close-cursor-ttl",
+                              "1s",
+                              "--close-strip-after",
+                              "1s",
+                              "--close-admin",
+                              "close-2=on",
+                              "--consolidate",
+                              "0",
+                              NULL};
+        struct eb_sim sim;
+        json_t *p1, *p2, *stt, *cfg;
+        char path[1024];
+        long st;
+
+        EB_REQUIRE(eb_sim_start(args, &sim) == 0);
+        json_decref(generate(&sim, "close-1", 60));
+        json_decref(generate(&sim, "close-2", 5));
+        p1 = get_json(&sim, "close-1", "/api/v1/event/?_limit=10", &st);
+        EB_CHECK_INT(st, 200);
+        EB_CHECK(with_data(p1) > 0);
+        snprintf(path, sizeof(path), "/api/v1/event/?_limit=10&_cursor=%s",
+                 nz(sget(p1, "cursor_next")));
+        p2 = get_json(&sim, "close-1", path, &st);
+        EB_CHECK_INT(st, 200); /* a fresh cursor works */
+        json_decref(p2);
+        usleep(1300 * 1000);
+        /* an old cursor is refused; events older than the strip age come
+         * without data for a non-admin key, with it for an admin's */
+        p2 = get_json(&sim, "close-1", path, &st);
+        EB_CHECK_INT(st, 400);
+        json_decref(p2);
+        json_decref(p1);
+        p1 = get_json(&sim, "close-1", "/api/v1/event/?_limit=10", &st);
+        EB_CHECK_INT(st, 200);
+        EB_CHECK_INT((long)json_array_size(json_object_get(p1, "data")), 10);
+        EB_CHECK_INT((long)with_data(p1), 0);
+        json_decref(p1);
+        p1 = get_json(&sim, "close-2", "/api/v1/event/?_limit=10", &st);
+        EB_CHECK(with_data(p1) > 0);
+        json_decref(p1);
+        stt = account_stats(&sim, "close-1");
+        EB_CHECK(json_integer_value(json_object_get(stt, "stripped")) >= 10);
+        json_decref(stt);
+        /* Kota sends a webhook once: no retries by default */
+        cfg = eb_sim_get_json(&sim, "/_sim/control");
+        EB_CHECK_INT(json_integer_value(json_object_get(
+                             json_object_get(json_object_get(cfg, "accounts"),
+                                             "kota-1"),
+                             "webhook_attempts")),
+                     1);
+        json_decref(cfg);
+        EB_CHECK(eb_sim_stop(&sim) == 0);
+}
+
+/* POST the token renewal of kommo-1 with @p refresh; @returns the status,
+ * and the new pair (owned) when it is 200. */
+static long oauth_refresh(const struct eb_sim *sim, const json_t *oauth,
+                          const char *refresh, char **access_out,
+                          char **refresh_out)
+{
+        struct eb_sim_resp r;
+        json_t *req, *body;
+        char url[512], *text;
+        long st;
+
+        eb_sim_url(sim, "kommo-1", "/oauth2/access_token", url, sizeof(url));
+        req = json_pack("{s:s,s:s,s:s,s:s,s:s}", "client_id",
+                        sget(oauth, "client_id"), "client_secret",
+                        sget(oauth, "client_secret"), "grant_type",
+                        "refresh_token", "refresh_token", refresh,
+                        "redirect_uri", sget(oauth, "redirect_uri"));
+        text = json_dumps(req, JSON_COMPACT);
+        json_decref(req);
+        eb_sim_request("POST", url, NULL, text, tmo(), &r);
+        free(text);
+        st = r.status;
+        if (st == 200 && access_out && refresh_out) {
+                body = json_loadb(r.body, r.len, 0, NULL);
+                EB_CHECK_STR(sget(body, "token_type"), "Bearer");
+                EB_CHECK_INT((long)json_integer_value(
+                                     json_object_get(body, "expires_in")),
+                             1);
+                EB_CHECK(json_integer_value(
+                                 json_object_get(body, "server_time")) > 0);
+                *access_out = strdup(nz(sget(body, "access_token")));
+                *refresh_out = strdup(nz(sget(body, "refresh_token")));
+                json_decref(body);
+        }
+        eb_sim_resp_free(&r);
+        return st;
+}
+
+static long kommo_get_with(const struct eb_sim *sim, const char *token)
+{
+        struct eb_sim_resp r;
+        char url[512], auth[512];
+        long st;
+
+        eb_sim_url(sim, "kommo-1", "/api/v4/events", url, sizeof(url));
+        snprintf(auth, sizeof(auth), "Bearer %s", token);
+        eb_sim_get(url, auth, tmo(), &r);
+        st = r.status;
+        eb_sim_resp_free(&r);
+        return st;
+}
+
+/* Kommo OAuth: access tokens expire, refresh tokens rotate (the old one is
+ * refused once used). */
+static void test_strict_kommo_oauth(void)
+{
+        const char *args[] = {"--accounts",
+                              "kommo=1,close=0,kota=0",
+                              "--rate",
+                              "0",
+                              "--limits",
+                              "off",
+                              "--kommo-token-ttl",
+                              "1s",
+                              NULL};
+        struct eb_sim sim;
+        const json_t *oauth;
+        char *a1 = NULL, *r1 = NULL, *a2 = NULL, *r2 = NULL;
+        char *first;
+        json_t *stt;
+
+        EB_REQUIRE(eb_sim_start(args, &sim) == 0);
+        oauth = json_object_get(eb_sim_account(&sim, "kommo-1"), "oauth");
+        EB_REQUIRE(json_is_object(oauth));
+        first = strdup(nz(sget(oauth, "refresh_token")));
+        EB_CHECK_INT(oauth_refresh(&sim, oauth, first, &a1, &r1), 200);
+        EB_REQUIRE(a1 && r1);
+        EB_CHECK(strcmp(r1, first) != 0);
+        EB_CHECK_INT(kommo_get_with(&sim, a1), 204); /* works: no events */
+        /* the spent refresh token is refused; the new one works once */
+        EB_CHECK_INT(oauth_refresh(&sim, oauth, first, NULL, NULL), 400);
+        EB_CHECK_INT(oauth_refresh(&sim, oauth, r1, &a2, &r2), 200);
+        EB_CHECK_INT(oauth_refresh(&sim, oauth, r1, NULL, NULL), 400);
+        EB_CHECK(a2 && strcmp(a2, a1) != 0);
+        /* access tokens expire; the long-lived token keeps working */
+        usleep(1200 * 1000);
+        EB_CHECK_INT(kommo_get_with(&sim, a1), 401);
+        EB_CHECK_INT(kommo_get_with(&sim, a2), 401);
+        EB_CHECK_INT(kommo_get_with(&sim, "kommo-token-kommo-1"), 204);
+        stt = account_stats(&sim, "kommo-1");
+        EB_CHECK_INT((long)json_integer_value(json_object_get(
+                             json_object_get(stt, "oauth"), "refreshes")),
+                     2);
+        EB_CHECK_INT((long)json_integer_value(json_object_get(
+                             json_object_get(stt, "oauth"), "refused")),
+                     2);
+        json_decref(stt);
+        free(first);
+        free(a1);
+        free(r1);
+        free(a2);
+        free(r2);
+        EB_CHECK(eb_sim_stop(&sim) == 0);
+}
+
 int main(void)
 {
         EB_RUN(test_startup_line);
@@ -2105,5 +2395,9 @@ int main(void)
         EB_RUN(test_determinism);
         EB_RUN(test_cli_and_config);
         EB_RUN(test_live_rate);
+        EB_RUN(test_strict_kommo);
+        EB_RUN(test_strict_late);
+        EB_RUN(test_strict_close);
+        EB_RUN(test_strict_kommo_oauth);
         return eb_test_summary();
 }

@@ -180,6 +180,10 @@ def main():
                     metavar="KEY=VALUE",
                     help="consumer property (SASL, TLS), repeatable")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--allow-deadletter", action="append", default=[],
+                    metavar="SOURCE",
+                    help="dead-letter records of this source (not a "
+                         "simulator account) are expected")
     ap.add_argument("--allow-disorder", action="store_true",
                     help="report per-key disorder without failing (webhooks "
                     "arrive in any order; the platforms promise none)")
@@ -199,12 +203,22 @@ def main():
         EXTRA_CONF[k] = v
 
     truth = {}
+    poison = {}  # (source, native id) of poison versions: dead-letter only
+    poison_old = set()  # superseded poison versions: allowed, not required
     with open(a.truth) as f:
         for line in f:
             line = line.strip()
             if not line:
                 continue
             ev = json.loads(line)
+            if ev.get("poison"):
+                # A poison version that Close consolidated away before any
+                # poll saw it is not required (like any superseded one).
+                if not ev.get("superseded"):
+                    poison[(ev["account"], ev["id"])] = 0
+                else:
+                    poison_old.add((ev["account"], ev["id"]))
+                continue
             entity, action, eid, version, tms = expect(ev)
             src = ev["account"]  # sources are named after sim accounts
             key = (src, ev["id"], version)
@@ -234,8 +248,30 @@ def main():
     unknown = unserved = misrouted = disorder = 0
     examples = defaultdict(list)
     last_time = {}
+    dl_topic = "%s.deadletter" % sanitize_part(a.prefix)
+    deadletter = unexpected_dl = 0
     recs.sort(key=lambda m: (m.topic(), m.partition(), m.offset()))
     for m in recs:
+        if m.topic() == dl_topic:
+            # a poison event, raw, with its source, reason and position
+            deadletter += 1
+            try:
+                d = json.loads(m.value())
+                k = (d.get("source"), (d.get("event") or {}).get("id"))
+                ok = ((k in poison or k in poison_old) and d.get("reason")
+                      and d.get("position")
+                      and m.key() and m.key().decode() == d.get("source"))
+            except Exception:
+                k, ok = None, False
+            if ok:
+                if k in poison:
+                    poison[k] += 1
+            elif k and k[0] in a.allow_deadletter:
+                pass
+            else:
+                unexpected_dl += 1
+                examples["deadletter_unexpected"].append(m.value()[:200])
+            continue
         try:
             ce = json.loads(m.value())
         except Exception:
@@ -277,6 +313,10 @@ def main():
     missing = [k for k, t in truth.items()
                if not t["superseded"] and k not in seen]
     examples["missing"] = missing[:10]
+    poison_missing = [k for k, n in poison.items() if n == 0]
+    poison_twice = [k for k, n in poison.items() if n > 1]
+    examples["poison_missing"] = poison_missing[:10]
+    examples["poison_twice"] = poison_twice[:10]
     summary = {
         "truth_versions": len(truth),
         "current_versions": sum(1 for t in truth.values()
@@ -289,14 +329,20 @@ def main():
         "duplicates": dups,
         "misrouted": misrouted,
         "disorder": disorder,
+        "deadletter": deadletter,
+        "deadletter_unexpected": unexpected_dl,
+        "poison_missing": len(poison_missing),
+        "poison_twice": len(poison_twice),
     }
-    if not a.quiet or any(summary[x] for x in ("missing", "unserved",
-                                                 "unknown", "duplicates",
-                                                 "misrouted", "disorder")):
+    if not a.quiet or any(summary[x] for x in (
+            "missing", "unserved", "unknown", "duplicates", "misrouted",
+            "disorder", "deadletter_unexpected", "poison_missing",
+            "poison_twice")):
         summary["examples"] = {k: [str(x) for x in v[:5]]
                                for k, v in examples.items() if v}
     print(json.dumps(summary))
-    must = ["missing", "unserved", "unknown", "duplicates", "misrouted"]
+    must = ["missing", "unserved", "unknown", "duplicates", "misrouted",
+            "deadletter_unexpected", "poison_missing", "poison_twice"]
     if not a.allow_disorder:
         must.append("disorder")
     bad = any(summary[x] for x in must)

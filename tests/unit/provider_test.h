@@ -326,6 +326,13 @@ static inline void t_garbage_feed(struct t_garbage *g, const char *body,
                 for (i = 0; i < page.events_cnt; i++) {
                         const struct eb_event *e = page.events[i];
 
+                        if (e->deadletter) {
+                                /* a poison event, raw */
+                                if (!e->id || !e->native || !e->provider ||
+                                    !e->source_name || !*e->deadletter)
+                                        ok = 0;
+                                continue;
+                        }
                         if (!e->id || !*e->id || !e->provider ||
                             !e->entity_type || !e->entity_id || !e->action ||
                             !*e->action || !e->native || !e->fields ||

@@ -257,7 +257,7 @@ static void test_valid_full(void)
         EB_CHECK_INT(s->lag_ms, 10000);
         EB_CHECK_INT(s->page_size, 100);
         EB_CHECK(s->rate_rps == 6.5);
-        EB_CHECK_INT(s->rate_burst, 7);
+        EB_CHECK_INT(s->rate_burst, 1);
         EB_CHECK_INT(s->timeout_ms, 25000);
         EB_CHECK_INT(s->connect_timeout_ms, 3000);
         EB_CHECK_INT(s->max_body, 8 * MIB);

@@ -68,6 +68,26 @@ static void expect_bad(const struct eb_provider *prov, const char *source,
         eb_page_fini(&page);
 }
 
+/* One event the adapter cannot normalize: a poison event for the
+ * dead-letter topic (the page itself is fine), with @p detail in its
+ * reason. */
+static void expect_poison(const struct eb_provider *prov, const char *source,
+                          const char *body, size_t len, const char *detail)
+{
+        struct eb_page page;
+        const struct eb_event *e;
+
+        feed(prov, source, body, len, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_OK);
+        EB_CHECK_INT(page.events_cnt, 1);
+        e = page.events_cnt ? page.events[0] : NULL;
+        EB_CHECK(e && e->deadletter && strstr(e->deadletter, detail));
+        EB_CHECK(e && e->id && !strncmp(e->id, "deadletter-", 11));
+        EB_CHECK(e && e->native && json_is_object(e->native));
+        EB_CHECK(strstr(page.detail, "dead-letter") != NULL);
+        eb_page_fini(&page);
+}
+
 /* "<pre>" + @p depth x '[' + "<mid>" + @p depth x ']' + "<post>" */
 static char *nested(const char *pre, size_t depth, const char *mid,
                     const char *post)
@@ -193,12 +213,12 @@ static void test_huge_ids_refused(void)
         id[300000] = '\0';
         memcpy(id, "ev_", 3);
         page = close_page(id, "2023-11-14T22:09:58.395000", "{}");
-        expect_bad(&eb_provider_close, "c", page, strlen(page), "\"id\"");
+        expect_poison(&eb_provider_close, "c", page, strlen(page), "\"id\"");
         free(page);
         /* One byte over the longest id accepted. */
         id[EB_PROVIDER_MAX_ID + 1] = '\0';
         page = close_page(id, "2023-11-14T22:09:58.395000", "{}");
-        expect_bad(&eb_provider_close, "c", page, strlen(page), "\"id\"");
+        expect_poison(&eb_provider_close, "c", page, strlen(page), "\"id\"");
         free(page);
         /* Exactly the longest is fine. */
         id[EB_PROVIDER_MAX_ID] = '\0';
@@ -219,13 +239,13 @@ static void test_huge_ids_refused(void)
                             "created\",\"created\":\"2023-11-14T22:00:00Z\","
                             "\"data\":{}}],\"has_next_page\":false}",
                             id);
-        expect_bad(&eb_provider_kota, "k", page, strlen(page), "\"id\"");
+        expect_poison(&eb_provider_kota, "k", page, strlen(page), "\"id\"");
         free(page);
         page = eb_xasprintf("{\"_embedded\":{\"events\":[{\"id\":\"%s\","
                             "\"type\":\"lead_added\",\"entity_type\":\"lead\","
                             "\"entity_id\":1,\"created_at\":1700000000}]}}",
                             id);
-        expect_bad(&eb_provider_kommo, "m", page, strlen(page), "\"id\"");
+        expect_poison(&eb_provider_kommo, "m", page, strlen(page), "\"id\"");
         free(page);
         free(id);
 }
@@ -282,22 +302,23 @@ static void test_times_out_of_range_refused(void)
 
         for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 page = close_page("ev_1", bad[i], "{}");
-                expect_bad(&eb_provider_close, "c", page, strlen(page),
-                           "date_updated");
+                expect_poison(&eb_provider_close, "c", page, strlen(page),
+                              "date_updated");
                 free(page);
                 page = eb_xasprintf("{\"items\":[{\"id\":\"evt_1\",\"type\":"
                                     "\"employee.created\",\"created\":\"%s\","
                                     "\"data\":{}}],\"has_next_page\":false}",
                                     bad[i]);
-                expect_bad(&eb_provider_kota, "k", page, strlen(page),
-                           "created");
+                expect_poison(&eb_provider_kota, "k", page, strlen(page),
+                              "created");
                 free(page);
         }
         page = eb_xasprintf("{\"_embedded\":{\"events\":[{\"id\":\"e1\","
                             "\"type\":\"lead_added\",\"entity_type\":\"lead\","
                             "\"entity_id\":1,\"created_at\":%lld}]}}",
                             (long long)INT64_MAX / 100);
-        expect_bad(&eb_provider_kommo, "m", page, strlen(page), "created_at");
+        expect_poison(&eb_provider_kommo, "m", page, strlen(page),
+                      "created_at");
         free(page);
 }
 

@@ -173,7 +173,8 @@ static void test_close_walk(void)
         eb_page_fini(&page);
         w.prov->page_done(&w);
         T_CHECK_CP(&w, "{\"cursor\":\"cursor2\",\"gte\":\"2023-11-13T22:13:"
-                       "20.000Z\",\"max\":\"2023-11-14T22:10:00.123Z\","
+                       "20.000Z\",\"low\":\"2023-11-14T22:01:00.500Z\","
+                       "\"max\":\"2023-11-14T22:10:00.123Z\","
                        "\"started\":\"2023-11-14T22:13:20.000Z\",\"wm\":"
                        "\"2023-11-13T22:13:20.000Z\"}");
         /* Cursor pages re-send the filters but never date_updated. */
@@ -314,15 +315,24 @@ static void test_close_restart(void)
         begin(&w, &s, cp, T_NOW_MS);
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
         T_CHECK_URL(&w, EV_URL "?_cursor=cur_stale&_limit=50");
-        /* The cursor went stale: 400 restarts from date_updated__gte. */
+        /* A 400 on a cursor: tried once more, then (refused twice) the
+         * walk goes on with a date filter; nothing acknowledged yet in
+         * this walk, so from date_updated__gte alone. */
         eb_page_init(&page);
         t_feed(&w, 400, e400, JSON, &page);
         EB_CHECK_INT(page.kind, EB_RESP_RETRY);
-        EB_CHECK_STR(page.detail,
-                     "HTTP 400: Invalid cursor (cursor rejected: restarting "
-                     "the walk from date_updated__gte)");
+        EB_CHECK_STR(page.detail, "HTTP 400: Invalid cursor (cursor refused: "
+                                  "trying it once more)");
         eb_page_fini(&page);
         w.prov->page_done(&w); /* no-op: not an OK page */
+        EB_CHECK(json_equal(w.cp, cp));
+        T_CHECK_URL(&w, EV_URL "?_cursor=cur_stale&_limit=50");
+        t_feed(&w, 400, e400, JSON, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_RETRY);
+        EB_CHECK_STR(page.detail,
+                     "HTTP 400: Invalid cursor (cursor refused twice: going "
+                     "on from the checkpoint with date_updated__lte)");
+        eb_page_fini(&page);
         EB_CHECK(json_equal(w.cp, cp));
         T_CHECK_URL(&w, EV_URL "?date_updated__gte=2023-11-14T20%3A55%3A00."
                                "000Z&_limit=50");
@@ -331,11 +341,18 @@ static void test_close_restart(void)
         eb_page_fini(&page);
         w.prov->page_done(&w);
         T_CHECK_URL(&w, EV_URL "?_cursor=cursor2&_limit=50");
-        /* Only once per walk: a second cursor 400 is a client error. */
+        /* Every walk, every cursor: expired cursors never stop a walk,
+         * and it goes on below the pages already taken. */
         t_feed(&w, 400, e400, JSON, &page);
-        EB_CHECK_INT(page.kind, EB_RESP_CLIENT_ERROR);
+        EB_CHECK_INT(page.kind, EB_RESP_RETRY);
         eb_page_fini(&page);
         T_CHECK_URL(&w, EV_URL "?_cursor=cursor2&_limit=50");
+        t_feed(&w, 400, e400, JSON, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_RETRY);
+        eb_page_fini(&page);
+        T_CHECK_URL(&w, EV_URL "?date_updated__gte=2023-11-14T20%3A55%3A00."
+                               "000Z&date_updated__lte=2023-11-14T22%3A01%3A00."
+                               "500Z&_limit=50");
         t_feed(&w, 200, p2, JSON, &page);
         EB_CHECK_INT(page.kind, EB_RESP_OK);
         eb_page_fini(&page);
@@ -488,16 +505,21 @@ static void test_close_statuses(void)
                 {200, NULL,
                  "{\"data\":[{\"id\":\"ev_1\",\"object_type\":\"lead\","
                  "\"action\":\"created\"}],\"cursor_next\":null}",
-                 JSON, NULL, NULL, EB_RESP_BAD_BODY, 0, -1, -1, -1, 0,
-                 "data[0]: event ev_1: missing or invalid \"date_updated\""},
+                 JSON, NULL, NULL, EB_RESP_OK, 0, -1, -1, -1, 1,
+                 "1 events; 1 poison event for the dead-letter topic (page "
+                 "1, data[0]: event ev_1: missing or invalid "
+                 "\"date_updated\")"},
                 {200, NULL,
                  "{\"data\":[{\"id\":\"ev_1\",\"object_type\":\"lead\","
                  "\"action\":\"created\",\"date_updated\":\"2023-13-01\"}]}",
-                 JSON, NULL, NULL, EB_RESP_BAD_BODY, 0, -1, -1, -1, 0,
-                 "data[0]: event ev_1: missing or invalid \"date_updated\""},
-                {200, NULL, "{\"data\":[null]}", JSON, NULL, NULL,
-                 EB_RESP_BAD_BODY, 0, -1, -1, -1, 0,
-                 "data[0]: event is not a JSON object"},
+                 JSON, NULL, NULL, EB_RESP_OK, 0, -1, -1, -1, 1,
+                 "1 events; 1 poison event for the dead-letter topic (page "
+                 "1, data[0]: event ev_1: missing or invalid "
+                 "\"date_updated\")"},
+                {200, NULL, "{\"data\":[null]}", JSON, NULL, NULL, EB_RESP_OK,
+                 0, -1, -1, -1, 1,
+                 "1 events; 1 poison event for the dead-letter topic (page "
+                 "1, data[0]: event is not a JSON object)"},
         };
         struct eb_source_cfg s;
         size_t i;

@@ -81,7 +81,7 @@ static void test_kota_urls(void)
         url = t_url(&w, &auth);
         EB_CHECK_STR(url,
                      KOTA_BASE "/events?order_direction=asc&created_after=" CA0
-                               "&version=v2&page=1&page_size=100");
+                               "&page=1&page_size=100");
         EB_CHECK_STR(auth, "Authorization: Bearer api_3x4mpl3K3y");
         free(url);
         free(auth);
@@ -92,10 +92,9 @@ static void test_kota_urls(void)
         s.poll_start = t_strdup("60d");
         begin(&w, &s, NULL, T_NOW_MS);
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
-        T_CHECK_URL(&w,
-                    KOTA_BASE "/events?order_direction=asc&created_after="
-                              "2023-10-15T22%3A14%3A20.000Z&version=v2&page=1"
-                              "&page_size=100");
+        T_CHECK_URL(&w, KOTA_BASE "/events?order_direction=asc&created_after="
+                                  "2023-10-15T22%3A14%3A20.000Z&page=1"
+                                  "&page_size=100");
         eb_walk_fini(&w);
         t_src_fini(&s);
 
@@ -143,14 +142,14 @@ static void test_kota_walk(void)
                        "\"page\":2,\"wm\":\"2023-11-14T11:00:00.500Z\"}");
         T_CHECK_URL(&w,
                     KOTA_BASE "/events?order_direction=asc&created_after=" CA0
-                              "&version=v2&page=2&page_size=100");
+                              "&page=2&page_size=100");
         t_feed(&w, 500, e500, PROBLEM, &page);
         EB_CHECK_INT(page.kind, EB_RESP_RETRY);
         eb_page_fini(&page);
         w.prov->page_done(&w);
         T_CHECK_URL(&w,
                     KOTA_BASE "/events?order_direction=asc&created_after=" CA0
-                              "&version=v2&page=2&page_size=100");
+                              "&page=2&page_size=100");
         t_feed(&w, 200, p2, JSON, &page);
         EB_CHECK_INT(page.kind, EB_RESP_OK);
         EB_CHECK_INT(page.events_cnt, 1);
@@ -167,10 +166,9 @@ static void test_kota_walk(void)
         begin(&w, &s, cp, T_NOW_MS + 10000);
         json_decref(cp);
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
-        T_CHECK_URL(&w,
-                    KOTA_BASE "/events?order_direction=asc&created_after="
-                              "2023-11-14T12%3A28%3A00.250Z&version=v2&page=1"
-                              "&page_size=100");
+        T_CHECK_URL(&w, KOTA_BASE "/events?order_direction=asc&created_after="
+                                  "2023-11-14T12%3A28%3A00.250Z&page=1"
+                                  "&page_size=100");
         /* Nothing new: the watermark stays. */
         t_feed(&w, 200, "{\"items\":[],\"page\":1,\"has_next_page\":false}",
                JSON, &page);
@@ -201,7 +199,7 @@ static void test_kota_restart(void)
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
         T_CHECK_URL(&w,
                     KOTA_BASE "/events?order_direction=asc&created_after=" CA0
-                              "&version=v2&page=2&page_size=100");
+                              "&page=2&page_size=100");
         eb_page_init(&page);
         t_feed(&w, 200, p2, JSON, &page);
         EB_CHECK_INT(page.kind, EB_RESP_OK);
@@ -225,10 +223,9 @@ static void test_kota_restart(void)
                        "created_after", "2023-09-30T23:58:00.000Z");
         begin(&w, &s, cp, T_NOW_MS);
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
-        T_CHECK_URL(&w,
-                    KOTA_BASE "/events?order_direction=asc&created_after="
-                              "2023-10-15T22%3A14%3A20.000Z&version=v2&page=1"
-                              "&page_size=100");
+        T_CHECK_URL(&w, KOTA_BASE "/events?order_direction=asc&created_after="
+                                  "2023-10-15T22%3A14%3A20.000Z&page=1"
+                                  "&page_size=100");
         eb_walk_fini(&w);
         json_decref(cp);
 
@@ -321,11 +318,14 @@ static void test_kota_statuses(void)
                  NULL, EB_RESP_RETRY, 0, 0, "HTTP 500: internal_error"},
                 {504, NULL, "", NULL, NULL, EB_RESP_RETRY, 0, 0, "HTTP 504"},
                 {400, FX("error_400.json"), NULL, PROBLEM, NULL,
-                 EB_RESP_CLIENT_ERROR, 0, 0,
+                 EB_RESP_REFUSED, 0, 0,
                  "HTTP 400: One or more validation errors occurred.: "
                  "created_after must be within the last 30 days"},
-                {404, NULL, "", NULL, NULL, EB_RESP_CLIENT_ERROR, 0, 0,
-                 "HTTP 404"},
+                {404, NULL, "", NULL, NULL, EB_RESP_REFUSED, 0, 0, "HTTP 404"},
+                {422, NULL, "{\"title\":\"Unprocessable\"}", PROBLEM, NULL,
+                 EB_RESP_REFUSED, 0, 0, "HTTP 422: Unprocessable"},
+                {409, NULL, "", NULL, NULL, EB_RESP_CLIENT_ERROR, 0, 0,
+                 "HTTP 409"},
                 {204, NULL, "", NULL, NULL, EB_RESP_BAD_BODY, 0, 0, "HTTP 204"},
                 {200, NULL, "\x01\x02garbage", JSON, NULL, EB_RESP_BAD_BODY, 0,
                  0, "invalid JSON"},
@@ -341,12 +341,15 @@ static void test_kota_statuses(void)
                 {200, NULL,
                  "{\"items\":[{\"id\":\"evt_1\",\"type\":\"employee.created\"}"
                  "],\"has_next_page\":false}",
-                 JSON, NULL, EB_RESP_BAD_BODY, 0, 0,
-                 "page 1: items[0]: event evt_1: missing or invalid "
-                 "\"created\" / \"created_at\""},
+                 JSON, NULL, EB_RESP_OK, 0, 1,
+                 "page 1: 1 events, 0 skipped; 1 poison event for the "
+                 "dead-letter topic (page 1, items[0]: event evt_1: missing "
+                 "or invalid \"created\" / \"created_at\")"},
                 {200, NULL, "{\"items\":[\"evt_1\"],\"has_next_page\":false}",
-                 JSON, NULL, EB_RESP_BAD_BODY, 0, 0,
-                 "page 1: items[0]: event is not a JSON object"},
+                 JSON, NULL, EB_RESP_OK, 0, 1,
+                 "page 1: 1 events, 0 skipped; 1 poison event for the "
+                 "dead-letter topic (page 1, items[0]: event is not a JSON "
+                 "object)"},
                 /* has_next_page with no items must not loop forever. */
                 {200, NULL, "{\"items\":[],\"has_next_page\":true}", JSON, NULL,
                  EB_RESP_OK, 0, 0, "page 1: 0 events, 0 skipped"},
