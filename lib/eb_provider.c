@@ -243,7 +243,7 @@ static int check_rates(const struct eb_config *cfg, char *errstr,
                 double sum, own;
                 size_t n = 1;
 
-                if (!prov || prov->max_per_second <= 0 ||
+                if (!prov || prov->max_per_second <= 0 || !s->enabled ||
                     s->rate_above_documented)
                         continue;
                 own = per_second(s, prov);
@@ -268,7 +268,7 @@ static int check_rates(const struct eb_config *cfg, char *errstr,
                 sum = own;
                 for (j = 0; j < cfg->sources_cnt; j++) {
                         const struct eb_source_cfg *o = &cfg->sources[j];
-                        if (j == i || !o->provider ||
+                        if (j == i || !o->provider || !o->enabled ||
                             o->rate_above_documented ||
                             strcmp(o->provider, s->provider) ||
                             !same_account(o->base_url, s->base_url))

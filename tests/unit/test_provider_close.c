@@ -789,11 +789,13 @@ static void test_close_slices(void)
         eb_page_fini(&page);
         w.prov->page_done(&w);
         T_CHECK_CP(&w, "{\"cursor\":\"cursor2\",\"gte\":\"2023-11-13T22:13:"
-                       "20.000Z\",\"lt\":\"2023-11-13T23:13:20.000Z\","
+                       "20.000Z\",\"low\":\"2023-11-14T22:01:00.500Z\","
+                       "\"lt\":\"2023-11-13T23:13:20.000Z\","
                        "\"max\":\"2023-11-14T22:10:00.123Z\","
                        "\"started\":\"2023-11-14T22:13:20.000Z\",\"wm\":"
                        "\"2023-11-13T22:13:20.000Z\"}");
-        /* A restart resumes it, a stale cursor restarts it whole. */
+        /* A restart resumes it; a cursor refused twice goes on with
+         * the slice's dates, below the pages already taken. */
         cp = json_incref(w.cp);
         eb_walk_fini(&w);
         begin(&w, &s, cp, T_NOW_MS + 1000);
@@ -806,9 +808,14 @@ static void test_close_slices(void)
         t_feed(&w, 400, "{\"error\":\"bad cursor\"}", JSON, &page);
         EB_CHECK_INT(page.kind, EB_RESP_RETRY);
         eb_page_fini(&page);
+        T_CHECK_URL(&w, EV_URL "?_cursor=cursor2&_limit=50");
+        t_feed(&w, 400, "{\"error\":\"bad cursor\"}", JSON, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_RETRY);
+        eb_page_fini(&page);
         T_CHECK_URL(&w, EV_URL "?date_updated__gte=2023-11-13T22%3A13%3A20."
                                "000Z&date_updated__lt=2023-11-13T23%3A13%3A"
-                               "20.000Z&_limit=50");
+                               "20.000Z&date_updated__lte=2023-11-14T22%3A01%"
+                               "3A00.500Z&_limit=50");
         t_feed(&w, 200, "{\"data\":[],\"cursor_next\":null}", JSON, &page);
         eb_page_fini(&page);
         w.prov->page_done(&w);
