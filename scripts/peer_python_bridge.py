@@ -21,7 +21,8 @@ at-least-once, duplicates possible, no loss.
 
 --exit-when-idle: exit 0 once a full round over the accounts found
 nothing new (used by the benchmark to time a backlog).
-Prints one JSON line on exit: {"events": N, "pages": N}.
+Prints one JSON line on exit: {"events": N, "pages": N, "vmhwm_kb": N}
+(VmHWM: its peak resident set, from /proc/self/status).
 """
 import argparse
 import http.client
@@ -170,7 +171,12 @@ def main():
             break
         time.sleep(a.interval)
     producer.flush(30)
-    print(json.dumps({"events": events, "pages": pages}))
+    hwm = 0
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1])
+    print(json.dumps({"events": events, "pages": pages, "vmhwm_kb": hwm}))
     return 0
 
 
