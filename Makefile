@@ -219,8 +219,10 @@ run: $(CMD_BINS)
 	$(Q)scripts/demo $(B)
 
 # Benchmarks against baselines measured in the same run (docs/benchmarks.md,
-# which it rewrites; needs kcat and wrk). BENCH_QUICK=1: a smoke run of the
-# harness with small sizes, written to $(B)/bench/benchmarks.md instead.
+# which it rewrites; needs kcat, wrk, python3-confluent-kafka, and Java and
+# Maven for the real Kafka broker it starts with tests/kafka/broker: make
+# deps). BENCH_QUICK=1: a smoke run of the harness with small sizes, written
+# to $(B)/bench/benchmarks.md instead. Sections: scripts/bench --help.
 bench: all
 	$(Q)scripts/bench $(B) $(if $(BENCH_QUICK),--quick)
 
