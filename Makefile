@@ -303,14 +303,14 @@ $(TOOLS_MODULES): tools/package.json tools/package-lock.json
 # against the checksum database. Built into a temporary directory and moved
 # into place, so an interrupted build leaves nothing that looks finished.
 $(KUSTOMIZE):
-	$(Q)echo "deploy-tools: building kustomize $(KUSTOMIZE_VERSION) into $(@D)"
+	$(Q)echo "deploy-tools: building kustomize $(KUSTOMIZE_VERSION) into $(@D)" >&2
 	$(Q)rm -rf $(@D).tmp && mkdir -p $(@D).tmp && \
 	  GOBIN=$(@D).tmp $(TOOLS_GO) install -p $(GO_BUILD_P) -trimpath \
 	    -ldflags='-s -w' sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION) && \
 	  rm -rf $(@D) && mv $(@D).tmp $(@D)
 
 $(HELM):
-	$(Q)echo "deploy-tools: building helm $(HELM_VERSION) into $(@D)"
+	$(Q)echo "deploy-tools: building helm $(HELM_VERSION) into $(@D)" >&2
 	$(Q)rm -rf $(@D).tmp && mkdir -p $(@D).tmp && \
 	  GOBIN=$(@D).tmp $(TOOLS_GO) install -p $(GO_BUILD_P) -trimpath \
 	    -ldflags='-s -w' helm.sh/helm/v4/cmd/helm@$(HELM_VERSION) && \
@@ -320,7 +320,7 @@ $(HELM):
 # (tools/k8scheck/go.mod) and the oldest (go.oldest.mod).
 k8scheck-build:
 	$(Q)d=$(K8SCHECK_DIR); if [ ! -x $$d/k8scheck-oldest ]; then \
-	  echo "deploy-tools: building tools/k8scheck into $$d"; \
+	  echo "deploy-tools: building tools/k8scheck into $$d" >&2; \
 	  rm -rf $$d.tmp && mkdir -p $$d.tmp && cd tools/k8scheck && \
 	  $(TOOLS_GO) build -p $(GO_BUILD_P) -trimpath -ldflags='-s -w' \
 	    -o $$d.tmp/k8scheck-newest . && \

@@ -509,10 +509,16 @@ function render(t, opts) {
   }
   const lint = run(opts.helm, ['lint', '--strict', CHART, '-f', t.values]);
   if (lint.status !== 0) {
-    const why = (lint.stdout + lint.stderr).split('\n')
-      .filter((l) => /\[(ERROR|WARNING)\]|Error:|error/.test(l));
-    throw new Error(`helm lint: ${why.slice(0, 8).join(' | ') ||
-      firstLines(lint.stdout + lint.stderr, 5)}`);
+    // One reason per schema violation or lint error, each once.
+    const why = new Set();
+    for (const l of (lint.stdout + lint.stderr).split('\n')) {
+      const m = /^\s*(?:\[ERROR\] [^:]*: )?- (at '.*)$/.exec(l) ||
+        /^\[(?:ERROR|WARNING)\] (?!templates\/: values don't meet)(.*)$/.exec(l);
+      if (m) why.add(`values: ${m[1].trim()}`);
+    }
+    const e = new Error('helm lint failed');
+    e.reasons = why.size ? [...why] : [firstLines(lint.stdout + lint.stderr, 5)];
+    throw e;
   }
   const r = run(opts.helm, ['template', 'evbridge', CHART, '-f', t.values,
     '--namespace', 'evbridge']);
@@ -697,6 +703,7 @@ function main(argv) {
       schema = schemaErrors(text, opts);
     } catch (e) {
       process.stdout.write(`FAIL ${label}: cannot render: ${e.message}\n`);
+      for (const r of e.reasons || []) process.stdout.write(`       - ${r}\n`);
       total++;
       failed++;
       continue;
