@@ -8,7 +8,7 @@
 #   make fuzz       libFuzzer targets with clang, FUZZ_TIME s each (fuzz-ci: 10)
 #   make run        the demo on the embedded Kafka cluster
 #   make lint       clang-format check + banned functions
-#   make lint-deploy  render and check the Kubernetes manifests (offline)
+#   make lint-deploy  render (kustomize, helm) and check the Kubernetes manifests
 #   make deps       apt-get install what the build and tests need
 #
 # V=1 shows the full commands, WERROR=1 turns warnings into errors.
