@@ -537,9 +537,12 @@ function parseDocs(text, label) {
   return out;
 }
 
+// The key k8scheck's report of an object is found under (it reports
+// missing strings as empty ones).
 function objKey(o) {
-  return `${get(o, ['apiVersion'])} ${get(o, ['kind'])} ` +
-    `${get(o, ['metadata', 'namespace']) || ''}/${get(o, ['metadata', 'name'])}`;
+  const s = (v) => (typeof v === 'string' ? v : '');
+  return `${s(get(o, ['apiVersion']))} ${s(get(o, ['kind']))} ` +
+    `${s(get(o, ['metadata', 'namespace']))}/${s(get(o, ['metadata', 'name']))}`;
 }
 
 // Schema errors of every object, by object key, from each k8scheck binary
@@ -713,7 +716,9 @@ function main(argv) {
       process.stdout.write(`FAIL ${label}: no objects\n`);
       failed++;
     }
+    const unmatched = new Set(schema.keys());
     for (const o of objs) {
+      unmatched.delete(objKey(o));
       const errs = [...(schema.get(objKey(o)) || []),
         ...lintObject(o, objs, { ...opts, rawFiles: !!t.file })];
       total++;
@@ -724,6 +729,14 @@ function main(argv) {
       } else {
         process.stdout.write(`OK   ${objName(o)}\n`);
       }
+    }
+    // k8scheck and this reader must see the same objects: a report that
+    // matched none is not dropped.
+    for (const k of unmatched) {
+      total++;
+      failed++;
+      process.stdout.write(`FAIL ${k}: reported by k8scheck, not read here\n`);
+      for (const e of schema.get(k)) process.stdout.write(`       - ${e}\n`);
     }
     if (t.values) views.chart.set(path.basename(t.values, '.yaml'), driftView(objs));
     else if (t.dir) views.overlay.set(path.basename(t.dir), driftView(objs));

@@ -113,11 +113,14 @@ func validateBuiltin(obj runtime.Object) []string {
 		}
 	case *corev1.Secret:
 		om(&o.ObjectMeta, dns)
-		for _, keys := range []map[string]string{o.StringData} {
-			for k := range keys {
-				for _, m := range validation.IsConfigMapKey(k) {
-					errs = append(errs, field.Invalid(field.NewPath("stringData").Key(k), k, m))
-				}
+		for k := range o.Data {
+			for _, m := range validation.IsConfigMapKey(k) {
+				errs = append(errs, field.Invalid(field.NewPath("data").Key(k), k, m))
+			}
+		}
+		for k := range o.StringData {
+			for _, m := range validation.IsConfigMapKey(k) {
+				errs = append(errs, field.Invalid(field.NewPath("stringData").Key(k), k, m))
 			}
 		}
 	case *policyv1.PodDisruptionBudget:
