@@ -108,9 +108,11 @@ check "bad schema: unknown kind is a failure" said "no schema known for example.
 check "bad schema: Strimzi CRD enum" said_for "kafka.strimzi.io/v1 KafkaUser user" \
   'operations[1]: Unsupported value: "Fly"'
 check "bad schema: Strimzi cluster label" said 'strimzi.io/cluster'
+check "bad schema: Strimzi CEL rule" said_for "kafka.strimzi.io/v1 KafkaUser cel-user" \
+  "can be configured only with 'type: tls'"
 check "bad schema: ServiceMonitor typo" said_for "monitoring.coreos.com/v1 ServiceMonitor sm" \
   "spec.endpoints[0].intervall: unknown field"
-check "bad schema: every object failed" said "7 object(s) checked, 7 failed"
+check "bad schema: every object failed" said "8 object(s) checked, 8 failed"
 
 lint_status --chart-values "$FIX/bad-values.yaml"; rc=$?
 check "bad chart values: rejected (rc=$rc)" test "$rc" -eq 1

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -9,11 +10,13 @@ import (
 	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/cel"
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/pruning"
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
@@ -29,7 +32,15 @@ type crdSchema struct {
 	source     string
 	validator  validation.SchemaValidator
 	structural *structuralschema.Structural
+	cel        *cel.Validator // nil: the schema has no x-kubernetes-validations
 }
+
+// The API server's limits for CEL rules (k8s.io/apiserver/pkg/apis/cel:
+// PerCallLimit, RuntimeCELCostBudget).
+const (
+	celPerCallLimit = 1000000
+	celCostBudget   = 10000000
+)
 
 func loadCRDs() (map[schema.GroupVersionKind]*crdSchema, error) {
 	out := map[schema.GroupVersionKind]*crdSchema{}
@@ -65,7 +76,8 @@ func loadCRDs() (map[schema.GroupVersionKind]*crdSchema, error) {
 				return nil, fmt.Errorf("%s %s: %v", name, v.Name, err)
 			}
 			gvk := schema.GroupVersionKind{Group: crd.Spec.Group, Version: v.Name, Kind: crd.Spec.Names.Kind}
-			out[gvk] = &crdSchema{source: name, validator: sv, structural: st}
+			out[gvk] = &crdSchema{source: name, validator: sv, structural: st,
+				cel: cel.NewValidator(st, true, celPerCallLimit)}
 		}
 	}
 	return out, nil
@@ -76,8 +88,10 @@ func loadCRDs() (map[schema.GroupVersionKind]*crdSchema, error) {
 // the structural schema would prune (unknown fields).
 func (c *crdSchema) validate(doc []byte) []string {
 	var errs field.ErrorList
+	// Integers as int64, as the API server decodes custom resources (CEL
+	// rules compare them as int).
 	var obj map[string]interface{}
-	if err := json.Unmarshal(doc, &obj); err != nil {
+	if err := utiljson.Unmarshal(doc, &obj); err != nil {
 		return []string{err.Error()}
 	}
 	var meta metav1.ObjectMeta
@@ -94,6 +108,10 @@ func (c *crdSchema) validate(doc []byte) []string {
 	errs = append(errs, apivalidation.ValidateObjectMeta(&meta, meta.Namespace != "",
 		apivalidation.NameIsDNSSubdomain, field.NewPath("metadata"))...)
 	errs = append(errs, validation.ValidateCustomResource(nil, obj, c.validator)...)
+	if c.cel != nil && len(errs) == 0 {
+		celErrs, _ := c.cel.Validate(context.Background(), nil, c.structural, obj, nil, celCostBudget)
+		errs = append(errs, celErrs...)
+	}
 	out := make([]string, 0, len(errs))
 	for _, e := range errs {
 		out = append(out, e.Error())

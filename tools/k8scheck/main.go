@@ -15,8 +15,9 @@
 // template, ports in range, ...). Custom resources (Strimzi KafkaTopic and
 // KafkaUser, Prometheus Operator ServiceMonitor) are checked against the
 // OpenAPI schemas of their published CRDs (crds/*.yaml) with the
-// apiextensions-apiserver validation and pruning code: wrong types, enums,
-// required fields and unknown fields. A kind with no schema is an error.
+// apiextensions-apiserver validation, CEL and pruning code: wrong types,
+// enums, required fields, x-kubernetes-validations rules and unknown
+// fields. A kind with no schema is an error.
 //
 // The same source is built against the newest supported Kubernetes
 // release (go.mod) and the oldest (go.oldest.mod, `go build
