@@ -1,3 +1,5 @@
+// tools/k8scheck against the oldest supported Kubernetes release (1.32):
+// go build -modfile=go.oldest.mod (see the Makefile, k8scheck-build).
 module evbridge/tools/k8scheck
 
 go 1.26.0
