@@ -47,7 +47,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const util = require('util');
-const { execFileSync } = require('child_process');
+const { execFileSync, spawnSync } = require('child_process');
 const YAML = require('yaml');
 
 const ROOT = path.resolve(__dirname, '..');
@@ -488,7 +488,7 @@ function lintObject(o, objs, opts) {
 }
 
 function run(bin, args, input) {
-  const r = require('child_process').spawnSync(bin, args, {
+  const r = spawnSync(bin, args, {
     input, encoding: 'utf8', maxBuffer: 64 << 20,
   });
   if (r.error) throw new Error(`${bin}: ${r.error.message}`);
