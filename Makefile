@@ -10,7 +10,7 @@
 #   make fuzz       libFuzzer targets with clang, FUZZ_TIME s each (fuzz-ci: 10)
 #   make run        the demo on the embedded Kafka cluster
 #   make lint       clang-format check + banned functions
-#   make lint-deploy  render and check the Kubernetes manifests (offline)
+#   make lint-deploy  render (kustomize, helm) and check the Kubernetes manifests
 #   make deps       apt-get install what the build and tests need
 #   make install    evbridge, evbridge-replay and their man pages (PREFIX,
 #                   DESTDIR); make install-dev: the simulator, the mock...
@@ -127,7 +127,8 @@ INTEG_SH  := $(sort $(wildcard tests/integration/test_*.sh))
 
 .PHONY: all test test-unit test-integration test-faults asan ubsan valgrind \
         run lint style-check style-fix checksrc install install-dev clean \
-        deps bench lint-deploy kafka-fetch test-backfill
+        deps bench lint-deploy kafka-fetch test-backfill deploy-tools \
+        deploy-tools-args k8scheck-build
 
 all: $(CMD_BINS) $(UNIT_BINS) $(INTEG_BINS)
 
@@ -337,18 +338,78 @@ checksrc:
 	else echo "checksrc: ok"; fi
 
 # ---- deploy manifests ------------------------------------------------------
-# Renders deploy/k8s/base and every overlay offline and checks every object:
-# schema, policy, and the evbridge config in the ConfigMap (with
-# `evbridge --check-config`). See tools/lint-deploy.js and
-# docs/operations.md. The node modules are pinned in tools/package-lock.json.
+# Renders deploy/k8s/base and every overlay with the real kustomize, the Helm
+# chart deploy/helm/evbridge with each examples/*.yaml (helm lint + helm
+# template), and checks every object: schema against the API types of the
+# oldest and the newest supported Kubernetes release and the published CRDs
+# (tools/k8scheck), policy, the evbridge config in the ConfigMap (with
+# `evbridge --check-config`), and that the chart and the overlays agree. See
+# tools/lint-deploy.js and docs/operations.md.
+#
+# kustomize, helm and the checker are built once per pinned version from
+# their Go modules (go is the only thing needed) into DEPLOY_TOOLS, outside
+# the work tree; the directory names carry the versions (the checker's: a
+# hash of its sources and go.mod files), so a version bump rebuilds and
+# nothing else does. The node modules are pinned in tools/package-lock.json.
+KUSTOMIZE_VERSION := v5.8.2
+HELM_VERSION      := v4.3.2
+DEPLOY_TOOLS ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/evbridge/tools
+GO_BUILD_P   ?= 2
+TOOLS_GO      = GOFLAGS=-buildvcs=false go
+KUSTOMIZE    := $(DEPLOY_TOOLS)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+HELM         := $(DEPLOY_TOOLS)/helm-$(HELM_VERSION)/helm
+K8SCHECK_SRC := $(sort $(wildcard tools/k8scheck/*.go tools/k8scheck/go.* \
+                  tools/k8scheck/crds/*.yaml))
+K8SCHECK_DIR  = $(DEPLOY_TOOLS)/k8scheck-$(shell cat $(K8SCHECK_SRC) | \
+                  sha256sum | cut -c1-16)
 TOOLS_MODULES := tools/node_modules/.package-lock.json
 
 $(TOOLS_MODULES): tools/package.json tools/package-lock.json
 	$(Q)cd tools && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	$(Q)touch $@
 
-lint-deploy: $(TOOLS_MODULES) $(B)/bin/evbridge
-	$(Q)node tools/lint-deploy.js --evbridge $(B)/bin/evbridge
+# go install pkg@version: the module's own go.mod and go.sum, checked
+# against the checksum database. Built into a temporary directory and moved
+# into place, so an interrupted build leaves nothing that looks finished.
+$(KUSTOMIZE):
+	$(Q)echo "deploy-tools: building kustomize $(KUSTOMIZE_VERSION) into $(@D)" >&2
+	$(Q)rm -rf $(@D).tmp && mkdir -p $(@D).tmp && \
+	  GOBIN=$(@D).tmp $(TOOLS_GO) install -p $(GO_BUILD_P) -trimpath \
+	    -ldflags='-s -w' sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION) && \
+	  rm -rf $(@D) && mv $(@D).tmp $(@D)
+
+$(HELM):
+	$(Q)echo "deploy-tools: building helm $(HELM_VERSION) into $(@D)" >&2
+	$(Q)rm -rf $(@D).tmp && mkdir -p $(@D).tmp && \
+	  GOBIN=$(@D).tmp $(TOOLS_GO) install -p $(GO_BUILD_P) -trimpath \
+	    -ldflags='-s -w' helm.sh/helm/v4/cmd/helm@$(HELM_VERSION) && \
+	  rm -rf $(@D) && mv $(@D).tmp $(@D)
+
+# The checker, twice: against the newest supported Kubernetes release
+# (tools/k8scheck/go.mod) and the oldest (go.oldest.mod).
+k8scheck-build:
+	$(Q)d=$(K8SCHECK_DIR); if [ ! -x $$d/k8scheck-oldest ]; then \
+	  echo "deploy-tools: building tools/k8scheck into $$d" >&2; \
+	  rm -rf $$d.tmp && mkdir -p $$d.tmp && cd tools/k8scheck && \
+	  $(TOOLS_GO) build -p $(GO_BUILD_P) -trimpath -ldflags='-s -w' \
+	    -o $$d.tmp/k8scheck-newest . && \
+	  $(TOOLS_GO) build -p $(GO_BUILD_P) -trimpath -ldflags='-s -w' \
+	    -modfile=go.oldest.mod -o $$d.tmp/k8scheck-oldest . && \
+	  rm -rf $$d && mv $$d.tmp $$d; fi
+
+deploy-tools: $(KUSTOMIZE) $(HELM) k8scheck-build
+
+# The arguments tools/lint-deploy.js needs (tests/integration/test_lint_deploy.sh).
+deploy-tools-args: deploy-tools
+	$(Q)echo --kustomize $(KUSTOMIZE) --helm $(HELM) \
+	  --k8scheck $(K8SCHECK_DIR)/k8scheck-oldest \
+	  --k8scheck $(K8SCHECK_DIR)/k8scheck-newest
+
+lint-deploy: $(TOOLS_MODULES) $(B)/bin/evbridge deploy-tools
+	$(Q)node tools/lint-deploy.js --evbridge $(B)/bin/evbridge \
+	  --kustomize $(KUSTOMIZE) --helm $(HELM) \
+	  --k8scheck $(K8SCHECK_DIR)/k8scheck-oldest \
+	  --k8scheck $(K8SCHECK_DIR)/k8scheck-newest
 
 # ---- install / clean / deps ----------------------------------------------
 # The product: evbridge, evbridge-replay and their man pages (docs/man/,

@@ -3,20 +3,26 @@
 /*
  * lint-deploy: offline checks of the Kubernetes manifests (make lint-deploy).
  *
- *   node tools/lint-deploy.js [--evbridge BIN] [DIR...] [--file FILE...]
+ *   node tools/lint-deploy.js --kustomize BIN --helm BIN --k8scheck BIN...
+ *        [--evbridge BIN] [DIR...] [--file FILE...] [--chart-values FILE...]
  *
- * DIR is a kustomization, rendered with tools/kustomize-lite.js (default:
- * deploy/k8s/base and every deploy/k8s/overlays/*); --file lints the
- * objects of a manifest file as written. Every object gets one line, OK or
- * FAIL with the reasons, and the exit status is 1 if any object failed
- * (2 for a usage or rendering error).
+ * DIR is a kustomization, rendered with the real kustomize (`kustomize
+ * build`); --chart-values FILE renders the Helm chart deploy/helm/evbridge
+ * with that values file (`helm lint`, then `helm template`); --file checks
+ * the objects of a manifest file as written. With no target: deploy/k8s/base,
+ * every deploy/k8s/overlays/*, and the chart with each of
+ * deploy/helm/evbridge/examples/*.yaml. Every object gets one line, OK or
+ * FAIL with the reasons, and the exit status is 1 if anything failed (2 for
+ * a usage error). The Makefile (target lint-deploy) builds the tools at
+ * pinned versions into a cache and passes their paths.
  *
  * Checks:
- *  - schema: each core object against its kubernetes-models class
- *    (types, enums, required fields), ServiceMonitor against the
- *    prometheus-operator model, and unknown fields for all of them
- *    (k8s-fields.js); Strimzi KafkaTopic / KafkaUser by our own rules;
- *    an apiVersion/kind with no rules is a failure, not a pass;
+ *  - schema (tools/k8scheck, once per --k8scheck binary: one per supported
+ *    Kubernetes release): strict decoding into the k8s.io/api types
+ *    (unknown fields, wrong types), the API server's metadata and selector
+ *    rules, and the custom resources against their published CRD schemas
+ *    (Strimzi KafkaTopic and KafkaUser, Prometheus Operator
+ *    ServiceMonitor); an apiVersion/kind with no schema is a failure;
  *  - policy, every pod template: runAsNonRoot and a non-zero runAsUser,
  *    no privilege escalation, read-only root filesystem, capabilities
  *    drop ALL, seccomp RuntimeDefault, no privileged / host namespaces /
@@ -30,46 +36,22 @@
  *    every ${file:...} secret mounted, grace period > drain timeout,
  *    listen port = container port, memory limit fits dedupe.capacity,
  *    state topics match (compacted checkpoints, seen retention >= window);
+ *    Strimzi resources name their cluster (label strimzi.io/cluster);
  *  - cross references: Service and ServiceMonitor selectors find their
- *    targets, named ports exist.
+ *    targets, named ports exist;
+ *  - drift: an example values file of the chart with the same name as an
+ *    overlay (examples/prod.yaml, overlays/prod) must produce the same
+ *    Deployment, Service and evbridge config as the overlay.
  */
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { execFileSync } = require('child_process');
-const kustomize = require('./kustomize-lite');
-const { unknownFields } = require('./k8s-fields');
+const util = require('util');
+const { execFileSync, spawnSync } = require('child_process');
+const YAML = require('yaml');
 
 const ROOT = path.resolve(__dirname, '..');
-const NM = path.join(__dirname, 'node_modules');
-
-// apiVersion/kind -> model module (without .js / .d.ts).
-const MODELS = {
-  'v1/ConfigMap': 'kubernetes-models/v1/ConfigMap',
-  'v1/Secret': 'kubernetes-models/v1/Secret',
-  'v1/Service': 'kubernetes-models/v1/Service',
-  'v1/ServiceAccount': 'kubernetes-models/v1/ServiceAccount',
-  'v1/Namespace': 'kubernetes-models/v1/Namespace',
-  'v1/Pod': 'kubernetes-models/v1/Pod',
-  'apps/v1/Deployment': 'kubernetes-models/apps/v1/Deployment',
-  'apps/v1/StatefulSet': 'kubernetes-models/apps/v1/StatefulSet',
-  'apps/v1/DaemonSet': 'kubernetes-models/apps/v1/DaemonSet',
-  'batch/v1/Job': 'kubernetes-models/batch/v1/Job',
-  'batch/v1/CronJob': 'kubernetes-models/batch/v1/CronJob',
-  'policy/v1/PodDisruptionBudget':
-    'kubernetes-models/policy/v1/PodDisruptionBudget',
-  'networking.k8s.io/v1/NetworkPolicy':
-    'kubernetes-models/networking.k8s.io/v1/NetworkPolicy',
-  'networking.k8s.io/v1/Ingress':
-    'kubernetes-models/networking.k8s.io/v1/Ingress',
-  'rbac.authorization.k8s.io/v1/Role':
-    'kubernetes-models/rbac.authorization.k8s.io/v1/Role',
-  'rbac.authorization.k8s.io/v1/RoleBinding':
-    'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding',
-  'monitoring.coreos.com/v1/ServiceMonitor':
-    '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/' +
-    'ServiceMonitor',
-};
+const CHART = path.join(ROOT, 'deploy', 'helm', 'evbridge');
 
 const POD_TEMPLATE = {
   Deployment: ['spec', 'template'], StatefulSet: ['spec', 'template'],
@@ -78,9 +60,6 @@ const POD_TEMPLATE = {
   CronJob: ['spec', 'jobTemplate', 'spec', 'template'],
 };
 
-const DNS1123_SUBDOMAIN =
-  /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 function isObj(v) {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -126,129 +105,6 @@ function quantityBytes(q) {
   return Number(m[1]) * f[m[2]];
 }
 
-// ---- schema ------------------------------------------------------------------
-
-function schemaErrors(o) {
-  const key = `${o.apiVersion}/${o.kind}`;
-  const mod = MODELS[key];
-  if (!mod) return null;
-  const errs = [];
-  const Cls = require(mod)[o.kind];
-  try {
-    new Cls(JSON.parse(JSON.stringify(o))).validate();
-  } catch (e) {
-    const list = (e.errors || []).map((x) =>
-      `schema: ${(x.instancePath || '').replace(/\/(\d+)(?=\/|$)/g, '[$1]')
-        .replace(/^\//, '').replace(/\//g, '.') || '(object)'} ` +
-      `${x.message}` +
-      (x.params && x.params.allowedValues
-        ? ` (${x.params.allowedValues.join(', ')})` : ''));
-    errs.push(...(list.length ? list : [`schema: ${e.message}`]));
-  }
-  for (const u of unknownFields(o, path.join(NM, mod + '.d.ts')))
-    errs.push(`schema: ${u}`);
-  return errs;
-}
-
-// ---- Strimzi (no published schema package: our own rules) ---------------
-
-const STRIMZI_VERSIONS = ['kafka.strimzi.io/v1beta2', 'kafka.strimzi.io/v1'];
-const ACL_OPS = ['Read', 'Write', 'Create', 'Delete', 'Alter', 'Describe',
-  'ClusterAction', 'AlterConfigs', 'DescribeConfigs', 'IdempotentWrite',
-  'All'];
-const ACL_RESOURCES = ['topic', 'group', 'cluster', 'transactionalId'];
-
-function onlyKeys(obj, allowed, where, errs) {
-  if (!isObj(obj)) return;
-  for (const k of Object.keys(obj))
-    if (!allowed.includes(k)) errs.push(`${where}${k}: unknown field`);
-}
-
-function strimziCommon(o, errs) {
-  if (!STRIMZI_VERSIONS.includes(o.apiVersion))
-    errs.push(`apiVersion must be one of ${STRIMZI_VERSIONS.join(', ')}`);
-  const cluster = get(o, ['metadata', 'labels', 'strimzi.io/cluster']);
-  if (typeof cluster !== 'string' || !cluster)
-    errs.push('metadata.labels."strimzi.io/cluster" is required (the ' +
-      'Kafka cluster the operator manages)');
-  onlyKeys(o, ['apiVersion', 'kind', 'metadata', 'spec', 'status'], '',
-    errs);
-  if (!isObj(o.spec)) errs.push('spec is required');
-}
-
-function checkKafkaTopic(o, errs) {
-  strimziCommon(o, errs);
-  const s = o.spec || {};
-  onlyKeys(s, ['topicName', 'partitions', 'replicas', 'config'], 'spec.',
-    errs);
-  const name = s.topicName !== undefined ? s.topicName
-    : get(o, ['metadata', 'name']);
-  if (typeof name !== 'string' || !/^[a-zA-Z0-9._-]{1,249}$/.test(name) ||
-      name === '.' || name === '..')
-    errs.push(`spec.topicName: "${name}" is not a legal Kafka topic name`);
-  for (const k of ['partitions', 'replicas']) {
-    if (s[k] === undefined) continue;
-    if (!Number.isInteger(s[k]) || s[k] < 1 || s[k] > 32767)
-      errs.push(`spec.${k}: expected an integer from 1 to 32767`);
-  }
-  if (s.config !== undefined) {
-    if (!isObj(s.config)) errs.push('spec.config: expected a map');
-    for (const [k, v] of Object.entries(s.config || {}))
-      if (!['string', 'number', 'boolean'].includes(typeof v))
-        errs.push(`spec.config.${k}: expected a string, number or boolean`);
-    const cp = s.config && s.config['cleanup.policy'];
-    if (cp !== undefined && !/^(compact|delete)(,(compact|delete))?$/.test(
-      String(cp).replace(/\s/g, '')))
-      errs.push(`spec.config.cleanup.policy: "${cp}" is not compact or ` +
-        'delete');
-    const r = s.config && s.config['retention.ms'];
-    if (r !== undefined && !(Number.isInteger(Number(r)) && Number(r) >= -1))
-      errs.push('spec.config.retention.ms: expected an integer >= -1');
-  }
-}
-
-function checkKafkaUser(o, errs) {
-  strimziCommon(o, errs);
-  const s = o.spec || {};
-  onlyKeys(s, ['authentication', 'authorization', 'quotas', 'template'],
-    'spec.', errs);
-  const auth = s.authentication;
-  if (auth !== undefined && !['tls', 'tls-external', 'scram-sha-512']
-    .includes(get(auth, ['type'])))
-    errs.push('spec.authentication.type: expected tls, tls-external or ' +
-      'scram-sha-512');
-  const az = s.authorization;
-  if (az === undefined) return;
-  if (get(az, ['type']) !== 'simple')
-    errs.push('spec.authorization.type: expected simple');
-  const acls = get(az, ['acls']);
-  if (!Array.isArray(acls) || !acls.length) {
-    errs.push('spec.authorization.acls: expected a non-empty list');
-    return;
-  }
-  acls.forEach((a, i) => {
-    const w = `spec.authorization.acls[${i}].`;
-    onlyKeys(a, ['resource', 'type', 'host', 'operation', 'operations'], w,
-      errs);
-    const r = (a && a.resource) || {};
-    onlyKeys(r, ['type', 'name', 'patternType'], w + 'resource.', errs);
-    if (!ACL_RESOURCES.includes(r.type))
-      errs.push(`${w}resource.type: expected ${ACL_RESOURCES.join(', ')}`);
-    if (r.type !== 'cluster' && (typeof r.name !== 'string' || !r.name))
-      errs.push(`${w}resource.name: required for ${r.type}`);
-    if (r.patternType !== undefined &&
-        !['literal', 'prefix'].includes(r.patternType))
-      errs.push(`${w}resource.patternType: expected literal or prefix`);
-    const ops = a.operations !== undefined ? a.operations
-      : a.operation !== undefined ? [a.operation] : [];
-    if (!Array.isArray(ops) || !ops.length)
-      errs.push(`${w}operations: expected a non-empty list`);
-    else for (const op of ops)
-      if (!ACL_OPS.includes(op)) errs.push(`${w}operations: unknown "${op}"`);
-    if (a.type !== undefined && !['allow', 'deny'].includes(a.type))
-      errs.push(`${w}type: expected allow or deny`);
-  });
-}
 
 // ---- pod policy ----------------------------------------------------------
 
@@ -602,6 +458,15 @@ function checkServiceMonitor(m, objs, errs) {
         `name of Service ${svc.metadata.name}`);
 }
 
+
+// The operators only act on resources that name their Kafka cluster.
+function checkStrimzi(o, errs) {
+  const cluster = get(o, ['metadata', 'labels', 'strimzi.io/cluster']);
+  if (typeof cluster !== 'string' || !cluster)
+    errs.push('metadata.labels."strimzi.io/cluster" is required (the ' +
+      'Kafka cluster the operator manages)');
+}
+
 // ---- driver -------------------------------------------------------------------
 
 function lintObject(o, objs, opts) {
@@ -609,28 +474,7 @@ function lintObject(o, objs, opts) {
   if (!isObj(o)) return ['not a mapping'];
   if (typeof o.apiVersion !== 'string' || typeof o.kind !== 'string')
     return ['apiVersion and kind are required'];
-  const name = get(o, ['metadata', 'name']);
-  if (typeof name !== 'string' || name.length > 253 ||
-      !DNS1123_SUBDOMAIN.test(name))
-    errs.push(`metadata.name "${name}" is not a DNS-1123 subdomain`);
-  const ns = get(o, ['metadata', 'namespace']);
-  if (ns !== undefined && !(typeof ns === 'string' && ns.length <= 63 &&
-      DNS1123_LABEL.test(ns)))
-    errs.push(`metadata.namespace "${ns}" is not a DNS-1123 label`);
-
-  if (o.kind === 'KafkaTopic' && o.apiVersion.startsWith('kafka.strimzi.io/'))
-    checkKafkaTopic(o, errs);
-  else if (o.kind === 'KafkaUser' &&
-           o.apiVersion.startsWith('kafka.strimzi.io/'))
-    checkKafkaUser(o, errs);
-  else {
-    const s = schemaErrors(o);
-    if (s === null)
-      errs.push(`no schema known for ${o.apiVersion} ${o.kind} ` +
-        '(add it to MODELS in tools/lint-deploy.js)');
-    else errs.push(...s);
-  }
-
+  if (o.apiVersion.startsWith('kafka.strimzi.io/')) checkStrimzi(o, errs);
   if (POD_TEMPLATE[o.kind] || o.kind === 'Pod') {
     const p = o.kind === 'Pod' ? ['spec'] : [...POD_TEMPLATE[o.kind], 'spec'];
     checkPodSpec(get(o, p), p.join('.'), errs);
@@ -643,48 +487,226 @@ function lintObject(o, objs, opts) {
   return errs;
 }
 
-function readFileObjects(file) {
-  return kustomize.parseYamlDocs(fs.readFileSync(file, 'utf8'), file);
+function run(bin, args, input) {
+  const r = spawnSync(bin, args, {
+    input, encoding: 'utf8', maxBuffer: 64 << 20,
+  });
+  if (r.error) throw new Error(`${bin}: ${r.error.message}`);
+  return r;
+}
+
+function firstLines(s, n) {
+  return String(s).trim().split('\n').slice(0, n).join(' | ');
+}
+
+// The rendered manifests of a target, as text.
+function render(t, opts) {
+  if (t.file) return fs.readFileSync(t.file, 'utf8');
+  if (t.dir) {
+    const r = run(opts.kustomize, ['build', t.dir]);
+    if (r.status !== 0) throw new Error(`kustomize build: ${firstLines(r.stderr, 5)}`);
+    return r.stdout;
+  }
+  const lint = run(opts.helm, ['lint', '--strict', CHART, '-f', t.values]);
+  if (lint.status !== 0) {
+    // One reason per schema violation or lint error, each once.
+    const why = new Set();
+    for (const l of (lint.stdout + lint.stderr).split('\n')) {
+      const m = /^\s*(?:\[ERROR\] [^:]*: )?- (at '.*)$/.exec(l) ||
+        /^\[(?:ERROR|WARNING)\] (?!templates\/: values don't meet)(.*)$/.exec(l);
+      if (m) why.add(`values: ${m[1].trim()}`);
+    }
+    const e = new Error('helm lint failed');
+    e.reasons = why.size ? [...why] : [firstLines(lint.stdout + lint.stderr, 5)];
+    throw e;
+  }
+  const r = run(opts.helm, ['template', 'evbridge', CHART, '-f', t.values,
+    '--namespace', 'evbridge']);
+  if (r.status !== 0) throw new Error(`helm template: ${firstLines(r.stderr, 8)}`);
+  return r.stdout;
+}
+
+function parseDocs(text, label) {
+  const out = [];
+  for (const d of YAML.parseAllDocuments(text)) {
+    if (d.errors && d.errors.length)
+      throw new Error(`${label}: ${d.errors[0].message}`);
+    const v = d.toJS();
+    if (v !== null && v !== undefined) out.push(v);
+  }
+  return out;
+}
+
+// The key k8scheck's report of an object is found under (it reports
+// missing strings as empty ones).
+function objKey(o) {
+  const s = (v) => (typeof v === 'string' ? v : '');
+  return `${s(get(o, ['apiVersion']))} ${s(get(o, ['kind']))} ` +
+    `${s(get(o, ['metadata', 'namespace']))}/${s(get(o, ['metadata', 'name']))}`;
+}
+
+// Schema errors of every object, by object key, from each k8scheck binary
+// (one per Kubernetes release). An error every release reports is listed
+// once; one that only some report names them.
+function schemaErrors(text, opts) {
+  const per = [];
+  for (const c of opts.k8scheck) {
+    const r = run(c.bin, [], text);
+    if (r.status !== 0 && r.status !== 1)
+      throw new Error(`k8scheck (Kubernetes ${c.version}): ` +
+        firstLines(r.stderr, 3));
+    const m = new Map();
+    for (const line of r.stdout.split('\n').filter(Boolean)) {
+      const x = JSON.parse(line);
+      const k = `${x.apiVersion} ${x.kind} ${x.namespace || ''}/${x.name}`;
+      m.set(k, (m.get(k) || []).concat(x.errors));
+    }
+    per.push({ version: c.version, errors: m });
+  }
+  const keys = new Set(per.flatMap((p) => [...p.errors.keys()]));
+  const out = new Map();
+  for (const k of keys) {
+    const msgs = [];
+    const all = new Set(per.flatMap((p) => p.errors.get(k) || []));
+    for (const e of all) {
+      const who = per.filter((p) => (p.errors.get(k) || []).includes(e))
+        .map((p) => p.version);
+      msgs.push(who.length === per.length ? `schema: ${e}`
+        : `schema (Kubernetes ${who.join(', ')}): ${e}`);
+    }
+    out.set(k, msgs);
+  }
+  return out;
+}
+
+// ---- drift: chart vs overlay ------------------------------------------------
+
+// Labels that say who rendered an object and which installation it is
+// (the release name or the overlay's instance label), not what it does.
+const CHART_ONLY_LABELS = ['helm.sh/chart', 'app.kubernetes.io/managed-by',
+  'app.kubernetes.io/version', 'app.kubernetes.io/instance'];
+
+function dropLabels(labels) {
+  if (!isObj(labels)) return labels;
+  const out = { ...labels };
+  for (const l of CHART_ONLY_LABELS) delete out[l];
+  return out;
+}
+
+// What must agree between the chart and an overlay: the Deployment, the
+// Service and the evbridge config, less what only says who rendered it
+// (chart labels, the config checksum annotation, kustomize's name hash).
+function driftView(objs) {
+  const dep = objs.find((o) => o.kind === 'Deployment' && isEvbridge(o));
+  const svc = objs.find((o) => o.kind === 'Service' && isEvbridge(o));
+  const view = {};
+  if (dep) {
+    const d = JSON.parse(JSON.stringify(dep));
+    const tm = d.spec.template.metadata || {};
+    tm.labels = dropLabels(tm.labels);
+    delete tm.annotations;
+    for (const v of get(d, ['spec', 'template', 'spec', 'volumes']) || [])
+      if (v.configMap) v.configMap.name = v.configMap.name
+        .replace(/-[a-z0-9]{10}$/, '');
+    view.Deployment = { labels: dropLabels(d.metadata.labels), spec: d.spec };
+    const cmName = (get(dep, ['spec', 'template', 'spec', 'volumes']) || [])
+      .map((v) => v.configMap && v.configMap.name).find(Boolean);
+    const cm = objs.find((o) => o.kind === 'ConfigMap' &&
+      o.metadata.name === cmName);
+    const text = cm && cm.data && cm.data['evbridge.json'];
+    try {
+      view.config = JSON.parse(text);
+    } catch (e) {
+      view.config = text;
+    }
+  }
+  if (svc) view.Service = { labels: dropLabels(svc.metadata.labels),
+    spec: svc.spec };
+  return view;
+}
+
+function diffPaths(a, b, p, out) {
+  if (out.length >= 12) return;
+  if (isObj(a) && isObj(b)) {
+    for (const k of new Set([...Object.keys(a), ...Object.keys(b)]))
+      diffPaths(a[k], b[k], p ? `${p}.${k}` : k, out);
+  } else if (Array.isArray(a) && Array.isArray(b) && a.length === b.length) {
+    a.forEach((x, i) => diffPaths(x, b[i], `${p}[${i}]`, out));
+  } else if (!util.isDeepStrictEqual(a, b)) {
+    out.push(`${p}: chart ${JSON.stringify(a)}, overlay ${JSON.stringify(b)}`
+      .slice(0, 240));
+  }
+}
+
+// ---- main ---------------------------------------------------------------------
+
+function usage() {
+  return 'usage: lint-deploy.js --kustomize BIN --helm BIN --k8scheck BIN... ' +
+    '[--evbridge BIN] [DIR...] [--file FILE...] [--chart-values FILE...]\n';
 }
 
 function main(argv) {
   const targets = [];
-  const opts = {};
+  const opts = { k8scheck: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--file') targets.push({ file: argv[++i] });
+    else if (a === '--chart-values') targets.push({ values: argv[++i] });
     else if (a === '--evbridge') opts.evbridge = argv[++i];
+    else if (a === '--kustomize') opts.kustomize = argv[++i];
+    else if (a === '--helm') opts.helm = argv[++i];
+    else if (a === '--k8scheck') opts.k8scheck.push({ bin: argv[++i] });
     else if (a === '-h' || a === '--help') {
-      process.stdout.write('usage: lint-deploy.js [--evbridge BIN] ' +
-        '[DIR...] [--file FILE...]\n');
+      process.stdout.write(usage());
       return 0;
     } else if (a.startsWith('-')) {
-      process.stderr.write(`lint-deploy: unknown option ${a}\n`);
+      process.stderr.write(`lint-deploy: unknown option ${a}\n${usage()}`);
       return 2;
     } else targets.push({ dir: a });
   }
+  for (const [k, v] of [['--kustomize', opts.kustomize],
+    ['--helm', opts.helm], ['--k8scheck', (opts.k8scheck[0] || {}).bin],
+    ['--evbridge', opts.evbridge]]) {
+    if (k === '--evbridge' && v === undefined) continue;
+    if (!v || !fs.existsSync(v)) {
+      process.stderr.write(`lint-deploy: ${k} ${v || '(missing)'}: not ` +
+        `found\n${usage()}`);
+      return 2;
+    }
+  }
+  for (const c of opts.k8scheck)
+    c.version = run(c.bin, ['--version']).stdout.trim();
+  let drift = false;
   if (!targets.length) {
+    drift = true;
     const k8s = path.join(ROOT, 'deploy', 'k8s');
     targets.push({ dir: path.join(k8s, 'base') });
     const ov = path.join(k8s, 'overlays');
     for (const d of fs.readdirSync(ov).sort())
       if (fs.statSync(path.join(ov, d)).isDirectory())
         targets.push({ dir: path.join(ov, d) });
+    const ex = path.join(CHART, 'examples');
+    for (const f of fs.readdirSync(ex).sort())
+      if (f.endsWith('.yaml')) targets.push({ values: path.join(ex, f) });
   }
-  if (opts.evbridge && !fs.existsSync(opts.evbridge)) {
-    process.stderr.write(`lint-deploy: ${opts.evbridge} not found\n`);
-    return 2;
-  }
+  process.stdout.write(`lint-deploy: schemas of Kubernetes ` +
+    `${opts.k8scheck.map((c) => c.version).join(' and ')}\n`);
 
   let total = 0, failed = 0;
+  const views = { chart: new Map(), overlay: new Map() };
   for (const t of targets) {
-    const label = path.relative(process.cwd(), t.dir || t.file) ||
-      (t.dir || t.file);
-    let objs;
+    const label = t.values
+      ? `${path.relative(process.cwd(), CHART)} -f ` +
+        path.relative(process.cwd(), t.values)
+      : path.relative(process.cwd(), t.dir || t.file) || (t.dir || t.file);
+    let objs, schema;
     try {
-      objs = t.dir ? kustomize.build(t.dir) : readFileObjects(t.file);
+      const text = render(t, opts);
+      objs = parseDocs(text, label);
+      schema = schemaErrors(text, opts);
     } catch (e) {
       process.stdout.write(`FAIL ${label}: cannot render: ${e.message}\n`);
+      for (const r of e.reasons || []) process.stdout.write(`       - ${r}\n`);
       total++;
       failed++;
       continue;
@@ -694,8 +716,11 @@ function main(argv) {
       process.stdout.write(`FAIL ${label}: no objects\n`);
       failed++;
     }
+    const unmatched = new Set(schema.keys());
     for (const o of objs) {
-      const errs = lintObject(o, objs, { ...opts, rawFiles: !!t.file });
+      unmatched.delete(objKey(o));
+      const errs = [...(schema.get(objKey(o)) || []),
+        ...lintObject(o, objs, { ...opts, rawFiles: !!t.file })];
       total++;
       if (errs.length) {
         failed++;
@@ -703,6 +728,42 @@ function main(argv) {
         for (const e of errs) process.stdout.write(`       - ${e}\n`);
       } else {
         process.stdout.write(`OK   ${objName(o)}\n`);
+      }
+    }
+    // k8scheck and this reader must see the same objects: a report that
+    // matched none is not dropped.
+    for (const k of unmatched) {
+      total++;
+      failed++;
+      process.stdout.write(`FAIL ${k}: reported by k8scheck, not read here\n`);
+      for (const e of schema.get(k)) process.stdout.write(`       - ${e}\n`);
+    }
+    if (t.values) views.chart.set(path.basename(t.values, '.yaml'), driftView(objs));
+    else if (t.dir) views.overlay.set(path.basename(t.dir), driftView(objs));
+  }
+
+  if (drift) {
+    for (const [name, cv] of views.chart) {
+      const ov = views.overlay.get(name);
+      if (!ov || name === 'base') continue;
+      const what = `drift: chart -f examples/${name}.yaml vs overlays/${name}`;
+      const diffs = [];
+      for (const k of ['Deployment', 'Service', 'config']) {
+        if (!cv[k] || !ov[k]) {
+          diffs.push(`${k}: missing from the ${cv[k] ? 'overlay' : 'chart'}`);
+          continue;
+        }
+        const d = [];
+        diffPaths(cv[k], ov[k], k, d);
+        diffs.push(...d);
+      }
+      total++;
+      if (diffs.length) {
+        failed++;
+        process.stdout.write(`FAIL ${what}\n`);
+        for (const e of diffs) process.stdout.write(`       - ${e}\n`);
+      } else {
+        process.stdout.write(`OK   ${what}: same Deployment, Service, config\n`);
       }
     }
   }
