@@ -169,10 +169,10 @@ check "kustomization kustomize refuses: named" \
 # more memory than the chart's examples/prod.yaml.
 mkdir -p "$T/repo"
 cp -r deploy tools "$T/repo/"
-sed -i 's/memory: 1Gi/memory: 2Gi/' "$T/repo/deploy/k8s/overlays/prod/deployment-resources.yaml"
+sed -i "s/memory: 576Mi/memory: 2Gi/" "$T/repo/deploy/k8s/overlays/prod/deployment-resources.yaml"
 (cd "$T/repo" && node tools/lint-deploy.js "${TOOLS[@]}") > "$T/out" 2>&1; rc=$?
 check "drift: rejected (rc=$rc)" test "$rc" -eq 1
 check "drift: the differing field named" said_for \
   "drift: chart -f examples/prod.yaml vs overlays/prod" \
-  'Deployment.spec.template.spec.containers[0].resources.limits.memory: chart "1Gi", overlay "2Gi"'
+  'Deployment.spec.template.spec.containers[0].resources.limits.memory: chart "576Mi", overlay "2Gi"'
 finish
