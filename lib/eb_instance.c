@@ -23,10 +23,13 @@
 #define DESCRIBE_TMOUT  3000
 #define REPEAT_ERROR_MS 60000
 #define SESSION_TIMEOUT "10000"
+#define JOIN_WAIT_MS    15000
+#define CHECK_TRIES     15
 
 enum guard_state {
         G_IDLE = 0, /* not started */
         G_WAITING,  /* another instance is live: standby */
+        G_JOINING,  /* joining the group before the instance runs */
         G_ACTIVE,   /* a member of the group; the instance runs */
 };
 
@@ -44,6 +47,10 @@ struct eb_instance_s {
         void *opaque;
         char waiting[512];
         int64_t last_error_ms;
+        int transient;      /* the last check failed for a passing reason */
+        int check_failures; /* transient failures in a row */
+        int joined;         /* the group assigned this member */
+        int64_t join_deadline_ms;
 };
 
 static char *identity(void)
@@ -93,12 +100,30 @@ const char *eb_instance_id(const eb_instance_t *g)
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
-        (void)opaque;
+        eb_instance_t *g = opaque;
+
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 (void)rd_kafka_assign(rk, parts);
                 (void)rd_kafka_pause_partitions(rk, parts);
+                g->joined = 1;
         } else {
                 (void)rd_kafka_assign(rk, NULL);
+        }
+}
+
+/* A group coordinator still loading or moving: ask again shortly. */
+static int transient(rd_kafka_resp_err_t err)
+{
+        switch (err) {
+        case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+        case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+        case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+        case RD_KAFKA_RESP_ERR__TIMED_OUT:
+        case RD_KAFKA_RESP_ERR__TRANSPORT:
+        case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+                return 1;
+        default:
+                return 0;
         }
 }
 
@@ -178,9 +203,12 @@ static int other_instance(eb_instance_t *g, char *who, size_t who_size)
                                                         sizeof(err));
         rd_kafka_DescribeConsumerGroups(rk, groups, 1, o, q);
         ev = rd_kafka_queue_poll(q, DESCRIBE_TMOUT + 1000);
+        g->transient = 0;
         if (!ev) {
+                g->transient = 1;
                 snprintf(who, who_size, "DescribeConsumerGroups timed out");
         } else if (rd_kafka_event_error(ev)) {
+                g->transient = transient(rd_kafka_event_error(ev));
                 snprintf(who, who_size, "%s", rd_kafka_event_error_string(ev));
         } else {
                 const rd_kafka_DescribeConsumerGroups_result_t *res =
@@ -193,6 +221,8 @@ static int other_instance(eb_instance_t *g, char *who, size_t who_size)
                           : NULL;
 
                 if (!n || ge) {
+                        g->transient =
+                                !ge || transient(rd_kafka_error_code(ge));
                         snprintf(who, who_size, "%s",
                                  ge ? rd_kafka_error_string(ge) : "no result");
                 } else {
@@ -241,6 +271,7 @@ static int join(eb_instance_t *g, char *errstr, size_t errstr_size)
         rd_kafka_resp_err_t err;
 
         rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+        rd_kafka_conf_set_opaque(conf, g);
         g->member = eb_state_consumer_new(g->bootstrap, g->cfg, g->group,
                                           "instance", extra, conf, errstr,
                                           errstr_size);
@@ -278,21 +309,39 @@ static void poll_member(eb_instance_t *g)
         }
 }
 
-static void go_active(eb_instance_t *g, int join_group)
+static void run(eb_instance_t *g)
 {
-        char err[512];
-
-        if (join_group && join(g, err, sizeof(err)))
-                eb_warn(MOD,
-                        "cannot join group %s (%s): running without the "
-                        "single-instance check; fencing still keeps the "
-                        "output exactly once",
-                        g->group, err);
         g->state = G_ACTIVE;
         g->waiting[0] = '\0';
         if (g->member)
                 arm(g, POLL_EVERY_MS);
         g->cb(g->opaque);
+}
+
+/* No other instance: join the group, and run once it has taken us in
+ * (so that an instance starting meanwhile finds this one), or after
+ * JOIN_WAIT_MS whatever the group says. */
+static void go_active(eb_instance_t *g, int join_group)
+{
+        char err[512];
+
+        g->waiting[0] = '\0';
+        if (!join_group) {
+                run(g);
+                return;
+        }
+        if (join(g, err, sizeof(err))) {
+                eb_warn(MOD,
+                        "cannot join group %s (%s): running without the "
+                        "single-instance check; fencing still keeps the "
+                        "output exactly once",
+                        g->group, err);
+                run(g);
+                return;
+        }
+        g->state = G_JOINING;
+        g->join_deadline_ms = eb_mono_ms() + JOIN_WAIT_MS;
+        arm(g, 50);
 }
 
 static void check(eb_instance_t *g)
@@ -307,6 +356,13 @@ static void check(eb_instance_t *g)
                 go_active(g, 0);
                 return;
         }
+        if (rc < 0 && g->transient && ++g->check_failures < CHECK_TRIES) {
+                /* e.g. a new cluster's group coordinator still loading */
+                eb_debug(MOD, "group %s: %s; checking again", g->group, who);
+                arm(g, 1000);
+                return;
+        }
+        g->check_failures = 0;
         if (rc < 0) {
                 eb_warn(MOD,
                         "cannot check for another instance with "
@@ -354,6 +410,20 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         if (g->state == G_ACTIVE) {
                 poll_member(g);
                 arm(g, POLL_EVERY_MS);
+        } else if (g->state == G_JOINING) {
+                poll_member(g);
+                if (g->joined) {
+                        run(g);
+                } else if (eb_mono_ms() >= g->join_deadline_ms) {
+                        eb_warn(MOD,
+                                "group %s has not taken this instance in "
+                                "after %d ms; going on (fencing still keeps "
+                                "the output exactly once)",
+                                g->group, JOIN_WAIT_MS);
+                        run(g);
+                } else {
+                        arm(g, 50);
+                }
         } else {
                 check(g);
         }

@@ -173,6 +173,12 @@ converge_check "a-sigkill"
 # it exited (it must say something a person can act on).
 ensure_running() {
   local name=$1 rc
+  # A producer fenced by the coordinator's epoch bump (its transaction
+  # outlived transaction.timeout.ms) says so some seconds after Kafka is
+  # back, then drains: give it the time to decide.
+  exited() { ! alive $MAIN_PID; }
+  wait_for "$name: evbridge decides (rides it out or exits)" 20 exited ||
+    true
   if alive $MAIN_PID; then
     RESULTS+=("$name: evbridge rode it out")
     return 0
