@@ -139,10 +139,32 @@ void eb_tkafka_stop(eb_tkafka_t *k)
         free(k);
 }
 
+/* A quiet handle for the Admin API calls below, or NULL (reason on
+ * stderr). */
+static rd_kafka_t *admin_client(const char *bootstrap)
+{
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_t *rk;
+        char err[512];
+
+        rd_kafka_conf_set_log_cb(conf, eb_log_rdkafka_cb);
+        if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err,
+                              sizeof(err))) {
+                fprintf(stderr, "eb_tkafka: conf: %s\n", err);
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        if (!rk) {
+                fprintf(stderr, "eb_tkafka: rd_kafka_new: %s\n", err);
+                rd_kafka_conf_destroy(conf);
+        }
+        return rk;
+}
+
 int eb_tkafka_create_topic(const char *bootstrap, const char *topic,
                            int partitions, const char *const *configs)
 {
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
         rd_kafka_t *rk = NULL;
         rd_kafka_NewTopic_t *nt = NULL;
         rd_kafka_queue_t *q = NULL;
@@ -151,19 +173,9 @@ int eb_tkafka_create_topic(const char *bootstrap, const char *topic,
         char err[512];
         int rc = -EIO;
 
-        rd_kafka_conf_set_log_cb(conf, eb_log_rdkafka_cb);
-        if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err,
-                              sizeof(err))) {
-                fprintf(stderr, "eb_tkafka: conf: %s\n", err);
-                rd_kafka_conf_destroy(conf);
+        rk = admin_client(bootstrap);
+        if (!rk)
                 return -EIO;
-        }
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-        if (!rk) {
-                fprintf(stderr, "eb_tkafka: rd_kafka_new: %s\n", err);
-                rd_kafka_conf_destroy(conf);
-                return -EIO;
-        }
         nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, sizeof(err));
         for (size_t i = 0; nt && configs && configs[i] && configs[i + 1];
              i += 2)
@@ -248,7 +260,6 @@ static int describe_config(const char *bootstrap, rd_kafka_ResourceType_t type,
                            const char *topic, const char *name, char *out,
                            size_t size)
 {
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
         rd_kafka_t *rk = NULL;
         rd_kafka_ConfigResource_t *cr = NULL;
         rd_kafka_queue_t *q = NULL;
@@ -259,19 +270,9 @@ static int describe_config(const char *bootstrap, rd_kafka_ResourceType_t type,
 
         if (size)
                 out[0] = '\0';
-        rd_kafka_conf_set_log_cb(conf, eb_log_rdkafka_cb);
-        if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err,
-                              sizeof(err))) {
-                fprintf(stderr, "eb_tkafka: conf: %s\n", err);
-                rd_kafka_conf_destroy(conf);
+        rk = admin_client(bootstrap);
+        if (!rk)
                 return -EIO;
-        }
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-        if (!rk) {
-                fprintf(stderr, "eb_tkafka: rd_kafka_new: %s\n", err);
-                rd_kafka_conf_destroy(conf);
-                return -EIO;
-        }
         cr = rd_kafka_ConfigResource_new(type, topic);
         q = rd_kafka_queue_new(rk);
         o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
