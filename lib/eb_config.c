@@ -1699,6 +1699,7 @@ static void describe_tab(const struct cfg_key *tab, const void *base,
                         fn("sources", "array", "[]", opaque);
                         describe_tab(source_keys, &src, 1, "sources[]", fn,
                                      opaque);
+                        source_fini(&src);
                         continue;
                 }
                 if (is_src && !strcmp(tab->name, "webhook")) {
