@@ -592,11 +592,12 @@ static int commit_with_redo(struct event_base *base, eb_kafka_t *k, int n,
 
                 if (rc == 0)
                         return failed;
-                if (rc == -998 && eb_kafka_txn_commit(k, on_op, &commit) == 0)
-                        rc = eb_test_run_until(base, &commit.fired, 1, 30000) ==
-                                             0
-                                     ? commit.err
-                                     : -ETIMEDOUT;
+                if (rc == -998 &&
+                    eb_kafka_txn_commit(k, on_op, &commit) == 0) {
+                        rc = -ETIMEDOUT;
+                        if (!eb_test_run_until(base, &commit.fired, 1, 30000))
+                                rc = commit.err;
+                }
                 if (rc != -ECANCELED) {
                         fprintf(stderr, "  commit: unexpected %d %s\n", rc,
                                 commit.errstr);
