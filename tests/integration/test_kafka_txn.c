@@ -592,8 +592,7 @@ static int commit_with_redo(struct event_base *base, eb_kafka_t *k, int n,
 
                 if (rc == 0)
                         return failed;
-                if (rc == -998 &&
-                    eb_kafka_txn_commit(k, on_op, &commit) == 0) {
+                if (rc == -998 && eb_kafka_txn_commit(k, on_op, &commit) == 0) {
                         rc = -ETIMEDOUT;
                         if (!eb_test_run_until(base, &commit.fired, 1, 30000))
                                 rc = commit.err;
