@@ -132,7 +132,7 @@ INTEG_SH  := $(filter-out tests/integration/test_scale_out.sh,\
                $(sort $(wildcard tests/integration/test_*.sh)))
 
 .PHONY: all test test-unit test-integration test-faults asan ubsan valgrind \
-        run lint style-check style-fix checksrc install install-dev clean \
+        run lint style-check style-fix checksrc doc-refs install install-dev clean \
         deps bench lint-deploy kafka-fetch test-backfill test-scale \
         deploy-tools \
         deploy-tools-args k8scheck-build
@@ -336,7 +336,11 @@ fuzz-ci:
 SRC_ALL := $(shell find lib cmd tests -name '*.[ch]' 2>/dev/null)
 BANNED  := '\b(sprintf|vsprintf|strcpy|strcat|strncpy|gets|strtok|atoi|atol)[[:space:]]*\('
 
-lint: style-check checksrc
+lint: style-check checksrc doc-refs
+
+# Every document a comment or a doc cites exists in the repository.
+doc-refs:
+	$(Q)scripts/check-doc-refs
 
 style-check:
 	$(Q)clang-format --dry-run --Werror $(SRC_ALL) && echo "style: ok"

@@ -886,7 +886,7 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
                 goto err;
         }
         /* Exactly-once: a transactional producer, and the state topics
-         * (design.md "State lives in Kafka"). At-least-once keeps the
+         * (docs/delivery.md "The state topics"). At-least-once keeps the
          * idempotent producer and no state topics: checkpoints then live
          * only in the process, as before. */
         app->eos = cfg->delivery == EB_DELIVERY_EXACTLY_ONCE;

@@ -5,17 +5,12 @@
  *   envelope, produce) -> poller (sources) ; signals ; listener
  *
  * Signals are libevent events: SIGTERM/SIGINT drain and stop (exit 0),
- * SIGHUP is logged (reload lands with operations), SIGPIPE is ignored.
- * Nothing here calls exit(); fatal conditions go through eb_app_shutdown().
+ * SIGHUP reloads the configuration file (eb_app_reload()), SIGPIPE is
+ * ignored. Nothing here calls exit(); fatal conditions go through
+ * eb_app_shutdown().
  *
- * Shutdown order (docs/architecture.md): stop the poller (no new
- * requests; /readyz and new webhooks answer 503), let in-flight requests,
- * publishes and held webhooks settle within shutdown.drain_timeout,
- * answer webhooks still held 503 and stop accepting (bounded wait for
- * the replies to be written), flush Kafka, free the poller (curl
- * handles), the webhook intake and the HTTP listener, the pipeline,
- * Kafka (producer, then the embedded cluster), the HTTP client, then the
- * event_base.
+ * The shutdown order, and why, is in docs/architecture.md "Shutdown
+ * order"; eb_app_free() follows it.
  */
 #ifndef EB_APP_H
 #define EB_APP_H

@@ -1,6 +1,6 @@
 /*
  * eb_state: evbridge's own state, kept in two Kafka topics per deployment
- * (design.md "State lives in Kafka"; the formats are in docs/delivery.md).
+ * (formats and restore: docs/delivery.md "The state topics").
  *
  *   <state_prefix>.checkpoints  cleanup.policy=compact, key = source name,
  *       value = JSON {"v":1,"source":S,"checkpoint":<provider JSON>,

@@ -1,9 +1,9 @@
 /*
  * eb_util: small helpers with no application state.
  *
- * Allocation policy (style.md 7.5): eb_x* abort with a log line on failure
- * and are for small internal objects; where a size comes from outside
- * input, use plain malloc and return -ENOMEM.
+ * Allocation policy (docs/architecture.md "Conventions"): eb_x* abort with a
+ * log line on failure and are for small internal objects; where a size
+ * comes from outside input, use plain malloc and return -ENOMEM.
  */
 #ifndef EB_UTIL_H
 #define EB_UTIL_H
