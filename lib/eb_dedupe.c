@@ -1,5 +1,7 @@
 #include "eb_dedupe.h"
 
+#include "eb_util.h"
+
 #include <errno.h>
 #include <stdlib.h>
 
@@ -162,17 +164,6 @@ void eb_fp_format(const struct eb_fp *fp, char out[EB_FP_HEX_LEN + 1])
         out[EB_FP_HEX_LEN] = '\0';
 }
 
-static int hex_value(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 int eb_fp_parse(const char *s, struct eb_fp *out)
 {
         uint64_t half[2] = {0, 0};
@@ -183,7 +174,7 @@ int eb_fp_parse(const char *s, struct eb_fp *out)
                 return -EINVAL;
         /* Stops at the first non-hex character, the NUL included. */
         for (i = 0; i < EB_FP_HEX_LEN; i++) {
-                v = hex_value(s[i]);
+                v = eb_hex_digit(s[i]);
                 if (v < 0)
                         return -EINVAL;
                 half[i / 16] = (half[i / 16] << 4) | (uint64_t)v;

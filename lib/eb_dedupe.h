@@ -26,7 +26,7 @@
  * identities of events fetched from authenticated upstream APIs.
  *
  * Thread context: none; a table is used from one thread at a time.
- * Includes nothing but libc, so it builds and fuzzes on its own.
+ * This header includes nothing but libc.
  */
 #ifndef EB_DEDUPE_H
 #define EB_DEDUPE_H

@@ -1,5 +1,7 @@
 #include "eb_form.h"
 
+#include "eb_util.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,17 +11,6 @@
 #define FORM_DEF_DEPTH   16
 #define FORM_DEF_KEY_LEN 1024
 #define FORM_MAX_DEPTH   64 /* hard cap on max_depth (stack array) */
-
-static int hexval(int c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
 
 /* Decode @p n bytes of @p in into @p out (capacity >= n: decoding never
  * grows). @returns 0 or -EINVAL (bad escape, decoded NUL). */
@@ -36,8 +27,8 @@ static int decode_into(const char *in, size_t n, int plus_is_space, char *out,
 
                         if (i + 2 >= n)
                                 return -EINVAL;
-                        hi = hexval((unsigned char)in[i + 1]);
-                        lo = hexval((unsigned char)in[i + 2]);
+                        hi = eb_hex_digit((unsigned char)in[i + 1]);
+                        lo = eb_hex_digit((unsigned char)in[i + 2]);
                         if (hi < 0 || lo < 0)
                                 return -EINVAL;
                         c = (unsigned char)(hi << 4 | lo);

@@ -706,35 +706,6 @@ int eb_url_start(struct eb_buf *b, const char *base, const char *path)
         return rc;
 }
 
-char *eb_base64_encode(const void *p, size_t n)
-{
-        static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                  "abcdefghijklmnopqrstuvwxyz0123456789+/";
-        const unsigned char *in = p;
-        char *out = eb_xmalloc((n + 2) / 3 * 4 + 1), *o = out;
-        size_t i;
-
-        for (i = 0; i + 2 < n; i += 3) {
-                *o++ = tbl[in[i] >> 2];
-                *o++ = tbl[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-                *o++ = tbl[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
-                *o++ = tbl[in[i + 2] & 63];
-        }
-        if (i < n) {
-                *o++ = tbl[in[i] >> 2];
-                if (i + 1 < n) {
-                        *o++ = tbl[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-                        *o++ = tbl[(in[i + 1] & 15) << 2];
-                } else {
-                        *o++ = tbl[(in[i] & 3) << 4];
-                        *o++ = '=';
-                }
-                *o++ = '=';
-        }
-        *o = '\0';
-        return out;
-}
-
 char *eb_auth_bearer(const char *token)
 {
         return eb_xasprintf("Authorization: Bearer %s", token ? token : "");
@@ -748,10 +719,12 @@ char *eb_auth_basic(const char *user, const char *pass)
         pair = eb_xasprintf("%s:%s", user ? user : "", pass ? pass : "");
         n = strlen(pair);
         enc = eb_base64_encode(pair, n);
-        eb_log_add_secret(enc);
-        hdr = eb_xasprintf("Authorization: Basic %s", enc);
         memset(pair, 0, n);
         free(pair);
+        if (!enc)
+                return NULL;
+        eb_log_add_secret(enc);
+        hdr = eb_xasprintf("Authorization: Basic %s", enc);
         free(enc);
         return hdr;
 }

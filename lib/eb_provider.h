@@ -434,8 +434,6 @@ eb_resp_kind_t eb_resp_classify_error(long status);
  *  or 0 when it is absent or malformed. */
 int64_t eb_resp_retry_after_ms(const struct eb_response *resp);
 
-/** @returns new standard base64 (with padding) of @p n bytes. */
-char *eb_base64_encode(const void *p, size_t n);
 
 /** @returns new "Authorization: Bearer <token>". */
 char *eb_auth_bearer(const char *token);
@@ -443,7 +441,7 @@ char *eb_auth_bearer(const char *token);
 /**
  * @returns new "Authorization: Basic base64(<user>:<pass>)". The encoded
  * credential is registered with eb_log_add_secret(), so it cannot reach
- * a log line either.
+ * a log line either. NULL when out of memory.
  */
 char *eb_auth_basic(const char *user, const char *pass);
 

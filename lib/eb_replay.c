@@ -411,42 +411,6 @@ int eb_replay_rate_parse(const char *s, double *per_sec)
 
 /* ---- records ------------------------------------------------------------ */
 
-char *eb_replay_base64(const void *p, size_t n)
-{
-        static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                  "abcdefghijklmnopqrstuvwxyz0123456789+/";
-        const unsigned char *in = p;
-        size_t i, o = 0;
-        char *out;
-
-        if (n > (SIZE_MAX - 1) / 4 * 3 - 3)
-                return NULL;
-        out = malloc((n + 2) / 3 * 4 + 1);
-        if (!out)
-                return NULL;
-        for (i = 0; i + 2 < n; i += 3) {
-                uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
-                             in[i + 2];
-
-                out[o++] = tbl[v >> 18 & 63];
-                out[o++] = tbl[v >> 12 & 63];
-                out[o++] = tbl[v >> 6 & 63];
-                out[o++] = tbl[v & 63];
-        }
-        if (i < n) {
-                uint32_t v = (uint32_t)in[i] << 16;
-
-                if (i + 1 < n)
-                        v |= (uint32_t)in[i + 1] << 8;
-                out[o++] = tbl[v >> 18 & 63];
-                out[o++] = tbl[v >> 12 & 63];
-                out[o++] = i + 1 < n ? tbl[v >> 6 & 63] : '=';
-                out[o++] = '=';
-        }
-        out[o] = '\0';
-        return out;
-}
-
 void eb_replay_record_fini(struct eb_replay_record *rec)
 {
         if (!rec)
@@ -687,7 +651,7 @@ static int parse_binary(const void *value, size_t len,
                                 goto out;
                         }
                 } else {
-                        b64 = eb_replay_base64(value, len);
+                        b64 = eb_base64_encode(value, len);
                         if (!b64 ||
                             eb_buf_printf(&b, ",\"data_base64\":\"%s\"", b64))
                                 goto out;

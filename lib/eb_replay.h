@@ -180,12 +180,6 @@ int eb_replay_record_parse(const void *value, size_t len,
 /** @brief Free what a record owns; it is empty afterwards. */
 void eb_replay_record_fini(struct eb_replay_record *rec);
 
-/**
- * @brief Base64 (RFC 4648, padded) of @p n bytes.
- * @returns new NUL-terminated string, or NULL when out of memory.
- */
-char *eb_replay_base64(const void *p, size_t n);
-
 /* ---- filters ------------------------------------------------------------ */
 
 typedef struct eb_replay_filter_s eb_replay_filter_t;

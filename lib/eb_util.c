@@ -114,7 +114,7 @@ void eb_hex_encode(const unsigned char *in, size_t n, char *out)
         out[2 * n] = '\0';
 }
 
-static int hexval(int c)
+int eb_hex_digit(int c)
 {
         if (c >= '0' && c <= '9')
                 return c - '0';
@@ -132,8 +132,8 @@ int eb_hex_decode(const char *in, unsigned char *out, size_t outsz)
         if (n % 2 || n / 2 > outsz)
                 return -EINVAL;
         for (i = 0; i < n / 2; i++) {
-                int hi = hexval((unsigned char)in[2 * i]);
-                int lo = hexval((unsigned char)in[2 * i + 1]);
+                int hi = eb_hex_digit((unsigned char)in[2 * i]);
+                int lo = eb_hex_digit((unsigned char)in[2 * i + 1]);
                 if (hi < 0 || lo < 0)
                         return -EINVAL;
                 out[i] = (unsigned char)(hi << 4 | lo);
@@ -197,4 +197,40 @@ int eb_parse_double(const char *s, double *out)
                 return -EINVAL;
         *out = v;
         return 0;
+}
+
+char *eb_base64_encode(const void *p, size_t n)
+{
+        static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "abcdefghijklmnopqrstuvwxyz0123456789+/";
+        const unsigned char *in = p;
+        size_t i, o = 0;
+        char *out;
+
+        if (n > (SIZE_MAX - 1) / 4 * 3 - 3)
+                return NULL;
+        out = malloc((n + 2) / 3 * 4 + 1);
+        if (!out)
+                return NULL;
+        for (i = 0; i + 2 < n; i += 3) {
+                uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
+                             in[i + 2];
+
+                out[o++] = tbl[v >> 18 & 63];
+                out[o++] = tbl[v >> 12 & 63];
+                out[o++] = tbl[v >> 6 & 63];
+                out[o++] = tbl[v & 63];
+        }
+        if (i < n) {
+                uint32_t v = (uint32_t)in[i] << 16;
+
+                if (i + 1 < n)
+                        v |= (uint32_t)in[i + 1] << 8;
+                out[o++] = tbl[v >> 18 & 63];
+                out[o++] = tbl[v >> 12 & 63];
+                out[o++] = i + 1 < n ? tbl[v >> 6 & 63] : '=';
+                out[o++] = '=';
+        }
+        out[o] = '\0';
+        return out;
 }

@@ -54,6 +54,15 @@ void eb_hex_encode(const unsigned char *in, size_t n, char *out);
  */
 int eb_hex_decode(const char *in, unsigned char *out, size_t outsz);
 
+/** @returns the value of hex digit @p c (either case), or -1. */
+int eb_hex_digit(int c);
+
+/**
+ * @brief Base64 (RFC 4648, standard alphabet, padded) of @p n bytes.
+ * @returns new NUL-terminated string, or NULL when out of memory.
+ */
+char *eb_base64_encode(const void *p, size_t n);
+
 /**
  * @brief HMAC-SHA256 of @p msg with @p key into @p out (32 bytes).
  * @returns 0 or -EIO.

@@ -287,6 +287,11 @@ static int close_next_request(struct eb_walk *w, char **url, char **auth)
         }
         *url = eb_buf_take(&b, NULL);
         *auth = eb_auth_basic(w->src->api_key, "");
+        if (!*auth) {
+                free(*url);
+                *url = NULL;
+                return -ENOMEM;
+        }
         return 0;
 }
 

@@ -37,7 +37,7 @@ static int put_key(struct eb_buf *b, const rd_kafka_message_t *m)
         s = json_stringn(m->key, m->key_len);
         if (!s) {
                 /* Not UTF-8: keep it, losslessly, beside a null key. */
-                b64 = eb_replay_base64(m->key, m->key_len);
+                b64 = eb_base64_encode(m->key, m->key_len);
                 if (!b64)
                         return -ENOMEM;
                 rc = eb_buf_printf(b, ",\"key\":null,\"key_base64\":\"%s\"",

@@ -461,24 +461,6 @@ static void test_record_binary_odd(void)
         eb_replay_record_fini(&rec);
 }
 
-static void test_base64(void)
-{
-        char *s;
-
-        s = eb_replay_base64("", 0);
-        EB_CHECK_STR(s, "");
-        free(s);
-        s = eb_replay_base64("f", 1);
-        EB_CHECK_STR(s, "Zg==");
-        free(s);
-        s = eb_replay_base64("fo", 2);
-        EB_CHECK_STR(s, "Zm8=");
-        free(s);
-        s = eb_replay_base64("foobar", 6);
-        EB_CHECK_STR(s, "Zm9vYmFy");
-        free(s);
-}
-
 static struct eb_replay_record mkrec(const char *type, const char *source,
                                      const char *sourcename,
                                      const char *subject, const char *entity,
@@ -778,7 +760,6 @@ int main(void)
         EB_RUN(test_record_not_envelope);
         EB_RUN(test_record_binary);
         EB_RUN(test_record_binary_odd);
-        EB_RUN(test_base64);
         EB_RUN(test_filter);
         EB_RUN(test_http_decisions);
         EB_RUN(test_from_header);

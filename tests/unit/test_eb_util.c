@@ -176,10 +176,35 @@ static void test_parse_numbers(void)
         EB_CHECK(eb_parse_double("1.5s", &d) == -EINVAL);
 }
 
+static void test_base64(void)
+{
+        char *s;
+
+        s = eb_base64_encode("", 0);
+        EB_CHECK_STR(s, "");
+        free(s);
+        s = eb_base64_encode("f", 1);
+        EB_CHECK_STR(s, "Zg==");
+        free(s);
+        s = eb_base64_encode("fo", 2);
+        EB_CHECK_STR(s, "Zm8=");
+        free(s);
+        s = eb_base64_encode("foo", 3);
+        EB_CHECK_STR(s, "Zm9v");
+        free(s);
+        s = eb_base64_encode("\xff\xfe\xfd\x00", 4);
+        EB_CHECK_STR(s, "//79AA==");
+        free(s);
+        s = eb_base64_encode("foobar", 6);
+        EB_CHECK_STR(s, "Zm9vYmFy");
+        free(s);
+}
+
 int main(void)
 {
         EB_RUN(test_ct_equal);
         EB_RUN(test_hex);
+        EB_RUN(test_base64);
         EB_RUN(test_hmac_rfc4231);
         EB_RUN(test_buf_limit);
         EB_RUN(test_buf_grow);
