@@ -434,7 +434,6 @@ eb_resp_kind_t eb_resp_classify_error(long status);
  *  or 0 when it is absent or malformed. */
 int64_t eb_resp_retry_after_ms(const struct eb_response *resp);
 
-
 /** @returns new "Authorization: Bearer <token>". */
 char *eb_auth_bearer(const char *token);
 
