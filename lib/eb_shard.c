@@ -48,6 +48,9 @@ struct shard {
  * until its new owner or transaction.timeout.ms aborts it) is open;
  * blocking until then would stall the other shards' transactions past
  * their own timeout. */
+/* Shard group heartbeat, at most (eb_shards_new). */
+#define SHARD_HEARTBEAT_MS 1000
+
 #define SHARD_RESTORE_SLICE_MS 8000
 #define SHARD_RESTORE_RETRY_MS 500
 #define SHARD_RESTORE_TRIES    30
@@ -478,8 +481,9 @@ static void legacy_layout_note(eb_shards_t *m,
                                : eb_state_topic_checkpoints(m->cfg);
                 if (have == 1)
                         eb_warn(MOD,
-                                "state topic %s has 1 partition, not one per "
-                                "shard (%d): every shard's restore reads it "
+                                "state topic %s has 1 partition, not %d "
+                                "(scale.shards + 1): every shard's restore "
+                                "reads it "
                                 "whole, which slows hand-overs. To partition "
                                 "it, add partitions (kafka-topics.sh --alter "
                                 "--topic %s --partitions %d); the records "
@@ -1154,12 +1158,23 @@ eb_shards_t *eb_shards_new(struct event_base *base, const struct eb_config *cfg,
                 goto fail;
 
         /* The group member: a dead replica's shards move after
-         * scale.session_timeout (kafka.properties may still override). */
+         * scale.session_timeout (kafka.properties may still override).
+         * Members learn of a rebalance from a heartbeat's answer, and a
+         * cooperative hand-over takes two rounds (revoke, then assign),
+         * so the heartbeat is at most SHARD_HEARTBEAT_MS rather than a
+         * fifth of the session (2 s by default): a heartbeat a second
+         * costs the coordinator next to nothing. No static membership
+         * (group.instance.id): a static member leaving cleanly would hold
+         * its shards until the session timeout instead of handing them
+         * over at once. */
         conf = rd_kafka_conf_new();
         snprintf(sess, sizeof(sess), "%lld",
                  (long long)cfg->scale_session_timeout_ms);
         snprintf(hb, sizeof(hb), "%lld",
-                 (long long)(cfg->scale_session_timeout_ms / 5));
+                 (long long)(cfg->scale_session_timeout_ms / 5 <
+                                             SHARD_HEARTBEAT_MS
+                                     ? cfg->scale_session_timeout_ms / 5
+                                     : SHARD_HEARTBEAT_MS));
         if (rd_kafka_conf_set(conf, "session.timeout.ms", sess, msg,
                               sizeof(msg)) ||
             rd_kafka_conf_set(conf, "heartbeat.interval.ms", hb, msg,
