@@ -1449,6 +1449,7 @@ struct rtopic {
         struct rpart *parts;
         int cnt;
         int missing;
+        int by_shard; /* partitioned by shard: only 0 and the shard's own */
 };
 
 static int is_auth_error(rd_kafka_resp_err_t err)
@@ -1636,11 +1637,17 @@ static int key_in(const char *const *keys, const void *key, size_t len)
         return 0;
 }
 
-static int want_record(const struct eb_state_restore_opts *o, int is_seen,
+static int want_record(const struct eb_state_restore_opts *o,
+                       const struct rtopic *t, int is_seen,
                        const rd_kafka_message_t *m)
 {
         char name[EB_STATE_KEY_MAX + 1];
 
+        /* The shard's own partition holds only its records, whatever
+         * their kind or key: no filter (a per-source record need not be
+         * keyed by the bare source name). */
+        if (t->by_shard && m->partition == o->shard_partition)
+                return 1;
         if (is_seen)
                 return key_in(o->seen_keys, m->key, m->key_len);
         if (!o->want_source || !m->key || m->key_len > EB_STATE_KEY_MAX)
@@ -1738,7 +1745,7 @@ static int read_topic(rd_kafka_t *rk, struct rtopic *t, int is_seen,
                         eb_debug(MOD, "restore: %s: %s", t->name,
                                  rd_kafka_message_errstr(m));
                 } else if (p && !p->done && m->offset < p->hi) {
-                        if (!want_record(o, is_seen, m))
+                        if (!want_record(o, t, is_seen, m))
                                 ; /* another shard's */
                         else if (is_seen)
                                 (void)eb_state_loader_seen(ld, m->payload,
@@ -1816,6 +1823,7 @@ int eb_state_restore(const char *bootstrap, const struct eb_config *cfg,
                 if (o.shard_partition > 0 && o.partitions > 1 &&
                     topics[i].cnt == o.partitions) {
                         keep_shard_parts(&topics[i], o.shard_partition);
+                        topics[i].by_shard = 1;
                         partitioned |= 1 << i;
                 }
                 rc = query_watermarks(meta, &topics[i], deadline, errstr,

@@ -721,8 +721,12 @@ static void test_restore_shard_partitions(void)
         eb_state_writer_t *w;
         const struct ckp cl[] = {{"a-src", "{\"v\":\"old\"}"},
                                  {"l-src", "{\"v\":\"l1\"}"}};
-        const struct ckp ca[] = {{"a-src", "{\"v\":\"a1\"}"}};
+        const struct ckp ca[] = {{"a-src", "{\"v\":\"a1\"}"},
+                                 {"x-src", "{\"v\":\"x1\"}"}};
         const struct ckp cb[] = {{"b-src", "{\"v\":\"b1\"}"}};
+        const char *nokeys[] = {"evbt-nobody", NULL};
+        struct eb_state_restore_opts opts;
+        char errstr[1024];
         eb_dedupe_t *dd;
         eb_kafka_t *k;
         json_t *cps;
@@ -744,7 +748,7 @@ static void test_restore_shard_partitions(void)
         EB_CHECK_INT(write_txn(base, k, w, l, tl, 40, cl, 2, 0), 0);
         usleep(20 * 1000); /* a later record time for a-src below */
         write_part = eb_state_shard_partition(0);
-        EB_CHECK_INT(write_txn(base, k, w, a, ta, 80, ca, 1, 0), 0);
+        EB_CHECK_INT(write_txn(base, k, w, a, ta, 80, ca, 2, 0), 0);
         write_part = eb_state_shard_partition(1);
         EB_CHECK_INT(write_txn(base, k, w, b, tb, 80, cb, 1, 0), 0);
         write_part = RD_KAFKA_PARTITION_UA;
@@ -771,6 +775,30 @@ static void test_restore_shard_partitions(void)
         EB_CHECK_INT(count_in(dd, a, 80), 0);
         EB_CHECK_STR(cp_of(cps, "b-src"), "b1");
         EB_CHECK_STR(cp_of(cps, "a-src"), "old");
+        EB_CHECK(json_object_get(cps, "x-src") == NULL);
+        json_decref(cps);
+        eb_dedupe_free(dd);
+
+        /* With the key filters of a shard: they sort partition 0 (every
+         * shard's older records), while the shard's own partition is
+         * all its own whatever the keys (x-src fails only_a, and no seen
+         * key is wanted). */
+        dd = eb_dedupe_new(1000, WINDOW_S);
+        cps = json_object();
+        memset(&opts, 0, sizeof(opts));
+        opts.timeout_ms = EB_T_TMOUT(30000);
+        opts.shard_partition = eb_state_shard_partition(0);
+        opts.partitions = eb_state_partitions(&cfg);
+        opts.seen_keys = nokeys;
+        opts.want_source = only_a;
+        EB_CHECK_INT(eb_state_restore(eb_kafka_bootstrap(k), &cfg, &opts, dd,
+                                      cps, &st, errstr, sizeof(errstr)),
+                     0);
+        EB_CHECK_INT(count_in(dd, a, 80), 80);
+        EB_CHECK_INT(count_in(dd, l, 40), 0);
+        EB_CHECK_STR(cp_of(cps, "a-src"), "a1");
+        EB_CHECK_STR(cp_of(cps, "x-src"), "x1");
+        EB_CHECK(json_object_get(cps, "l-src") == NULL);
         json_decref(cps);
         eb_dedupe_free(dd);
         eb_state_writer_free(w);
