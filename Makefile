@@ -5,7 +5,7 @@
 #                   the integration tests start real Kafka brokers
 #   make test-faults  the full fault-injection suite (24 kills, outages, ...)
 #   make test-backfill  200,000 events per provider in bounded memory
-#   make test-scale     scale-out through real rebalances (not in make test)
+#   make test-scale     only the scale-out tests (real rebalances; also in make test)
 #   make asan       the whole test suite under ASan+UBSan
 #   make valgrind   unit tests under valgrind, leak-free
 #   make fuzz       libFuzzer targets with clang, FUZZ_TIME s each (fuzz-ci: 10)
@@ -124,12 +124,7 @@ UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/unit/%)
 INTEG_SRC := $(sort $(wildcard tests/integration/test_*.c))
 INTEG_BINS := $(INTEG_SRC:tests/integration/%.c=$(B)/tests/integration/%)
-# test_scale_out.sh (replicas joining, dying and leaving through real
-# consumer-group rebalances) is not in `make test`: on a loaded 2-core
-# machine its hand-over sometimes outlasts its waits (docs/scaling.md,
-# "Testing"). `make test-scale` runs it.
-INTEG_SH  := $(filter-out tests/integration/test_scale_out.sh,\
-               $(sort $(wildcard tests/integration/test_*.sh)))
+INTEG_SH  := $(sort $(wildcard tests/integration/test_*.sh))
 
 .PHONY: all test test-unit test-integration test-faults asan ubsan valgrind \
         run lint style-check style-fix checksrc doc-refs install install-dev clean \
@@ -214,10 +209,13 @@ test-backfill: all kafka-fetch
 	$(Q)EB_BACKFILL_EVENTS=200000 EB_TEST_LIMIT=$${EB_TEST_LIMIT:-2400} \
 	  tests/run tests/integration/test_backfill_memory.sh
 
-# Scale-out on a real broker: three replicas, one SIGKILLed, one leaving,
-# a fourth joining, webhooks through the intake tier (docs/scaling.md).
+# Only the scale-out tests (also part of make test): three replicas, one
+# SIGKILLed, one leaving, a fourth joining, webhooks through the intake
+# tier; and state topics made before they were partitioned by shard
+# (docs/scaling.md).
 test-scale: all kafka-fetch
-	$(Q)tests/run tests/integration/test_scale_out.sh
+	$(Q)tests/run tests/integration/test_scale_out.sh \
+	  tests/integration/test_scale_state_layout.sh
 
 asan:
 	$(Q)$(MAKE) --no-print-directory SANITIZER=address EB_TEST_TMOUT_MULT=3 test

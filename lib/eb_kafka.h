@@ -457,4 +457,33 @@ void eb_kafka_free(eb_kafka_t *k);
  */
 void eb_kafka_set_drain(eb_kafka_t *k, int64_t ms);
 
+/* ---- topic creation (any thread; blocking) ------------------------------ */
+
+/** One topic for eb_kafka_create_topics(). */
+struct eb_kafka_topic_spec {
+        const char *name;
+        int partitions;
+        /* NULL-terminated key, value pairs of topic configs; may be NULL */
+        const char *const *configs;
+        /* out: the broker's answer for this topic (NO_ERROR: created;
+         * TOPIC_ALREADY_EXISTS is left to the caller to judge) */
+        rd_kafka_resp_err_t err;
+        char errstr[256];
+};
+
+/**
+ * @brief CreateTopics for @p n topics in one request, replication factor
+ * the broker's default, and wait for the answer: the one topic-creation
+ * path of evbridge (state, control and intake topics).
+ * @param rk borrowed producer, consumer or admin handle.
+ * @param timeout_ms request and operation timeout (0: 30 s).
+ * @returns 0 when the broker answered (each topic's outcome in its err and
+ * errstr), -EINVAL (a bad spec), -ETIMEDOUT or -EIO (no answer, or the
+ * request as a whole failed; @p errstr says why).
+ * @remark Thread context: any thread; blocks up to @p timeout_ms + 1 s.
+ */
+int eb_kafka_create_topics(rd_kafka_t *rk, struct eb_kafka_topic_spec *t,
+                           size_t n, int timeout_ms, char *errstr,
+                           size_t errstr_size) EB_WUR;
+
 #endif /* EB_KAFKA_H */

@@ -127,6 +127,9 @@ struct eb_pipeline_s {
         /* consume-transform-produce (eb_pipeline_set_consumer()) */
         char *off_topic;
         rd_kafka_t *off_consumer;
+        /* where state records go (eb_pipeline_set_state_partitions()) */
+        int32_t state_partition[2];
+        char *state_topics[2]; /* .seen, .checkpoints */
 };
 
 static size_t inflight_slot(const eb_pipeline_t *pl, const struct eb_fp *fp)
@@ -237,6 +240,10 @@ eb_pipeline_t *eb_pipeline_new(struct event_base *base,
             eb_kafka_transactional(kafka)) {
                 pl->eos = 1;
                 pl->writer = eb_state_writer_new(cfg, 0);
+                pl->state_partition[0] = RD_KAFKA_PARTITION_UA;
+                pl->state_partition[1] = RD_KAFKA_PARTITION_UA;
+                pl->state_topics[0] = eb_state_topic_seen(cfg);
+                pl->state_topics[1] = eb_state_topic_checkpoints(cfg);
                 pl->linger = evtimer_new(base, on_linger, pl);
                 if (!pl->linger) {
                         snprintf(errstr, errstr_size,
@@ -544,6 +551,18 @@ static void on_state_dr(void *opaque, int err, const char *errstr)
         free(d);
 }
 
+/* @returns the partition a record for @p topic goes to. */
+static int32_t state_partition_of(const eb_pipeline_t *pl, const char *topic)
+{
+        int i;
+
+        for (i = 0; i < 2; i++)
+                if (topic && pl->state_topics[i] &&
+                    !strcmp(topic, pl->state_topics[i]))
+                        return pl->state_partition[i];
+        return RD_KAFKA_PARTITION_UA;
+}
+
 static int state_produce(eb_pipeline_t *pl, const struct eb_envelope *env)
 {
         struct state_dr *d = eb_xcalloc(1, sizeof(*d));
@@ -551,7 +570,11 @@ static int state_produce(eb_pipeline_t *pl, const struct eb_envelope *env)
 
         d->pl = pl;
         d->produced_us = eb_mono_us();
-        rc = eb_kafka_produce(pl->kafka, env, on_state_dr, d);
+        /* Every record of a state topic, whatever its kind, goes to the
+         * shard's partition (unsharded: the partitioner's choice). */
+        rc = eb_kafka_produce_to(pl->kafka, env,
+                                 state_partition_of(pl, env->topic),
+                                 on_state_dr, d);
         if (rc)
                 free(d);
         return rc;
@@ -1328,5 +1351,14 @@ void eb_pipeline_free(eb_pipeline_t *pl)
         free(pl->inflight);
         eb_dedupe_free(pl->dedupe);
         free(pl->off_topic);
+        free(pl->state_topics[0]);
+        free(pl->state_topics[1]);
         free(pl);
+}
+
+void eb_pipeline_set_state_partitions(eb_pipeline_t *pl, int32_t seen,
+                                      int32_t checkpoints)
+{
+        pl->state_partition[0] = seen;
+        pl->state_partition[1] = checkpoints;
 }

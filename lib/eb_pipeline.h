@@ -94,6 +94,17 @@ void eb_pipeline_set_consumer(eb_pipeline_t *pl, const char *topic,
                               rd_kafka_t *consumer);
 
 /**
+ * @brief Exactly-once: from now on produce every record of the .seen
+ * topic to partition @p seen and every record of the .checkpoints topic
+ * (of any kind) to @p checkpoints; RD_KAFKA_PARTITION_UA (the default)
+ * leaves it to the partitioner. A shard gives its own partition
+ * (eb_state_shard_partition()) for a topic partitioned by shard, else
+ * partition 0 (docs/scaling.md).
+ */
+void eb_pipeline_set_state_partitions(eb_pipeline_t *pl, int32_t seen,
+                                      int32_t checkpoints);
+
+/**
  * @brief eb_pipeline_publish() of the events of one consumed record
  * (@p partition, @p offset of the eb_pipeline_set_consumer() topic): its
  * offset commits in the same transaction as its events, even when they

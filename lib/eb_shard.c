@@ -48,6 +48,9 @@ struct shard {
  * until its new owner or transaction.timeout.ms aborts it) is open;
  * blocking until then would stall the other shards' transactions past
  * their own timeout. */
+/* Shard group heartbeat, at most (eb_shards_new). */
+#define SHARD_HEARTBEAT_MS 1000
+
 #define SHARD_RESTORE_SLICE_MS 8000
 #define SHARD_RESTORE_RETRY_MS 500
 #define SHARD_RESTORE_TRIES    30
@@ -68,8 +71,9 @@ struct eb_shards_s {
         eb_kafka_t *writer; /* intake producer (idempotent) */
         rd_kafka_topic_partition_list_t *revoking; /* given back when done */
         struct event *tick;
-        int stopping; /* shutdown: no shard starts any more */
-        int closing;  /* eb_shards_free(): unassign at once */
+        int stopping;     /* shutdown: no shard starts any more */
+        int closing;      /* eb_shards_free(): unassign at once */
+        int layout_noted; /* legacy_layout_note(): bit per state topic */
         /* metrics */
         uint64_t rebalances, revoked_total;
         uint64_t intake_written, intake_write_failed, intake_consumed,
@@ -277,52 +281,21 @@ static int topic_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
 static int create_topic(rd_kafka_t *rk, const char *topic, int partitions,
                         char *errstr, size_t errstr_size)
 {
-        rd_kafka_NewTopic_t *nt;
-        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-        rd_kafka_AdminOptions_t *opts =
-                rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-        rd_kafka_event_t *ev;
+        struct eb_kafka_topic_spec t;
         char msg[256];
-        int rc = -ETIMEDOUT;
 
-        nt = rd_kafka_NewTopic_new(topic, partitions, -1, msg, sizeof(msg));
-        if (!nt) {
-                snprintf(errstr, errstr_size, "%s: %s", topic, msg);
-                rd_kafka_AdminOptions_destroy(opts);
-                rd_kafka_queue_destroy(q);
-                return -EINVAL;
+        memset(&t, 0, sizeof(t));
+        t.name = topic;
+        t.partitions = partitions;
+        if (eb_kafka_create_topics(rk, &t, 1, 10000, msg, sizeof(msg))) {
+                snprintf(errstr, errstr_size, "create %s: %s", topic, msg);
+                return -EIO;
         }
-        (void)rd_kafka_AdminOptions_set_operation_timeout(opts, 10000, msg,
-                                                          sizeof(msg));
-        (void)rd_kafka_AdminOptions_set_request_timeout(opts, 10000, msg,
-                                                        sizeof(msg));
-        rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
-        ev = rd_kafka_queue_poll(q, 15000);
-        if (ev) {
-                const rd_kafka_CreateTopics_result_t *res =
-                        rd_kafka_event_CreateTopics_result(ev);
-                size_t cnt = 0;
-                const rd_kafka_topic_result_t **tr =
-                        res ? rd_kafka_CreateTopics_result_topics(res, &cnt)
-                            : NULL;
-                rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
-
-                if (!err && cnt == 1)
-                        err = rd_kafka_topic_result_error(tr[0]);
-                rc = !err || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS
-                             ? 0
-                             : -EIO;
-                if (rc)
-                        snprintf(errstr, errstr_size, "create %s: %s", topic,
-                                 rd_kafka_err2str(err));
-                rd_kafka_event_destroy(ev);
-        } else {
-                snprintf(errstr, errstr_size, "create %s: timed out", topic);
+        if (t.err && t.err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                snprintf(errstr, errstr_size, "create %s: %s", topic, t.errstr);
+                return -EIO;
         }
-        rd_kafka_NewTopic_destroy(nt);
-        rd_kafka_AdminOptions_destroy(opts);
-        rd_kafka_queue_destroy(q);
-        return rc;
+        return 0;
 }
 
 /* The control and intake topics must have exactly N partitions: the
@@ -486,6 +459,50 @@ static int cancel_source(eb_poller_t *p, const char *name)
         return 0;
 }
 
+/* Once per process and topic: a state topic that is not partitioned by
+ * shard (an existing deployment's, made with one partition) still works,
+ * but every shard's restore reads all of it. Say how to change that. */
+static void legacy_layout_note(eb_shards_t *m,
+                               const struct eb_state_restore_stats *st)
+{
+        int want = eb_state_partitions(m->cfg);
+        int i;
+
+        for (i = 0; i < 2; i++) {
+                int have = i == 0 ? st->partitions_seen
+                                  : st->partitions_checkpoints;
+                char *topic;
+
+                if ((st->partitioned & (1 << i)) || have <= 0 ||
+                    (m->layout_noted & (1 << i)))
+                        continue;
+                m->layout_noted |= 1 << i;
+                topic = i == 0 ? eb_state_topic_seen(m->cfg)
+                               : eb_state_topic_checkpoints(m->cfg);
+                if (have == 1)
+                        eb_warn(MOD,
+                                "state topic %s has 1 partition, not %d "
+                                "(scale.shards + 1): every shard's restore "
+                                "reads it "
+                                "whole, which slows hand-overs. To partition "
+                                "it, add partitions (kafka-topics.sh --alter "
+                                "--topic %s --partitions %d); the records "
+                                "already there stay in partition 0, which "
+                                "every shard keeps reading (docs/scaling.md, "
+                                "\"State partitions\")",
+                                topic, want, topic, want);
+                else
+                        eb_warn(MOD,
+                                "state topic %s has %d partitions, not %d "
+                                "(scale.shards + 1): every shard's restore "
+                                "reads it whole, which slows hand-overs. It "
+                                "cannot be partitioned by shard in place "
+                                "(docs/scaling.md, \"State partitions\")",
+                                topic, have, want);
+                free(topic);
+        }
+}
+
 static void on_shard_init(void *opaque, int err, const char *errstr);
 
 static void on_restore_retry(evutil_socket_t fd, short what, void *arg)
@@ -524,6 +541,8 @@ static void on_shard_init(void *opaque, int err, const char *errstr)
         o.seen_keys = keys;
         o.want_source = want_source;
         o.want_opaque = sh;
+        o.shard_partition = eb_state_shard_partition(sh->n);
+        o.partitions = eb_state_partitions(m->cfg);
         o.timeout_ms = SHARD_RESTORE_SLICE_MS;
         memset(&st, 0, sizeof(st));
         cps = json_object();
@@ -557,6 +576,14 @@ static void on_shard_init(void *opaque, int err, const char *errstr)
         sh->restored_ids = st.ids;
         sh->restored_checkpoints = st.checkpoints;
         sh->restore_ms = st.ms;
+        /* This shard's records go where the next owner's restore reads
+         * them: its own partition of a topic partitioned by shard, else
+         * partition 0 (also once more partitions are added: partition 0
+         * stays read by every shard). */
+        eb_pipeline_set_state_partitions(
+                sh->pipeline, st.partitioned & 1 ? o.shard_partition : 0,
+                st.partitioned & 2 ? o.shard_partition : 0);
+        legacy_layout_note(m, &st);
         shard_add_sources(sh, cps);
         json_decref(cps);
         sh->state = SH_RUNNING;
@@ -564,9 +591,11 @@ static void on_shard_init(void *opaque, int err, const char *errstr)
         intake_assign(m, sh, 1);
         eb_info(MOD,
                 "shard %d: owned (transactional.id=%s): restored %llu ids "
-                "and %llu checkpoints in %lld ms, %zu source(s) polling",
+                "and %llu checkpoints in %lld ms (%s), %zu source(s) polling",
                 sh->n, sh->txn_id, (unsigned long long)st.ids,
                 (unsigned long long)st.checkpoints, (long long)st.ms,
+                st.partitioned == 3 ? "state partition of its own"
+                                    : "whole state topics read",
                 sh->nsources);
 }
 
@@ -1129,12 +1158,23 @@ eb_shards_t *eb_shards_new(struct event_base *base, const struct eb_config *cfg,
                 goto fail;
 
         /* The group member: a dead replica's shards move after
-         * scale.session_timeout (kafka.properties may still override). */
+         * scale.session_timeout (kafka.properties may still override).
+         * Members learn of a rebalance from a heartbeat's answer, and a
+         * cooperative hand-over takes two rounds (revoke, then assign),
+         * so the heartbeat is at most SHARD_HEARTBEAT_MS rather than a
+         * fifth of the session (2 s by default): a heartbeat a second
+         * costs the coordinator next to nothing. No static membership
+         * (group.instance.id): a static member leaving cleanly would hold
+         * its shards until the session timeout instead of handing them
+         * over at once. */
         conf = rd_kafka_conf_new();
         snprintf(sess, sizeof(sess), "%lld",
                  (long long)cfg->scale_session_timeout_ms);
         snprintf(hb, sizeof(hb), "%lld",
-                 (long long)(cfg->scale_session_timeout_ms / 5));
+                 (long long)(cfg->scale_session_timeout_ms / 5 <
+                                             SHARD_HEARTBEAT_MS
+                                     ? cfg->scale_session_timeout_ms / 5
+                                     : SHARD_HEARTBEAT_MS));
         if (rd_kafka_conf_set(conf, "session.timeout.ms", sess, msg,
                               sizeof(msg)) ||
             rd_kafka_conf_set(conf, "heartbeat.interval.ms", hb, msg,

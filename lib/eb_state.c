@@ -49,6 +49,11 @@ char *eb_state_topic_seen(const struct eb_config *cfg)
         return eb_xasprintf("%s%s", prefix_of(cfg), EB_STATE_SEEN_SUFFIX);
 }
 
+int eb_state_partitions(const struct eb_config *cfg)
+{
+        return cfg->scale_shards > 0 ? cfg->scale_shards + 1 : 1;
+}
+
 int64_t eb_state_seen_retention_ms(const struct eb_config *cfg)
 {
         if (cfg->dedupe_window_ms <= 0)
@@ -1017,7 +1022,11 @@ static void specs_init(const struct eb_config *cfg, int partitions_seen,
 
         memset(spec, 0, 2 * sizeof(*spec));
         spec[0].name = eb_state_topic_checkpoints(cfg);
-        spec[0].partitions = 1;
+        /* Sharded: partition 0 for records written before the topics
+         * were partitioned, partition n + 1 for shard n's. */
+        if (cfg->scale_shards > 0)
+                partitions_seen = eb_state_partitions(cfg);
+        spec[0].partitions = cfg->scale_shards > 0 ? partitions_seen : 1;
         spec[0].policy = "compact";
         spec[1].name = eb_state_topic_seen(cfg);
         spec[1].partitions = partitions_seen > 0 ? partitions_seen : 1;
@@ -1217,16 +1226,16 @@ int eb_state_ensure_topics(rd_kafka_t *rk, rd_kafka_mock_cluster_t *mock,
                            int timeout_ms, char *errstr, size_t errstr_size)
 {
         struct topic_spec spec[2];
-        rd_kafka_NewTopic_t *nt[2] = {NULL, NULL};
-        rd_kafka_AdminOptions_t *opts = NULL;
+        struct eb_kafka_topic_spec kt[2];
+        const char *conf_cp[] = {"cleanup.policy", NULL, NULL};
+        const char *conf_seen[] = {"cleanup.policy", NULL, "retention.ms", NULL,
+                                   NULL};
         rd_kafka_queue_t *q = NULL;
-        rd_kafka_event_t *ev = NULL;
-        const rd_kafka_topic_result_t **res;
         int64_t deadline;
         char howto[1536];
         char msg[512];
         int exists[2] = {0, 0};
-        size_t nres = 0, i;
+        size_t i;
         int rc = -EIO;
 
         if (timeout_ms <= 0)
@@ -1238,79 +1247,48 @@ int eb_state_ensure_topics(rd_kafka_t *rk, rd_kafka_mock_cluster_t *mock,
                 rc = ensure_on_mock(mock, spec, errstr, errstr_size);
                 goto out;
         }
+        conf_cp[1] = spec[0].policy;
+        conf_seen[1] = spec[1].policy;
+        conf_seen[3] = spec[1].retention;
+        memset(kt, 0, sizeof(kt));
         for (i = 0; i < 2; i++) {
-                nt[i] = rd_kafka_NewTopic_new(spec[i].name, spec[i].partitions,
-                                              -1, msg, sizeof(msg));
-                if (!nt[i] ||
-                    rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy",
-                                                 spec[i].policy) ||
-                    (i == 1 &&
-                     rd_kafka_NewTopic_set_config(nt[i], "retention.ms",
-                                                  spec[i].retention))) {
-                        snprintf(errstr, errstr_size, "state topic %s: %s",
-                                 spec[i].name, nt[i] ? "bad config" : msg);
-                        rc = -EINVAL;
-                        goto out;
-                }
+                kt[i].name = spec[i].name;
+                kt[i].partitions = spec[i].partitions;
+                kt[i].configs = i == 0 ? conf_cp : conf_seen;
         }
-        q = rd_kafka_queue_new(rk);
-        opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-        if (rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, msg,
-                                                      sizeof(msg)) ||
-            rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, msg,
-                                                        sizeof(msg))) {
-                snprintf(errstr, errstr_size, "state topics: %s", msg);
-                rc = -EINVAL;
-                goto out;
-        }
-        rd_kafka_CreateTopics(rk, nt, 2, opts, q);
-        ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
-        if (!ev || rd_kafka_event_error(ev)) {
-                rd_kafka_resp_err_t err = ev ? rd_kafka_event_error(ev)
-                                             : RD_KAFKA_RESP_ERR__TIMED_OUT;
-
-                snprintf(errstr, errstr_size,
-                         "state topics: CreateTopics failed: %s; %s",
-                         ev ? rd_kafka_event_error_string(ev) : "timed out",
+        rc = eb_kafka_create_topics(rk, kt, 2, timeout_ms, msg, sizeof(msg));
+        if (rc) {
+                snprintf(errstr, errstr_size, "state topics: %s; %s", msg,
                          howto);
-                rc = err == RD_KAFKA_RESP_ERR__TIMED_OUT ? -ETIMEDOUT : -EIO;
                 goto out;
         }
-        res = rd_kafka_CreateTopics_result_topics(
-                rd_kafka_event_CreateTopics_result(ev), &nres);
-        for (i = 0; i < nres; i++) {
-                const char *name = rd_kafka_topic_result_name(res[i]);
-                rd_kafka_resp_err_t err = rd_kafka_topic_result_error(res[i]);
-                const char *estr = rd_kafka_topic_result_error_string(res[i]);
-                int which = !strcmp(name, spec[1].name);
+        for (i = 0; i < 2; i++) {
+                rd_kafka_resp_err_t err = kt[i].err;
 
                 if (!err) {
-                        eb_info(MOD, "created state topic %s", name);
+                        eb_info(MOD, "created state topic %s (partitions=%d)",
+                                kt[i].name, kt[i].partitions);
                         continue;
                 }
                 if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-                        exists[which] = 1;
+                        exists[i] = 1;
                         continue;
                 }
                 snprintf(errstr, errstr_size,
-                         "state topic %s: cannot create it: %s (%s); %s", name,
-                         estr ? estr : rd_kafka_err2str(err),
-                         rd_kafka_err2name(err), howto);
-                rc = is_auth_error(err) ? -EACCES : -EIO;
+                         "state topic %s: cannot create it: %s (%s); %s",
+                         kt[i].name, kt[i].errstr, rd_kafka_err2name(err),
+                         howto);
+                rc = is_auth_error(err)                    ? -EACCES
+                     : err == RD_KAFKA_RESP_ERR__TIMED_OUT ? -ETIMEDOUT
+                                                           : -EIO;
                 goto out;
         }
+        q = rd_kafka_queue_new(rk);
         rc = check_configs(rk, q, spec, exists, cfg, deadline, errstr,
                            errstr_size);
 out:
-        if (ev)
-                rd_kafka_event_destroy(ev);
-        if (opts)
-                rd_kafka_AdminOptions_destroy(opts);
         if (q)
                 rd_kafka_queue_destroy(q);
-        for (i = 0; i < 2; i++)
-                if (nt[i])
-                        rd_kafka_NewTopic_destroy(nt[i]);
         specs_fini(spec);
         return rc;
 }
@@ -1471,6 +1449,7 @@ struct rtopic {
         struct rpart *parts;
         int cnt;
         int missing;
+        int by_shard; /* partitioned by shard: only 0 and the shard's own */
 };
 
 static int is_auth_error(rd_kafka_resp_err_t err)
@@ -1612,6 +1591,19 @@ static void prefetch_metadata(rd_kafka_t *rk, const char *topic,
         rd_kafka_topic_destroy(rkt);
 }
 
+/* A topic partitioned by shard: keep only partition 0 (records written
+ * before it was partitioned) and the shard's own. */
+static void keep_shard_parts(struct rtopic *t, int32_t shard_partition)
+{
+        int i, k = 0;
+
+        for (i = 0; i < t->cnt; i++)
+                if (t->parts[i].partition == 0 ||
+                    t->parts[i].partition == shard_partition)
+                        t->parts[k++] = t->parts[i];
+        t->cnt = k;
+}
+
 static struct rpart *find_rpart(struct rtopic *t, int32_t partition)
 {
         int i;
@@ -1645,11 +1637,17 @@ static int key_in(const char *const *keys, const void *key, size_t len)
         return 0;
 }
 
-static int want_record(const struct eb_state_restore_opts *o, int is_seen,
+static int want_record(const struct eb_state_restore_opts *o,
+                       const struct rtopic *t, int is_seen,
                        const rd_kafka_message_t *m)
 {
         char name[EB_STATE_KEY_MAX + 1];
 
+        /* The shard's own partition holds only its records, whatever
+         * their kind or key: no filter (a per-source record need not be
+         * keyed by the bare source name). */
+        if (t->by_shard && m->partition == o->shard_partition)
+                return 1;
         if (is_seen)
                 return key_in(o->seen_keys, m->key, m->key_len);
         if (!o->want_source || !m->key || m->key_len > EB_STATE_KEY_MAX)
@@ -1747,7 +1745,7 @@ static int read_topic(rd_kafka_t *rk, struct rtopic *t, int is_seen,
                         eb_debug(MOD, "restore: %s: %s", t->name,
                                  rd_kafka_message_errstr(m));
                 } else if (p && !p->done && m->offset < p->hi) {
-                        if (!want_record(o, is_seen, m))
+                        if (!want_record(o, t, is_seen, m))
                                 ; /* another shard's */
                         else if (is_seen)
                                 (void)eb_state_loader_seen(ld, m->payload,
@@ -1779,6 +1777,7 @@ int eb_state_restore(const char *bootstrap, const struct eb_config *cfg,
         rd_kafka_t *rk = NULL;
         int64_t start = eb_mono_ms();
         int64_t deadline;
+        int nparts[2] = {0, 0}, partitioned = 0;
         int rc = -EIO;
         int i;
 
@@ -1819,6 +1818,13 @@ int eb_state_restore(const char *bootstrap, const struct eb_config *cfg,
                                 topics[i].name,
                                 i == 0 ? "dedupe ids" : "checkpoints");
                         continue;
+                }
+                nparts[i] = topics[i].cnt;
+                if (o.shard_partition > 0 && o.partitions > 1 &&
+                    topics[i].cnt == o.partitions) {
+                        keep_shard_parts(&topics[i], o.shard_partition);
+                        topics[i].by_shard = 1;
+                        partitioned |= 1 << i;
                 }
                 rc = query_watermarks(meta, &topics[i], deadline, errstr,
                                       errstr_size);
@@ -1877,6 +1883,9 @@ out:
                 free(topics[i].name);
                 free(topics[i].parts);
         }
+        stats.partitions_seen = nparts[0];
+        stats.partitions_checkpoints = nparts[1];
+        stats.partitioned = partitioned;
         if (st)
                 *st = stats;
         return rc;

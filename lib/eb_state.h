@@ -84,6 +84,22 @@ char *eb_state_topic_checkpoints(const struct eb_config *cfg);
 char *eb_state_topic_seen(const struct eb_config *cfg);
 
 /**
+ * @returns the partitions of each state topic: 1 without sharding;
+ * scale.shards + 1 with it: partition 0 keeps the records written before
+ * the topics were partitioned by shard (and an unsharded instance's), and
+ * partition n + 1 is shard n's (eb_state_shard_partition()), so a shard's
+ * restore reads two partitions, not every shard's records
+ * (docs/scaling.md).
+ */
+int eb_state_partitions(const struct eb_config *cfg);
+
+/** @returns the state partition of shard @p n (n + 1). */
+static inline int32_t eb_state_shard_partition(int n)
+{
+        return n + 1;
+}
+
+/**
  * @returns retention.ms for .seen: dedupe window + 1 day, or -1 (keep
  * forever) when the window is 0 (no time bound).
  */
@@ -102,10 +118,11 @@ int eb_state_topics_exist(rd_kafka_t *rk, const struct eb_config *cfg);
  *
  * .checkpoints: 1 partition, cleanup.policy=compact. .seen:
  * @p partitions_seen partitions (0: 1), cleanup.policy=delete,
- * retention.ms from eb_state_seen_retention_ms(). Replication factor is
- * the broker's default. TOPIC_ALREADY_EXISTS is success; existing topics'
- * configs are then checked with DescribeConfigs where the broker allows
- * it: a compacted .seen (it would keep only one record per
+ * retention.ms from eb_state_seen_retention_ms(). With scale.shards both
+ * get eb_state_partitions() partitions (@p partitions_seen is ignored).
+ * Replication factor is the broker's default. TOPIC_ALREADY_EXISTS is success;
+ * existing topics' configs are then checked with DescribeConfigs where the
+ * broker allows it: a compacted .seen (it would keep only one record per
  * transactional.id) is an error, a non-compacted .checkpoints or a
  * .seen retention shorter than the window is a warning.
  *
@@ -245,7 +262,11 @@ struct eb_state_restore_stats {
                                              had no later confirmation */
         uint64_t assumed_committed;       /* outcome not provable from the
                                              stamps (records out of order) */
-        int64_t ms;                       /* time taken */
+        int partitions_seen;              /* partitions found (0: missing) */
+        int partitions_checkpoints;
+        int partitioned; /* bit 0: .seen, bit 1: .checkpoints was read by
+                            shard (opts.shard_partition and partition 0) */
+        int64_t ms;      /* time taken */
 };
 
 /** Options of eb_state_restore(); NULL means all zero. */
@@ -264,6 +285,15 @@ struct eb_state_restore_opts {
          * (transactional.ids) whose records are read; NULL reads them all.
          */
         const char *const *seen_keys;
+        /*
+         * Sharding: the partition of this shard (eb_state_shard_partition())
+         * in a state topic that has exactly @c partitions partitions
+         * (eb_state_partitions()): only it and partition 0 are read. A topic
+         * with another count is read whole (through the filters below).
+         * 0: every partition.
+         */
+        int32_t shard_partition;
+        int partitions;
         /* Only checkpoints of sources this returns 1 for (NULL: all). */
         int (*want_source)(const char *source, void *opaque);
         void *want_opaque;

@@ -288,6 +288,19 @@ function checkEvbridgeWorkload(d, objs, opts, errs) {
           `partition(s); scale.shards is ${shards} (the partition is the ` +
           'shard: they must match)');
     }
+    // State topics: scale.shards + 1 (partitioned by shard), or 1 (made
+    // before; read whole, partitions can be added later). Any other count
+    // is read whole and cannot be partitioned by shard in place.
+    for (const t of [`${sp}.checkpoints`, `${sp}.seen`]) {
+      const kt = objs.find((o) => o.kind === 'KafkaTopic' &&
+        (get(o, ['spec', 'topicName']) || o.metadata.name) === t);
+      if (!kt) continue;
+      const p = get(kt, ['spec', 'partitions']);
+      if (p !== shards + 1 && p !== 1)
+        errs.push(`KafkaTopic ${t} has ${p} partition(s); with scale.shards ` +
+          `${shards} a state topic has ${shards + 1} (one per shard and ` +
+          'partition 0; docs/scaling.md, "State partitions")');
+    }
   }
 
   // Secrets referenced as ${file:...} must be mounted (and exist, when

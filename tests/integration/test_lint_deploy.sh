@@ -70,6 +70,9 @@ check "overlays render the Deployment into their namespaces" \
 check "the scaled chart example renders one intake partition per shard" \
   bash -c "'$HELM' template evbridge deploy/helm/evbridge \
     -f deploy/helm/evbridge/examples/scaled.yaml | grep -A4 'topicName: evbridge.intake' | grep -q 'partitions: 12'"
+check "the scaled chart example renders state topics partitioned by shard" \
+  bash -c "'$HELM' template evbridge deploy/helm/evbridge \
+    -f deploy/helm/evbridge/examples/scaled.yaml | grep -A1 'topicName: evbridge.seen' | grep -q 'partitions: 13'"
 
 # No image anywhere in the rendered manifests is :latest or untagged.
 for d in deploy/k8s/overlays/*/; do
@@ -158,6 +161,10 @@ check "sharded misfit: more replicas than shards" \
   said "spec.replicas 5 exceeds scale.shards 4"
 check "sharded misfit: intake partitions differ from the shards" \
   said "KafkaTopic evbridge.intake has 2 partition(s); scale.shards is 4"
+check "sharded misfit: state topic neither partitioned by shard nor 1" \
+  said "KafkaTopic evbridge.seen has 4 partition(s); with scale.shards 4 a state topic has 5"
+check "sharded misfit: the one-partition checkpoints topic is accepted" \
+  bash -c "! grep -q 'KafkaTopic evbridge.checkpoints has' '$T/out'"
 
 lint_status "$FIX/bad-kustomization"; rc=$?
 check "kustomization kustomize refuses: rejected (rc=$rc)" test "$rc" -eq 1

@@ -135,6 +135,9 @@ struct ckp {
  * flushed first so they are in the log either way).
  * @returns the commit/abort callback's result.
  */
+/* The partition write_txn() produces to (UA: the partitioner's). */
+static int32_t write_part = RD_KAFKA_PARTITION_UA;
+
 static int write_txn(struct event_base *base, eb_kafka_t *k,
                      eb_state_writer_t *w, const struct eb_fp *fps,
                      const int64_t *times, size_t n, const struct ckp *cks,
@@ -152,7 +155,8 @@ static int write_txn(struct event_base *base, eb_kafka_t *k,
         if (rc)
                 return rc;
         for (i = 0; i < cnt; i++) {
-                if (eb_kafka_produce(k, &envs[i], NULL, NULL) != 0)
+                if (eb_kafka_produce_to(k, &envs[i], write_part, NULL, NULL) !=
+                    0)
                         rc = -998;
                 eb_envelope_fini(&envs[i]);
         }
@@ -164,7 +168,8 @@ static int write_txn(struct event_base *base, eb_kafka_t *k,
                 rc = eb_state_checkpoint_record(w, cks[i].source, cp,
                                                 eb_now_ms(), &env);
                 json_decref(cp);
-                if (!rc && eb_kafka_produce(k, &env, NULL, NULL) != 0)
+                if (!rc &&
+                    eb_kafka_produce_to(k, &env, write_part, NULL, NULL) != 0)
                         rc = -997;
                 eb_envelope_fini(&env);
         }
@@ -659,6 +664,200 @@ static void test_restore_shard_filters(void)
         event_base_free(base);
 }
 
+/* Partitions of @p topic as the broker lists them (-1: not listed). */
+static int partitions_of(const eb_kafka_t *k, const char *topic)
+{
+        struct eb_kmock_topic *topics = NULL;
+        size_t n = 0, i;
+        int p = -1;
+
+        if (eb_kmock_list_topics(eb_kafka_bootstrap(k), EB_T_TMOUT(10000),
+                                 &topics, &n) != 0)
+                return -1;
+        for (i = 0; i < n; i++)
+                if (!strcmp(topics[i].name, topic))
+                        p = topics[i].partitions;
+        eb_kmock_topics_free(topics, n);
+        return p;
+}
+
+/* A restore as shard @p n of a config with scale.shards (no filters, so
+ * that only the partition choice decides what is read). */
+static int restore_shard(const eb_kafka_t *k, const struct eb_config *cfg,
+                         int n, eb_dedupe_t *dd, json_t *cps,
+                         struct eb_state_restore_stats *st)
+{
+        struct eb_state_restore_opts opts;
+        char errstr[1024];
+        int rc;
+
+        memset(&opts, 0, sizeof(opts));
+        opts.timeout_ms = EB_T_TMOUT(30000);
+        opts.shard_partition = eb_state_shard_partition(n);
+        opts.partitions = eb_state_partitions(cfg);
+        rc = eb_state_restore(eb_kafka_bootstrap(k), cfg, &opts, dd, cps, st,
+                              errstr, sizeof(errstr));
+        if (rc)
+                fprintf(stderr, "  restore: %d %s\n", rc, errstr);
+        return rc;
+}
+
+/*
+ * State partitioned by shard (docs/scaling.md, "State partitions"): with
+ * scale.shards 2 both state topics are created with 3 partitions; shard
+ * n's restore reads partition n + 1 and partition 0 (records from before
+ * the topics were partitioned) and nothing of the other shard's partition,
+ * even without key filters. A checkpoint in partition 0 older than the
+ * shard's own loses to it (record time across partitions).
+ */
+static void test_restore_shard_partitions(void)
+{
+        struct event_base *base = event_base_new();
+        struct eb_state_restore_stats st;
+        struct eb_config cfg;
+        struct eb_fp a[80], b[80], l[40];
+        int64_t ta[80], tb[80], tl[40];
+        int64_t t0 = eb_now_ms() / 1000 - 60;
+        eb_state_writer_t *w;
+        const struct ckp cl[] = {{"a-src", "{\"v\":\"old\"}"},
+                                 {"l-src", "{\"v\":\"l1\"}"}};
+        const struct ckp ca[] = {{"a-src", "{\"v\":\"a1\"}"},
+                                 {"x-src", "{\"v\":\"x1\"}"}};
+        const struct ckp cb[] = {{"b-src", "{\"v\":\"b1\"}"}};
+        const char *nokeys[] = {"evbt-nobody", NULL};
+        struct eb_state_restore_opts opts;
+        char errstr[1024];
+        eb_dedupe_t *dd;
+        eb_kafka_t *k;
+        json_t *cps;
+
+        EB_REQUIRE(base != NULL);
+        EB_REQUIRE(kafka != NULL);
+        cfg_init(&cfg, "partitioned");
+        cfg.scale_shards = 2;
+        EB_CHECK_INT(eb_state_partitions(&cfg), 3);
+        k = start(base, &cfg, 1);
+        EB_REQUIRE(k != NULL);
+        EB_CHECK_INT(partitions_of(k, ck_topic), 3);
+        EB_CHECK_INT(partitions_of(k, seen_topic), 3);
+        w = eb_state_writer_new(&cfg, 0);
+        make_ids(a, ta, 80, t0);
+        make_ids(b, tb, 80, t0);
+        make_ids(l, tl, 40, t0);
+        write_part = 0; /* written before the topics were partitioned */
+        EB_CHECK_INT(write_txn(base, k, w, l, tl, 40, cl, 2, 0), 0);
+        usleep(20 * 1000); /* a later record time for a-src below */
+        write_part = eb_state_shard_partition(0);
+        EB_CHECK_INT(write_txn(base, k, w, a, ta, 80, ca, 2, 0), 0);
+        write_part = eb_state_shard_partition(1);
+        EB_CHECK_INT(write_txn(base, k, w, b, tb, 80, cb, 1, 0), 0);
+        write_part = RD_KAFKA_PARTITION_UA;
+
+        dd = eb_dedupe_new(1000, WINDOW_S);
+        cps = json_object();
+        EB_CHECK_INT(restore_shard(k, &cfg, 0, dd, cps, &st), 0);
+        EB_CHECK_INT(st.partitioned, 3);
+        EB_CHECK_INT(st.partitions_seen, 3);
+        EB_CHECK_INT(st.partitions_checkpoints, 3);
+        EB_CHECK_INT(count_in(dd, a, 80), 80);
+        EB_CHECK_INT(count_in(dd, l, 40), 40);
+        EB_CHECK_INT(count_in(dd, b, 80), 0);
+        EB_CHECK_STR(cp_of(cps, "a-src"), "a1");
+        EB_CHECK_STR(cp_of(cps, "l-src"), "l1");
+        EB_CHECK(json_object_get(cps, "b-src") == NULL);
+        json_decref(cps);
+        eb_dedupe_free(dd);
+
+        dd = eb_dedupe_new(1000, WINDOW_S);
+        cps = json_object();
+        EB_CHECK_INT(restore_shard(k, &cfg, 1, dd, cps, &st), 0);
+        EB_CHECK_INT(count_in(dd, b, 80), 80);
+        EB_CHECK_INT(count_in(dd, a, 80), 0);
+        EB_CHECK_STR(cp_of(cps, "b-src"), "b1");
+        EB_CHECK_STR(cp_of(cps, "a-src"), "old");
+        EB_CHECK(json_object_get(cps, "x-src") == NULL);
+        json_decref(cps);
+        eb_dedupe_free(dd);
+
+        /* With the key filters of a shard: they sort partition 0 (every
+         * shard's older records), while the shard's own partition is
+         * all its own whatever the keys (x-src fails only_a, and no seen
+         * key is wanted). */
+        dd = eb_dedupe_new(1000, WINDOW_S);
+        cps = json_object();
+        memset(&opts, 0, sizeof(opts));
+        opts.timeout_ms = EB_T_TMOUT(30000);
+        opts.shard_partition = eb_state_shard_partition(0);
+        opts.partitions = eb_state_partitions(&cfg);
+        opts.seen_keys = nokeys;
+        opts.want_source = only_a;
+        EB_CHECK_INT(eb_state_restore(eb_kafka_bootstrap(k), &cfg, &opts, dd,
+                                      cps, &st, errstr, sizeof(errstr)),
+                     0);
+        EB_CHECK_INT(count_in(dd, a, 80), 80);
+        EB_CHECK_INT(count_in(dd, l, 40), 0);
+        EB_CHECK_STR(cp_of(cps, "a-src"), "a1");
+        EB_CHECK_STR(cp_of(cps, "x-src"), "x1");
+        EB_CHECK(json_object_get(cps, "l-src") == NULL);
+        json_decref(cps);
+        eb_dedupe_free(dd);
+        eb_state_writer_free(w);
+        eb_kafka_free(k);
+        event_base_free(base);
+}
+
+/*
+ * An existing deployment's state topics with one partition (made before
+ * they were partitioned by shard): a shard's restore falls back to
+ * reading them whole, says so in its stats, and finds everything.
+ */
+static void test_restore_shard_legacy_layout(void)
+{
+        struct event_base *base = event_base_new();
+        struct eb_state_restore_stats st;
+        struct eb_config cfg, c1;
+        struct eb_fp a[60], b[60];
+        int64_t ta[60], tb[60];
+        int64_t t0 = eb_now_ms() / 1000 - 60;
+        eb_state_writer_t *w;
+        const struct ckp ca[] = {{"a-src", "{\"v\":\"a1\"}"}};
+        const struct ckp cb[] = {{"b-src", "{\"v\":\"b1\"}"}};
+        eb_dedupe_t *dd;
+        eb_kafka_t *k;
+        json_t *cps;
+
+        EB_REQUIRE(base != NULL);
+        EB_REQUIRE(kafka != NULL);
+        cfg_init(&cfg, "legacy"); /* scale.shards 0: one partition each */
+        k = start(base, &cfg, 1);
+        EB_REQUIRE(k != NULL);
+        EB_CHECK_INT(partitions_of(k, ck_topic), 1);
+        EB_CHECK_INT(partitions_of(k, seen_topic), 1);
+        w = eb_state_writer_new(&cfg, 0);
+        make_ids(a, ta, 60, t0);
+        make_ids(b, tb, 60, t0);
+        EB_CHECK_INT(write_txn(base, k, w, a, ta, 60, ca, 1, 0), 0);
+        EB_CHECK_INT(write_txn(base, k, w, b, tb, 60, cb, 1, 0), 0);
+
+        c1 = cfg;
+        c1.scale_shards = 4;
+        dd = eb_dedupe_new(1000, WINDOW_S);
+        cps = json_object();
+        EB_CHECK_INT(restore_shard(k, &c1, 2, dd, cps, &st), 0);
+        EB_CHECK_INT(st.partitioned, 0);
+        EB_CHECK_INT(st.partitions_seen, 1);
+        EB_CHECK_INT(st.partitions_checkpoints, 1);
+        EB_CHECK_INT(count_in(dd, a, 60), 60);
+        EB_CHECK_INT(count_in(dd, b, 60), 60);
+        EB_CHECK_STR(cp_of(cps, "a-src"), "a1");
+        EB_CHECK_STR(cp_of(cps, "b-src"), "b1");
+        json_decref(cps);
+        eb_dedupe_free(dd);
+        eb_state_writer_free(w);
+        eb_kafka_free(k);
+        event_base_free(base);
+}
+
 /* Broker not answering (SIGSTOP): a bounded wait and a clear error. Bad
  * arguments. */
 static void test_restore_errors(void)
@@ -879,6 +1078,8 @@ int main(void)
         EB_RUN(test_restore_expiry_garbage_restart);
         EB_RUN(test_restore_empty);
         EB_RUN(test_restore_shard_filters);
+        EB_RUN(test_restore_shard_partitions);
+        EB_RUN(test_restore_shard_legacy_layout);
         EB_RUN(test_restore_errors);
         EB_RUN(test_restore_100k);
         EB_RUN(test_checkpoints_compacted);
