@@ -343,12 +343,21 @@ static void attempt_done(struct delivery *d, CURLcode res, long code)
 {
         struct sim_hook *hk = d->hk;
         struct sim_account *a = d->acct;
+        curl_off_t sent = 0;
 
+        /* The whole body went out: the receiver may have read and
+         * published this version even when no answer came back (it died
+         * after its commit), so it counts as served. "served" is an upper
+         * bound of what receivers saw, as for list responses. */
+        if (curl_easy_getinfo(d->easy, CURLINFO_SIZE_UPLOAD_T, &sent) !=
+            CURLE_OK)
+                sent = 0;
         curl_multi_remove_handle(hk->multi, d->easy);
         curl_easy_cleanup(d->easy);
         d->easy = NULL;
-        if (res == CURLE_OK && code > 0 && d->ver)
-                d->ver->served = 1; /* the receiver read this version */
+        if (d->ver && ((res == CURLE_OK && code > 0) ||
+                       (d->len > 0 && sent >= (curl_off_t)d->len)))
+                d->ver->served = 1;
         if (res == CURLE_OK && code >= 200 && code < 300) {
                 a->st.wh_delivered++;
                 eb_debug(SIM_MOD, "webhook %s event=%s attempt=%d: %ld",

@@ -1462,7 +1462,8 @@ struct receiver {
         int port;
         struct hook_rec recs[512];
         size_t n;
-        int fail_next; /* answer 500 to this many requests first */
+        int fail_next;    /* answer 500 to this many requests first */
+        int never_answer; /* keep every request unanswered */
 };
 
 static void copy_hdr(struct evkeyvalq *h, const char *name, char *dst,
@@ -1498,6 +1499,8 @@ static void on_hook(struct evhttp_request *req, void *arg)
         copy_hdr(h, "close-sig-timestamp", rec->sig_ts, sizeof(rec->sig_ts));
         copy_hdr(h, "x-kota-webhook-signature", rec->kota_sig,
                  sizeof(rec->kota_sig));
+        if (rc->never_answer)
+                return;
         if (rc->fail_next > 0) {
                 rc->fail_next--;
                 status = 500;
@@ -1732,6 +1735,69 @@ static void check_kommo_hook(struct hook_rec *rec)
                 EB_CHECK(json_object_get(f, "leads[status][0][status_id]") &&
                          json_object_get(f, "leads[status][0][pipeline_id]"));
         json_decref(f);
+}
+
+/*
+ * A receiver that reads a webhook's body and dies before it answers (an
+ * evbridge replica SIGKILLed after its commit) may have published that
+ * version: the truth must count it as served, or a correct run fails its
+ * "unserved" check. The receiver here never answers, and its listener is
+ * closed once the body has arrived.
+ */
+static void test_webhook_read_unanswered(void)
+{
+        struct receiver rc;
+        struct eb_sim sim;
+        char url[128];
+        const char *args[] = {"--strict",
+                              "off",
+                              "--accounts",
+                              "close=1",
+                              "--rate",
+                              "0",
+                              "--limits",
+                              "off",
+                              "--consolidate",
+                              "0",
+                              "--webhook-url",
+                              url,
+                              "--webhook-dup",
+                              "0",
+                              "--webhook-jitter",
+                              "0ms",
+                              "--webhook-attempts",
+                              "1",
+                              "--webhook-timeout",
+                              "30s",
+                              NULL};
+        json_t *truth, *t;
+        size_t i, j, served = 0, n = 0;
+
+        EB_REQUIRE(receiver_start(&rc) == 0);
+        rc.never_answer = 1;
+        snprintf(url, sizeof(url), "close=http://127.0.0.1:%d/hook/{account}",
+                 rc.port);
+        if (eb_sim_start(args, &sim) < 0) {
+                receiver_free(&rc);
+                EB_REQUIRE(0);
+        }
+        json_decref(generate(&sim, "close-1", 1));
+        pump(&rc, 1, EB_T_TMOUT(20000));
+        EB_REQUIRE(rc.n == 1);
+        receiver_free(&rc); /* the connection closes, unanswered */
+        for (i = 0; i < 100 && !served; i++) {
+                struct timespec ts = {0, 100 * 1000 * 1000};
+
+                nanosleep(&ts, NULL);
+                truth = eb_sim_truth(&sim, "?account=close-1");
+                n = json_array_size(truth);
+                json_array_foreach(truth, j, t) served +=
+                        json_is_true(json_object_get(t, "served"));
+                json_decref(truth);
+        }
+        EB_CHECK_INT(n, 1);
+        EB_CHECK_INT(served, 1);
+        EB_CHECK(eb_sim_stop(&sim) == 0);
 }
 
 static void test_webhooks(void)
@@ -2392,6 +2458,7 @@ int main(void)
         EB_RUN(test_concurrency_stats);
         EB_RUN(test_truth);
         EB_RUN(test_webhooks);
+        EB_RUN(test_webhook_read_unanswered);
         EB_RUN(test_determinism);
         EB_RUN(test_cli_and_config);
         EB_RUN(test_live_rate);
