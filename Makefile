@@ -128,7 +128,7 @@ INTEG_SH  := $(sort $(wildcard tests/integration/test_*.sh))
 
 .PHONY: all test test-unit test-integration test-faults asan ubsan valgrind \
         run lint style-check style-fix checksrc doc-refs install install-dev clean \
-        deps bench lint-deploy kafka-fetch test-backfill test-scale \
+        deps bench bench-peers lint-deploy kafka-fetch test-backfill test-scale \
         deploy-tools \
         deploy-tools-args k8scheck-build
 
@@ -233,9 +233,21 @@ run: $(CMD_BINS)
 # which it rewrites; needs kcat, wrk, python3-confluent-kafka, and Java and
 # Maven for the real Kafka broker it starts with tests/kafka/broker: make
 # deps). BENCH_QUICK=1: a smoke run of the harness with small sizes, written
-# to $(B)/bench/benchmarks.md instead. Sections: scripts/bench --help.
+# to $(B)/bench/benchmarks.md instead. BENCH_RUNS=N: N runs of each (default
+# 5, quick 1). Sections: scripts/bench --help. The peers section builds the
+# Apache Camel peer with Maven on first use (scripts/peers/camel/build, into
+# ~/.cache/evbridge): bench targets only, never make test or CI.
 bench: all
-	$(Q)scripts/bench $(B) $(if $(BENCH_QUICK),--quick)
+	$(Q)scripts/bench $(B) $(if $(BENCH_QUICK),--quick) \
+		$(if $(BENCH_RUNS),--runs $(BENCH_RUNS))
+
+# Only the peers (evbridge vs an Apache Camel route vs a Python bridge, on
+# a real broker): replaces the Peers section of docs/benchmarks.md, or with
+# BENCH_QUICK=1 writes $(B)/bench/benchmarks.md.
+bench-peers: all
+	$(Q)scripts/bench $(B) --only peers \
+		$(if $(BENCH_QUICK),--quick,--into docs/benchmarks.md) \
+		$(if $(BENCH_RUNS),--runs $(BENCH_RUNS))
 
 # ---- fuzzing ---------------------------------------------------------------
 # libFuzzer targets for every parser of outside input (tests/fuzz/, see

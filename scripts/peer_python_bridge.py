@@ -1,15 +1,17 @@
 #!/usr/bin/python3
-"""A Kota-to-Kafka bridge as a platform team would write it in Python.
+"""A Kota- or Close-to-Kafka bridge as a platform team would write it in
+Python.
 
 The peer evbridge is compared with in `make bench` (docs/benchmarks.md,
-"Python peer"): confluent-kafka's Producer (idempotent, acks=all),
-at-least-once, one process polling one or more Kota accounts in turn.
+"Peers"): confluent-kafka's Producer (idempotent, acks=all),
+at-least-once, one process polling one or more accounts in turn.
 
   peer_python_bridge.py --bootstrap HOST:PORT --topic T --state FILE
                         --account NAME=BASE_URL=TOKEN [--account ...]
-                        [--page-size 100] [--interval 1] [--exit-when-idle]
+                        [--provider kota|close] [--page-size 100]
+                        [--interval 1] [--exit-when-idle]
 
-For each account: GET BASE_URL/events?order_direction=asc&created_after=C
+Kota (the default), for each account: GET BASE_URL/events?order_direction=asc&created_after=C
 &page=P&page_size=N with the Bearer token; every item is produced as is
 (the upstream's JSON, key = the event's id) to one topic; after each page
 the producer is flushed and only then is the account's checkpoint
@@ -19,12 +21,21 @@ page moves created_after to the newest created_at it saw. A crash
 between a flush and the checkpoint produces that page again on restart:
 at-least-once, duplicates possible, no loss.
 
+Close (--provider close; TOKEN is the API key, sent as Basic auth): the
+event log is newest first with a cursor, so each sweep asks
+GET BASE_URL/api/v1/event/?date_updated__gt=D&_limit=N (no D on the
+first), follows cursor_next to the end, then produces the sweep's events
+oldest first (key = the event's id), flushes, and only then moves D to
+the newest date_updated it saw (same state file). A crash before that
+produces the whole sweep again: at-least-once.
+
 --exit-when-idle: exit 0 once a full round over the accounts found
 nothing new (used by the benchmark to time a backlog).
 Prints one JSON line on exit: {"events": N, "pages": N, "vmhwm_kb": N}
 (VmHWM: its peak resident set, from /proc/self/status).
 """
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -55,12 +66,13 @@ def save_state(path, state):
 class Upstream:
     """One keep-alive HTTP connection per account (http.client)."""
 
-    def __init__(self, base_url, token):
+    def __init__(self, base_url, token, basic=False):
         u = urllib.parse.urlsplit(base_url)
         self.host, self.port = u.hostname, u.port or 80
         self.path = u.path.rstrip("/")
-        self.headers = {"Authorization": "Bearer " + token,
-                        "Accept": "application/json"}
+        auth = ("Basic " + base64.b64encode((token + ":").encode()).decode()
+                if basic else "Bearer " + token)
+        self.headers = {"Authorization": auth, "Accept": "application/json"}
         self.conn = None
 
     def get(self, path, params):
@@ -94,6 +106,7 @@ def main():
     ap.add_argument("--state", required=True)
     ap.add_argument("--account", action="append", required=True,
                     help="NAME=BASE_URL=TOKEN")
+    ap.add_argument("--provider", choices=("kota", "close"), default="kota")
     ap.add_argument("--page-size", type=int, default=100)
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--start", default=None,
@@ -107,7 +120,8 @@ def main():
     accounts = []
     for spec in a.account:
         name, base, token = spec.split("=", 2)
-        accounts.append((name, Upstream(base, token)))
+        accounts.append((name, Upstream(base, token,
+                                        basic=a.provider == "close")))
 
     errors = []
 
@@ -122,11 +136,61 @@ def main():
         "linger.ms": 5,
         "compression.type": "none",
     })
+    def produce(it):
+        while True:
+            try:
+                producer.produce(a.topic, key=it["id"].encode(),
+                                 value=json.dumps(it, separators=(",", ":")),
+                                 on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+
+    def flush():
+        if producer.flush(30) != 0 or errors:
+            raise KafkaException(errors[0] if errors else "flush timed out")
+
+    def sweep_close(name, up):
+        """One sweep of a Close account; returns the events produced."""
+        nonlocal pages
+        st = state.setdefault(name, {"date_updated_gt": None})
+        params = {"_limit": a.page_size}
+        if st["date_updated_gt"]:
+            params["date_updated__gt"] = st["date_updated_gt"]
+        items = []
+        while True:
+            body = up.get("/api/v1/event/", params)
+            items.extend(body.get("data", []))
+            pages += 1
+            if not body.get("cursor_next"):
+                break
+            # the cursor carries the date window: only _limit besides it
+            params = {"_limit": a.page_size, "_cursor": body["cursor_next"]}
+        if not items:
+            return 0
+        newest = st["date_updated_gt"]
+        for it in reversed(items):  # oldest first
+            produce(it)
+            d = it.get("date_updated")
+            if d and (newest is None or d > newest):
+                newest = d
+        # at-least-once: the sweep is acknowledged before its checkpoint
+        flush()
+        st["date_updated_gt"] = newest
+        save_state(a.state, state)
+        return len(items)
+
     state = load_state(a.state)
     events = pages = 0
     while True:
         new = 0
         for name, up in accounts:
+            if a.provider == "close":
+                n = sweep_close(name, up)
+                events += n
+                new += n
+                continue
             st = state.setdefault(name, {"created_after": start, "page": 0,
                                          "newest": None})
             while True:
@@ -137,24 +201,13 @@ def main():
                     "page": page, "page_size": a.page_size})
                 items = body.get("items", [])
                 for it in items:
-                    while True:
-                        try:
-                            producer.produce(
-                                a.topic, key=it["id"].encode(),
-                                value=json.dumps(it, separators=(",", ":")),
-                                on_delivery=on_delivery)
-                            break
-                        except BufferError:
-                            producer.poll(0.05)
-                    producer.poll(0)
+                    produce(it)
                     c = it.get("created_at") or it.get("created")
                     if c and (st["newest"] is None or c > st["newest"]):
                         st["newest"] = c
                 # at-least-once: the page is acknowledged before its
                 # checkpoint is written
-                if producer.flush(30) != 0 or errors:
-                    raise KafkaException(errors[0] if errors else
-                                         "flush timed out")
+                flush()
                 events += len(items)
                 new += len(items)
                 pages += 1

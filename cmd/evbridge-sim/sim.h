@@ -426,6 +426,14 @@ struct sim_version *sim_version_add(struct sim_event *evt, char *json,
  */
 int sim_visible(const struct sim_event *evt, int64_t now_ms);
 /**
+ * @returns the time (ms since the epoch) from which the list API shows
+ * version @p v of @p evt (NULL: its creation), under the account's
+ * current late_visibility: the ground truth's visible_ms, what an
+ * end-to-end latency is measured from.
+ */
+int64_t sim_visible_ms(const struct sim_event *evt,
+                       const struct sim_version *v);
+/**
  * @brief Make the current version of @p evt a poison event: its time
  * field becomes something no client can parse (Kommo created_at a string,
  * Close date_updated and Kota created not a date). The truth line says

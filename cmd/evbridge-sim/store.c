@@ -518,9 +518,11 @@ static void truth_line(struct sim_account *a, struct sim_version *v,
         evbuffer_add_printf(
                 out,
                 ",\"created_ms\":%lld,\"updated_ms\":%lld,"
+                "\"visible_ms\":%lld,"
                 "\"served\":%s,\"superseded\":%s,%s\"native\":",
                 (long long)evt->created_ms, (long long)v->updated_ms,
-                v->served ? "true" : "false", v->superseded ? "true" : "false",
+                (long long)sim_visible_ms(evt, v), v->served ? "true" : "false",
+                v->superseded ? "true" : "false",
                 v->poison ? "\"poison\":true," : "");
         evbuffer_add(out, v->json, v->len);
         if (a->prov == SIM_KOTA) {
@@ -598,23 +600,31 @@ out:
         return rc;
 }
 
-int sim_visible(const struct sim_event *evt, int64_t now_ms)
+int64_t sim_visible_ms(const struct sim_event *evt, const struct sim_version *v)
 {
         const struct sim_account *a = evt->acct;
-        int64_t t = evt->cur ? evt->cur->updated_ms : evt->created_ms;
-        int64_t d;
+        int64_t t = v ? v->updated_ms : evt->created_ms;
+        uint64_t key;
 
-        if (!a->set.late_ms || t + a->set.late_ms <= now_ms)
-                return 1;
+        if (!a->set.late_ms)
+                return t;
         /* One draw per entity: an entity's events never overtake each
          * other (Close promises that for one object's events; the
          * simulator assumes it of Kommo and Kota too). */
-        d = (int64_t)(sim_hash_unit(
-                              a->sim->seed, a->name,
-                              evt->eid ? eb_fnv1a64(evt->eid, strlen(evt->eid))
-                                       : evt->seq) *
-                      (double)a->set.late_ms);
-        return t + d <= now_ms;
+        key = evt->eid ? eb_fnv1a64(evt->eid, strlen(evt->eid)) : evt->seq;
+        return t + (int64_t)(sim_hash_unit(a->sim->seed, a->name, key) *
+                             (double)a->set.late_ms);
+}
+
+int sim_visible(const struct sim_event *evt, int64_t now_ms)
+{
+        int64_t t = evt->cur ? evt->cur->updated_ms : evt->created_ms;
+
+        /* older than late_visibility: visible whatever its draw (the
+         * common case, without hashing) */
+        if (!evt->acct->set.late_ms || t + evt->acct->set.late_ms <= now_ms)
+                return 1;
+        return sim_visible_ms(evt, evt->cur) <= now_ms;
 }
 
 /* Insert @p ins at offset @p at of the NUL-terminated *@p json. */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "eb_test.h"
+#include "eb_time.h"
 #include "sim_harness.h"
 
 #define TMO 10000L
@@ -1387,8 +1388,14 @@ static void test_truth(void)
         truth = eb_sim_truth(&sim, NULL);
         EB_CHECK_INT(json_array_size(truth), 60);
         served = 0;
-        json_array_foreach(truth, i, t) served +=
-                json_is_true(json_object_get(t, "served"));
+        json_array_foreach(truth, i, t)
+        {
+                served += json_is_true(json_object_get(t, "served"));
+                /* late_visibility 0 (strict off): visible at its own time */
+                EB_REQUIRE(json_is_integer(json_object_get(t, "visible_ms")));
+                EB_CHECK(json_integer_value(json_object_get(t, "visible_ms")) ==
+                         json_integer_value(json_object_get(t, "updated_ms")));
+        }
         EB_CHECK_INT(served, 0);
         json_decref(truth);
         for (k = 0; k < 3; k++) {
@@ -2240,12 +2247,39 @@ static void test_strict_late(void)
         for (k = 0; k < 3; k++)
                 json_decref(generate(&sim, acct[k], 30));
         for (k = 0; k < 3; k++) {
+                int64_t t0 = eb_now_ms(), t1;
                 json_t *root = get_json(&sim, acct[k], path[k], &st);
                 const json_t *a = json_object_get(root, arr[k]);
+                json_t *truth, *t;
+                size_t i, lo = 0, hi = 0, later = 0;
+                char q[64];
+
+                t1 = eb_now_ms();
                 if (k == 0)
                         a = json_object_get(a, "events");
                 before[k] = json_array_size(a);
                 json_decref(root);
+                /* visible_ms: when the list API starts to show a version,
+                 * within late_visibility of its own time, and what the
+                 * page just read showed agrees with it */
+                snprintf(q, sizeof(q), "?account=%s", acct[k]);
+                truth = eb_sim_truth(&sim, q);
+                EB_CHECK_INT((long)json_array_size(truth), 30);
+                json_array_foreach(truth, i, t)
+                {
+                        json_int_t u = json_integer_value(
+                                json_object_get(t, "updated_ms"));
+                        json_int_t v = json_integer_value(
+                                json_object_get(t, "visible_ms"));
+
+                        EB_CHECK(v >= u && v <= u + 3000);
+                        later += v > u;
+                        lo += v <= t0;
+                        hi += v <= t1;
+                }
+                EB_CHECK(later > 0);
+                EB_CHECK(lo <= before[k] && before[k] <= hi);
+                json_decref(truth);
         }
         usleep(3300 * 1000);
         for (k = 0; k < 3; k++) {
