@@ -1116,8 +1116,8 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                 if (s->oauth && res->status == 401) {
                         /* Expired or revoked early: renew it (before the
                          * same page is asked again), once. A token just
-                         * issued and refused again is an error below;
-                         * after its backoff the source renews again. */
+                         * issued and refused again is an error; after a
+                         * backoff the source renews again. */
                         int fresh = s->oauth_fresh;
 
                         eb_oauth_invalidate(s->oauth);
@@ -1130,10 +1130,20 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                                 src_step(s);
                                 break;
                         }
+                        /* The upstream refuses a token it has just
+                         * issued: an error, retried (with a renewal)
+                         * after the usual growing backoff. */
+                        wait = next_backoff(s, p->opts.backoff_min_ms,
+                                            p->opts.backoff_max_ms);
+                        note_error(s, "access token refused right after its "
+                                      "renewal (HTTP 401)");
                         eb_error("poller",
-                                 "source=%s refuses the access token it has "
-                                 "just issued (HTTP 401)",
-                                 s->cfg->name);
+                                 "source=%s Kommo refuses the access token "
+                                 "it has just issued (HTTP 401); renewing "
+                                 "again in %lld ms",
+                                 s->cfg->name, (long long)wait);
+                        backoff_retry(s, wait);
+                        break;
                 }
                 wait = next_backoff(s, p->opts.auth_backoff_ms,
                                     p->opts.auth_backoff_ms * 4);
