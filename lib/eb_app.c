@@ -97,7 +97,7 @@ struct eb_app_s {
         int64_t gate_retry_ms; /* when the next probe may start (mono) */
         int gate_backoff_ms;
         int gate_attempts;
-        char gate_why[1024]; /* what /readyz says until kafka_ok */
+        char gate_why[1024];    /* what /readyz says until kafka_ok */
         char ready_detail[768]; /* what a ready /readyz adds */
         /* Exactly-once: a restore that failed is tried again (a READ
          * permission granted, a leader back); ids it already loaded are

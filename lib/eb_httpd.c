@@ -528,8 +528,7 @@ static void on_request(struct evhttp_request *req, void *arg)
                                 reply_text(h, req, 503, NULL, msg);
                         } else if (why) {
                                 /* ready, with a detail (a stopped source) */
-                                snprintf(msg, sizeof(msg), "ready; %s\n",
-                                         why);
+                                snprintf(msg, sizeof(msg), "ready; %s\n", why);
                                 reply_text(h, req, 200, NULL, msg);
                         } else {
                                 reply_text(h, req, 200, NULL, "ready\n");

@@ -357,8 +357,8 @@ const char *eb_oauth_access(const eb_oauth_t *o, int64_t now_ms)
         life = o->cur.expires_ms - o->cur.issued_ms;
         if (life < 0)
                 life = 0;
-        if (now_ms >= o->cur.issued_ms + (int64_t)((double)life *
-                                                   EB_OAUTH_REFRESH_AT))
+        if (now_ms >=
+            o->cur.issued_ms + (int64_t)((double)life * EB_OAUTH_REFRESH_AT))
                 return NULL;
         return o->cur.access;
 }
@@ -408,10 +408,9 @@ static void reason_of(const char *body, size_t len, char *out, size_t n)
                 t = json_string_value(json_object_get(j, "error"));
         if (!d)
                 d = json_string_value(json_object_get(j, "error_description"));
-        snprintf(out, n, "%.80s%s%.120s%s%.80s", t ? t : "no reason given",
-                 d ? ": " : "", d ? d : "", h ? " (" : "", h ? h : "");
-        if (h && strlen(out) + 2 < n)
-                strcat(out, ")");
+        snprintf(out, n, "%.80s%s%.120s%s%.80s%s", t ? t : "no reason given",
+                 d ? ": " : "", d ? d : "", h ? " (" : "", h ? h : "",
+                 h ? ")" : "");
         json_decref(j);
 }
 
@@ -475,8 +474,8 @@ json_t *eb_oauth_blob(const eb_oauth_t *o, int pending)
         json_decref(pj);
         if (!plain)
                 return NULL;
-        out = json_pack("{s:i,s:s,s:s,s:I}", "v", 1, "alg", "A256GCM",
-                        "origin", o->origin, "ts", (json_int_t)eb_now_ms());
+        out = json_pack("{s:i,s:s,s:s,s:I}", "v", 1, "alg", "A256GCM", "origin",
+                        o->origin, "ts", (json_int_t)eb_now_ms());
         if (!out || seal(o, plain, out)) {
                 json_decref(out);
                 out = NULL;

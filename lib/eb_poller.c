@@ -1344,7 +1344,7 @@ static void on_oauth_response(const struct eb_http_result *res, void *opaque)
                 eb_info("poller",
                         "source=%s received a new OAuth token pair while "
                         "stopping; persisting it before exit",
-                         s->cfg->name);
+                        s->cfg->name);
         }
         hold = eb_oauth_test_hold_ms();
         if (hold > 0 && !p->stopping) {
@@ -1657,9 +1657,9 @@ json_t *eb_poller_status(const eb_poller_t *p)
                                 json_string(st->oauth_refused
                                                     ? "refused: re-authorize"
                                                     : "ok"));
-                        json_object_set_new(o, "oauth_refreshes",
-                                            json_integer((json_int_t)
-                                                                 st->oauth_refreshes));
+                        json_object_set_new(
+                                o, "oauth_refreshes",
+                                json_integer((json_int_t)st->oauth_refreshes));
                 }
                 json_array_append_new(arr, o);
         }

@@ -151,8 +151,8 @@ static size_t base_url_of(const struct eb_source_cfg *src,
 static const char *credential_of(const struct eb_source_cfg *src,
                                  const struct eb_provider *prov)
 {
-        const char *c = !strcmp(prov->credential, "token") ? src->token
-                                                            : src->api_key;
+        const char *c =
+                !strcmp(prov->credential, "token") ? src->token : src->api_key;
 
         /* Kommo OAuth: the integration is the account's identity. */
         return c ? c : src->client_id ? src->client_id : "";

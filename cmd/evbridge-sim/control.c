@@ -526,10 +526,9 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
                 goto out;
         }
         reply_json(req, 200,
-                   json_pack("{s:b,s:O,s:O,s:O,s:O,s:O}", "ok", 1,
-                             "accounts", accts, "generated", gen,
-                             "consolidated", cons, "poisoned", psn,
-                             "refresh_tokens", oauth));
+                   json_pack("{s:b,s:O,s:O,s:O,s:O,s:O}", "ok", 1, "accounts",
+                             accts, "generated", gen, "consolidated", cons,
+                             "poisoned", psn, "refresh_tokens", oauth));
 out:
         json_decref(accts);
         json_decref(gen);

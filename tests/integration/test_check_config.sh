@@ -28,6 +28,21 @@ out=$("$bin" --check-config "$dir/valid-full.json" 2>&1)
 rc=$?
 if [ "$rc" -eq 0 ]; then ok; else bad "valid-full.json: exit $rc: $out"; fi
 
+# Kommo OAuth credentials instead of a token; no OAuth secret is echoed
+# by a refusal.
+out=$("$bin" --check-config "$dir/valid-oauth.json" 2>&1)
+rc=$?
+if [ "$rc" -eq 0 ]; then ok; else bad "valid-oauth.json: exit $rc: $out"; fi
+for f in bad-oauth-both bad-oauth-missing bad-oauth-key; do
+  out=$("$bin" --check-config "$dir/$f.json" 2>&1)
+  if [[ "$out" == *oauth-client-secret-xyz* || "$out" == *def50200* ||
+        "$out" == *not-hex-key-value* || "$out" == *long-lived-xyz* ]]; then
+    bad "$f: a secret in the message: $out"
+  else
+    ok
+  fi
+done
+
 # A secret in a config never appears in what --check-config prints, even
 # when the config is broken right next to it.
 tmp=$(mktemp -d)

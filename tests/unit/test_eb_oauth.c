@@ -44,29 +44,24 @@ static void test_check_config(void)
         EB_CHECK_INT(eb_oauth_check_config(&s, "sources[0]", err, sizeof(err)),
                      0);
         s.token = (char *)"long-lived";
-        EB_CHECK(eb_oauth_check_config(&s, "sources[0]", err, sizeof(err)) <
-                 0);
+        EB_CHECK(eb_oauth_check_config(&s, "sources[0]", err, sizeof(err)) < 0);
         EB_CHECK(strstr(err, "not both") != NULL);
         s.token = NULL;
         s.redirect_uri = NULL;
-        EB_CHECK(eb_oauth_check_config(&s, "sources[0]", err, sizeof(err)) <
-                 0);
+        EB_CHECK(eb_oauth_check_config(&s, "sources[0]", err, sizeof(err)) < 0);
         EB_CHECK(strstr(err, "sources[0].credentials.redirect_uri: required") !=
                  NULL);
         src_init(&s, "k", "r0-initial", "00112233");
-        EB_CHECK(eb_oauth_check_config(&s, "sources[0]", err, sizeof(err)) <
-                 0);
+        EB_CHECK(eb_oauth_check_config(&s, "sources[0]", err, sizeof(err)) < 0);
         EB_CHECK(strstr(err, "token_key: expected 64 hex digits") != NULL);
         EB_CHECK(strstr(err, "00112233") == NULL); /* never echoed */
         src_init(&s, "k", "r0-initial", KEY1);
         s.provider = (char *)"close";
-        EB_CHECK(eb_oauth_check_config(&s, "sources[0]", err, sizeof(err)) <
-                 0);
+        EB_CHECK(eb_oauth_check_config(&s, "sources[0]", err, sizeof(err)) < 0);
         EB_CHECK(strstr(err, "kommo only") != NULL);
         src_init(&s, "k", "r0-initial", KEY1);
         s.redirect_uri = (char *)"evbridge.example/cb";
-        EB_CHECK(eb_oauth_check_config(&s, "sources[0]", err, sizeof(err)) <
-                 0);
+        EB_CHECK(eb_oauth_check_config(&s, "sources[0]", err, sizeof(err)) < 0);
 }
 
 static void test_request(void)
@@ -81,9 +76,8 @@ static void test_request(void)
         EB_REQUIRE(o != NULL);
         EB_CHECK(strstr(note, "no persisted token pair") != NULL);
         EB_CHECK(eb_oauth_access(o, eb_now_ms()) == NULL);
-        EB_CHECK_INT(eb_oauth_request(o, "https://acme.kommo.com/", &url,
-                                      &body),
-                     0);
+        EB_CHECK_INT(
+                eb_oauth_request(o, "https://acme.kommo.com/", &url, &body), 0);
         EB_CHECK_STR(url, "https://acme.kommo.com/oauth2/access_token");
         b = json_loads(body, 0, NULL);
         EB_CHECK_STR(json_string_value(json_object_get(b, "grant_type")),
@@ -126,8 +120,9 @@ static void test_answers(void)
         EB_CHECK_INT(eb_oauth_response(o, 400, refused, strlen(refused), now,
                                        det, sizeof(det)),
                      EB_OAUTH_REFUSED);
-        EB_CHECK(strstr(det, "HTTP 400: Bad Request: Token has been revoked.") !=
-                 NULL);
+        EB_CHECK(
+                strstr(det, "HTTP 400: Bad Request: Token has been revoked.") !=
+                NULL);
         EB_CHECK_INT(eb_oauth_response(o, 401, "", 0, now, det, sizeof(det)),
                      EB_OAUTH_REFUSED);
         EB_CHECK_INT(eb_oauth_response(o, 503, "", 0, now, det, sizeof(det)),
@@ -295,8 +290,8 @@ static void test_secrets_bounded(void)
         base = eb_log_secret_count();
         for (i = 1; i <= 200; i++) {
                 ok_body(body, sizeof(body), i, 3600);
-                (void)eb_oauth_response(o, 200, body, strlen(body),
-                                        eb_now_ms(), det, sizeof(det));
+                (void)eb_oauth_response(o, 200, body, strlen(body), eb_now_ms(),
+                                        det, sizeof(det));
                 eb_oauth_persisted(o);
         }
         EB_CHECK(eb_log_secret_count() <= base + 2);
