@@ -500,6 +500,19 @@ void eb_oauth_persisted(eb_oauth_t *o)
         o->have_pend = 0;
 }
 
+int eb_oauth_adopt(eb_oauth_t *to, eb_oauth_t *from)
+{
+        if (!from->have_pend || strcmp(to->origin, from->origin) ||
+            memcmp(to->key, from->key, sizeof(to->key)))
+                return 0;
+        pair_fini(&to->pend);
+        to->pend = from->pend;
+        to->have_pend = 1;
+        memset(&from->pend, 0, sizeof(from->pend));
+        from->have_pend = 0;
+        return 1;
+}
+
 void eb_oauth_drop_pending(eb_oauth_t *o)
 {
         pair_fini(&o->pend);

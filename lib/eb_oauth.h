@@ -122,6 +122,13 @@ json_t *eb_oauth_blob(const eb_oauth_t *o, int pending);
 /** @brief The pending pair is durable: use it from now on. */
 void eb_oauth_persisted(eb_oauth_t *o);
 
+/**
+ * @brief Move @p from's pending pair to @p to (a restarted incarnation of
+ * the same source), unless @p to was configured from another
+ * refresh_token (re-authorized). @returns 1 if moved.
+ */
+int eb_oauth_adopt(eb_oauth_t *to, eb_oauth_t *from);
+
 /** @brief Drop a pending pair (it could not be persisted and never
  *  will: stopping). */
 void eb_oauth_drop_pending(eb_oauth_t *o);

@@ -1186,6 +1186,36 @@ static void on_response(const struct eb_http_result *res, void *opaque)
 
 /* ---- Kommo OAuth ------------------------------------------------------ */
 
+static void oauth_persist(struct src *s);
+
+/*
+ * A retired incarnation holds a new pair (the platform has spent the old
+ * refresh token): never drop it. A successor of the same name (a reload)
+ * takes it over and persists it before its first request (it waits for
+ * this one: busy_twin). Without one (removed, or its shard handed over),
+ * it is persisted from here; the source stays busy meanwhile, so a shard
+ * hand-over waits for it. @returns 1 when the source must stay alive.
+ */
+static int oauth_handover(struct src *s)
+{
+        struct src *n;
+
+        if (!s->oauth || !eb_oauth_pending(s->oauth))
+                return 0;
+        n = find(s->p, s->cfg->name);
+        if (n && n->oauth && eb_oauth_adopt(n->oauth, s->oauth)) {
+                eb_info("poller",
+                        "source=%s the restarted source takes over the new "
+                        "OAuth token pair",
+                        s->cfg->name);
+                return 0;
+        }
+        if (n || s->p->stopping)
+                return 0; /* re-authorized successor, or the end */
+        oauth_persist(s);
+        return s->publishing;
+}
+
 static void on_oauth_persisted(void *arg, int err)
 {
         struct src *s = arg;
@@ -1194,6 +1224,10 @@ static void on_oauth_persisted(void *arg, int err)
 
         s->publishing = 0;
         if (s->removed) {
+                if (!err)
+                        eb_oauth_persisted(s->oauth);
+                else if (oauth_handover(s))
+                        return;
                 src_retired(p, s);
                 return;
         }
@@ -1277,8 +1311,14 @@ static void on_oauth_response(const struct eb_http_result *res, void *opaque)
 
         s->fetching = 0;
         if (s->removed) {
-                /* A new pair answered to a retired source is lost with
-                 * it; its successor renews from what was persisted. */
+                /* A new pair answered to a retired source goes to its
+                 * successor or to Kafka, never nowhere. */
+                if (!res->err &&
+                    eb_oauth_response(s->oauth, res->status, res->body,
+                                      res->body_len, eb_now_ms(), detail,
+                                      sizeof(detail)) == EB_OAUTH_OK &&
+                    oauth_handover(s))
+                        return;
                 src_retired(p, s);
                 return;
         }
