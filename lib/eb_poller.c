@@ -317,8 +317,8 @@ int eb_poller_replace(eb_poller_t *p, const struct eb_source_cfg *o,
 {
         struct eb_reload_tally none;
         struct eb_source_stats kept;
-        const struct src *cur;
-        struct src *ns;
+        struct src *cur, *ns;
+        eb_oauth_t *carry = NULL;
         int have = 0;
         int rc;
 
@@ -345,7 +345,7 @@ int eb_poller_replace(eb_poller_t *p, const struct eb_source_cfg *o,
         if (cur && cur->oauth) {
                 /* The running pair goes on (the one configured is spent
                  * by now), unless the new configuration re-authorized. */
-                json_t *blob = eb_oauth_blob(cur->oauth, 1), *old, *bare;
+                json_t *blob = eb_oauth_blob(cur->oauth, 0), *old, *bare;
 
                 bare = eb_oauth_split(cp, &old);
                 cp = eb_oauth_wrap(bare, blob ? blob : old);
@@ -355,11 +355,27 @@ int eb_poller_replace(eb_poller_t *p, const struct eb_source_cfg *o,
         } else {
                 json_incref(cp);
         }
+        if (cur && cur->oauth && eb_oauth_pending(cur->oauth) &&
+            !cur->fetching && !cur->publishing) {
+                /* A pair received and not yet persisted goes to the
+                 * successor, which persists it before using it. (A busy
+                 * one hands it over when its request or publish ends.) */
+                carry = cur->oauth;
+                cur->oauth = NULL;
+        }
         if (o)
                 eb_poller_remove(p, o->name);
         rc = eb_poller_add(p, n, cp, errstr, errstr_size);
         json_decref(cp);
         ns = rc ? NULL : find(p, n->name);
+        if (carry) {
+                if (ns && ns->oauth && eb_oauth_adopt(ns->oauth, carry))
+                        eb_info("poller",
+                                "reload: source=%s takes over the new OAuth "
+                                "token pair, persisting it first",
+                                n->name);
+                eb_oauth_free(carry);
+        }
         if (ns && have) {
                 /* A changed source's counters carry on, like the
                  * pipeline's published and duplicates do: one series per

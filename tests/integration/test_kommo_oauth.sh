@@ -101,6 +101,33 @@ check "kommo-2 renews after the restart" wait_for "renewals after restart" 60 \
 check "no refusal after the restart" bash -c "! grep -q REFUSED '$T/run2.log'"
 stop_pid $EB_PID
 
+# 3b. A pair received and not yet persisted (held by the test hook) is not
+# dropped: a reload hands it to the restarted source, which persists it
+# before using it; a SIGTERM persists it before exit.
+start_eb run2b.log EB_TEST_OAUTH_HOLD_MS=600000 \
+  || { bad "evbridge start (hold, reload)"; finish; exit 1; }
+check "kommo-1 holds a new pair" wait_for "hold kommo-1" 60 \
+  log_has run2b.log 'source=kommo-1 oauth test hold'
+check "kommo-2 holds a new pair" wait_for "hold kommo-2" 60 \
+  log_has run2b.log 'source=kommo-2 oauth test hold'
+$PY - "$T/cfg.json" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+for s in cfg["sources"]:
+    if s["name"] == "kommo-1":
+        s["poll"]["interval"] = "2s"
+json.dump(cfg, open(sys.argv[1], "w"), indent=2)
+PY
+kill -HUP $EB_PID
+check "the reloaded kommo-1 takes over the held pair" wait_for "hand-over" 30 \
+  log_has run2b.log 'reload: source=kommo-1 takes over the new OAuth token pair, persisting it first'
+check "and persists it" wait_for "persisted after the reload" 30 \
+  at_least evbridge_source_oauth_refreshes_total kommo-1 1
+stop_pid $EB_PID; rc=$?
+check "evbridge exits 0 on SIGTERM with a pair held" test "$rc" -eq 0
+check "the held pairs were persisted on the way out" bash -c \
+  "grep -q 'source=kommo-2 OAuth token pair renewed and persisted' '$T/run2b.log'"
+
 # 4. SIGKILL between receiving a new pair and persisting it: the pair is
 # lost with the process (the upstream has spent the previous one).
 start_eb run3.log EB_TEST_OAUTH_HOLD_MS=600000 \
@@ -109,6 +136,8 @@ check "kommo-1 holds a new pair unpersisted" wait_for "hold kommo-1" 60 \
   log_has run3.log 'source=kommo-1 oauth test hold'
 check "kommo-2 holds a new pair unpersisted" wait_for "hold kommo-2" 60 \
   log_has run3.log 'source=kommo-2 oauth test hold'
+check "the pairs persisted at the reload and the SIGTERM were accepted" \
+  bash -c "! grep -q REFUSED '$T/run3.log'"
 kill -KILL $EB_PID
 wait $EB_PID 2>/dev/null
 
