@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Kommo OAuth 2.0 end to end against the strict simulator (3 s access
 # tokens, single-use rotating refresh tokens): events flow across many
-# renewals; a 401 mid-walk renews and goes on; a restart goes on with the
+# renewals; a 401 mid-walk renews and goes on; a 503 of the token endpoint
+# is retried; a restart goes on with the
 # persisted pair although the configured refresh token is spent by then;
 # a SIGKILL between receiving a new pair and persisting it (test hook
 # EB_TEST_OAUTH_HOLD_MS) loses that pair, so the next start is refused and
@@ -82,6 +83,18 @@ check "a 401 mid-walk renews the token" wait_for "a 401 on kommo-1" 60 revoked_4
 n401=$(metric evbridge_source_oauth_refreshes_total kommo-1)
 check "kommo-1 goes on after the 401" wait_for "renewals after the 401" 60 \
   at_least evbridge_source_oauth_refreshes_total kommo-1 $((n401 + 2))
+# A transient failure of the token endpoint (an outage: 503) is retried
+# with backoff and refuses nothing.
+renewal_failed() {
+  log_has run1.log 'source=kommo-2 OAuth token renewal failed (HTTP 503)'
+}
+sim_control '{"target":"kommo-2","set":{"down":"503"}}'
+check "a 503 from the token endpoint is retried" \
+  wait_for "a failed renewal of kommo-2" 60 renewal_failed
+sim_control '{"target":"kommo-2","set":{"down":"off"}}'
+n503=$(metric evbridge_source_oauth_refreshes_total kommo-2)
+check "kommo-2 renews again after the outage" wait_for "renewals after 503" \
+  90 at_least evbridge_source_oauth_refreshes_total kommo-2 $((n503 + 2))
 check "no source refused or stopped in the first run" \
   bash -c "! grep -q 'REFUSED\|STOPPED' '$T/run1.log'"
 stop_pid $EB_PID; rc=$?
