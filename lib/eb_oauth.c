@@ -30,6 +30,10 @@ struct eb_oauth_s {
         struct pair cur;                 /* persisted (or configured) */
         struct pair pend;                /* received, not yet durable */
         int have_pend;
+        /* Each pair is encrypted once: every checkpoint then carries the
+         * same record, so an unchanged checkpoint stays equal (the
+         * pipeline does not rewrite equal idle checkpoints). */
+        json_t *cur_blob, *pend_blob;
 };
 
 int eb_oauth_configured(const struct eb_source_cfg *src)
@@ -318,7 +322,11 @@ eb_oauth_t *eb_oauth_new(const struct eb_source_cfg *src, const json_t *blob,
         if (eb_hex_decode(src->token_key, o->key, sizeof(o->key)) != KEY_LEN)
                 memset(o->key, 0, sizeof(o->key)); /* checked at load */
         origin_of(o->key, src->refresh_token, o->origin);
-        if (!blob || restore(o, blob, note, note_size)) {
+        if (blob && !restore(o, blob, note, note_size)) {
+                /* the record as stored: an unchanged checkpoint stays
+                 * equal to the restored one */
+                o->cur_blob = json_incref((json_t *)blob);
+        } else {
                 if (!blob)
                         snprintf(note, note_size,
                                  "no persisted token pair: using the "
@@ -342,6 +350,8 @@ void eb_oauth_free(eb_oauth_t *o)
         }
         pair_fini(&o->cur);
         pair_fini(&o->pend);
+        json_decref(o->cur_blob);
+        json_decref(o->pend_blob);
         memset(o->key, 0, sizeof(o->key));
         free(o);
 }
@@ -446,7 +456,7 @@ eb_oauth_result_t eb_oauth_response(eb_oauth_t *o, long status,
                 json_decref(j);
                 return EB_OAUTH_RETRY;
         }
-        pair_fini(&o->pend);
+        eb_oauth_drop_pending(o);
         o->pend.access = secret_dup(acc);
         o->pend.refresh = secret_dup(ref);
         o->pend.issued_ms = now_ms;
@@ -458,14 +468,11 @@ eb_oauth_result_t eb_oauth_response(eb_oauth_t *o, long status,
         return EB_OAUTH_OK;
 }
 
-json_t *eb_oauth_blob(const eb_oauth_t *o, int pending)
+static json_t *seal_pair(const eb_oauth_t *o, const struct pair *p)
 {
-        const struct pair *p = pending && o->have_pend ? &o->pend : &o->cur;
         json_t *pj, *out;
         char *plain;
 
-        if (!p->refresh || !p->issued_ms)
-                return NULL; /* only the configured token: nothing new */
         pj = json_pack("{s:s,s:s,s:I,s:I}", "access",
                        p->access ? p->access : "", "refresh", p->refresh,
                        "issued", (json_int_t)p->issued_ms, "expires",
@@ -485,6 +492,19 @@ json_t *eb_oauth_blob(const eb_oauth_t *o, int pending)
         return out;
 }
 
+json_t *eb_oauth_blob(eb_oauth_t *o, int pending)
+{
+        int pend = pending && o->have_pend;
+        const struct pair *p = pend ? &o->pend : &o->cur;
+        json_t **cache = pend ? &o->pend_blob : &o->cur_blob;
+
+        if (!p->refresh || !p->issued_ms)
+                return NULL; /* only the configured token: nothing new */
+        if (!*cache)
+                *cache = seal_pair(o, p);
+        return *cache ? json_incref(*cache) : NULL;
+}
+
 void eb_oauth_persisted(eb_oauth_t *o)
 {
         if (!o->have_pend)
@@ -498,6 +518,9 @@ void eb_oauth_persisted(eb_oauth_t *o)
         o->cur = o->pend;
         memset(&o->pend, 0, sizeof(o->pend));
         o->have_pend = 0;
+        json_decref(o->cur_blob);
+        o->cur_blob = o->pend_blob;
+        o->pend_blob = NULL;
 }
 
 int eb_oauth_adopt(eb_oauth_t *to, eb_oauth_t *from)
@@ -505,9 +528,11 @@ int eb_oauth_adopt(eb_oauth_t *to, eb_oauth_t *from)
         if (!from->have_pend || strcmp(to->origin, from->origin) ||
             memcmp(to->key, from->key, sizeof(to->key)))
                 return 0;
-        pair_fini(&to->pend);
+        eb_oauth_drop_pending(to);
         to->pend = from->pend;
         to->have_pend = 1;
+        to->pend_blob = from->pend_blob;
+        from->pend_blob = NULL;
         memset(&from->pend, 0, sizeof(from->pend));
         from->have_pend = 0;
         return 1;
@@ -517,6 +542,8 @@ void eb_oauth_drop_pending(eb_oauth_t *o)
 {
         pair_fini(&o->pend);
         o->have_pend = 0;
+        json_decref(o->pend_blob);
+        o->pend_blob = NULL;
 }
 
 json_t *eb_oauth_wrap(json_t *cp, json_t *blob)

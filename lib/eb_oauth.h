@@ -114,10 +114,11 @@ eb_oauth_result_t eb_oauth_response(eb_oauth_t *o, long status,
                                     int64_t now_ms, char *detail,
                                     size_t detail_size);
 
-/** @returns new encrypted record of the pending pair (@p pending 1 and
- *  one is pending) or of the current one, or NULL when there is none
- *  but the configured refresh_token. */
-json_t *eb_oauth_blob(const eb_oauth_t *o, int pending);
+/** @returns new reference to the encrypted record of the pending pair
+ *  (@p pending 1 and one is pending) or of the current one, or NULL when
+ *  there is none but the configured refresh_token. Each pair is
+ *  encrypted once and the same record returned after. */
+json_t *eb_oauth_blob(eb_oauth_t *o, int pending);
 
 /** @brief The pending pair is durable: use it from now on. */
 void eb_oauth_persisted(eb_oauth_t *o);

@@ -320,6 +320,18 @@ int eb_provider_check_config(const struct eb_config *cfg, char *errstr,
                 rc = check_source(&cfg->sources[i], i, errstr, errstr_size);
                 if (rc)
                         return rc;
+                if (eb_oauth_configured(&cfg->sources[i]) &&
+                    cfg->delivery != EB_DELIVERY_EXACTLY_ONCE) {
+                        /* at-least-once keeps no checkpoint in Kafka, so
+                         * the rotating token pair could not survive */
+                        snprintf(errstr, errstr_size,
+                                 "sources[%zu].credentials: Kommo OAuth "
+                                 "needs kafka.delivery \"exactly-once\" "
+                                 "(each new token pair is persisted in the "
+                                 "state topic before it is used)",
+                                 i);
+                        return -EINVAL;
+                }
         }
         rc = check_duplicates(cfg, errstr, errstr_size);
         if (rc)

@@ -50,6 +50,7 @@ done <<'CASES'
 oauth-bad-both|sources[0].credentials: give either "token" (a long-lived token) or the OAuth keys
 oauth-bad-missing|sources[0].credentials.refresh_token: required with OAuth
 oauth-bad-key|sources[0].credentials.token_key: expected 64 hex digits
+oauth-bad-alo|sources[0].credentials: Kommo OAuth needs kafka.delivery "exactly-once"
 oauth-bad-provider|sources[0].credentials: OAuth credentials (client_id, client_secret, redirect_uri, refresh_token, token_key) are for provider kommo only
 CASES
 

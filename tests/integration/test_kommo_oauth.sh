@@ -8,15 +8,20 @@
 # EB_TEST_OAUTH_HOLD_MS) loses that pair, so the next start is refused and
 # stops those sources loudly (metric, log, /readyz, status) while the
 # other source goes on; re-authorizing (new refresh_token, SIGHUP) brings
-# them back from their checkpoints. Kafka ends with exactly the
+# them back from their checkpoints, and the pairs are restored by the
+# shards that own the sources (scale.shards). Kafka ends with exactly the
 # simulator's truth, and no token ever reaches a log line.
 set -u
 cd "$(dirname "$0")/../.."
 . tests/integration/lib_e2e.sh
 
 start_kafka || { bad "kafka start"; finish; exit 1; }
+# --tie-shuffle off: the Kommo walk can miss a same-second tie that
+# straddles a page boundary and publish it later from the overlap (the
+# known gap test_scale_out.sh describes; the Kommo walk's matter, not
+# authentication's). Everything else is strict.
 start_sim --seed 17 --accounts kommo=2,close=1 --backlog 200 \
-  --backlog-span 1h --rate 3 --kommo-token-ttl 3s \
+  --backlog-span 1h --rate 3 --kommo-token-ttl 3s --tie-shuffle off \
   || { bad "sim start"; finish; exit 1; }
 
 $PY -c 'import secrets; print(secrets.token_hex(32))' > "$T/token.key"
@@ -202,6 +207,26 @@ check "kommo-1 renews again after re-authorizing" \
   evbridge_source_oauth_refreshes_total kommo-1 1
 check "the refusal gauge is cleared by the reload" \
   test "$(metric evbridge_source_oauth_refused kommo-1)" -eq 0
+
+# 6. Sharded (scale.shards 2, one replica): each source's pair is restored
+# with its checkpoint by the shard that owns it.
+stop_pid $EB_PID
+$PY - "$T/cfg.json" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+cfg["scale"] = {"shards": 2}
+json.dump(cfg, open(sys.argv[1], "w"), indent=2)
+PY
+start_eb run5.log || { bad "evbridge start (sharded)"; finish; exit 1; }
+check "sharded: kommo-1 restored its pair" wait_for "restore kommo-1" 90 \
+  log_has run5.log 'source=kommo-1 OAuth: restored the newest persisted token pair'
+check "sharded: kommo-2 restored its pair" wait_for "restore kommo-2" 90 \
+  log_has run5.log 'source=kommo-2 OAuth: restored the newest persisted token pair'
+check "sharded: kommo-1 renews" wait_for "sharded renewals" 90 at_least \
+  evbridge_source_oauth_refreshes_total kommo-1 2
+check "sharded: kommo-2 renews" wait_for "sharded renewals" 90 at_least \
+  evbridge_source_oauth_refreshes_total kommo-2 2
+check "sharded: no refusal" bash -c "! grep -q REFUSED '$T/run5.log'"
 
 sim_control '{"target":"all","set":{"rate":0}}'
 check "kafka converges to the ground truth" wait_for "convergence" 120 converged

@@ -194,6 +194,14 @@ static void test_blob(void)
         o = eb_oauth_new(&s, blob, note, sizeof(note));
         EB_CHECK(strstr(note, "restored the newest persisted token pair") !=
                  NULL);
+        {
+                /* the stored record is carried on unchanged, so an idle
+                 * checkpoint stays equal to the committed one */
+                json_t *again = eb_oauth_blob(o, 0);
+
+                EB_CHECK(json_equal(again, blob));
+                json_decref(again);
+        }
         EB_CHECK_STR(eb_oauth_access(o, eb_now_ms()), "acc-7-xyz");
         EB_REQUIRE(eb_oauth_request(o, "https://a.test", &url, &body) == 0);
         EB_CHECK(strstr(body, "\"ref-7-xyz\"") != NULL);
