@@ -270,8 +270,9 @@ static int restore(eb_oauth_t *o, const json_t *blob, char *note,
         if (strcmp(origin, o->origin)) {
                 snprintf(note, note_size,
                          "credentials.refresh_token is not the one the "
-                         "persisted token pair descends from (re-authorized): "
-                         "using the configured refresh_token");
+                         "persisted token pair descends from (re-authorized, "
+                         "or token_key changed): using the configured "
+                         "refresh_token");
                 return -EINVAL;
         }
         plain = open_blob(o, blob, origin);
