@@ -97,7 +97,8 @@ struct eb_app_s {
         int64_t gate_retry_ms; /* when the next probe may start (mono) */
         int gate_backoff_ms;
         int gate_attempts;
-        char gate_why[1024]; /* what /readyz says until kafka_ok */
+        char gate_why[1024];    /* what /readyz says until kafka_ok */
+        char ready_detail[768]; /* what a ready /readyz adds */
         /* Exactly-once: a restore that failed is tried again (a READ
          * permission granted, a leader back); ids it already loaded are
          * loaded again as no-ops (eb_dedupe_insert). */
@@ -360,6 +361,21 @@ static int app_ready(void *opaque, const char **why)
                                              : "state not restored";
                 return 0;
         }
+        /* Ready (webhooks and the other sources go on), with a detail. */
+        if (app->poller) {
+                char names[600];
+                int n = eb_poller_oauth_refused(app->poller, names,
+                                                sizeof(names));
+
+                if (n) {
+                        snprintf(app->ready_detail, sizeof(app->ready_detail),
+                                 "%d source(s) stopped, OAuth refresh "
+                                 "refused (re-authorize, set "
+                                 "credentials.refresh_token): %s",
+                                 n, names);
+                        *why = app->ready_detail;
+                }
+        }
         return 1;
 }
 
@@ -394,6 +410,8 @@ static void app_status(eb_httpd_t *h, struct evhttp_request *req,
         json_object_set_new(o, "ready", json_boolean(ready));
         json_object_set_new(o, "not_ready_reason",
                             ready ? json_null() : json_string(why ? why : ""));
+        json_object_set_new(o, "ready_detail",
+                            ready && why ? json_string(why) : json_null());
         if (app->kafka) {
                 char fail[512], ts[40];
                 int64_t when =

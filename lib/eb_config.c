@@ -1397,6 +1397,16 @@ static const struct cfg_key cred_keys[] = {
               CFG_F_SECRET | CFG_F_NONEMPTY, NULL),
         K_STR(struct eb_source_cfg, "api_key", api_key,
               CFG_F_SECRET | CFG_F_NONEMPTY, NULL),
+        K_STR(struct eb_source_cfg, "client_id", client_id, CFG_F_NONEMPTY,
+              NULL),
+        K_STR(struct eb_source_cfg, "client_secret", client_secret,
+              CFG_F_SECRET | CFG_F_NONEMPTY, NULL),
+        K_STR(struct eb_source_cfg, "redirect_uri", redirect_uri,
+              CFG_F_NONEMPTY, NULL),
+        K_STR(struct eb_source_cfg, "refresh_token", refresh_token,
+              CFG_F_SECRET | CFG_F_NONEMPTY, NULL),
+        K_STR(struct eb_source_cfg, "token_key", token_key,
+              CFG_F_SECRET | CFG_F_NONEMPTY, NULL),
         K_END,
 };
 
@@ -1496,6 +1506,11 @@ static void source_fini(struct eb_source_cfg *src)
         free(src->base_url);
         free(src->token);
         free(src->api_key);
+        free(src->client_id);
+        free(src->client_secret);
+        free(src->redirect_uri);
+        free(src->refresh_token);
+        free(src->token_key);
         free(src->poll_start);
         free(src->webhook_secret);
         free(src->webhook_token);

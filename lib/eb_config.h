@@ -86,6 +86,17 @@ struct eb_source_cfg {
          * rate above the provider's documented per-account limit (a
          * simulator or a benchmark; never a real account). */
         int rate_above_documented;
+        /* Added: Kommo OAuth 2.0 instead of "credentials.token"
+         * (docs/providers.md, "Kommo authentication"): the integration's
+         * client_id, client_secret (secret) and redirect_uri, the initial
+         * refresh_token (secret) and token_key (secret: 64 hex digits, the
+         * AES-256 key that encrypts the newest token pair in the state
+         * topic). All NULL when the source uses a long-lived token. */
+        char *client_id;
+        char *client_secret;
+        char *redirect_uri;
+        char *refresh_token;
+        char *token_key;
 };
 
 struct eb_config {

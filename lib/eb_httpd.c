@@ -499,7 +499,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
         const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
         const char *why = NULL;
-        char msg[256];
+        char msg[1024];
         int i;
 
         conn_request_begins(h, req);
@@ -522,12 +522,16 @@ static void on_request(struct evhttp_request *req, void *arg)
                 if (path[1] == 'h') {
                         reply_text(h, req, 200, NULL, "ok\n");
                 } else if (path[1] == 'r') {
-                        if (eb_httpd_ready(h, &why)) {
-                                reply_text(h, req, 200, NULL, "ready\n");
-                        } else {
+                        if (!eb_httpd_ready(h, &why)) {
                                 snprintf(msg, sizeof(msg), "not ready: %s\n",
                                          why ? why : "starting");
                                 reply_text(h, req, 503, NULL, msg);
+                        } else if (why) {
+                                /* ready, with a detail (a stopped source) */
+                                snprintf(msg, sizeof(msg), "ready; %s\n", why);
+                                reply_text(h, req, 200, NULL, msg);
+                        } else {
+                                reply_text(h, req, 200, NULL, "ready\n");
                         }
                 } else {
                         serve_metrics(h, req);

@@ -55,7 +55,8 @@ typedef void eb_httpd_handler_cb(eb_httpd_t *h, struct evhttp_request *req,
 
 /**
  * @brief Readiness: @returns 1 when ready; else 0 and may set @p why to a
- * static string for the 503 body.
+ * static string for the 503 body. Ready with @p why set: 200 "ready;
+ * <why>" (a detail, e.g. a source stopped for good).
  */
 typedef int eb_httpd_ready_cb(void *opaque, const char **why);
 

@@ -76,6 +76,34 @@ out:
         pthread_mutex_unlock(&secrets_lock);
 }
 
+void eb_log_remove_secret(const char *secret)
+{
+        size_t i;
+
+        if (!secret)
+                return;
+        pthread_mutex_lock(&secrets_lock);
+        for (i = 0; i < secrets_cnt; i++) {
+                if (strcmp(secrets[i], secret))
+                        continue;
+                memset(secrets[i], 0, strlen(secrets[i]));
+                free(secrets[i]);
+                secrets[i] = secrets[--secrets_cnt];
+                break;
+        }
+        pthread_mutex_unlock(&secrets_lock);
+}
+
+size_t eb_log_secret_count(void)
+{
+        size_t n;
+
+        pthread_mutex_lock(&secrets_lock);
+        n = secrets_cnt;
+        pthread_mutex_unlock(&secrets_lock);
+        return n;
+}
+
 void eb_log_clear_secrets(void)
 {
         size_t i;

@@ -75,6 +75,15 @@ int eb_log_level_parse(const char *s, eb_log_level_t *lvl) EB_WUR;
  */
 void eb_log_add_secret(const char *secret);
 
+/**
+ * @brief Forget one secret registered before (a rotated token), so a
+ * process that renews credentials keeps a bounded list. Unknown: no-op.
+ */
+void eb_log_remove_secret(const char *secret);
+
+/** @brief How many secrets are registered (tests). */
+size_t eb_log_secret_count(void);
+
 /** @brief Forget every registered secret (reload, tests). */
 void eb_log_clear_secrets(void);
 

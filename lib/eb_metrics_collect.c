@@ -246,6 +246,27 @@ void eb_metrics_collect_sources(struct eb_prom *w, void *opaque)
                 eb_prom_sample(w, NULL, lbl, s.rows[i].st.refused ? 1 : 0);
         }
 
+        eb_prom_family(w, "evbridge_source_oauth_refused", "gauge",
+                       "1 after Kommo refused to renew the source's OAuth "
+                       "token (400/401): the source is stopped until it is "
+                       "re-authorized (new credentials.refresh_token).");
+        for (i = 0; i < s.cnt; i++) {
+                const char *lbl[] = {"source", s.rows[i].name, "provider",
+                                     s.rows[i].provider, NULL};
+                eb_prom_sample(w, NULL, lbl,
+                               s.rows[i].st.oauth_refused ? 1 : 0);
+        }
+
+        eb_prom_family(w, "evbridge_source_oauth_refreshes_total", "counter",
+                       "OAuth token pairs renewed and persisted (Kommo "
+                       "OAuth sources).");
+        for (i = 0; i < s.cnt; i++) {
+                const char *lbl[] = {"source", s.rows[i].name, "provider",
+                                     s.rows[i].provider, NULL};
+                eb_prom_sample(w, NULL, lbl,
+                               (double)s.rows[i].st.oauth_refreshes);
+        }
+
         eb_prom_family(w, "evbridge_source_state", "gauge",
                        "Scheduler state of the source: 1 for the current "
                        "state, 0 for the others.");

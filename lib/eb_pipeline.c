@@ -7,6 +7,7 @@
 
 #include "eb_log.h"
 #include "eb_metrics.h"
+#include "eb_oauth.h"
 #include "eb_state.h"
 #include "eb_time.h"
 #include "eb_util.h"
@@ -1020,6 +1021,19 @@ static void on_linger(evutil_socket_t fd, short what, void *arg)
         txn_close(arg);
 }
 
+/* A checkpoint that brings a new OAuth token pair (eb_oauth.h) must be
+ * written whatever the idle-checkpoint throttle says: the poller uses the
+ * pair only once this record is committed. */
+static int oauth_changed(const json_t *cp, const json_t *committed)
+{
+        const json_t *a = json_object_get(cp, EB_OAUTH_CP_KEY);
+        const json_t *b = json_object_get(committed, EB_OAUTH_CP_KEY);
+
+        if (!a)
+                return 0;
+        return !b || !json_equal(a, b);
+}
+
 static int eos_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                        struct eb_event **evts, size_t cnt, json_t *cp,
                        int32_t off_part, int64_t off, eb_publish_done_cb *done,
@@ -1061,7 +1075,9 @@ static int eos_publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
         if (cp && json_equal(cp, json_object_get(pl->checkpoints, src->name)))
                 cp = NULL;
         if (cp && cnt == 0 && ss->cp_committed_ms &&
-            eb_mono_ms() - ss->cp_committed_ms < EB_PIPELINE_IDLE_CHECKPOINT_MS)
+            eb_mono_ms() - ss->cp_committed_ms <
+                    EB_PIPELINE_IDLE_CHECKPOINT_MS &&
+            !oauth_changed(cp, json_object_get(pl->checkpoints, src->name)))
                 cp = NULL;
         b->cp = cp ? json_incref(cp) : NULL;
         b->done = done;

@@ -26,6 +26,7 @@
 #include <strings.h>
 
 #include "eb_log.h"
+#include "eb_oauth.h"
 #include "eb_time.h"
 #include "eb_util.h"
 
@@ -65,6 +66,12 @@ struct src {
         int fetching;
         int publishing;
 
+        /* Kommo OAuth (eb_oauth.h), NULL with a long-lived token. */
+        eb_oauth_t *oauth;
+        int oauth_fresh;       /* the access token is new: a 401 now is
+                                * not an expiry */
+        int64_t oauth_hold_ms; /* test hook: persist not before (mono) */
+
         /* token bucket */
         double rps, burst, tokens;
         int64_t refill_us;
@@ -96,6 +103,7 @@ struct eb_poller_s {
 
 static void src_schedule(struct src *s, int64_t delay_ms);
 static void src_step(struct src *s);
+static int oauth_step(struct src *s);
 static void buf_clear(struct src *s);
 
 const char *eb_source_state_name(enum eb_source_state st)
@@ -181,6 +189,7 @@ int eb_poller_add(eb_poller_t *p, const struct eb_source_cfg *src, json_t *cp,
 {
         const struct eb_provider *prov = eb_provider_lookup(src->provider);
         struct src *s;
+        json_t *blob = NULL;
 
         if (!prov) {
                 snprintf(errstr, errstr_size, "source %s: unknown provider %s",
@@ -202,7 +211,17 @@ int eb_poller_add(eb_poller_t *p, const struct eb_source_cfg *src, json_t *cp,
                 snprintf(errstr, errstr_size, "cannot create timer");
                 return -ENOMEM;
         }
-        s->committed_cp = cp ? json_incref(cp) : NULL;
+        /* A checkpoint may carry the source's persisted OAuth pair. */
+        s->committed_cp = eb_oauth_split(cp, &blob);
+        if (eb_oauth_configured(src)) {
+                char note[256];
+
+                s->oauth = eb_oauth_new(src, blob, note, sizeof(note));
+                if (s->oauth)
+                        eb_info("poller", "source=%s OAuth: %s", src->name,
+                                note);
+        }
+        json_decref(blob);
         s->rps = src->rate_rps > 0 ? src->rate_rps : prov->default_rps;
         s->burst = src->rate_burst > 0       ? src->rate_burst
                    : prov->default_burst > 0 ? prov->default_burst
@@ -242,6 +261,7 @@ static void src_free(struct src *s)
         json_decref(s->committed_cp);
         json_decref(s->snap_cp);
         json_decref(s->snap_state);
+        eb_oauth_free(s->oauth);
         free(s);
 }
 
@@ -297,8 +317,8 @@ int eb_poller_replace(eb_poller_t *p, const struct eb_source_cfg *o,
 {
         struct eb_reload_tally none;
         struct eb_source_stats kept;
-        const struct src *cur;
-        struct src *ns;
+        struct src *cur, *ns;
+        eb_oauth_t *carry = NULL;
         int have = 0;
         int rc;
 
@@ -322,12 +342,40 @@ int eb_poller_replace(eb_poller_t *p, const struct eb_source_cfg *o,
                 kept = cur->st;
                 have = 1;
         }
-        json_incref(cp);
+        if (cur && cur->oauth) {
+                /* The running pair goes on (the one configured is spent
+                 * by now), unless the new configuration re-authorized. */
+                json_t *blob = eb_oauth_blob(cur->oauth, 0), *old, *bare;
+
+                bare = eb_oauth_split(cp, &old);
+                cp = eb_oauth_wrap(bare, blob ? blob : old);
+                json_decref(bare);
+                json_decref(old);
+                json_decref(blob);
+        } else {
+                json_incref(cp);
+        }
+        if (cur && cur->oauth && eb_oauth_pending(cur->oauth) &&
+            !cur->fetching && !cur->publishing) {
+                /* A pair received and not yet persisted goes to the
+                 * successor, which persists it before using it. (A busy
+                 * one hands it over when its request or publish ends.) */
+                carry = cur->oauth;
+                cur->oauth = NULL;
+        }
         if (o)
                 eb_poller_remove(p, o->name);
         rc = eb_poller_add(p, n, cp, errstr, errstr_size);
         json_decref(cp);
         ns = rc ? NULL : find(p, n->name);
+        if (carry) {
+                if (ns && ns->oauth && eb_oauth_adopt(ns->oauth, carry))
+                        eb_info("poller",
+                                "reload: source=%s takes over the new OAuth "
+                                "token pair, persisting it first",
+                                n->name);
+                eb_oauth_free(carry);
+        }
         if (ns && have) {
                 /* A changed source's counters carry on, like the
                  * pipeline's published and duplicates do: one series per
@@ -335,6 +383,7 @@ int eb_poller_replace(eb_poller_t *p, const struct eb_source_cfg *o,
                  * reload lifts a ban). */
                 kept.state = ns->st.state;
                 kept.banned = 0;
+                kept.oauth_refused = 0;
                 kept.backoff_ms = 0;
                 kept.next_poll_ms = ns->st.next_poll_ms;
                 ns->st = kept;
@@ -589,8 +638,19 @@ static void publish_next(struct src *s)
         }
         set_state(s, EB_SRC_PUBLISHING);
         s->publishing = 1;
+        if (cp && s->oauth) {
+                /* Every checkpoint record carries the newest durable
+                 * token pair: compaction keeps only the last record. */
+                json_t *blob = eb_oauth_blob(s->oauth, 0);
+
+                cp = eb_oauth_wrap(cp, blob);
+                json_decref(blob);
+        } else {
+                json_incref(cp);
+        }
         rc = p->sink.publish(p->sink.opaque, s->cfg, evts, n, cp, on_published,
                              s);
+        json_decref(cp);
         if (rc) {
                 s->publishing = 0;
                 on_published(s, rc);
@@ -1000,8 +1060,10 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                 free(rl);
         }
 
-        if (page.kind == EB_RESP_OK)
+        if (page.kind == EB_RESP_OK) {
                 s->st.stuck_since_ms = 0;
+                s->oauth_fresh = 0;
+        }
         switch (page.kind) {
         case EB_RESP_OK:
                 if (page.retry_after_ms <= 0 && page.ratelimit_limit > 0 &&
@@ -1067,6 +1129,38 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                 break;
         case EB_RESP_AUTH:
                 s->st.errors_auth++;
+                if (s->oauth && res->status == 401) {
+                        /* Expired or revoked early: renew it (before the
+                         * same page is asked again), once. A token just
+                         * issued and refused again is an error; after a
+                         * backoff the source renews again. */
+                        int fresh = s->oauth_fresh;
+
+                        eb_oauth_invalidate(s->oauth);
+                        s->oauth_fresh = 0;
+                        if (!fresh) {
+                                eb_info("poller",
+                                        "source=%s access token refused "
+                                        "(HTTP 401): renewing it",
+                                        s->cfg->name);
+                                src_step(s);
+                                break;
+                        }
+                        /* The upstream refuses a token it has just
+                         * issued: an error, retried (with a renewal)
+                         * after the usual growing backoff. */
+                        wait = next_backoff(s, p->opts.backoff_min_ms,
+                                            p->opts.backoff_max_ms);
+                        note_error(s, "access token refused right after its "
+                                      "renewal (HTTP 401)");
+                        eb_error("poller",
+                                 "source=%s Kommo refuses the access token "
+                                 "it has just issued (HTTP 401); renewing "
+                                 "again in %lld ms",
+                                 s->cfg->name, (long long)wait);
+                        backoff_retry(s, wait);
+                        break;
+                }
                 wait = next_backoff(s, p->opts.auth_backoff_ms,
                                     p->opts.auth_backoff_ms * 4);
                 note_error(s, "authentication failed (HTTP %ld)", res->status);
@@ -1106,6 +1200,275 @@ static void on_response(const struct eb_http_result *res, void *opaque)
         }
 }
 
+/* ---- Kommo OAuth ------------------------------------------------------ */
+
+static void oauth_persist(struct src *s);
+
+/*
+ * A retired incarnation holds a new pair (the platform has spent the old
+ * refresh token): never drop it. A successor of the same name (a reload)
+ * takes it over and persists it before its first request (it waits for
+ * this one: busy_twin). Without one (removed, or its shard handed over),
+ * it is persisted from here; the source stays busy meanwhile, so a shard
+ * hand-over waits for it. @returns 1 when the source must stay alive.
+ */
+static int oauth_handover(struct src *s)
+{
+        struct src *n;
+
+        if (!s->oauth || !eb_oauth_pending(s->oauth))
+                return 0;
+        n = find(s->p, s->cfg->name);
+        if (n && n->oauth && eb_oauth_adopt(n->oauth, s->oauth)) {
+                eb_info("poller",
+                        "source=%s the restarted source takes over the new "
+                        "OAuth token pair",
+                        s->cfg->name);
+                return 0;
+        }
+        if (n || s->p->stopping)
+                return 0; /* re-authorized successor, or the end */
+        oauth_persist(s);
+        return s->publishing;
+}
+
+static void on_oauth_persisted(void *arg, int err)
+{
+        struct src *s = arg;
+        eb_poller_t *p = s->p;
+        int64_t wait;
+
+        s->publishing = 0;
+        if (s->removed) {
+                if (!err)
+                        eb_oauth_persisted(s->oauth);
+                else if (oauth_handover(s))
+                        return;
+                src_retired(p, s);
+                return;
+        }
+        if (err) {
+                s->st.errors_publish++;
+                note_error(s, "cannot persist the new OAuth token pair (%s)",
+                           strerror(-err));
+                if (s->stopped || p->stopping) {
+                        /* Spent upstream and not durable: the next start
+                         * has only the previous (now refused) token. */
+                        eb_error("poller",
+                                 "source=%s the new OAuth token pair could "
+                                 "not be persisted (%s) before stopping: the "
+                                 "next start will have to be re-authorized "
+                                 "(new credentials.refresh_token)",
+                                 s->cfg->name, strerror(-err));
+                        set_state(s, EB_SRC_STOPPED);
+                        return;
+                }
+                wait = next_backoff(s, p->opts.backoff_min_ms,
+                                    p->opts.backoff_max_ms);
+                eb_warn("poller",
+                        "source=%s cannot persist the new OAuth token pair "
+                        "(%s): it is not used until it is durable; retry in "
+                        "%lld ms",
+                        s->cfg->name, strerror(-err), (long long)wait);
+                backoff_retry(s, wait);
+                return;
+        }
+        eb_oauth_persisted(s->oauth);
+        s->st.oauth_refreshes++;
+        s->oauth_fresh = 1;
+        reset_backoff(s);
+        eb_info("poller", "source=%s OAuth token pair renewed and persisted",
+                s->cfg->name);
+        if (s->stopped || p->stopping) {
+                set_state(s, EB_SRC_STOPPED);
+                return;
+        }
+        set_state(s, EB_SRC_WAITING);
+        src_step(s);
+}
+
+/* Hand the pending pair to the sink inside the source's checkpoint
+ * record (its last committed checkpoint, unchanged). */
+static void oauth_persist(struct src *s)
+{
+        eb_poller_t *p = s->p;
+        json_t *blob = eb_oauth_blob(s->oauth, 1), *cp;
+        struct eb_event **evts;
+        int rc;
+
+        if (!blob) {
+                eb_error("poller",
+                         "source=%s cannot encrypt the new OAuth token pair",
+                         s->cfg->name);
+                backoff_retry(s, next_backoff(s, p->opts.backoff_min_ms,
+                                              p->opts.backoff_max_ms));
+                return;
+        }
+        cp = eb_oauth_wrap(s->committed_cp, blob);
+        json_decref(blob);
+        evts = eb_xmalloc(sizeof(*evts)); /* the sink owns it */
+        set_state(s, EB_SRC_PUBLISHING);
+        s->publishing = 1;
+        rc = p->sink.publish(p->sink.opaque, s->cfg, evts, 0, cp,
+                             on_oauth_persisted, s);
+        json_decref(cp);
+        if (rc) {
+                s->publishing = 0;
+                on_oauth_persisted(s, rc);
+        }
+}
+
+static void on_oauth_response(const struct eb_http_result *res, void *opaque)
+{
+        struct src *s = opaque;
+        eb_poller_t *p = s->p;
+        char detail[400];
+        int64_t wait, hold;
+
+        s->fetching = 0;
+        if (s->removed) {
+                /* A new pair answered to a retired source goes to its
+                 * successor or to Kafka, never nowhere. */
+                if (!res->err &&
+                    eb_oauth_response(s->oauth, res->status, res->body,
+                                      res->body_len, eb_now_ms(), detail,
+                                      sizeof(detail)) == EB_OAUTH_OK &&
+                    oauth_handover(s))
+                        return;
+                src_retired(p, s);
+                return;
+        }
+        if (res->err) {
+                s->st.errors_http++;
+                wait = next_backoff(s, p->opts.backoff_min_ms,
+                                    p->opts.backoff_max_ms);
+                note_error(s, "OAuth token renewal failed: %s", res->errstr);
+                eb_warn("poller",
+                        "source=%s OAuth token renewal failed: %s; retry in "
+                        "%lld ms",
+                        s->cfg->name, res->errstr, (long long)wait);
+                if (p->stopping)
+                        set_state(s, EB_SRC_STOPPED);
+                else
+                        backoff_retry(s, wait);
+                return;
+        }
+        switch (eb_oauth_response(s->oauth, res->status, res->body,
+                                  res->body_len, eb_now_ms(), detail,
+                                  sizeof(detail))) {
+        case EB_OAUTH_REFUSED:
+                s->st.errors_auth++;
+                s->st.oauth_refused = 1;
+                s->stopped = 1;
+                set_state(s, EB_SRC_STOPPED);
+                note_error(s,
+                           "OAuth refresh refused (%s): re-authorize and set "
+                           "credentials.refresh_token",
+                           detail);
+                eb_error("poller",
+                         "source=%s Kommo REFUSED to renew the OAuth token "
+                         "(%s): polling of this source is STOPPED (checkpoint "
+                         "kept). Re-authorize the integration in Kommo, put "
+                         "the new refresh token in credentials.refresh_token "
+                         "and restart or reload.",
+                         s->cfg->name, detail);
+                return;
+        case EB_OAUTH_RETRY:
+                if (res->status >= 500 || res->status == 429)
+                        s->st.errors_5xx += res->status >= 500;
+                else
+                        s->st.errors_body++;
+                if (res->status == 429)
+                        s->st.rate_limited++;
+                wait = next_backoff(s, p->opts.backoff_min_ms,
+                                    p->opts.backoff_max_ms);
+                note_error(s, "OAuth token renewal failed (%s)", detail);
+                eb_warn("poller",
+                        "source=%s OAuth token renewal failed (%s); retry in "
+                        "%lld ms",
+                        s->cfg->name, detail, (long long)wait);
+                if (p->stopping)
+                        set_state(s, EB_SRC_STOPPED);
+                else
+                        backoff_retry(s, wait);
+                return;
+        case EB_OAUTH_OK:
+                break;
+        }
+        if (p->stopping) {
+                /* Not persisted: the upstream has spent the old token. */
+                eb_info("poller",
+                        "source=%s received a new OAuth token pair while "
+                        "stopping; persisting it before exit",
+                        s->cfg->name);
+        }
+        hold = eb_oauth_test_hold_ms();
+        if (hold > 0 && !p->stopping) {
+                s->oauth_hold_ms = eb_mono_ms() + hold;
+                eb_warn("poller",
+                        "source=%s oauth test hold: new token pair received, "
+                        "persisting it in %lld ms",
+                        s->cfg->name, (long long)hold);
+                set_state(s, EB_SRC_WAITING);
+                src_schedule(s, hold);
+                return;
+        }
+        oauth_persist(s);
+}
+
+/* Before a request of an OAuth source: persist a pending pair, or renew
+ * an access token that is missing or near its expiry.
+ * @returns 1 when that is under way (the page request waits), else 0. */
+static int oauth_step(struct src *s)
+{
+        eb_poller_t *p = s->p;
+        struct eb_http_request req;
+        const char *headers[3];
+        char *url = NULL, *body = NULL;
+        const char *base;
+        int rc;
+
+        if (eb_oauth_pending(s->oauth)) {
+                oauth_persist(s);
+                return 1;
+        }
+        if (eb_oauth_access(s->oauth, eb_now_ms()))
+                return 0;
+        base = s->cfg->base_url ? s->cfg->base_url : s->prov->default_base_url;
+        if (!base || eb_oauth_request(s->oauth, base, &url, &body)) {
+                backoff_retry(s, next_backoff(s, p->opts.backoff_min_ms,
+                                              p->opts.backoff_max_ms));
+                return 1;
+        }
+        headers[0] = "Content-Type: application/json";
+        headers[1] = "Accept: application/json";
+        headers[2] = NULL;
+        memset(&req, 0, sizeof(req));
+        req.url = url;
+        req.method = "POST";
+        req.body = body;
+        req.body_len = strlen(body);
+        req.headers = headers;
+        req.timeout_ms = s->cfg->timeout_ms;
+        req.connect_timeout_ms = s->cfg->connect_timeout_ms;
+        req.max_body = 64 * 1024;
+        eb_debug("poller", "source=%s POST %s (OAuth token renewal)",
+                 s->cfg->name, url);
+        rc = eb_http_start(p->http, &req, on_oauth_response, s, &s->xfer_id);
+        free(url);
+        memset(body, 0, strlen(body));
+        free(body);
+        if (rc) {
+                backoff_retry(s, next_backoff(s, p->opts.backoff_min_ms,
+                                              p->opts.backoff_max_ms));
+                return 1;
+        }
+        s->fetching = 1;
+        s->st.requests++;
+        set_state(s, EB_SRC_FETCHING);
+        return 1;
+}
+
 /* Advance the source: begin a walk if needed, then send the next request
  * once the rate limit allows. */
 static void src_step(struct src *s)
@@ -1133,12 +1496,19 @@ static void src_step(struct src *s)
                 src_schedule(s, s->not_before_ms - now);
                 return;
         }
+        if (s->oauth && s->oauth_hold_ms > now) {
+                set_state(s, EB_SRC_WAITING);
+                src_schedule(s, s->oauth_hold_ms - now);
+                return;
+        }
         wait = take_token(s);
         if (wait > 0) {
                 set_state(s, EB_SRC_WAITING);
                 src_schedule(s, wait);
                 return;
         }
+        if (s->oauth && oauth_step(s))
+                return; /* renewing or persisting the token pair first */
         if (!s->in_walk) {
                 eb_walk_init(&s->walk, s->prov, s->cfg, s->committed_cp,
                              eb_now_ms());
@@ -1189,6 +1559,15 @@ static void src_step(struct src *s)
                                               p->opts.backoff_max_ms));
                 return;
         }
+        if (s->oauth) {
+                /* The adapter knows only credentials.token: send the
+                 * current OAuth access token instead. */
+                if (auth) {
+                        memset(auth, 0, strlen(auth));
+                        free(auth);
+                }
+                auth = eb_auth_bearer(eb_oauth_access(s->oauth, eb_now_ms()));
+        }
         headers[0] = auth;
         headers[1] = "Accept: application/json";
         headers[2] = NULL;
@@ -1238,6 +1617,13 @@ void eb_poller_stop(eb_poller_t *p)
 
         p->stopping = 1;
         for (s = p->srcs; s; s = s->next) {
+                if (s->oauth && eb_oauth_pending(s->oauth) && !s->removed &&
+                    !s->fetching && !s->publishing) {
+                        /* Spent upstream already: make it durable. */
+                        evtimer_del(s->timer);
+                        oauth_persist(s);
+                        continue;
+                }
                 if (!s->fetching && !s->publishing) {
                         evtimer_del(s->timer);
                         set_state(s, EB_SRC_STOPPED);
@@ -1321,9 +1707,41 @@ json_t *eb_poller_status(const eb_poller_t *p)
                                     json_integer((json_int_t)st->requests));
                 json_object_set_new(o, "events",
                                     json_integer((json_int_t)st->events));
+                if (s->oauth) {
+                        json_object_set_new(
+                                o, "oauth",
+                                json_string(st->oauth_refused
+                                                    ? "refused: re-authorize"
+                                                    : "ok"));
+                        json_object_set_new(
+                                o, "oauth_refreshes",
+                                json_integer((json_int_t)st->oauth_refreshes));
+                }
                 json_array_append_new(arr, o);
         }
         return arr;
+}
+
+int eb_poller_oauth_refused(const eb_poller_t *p, char *buf, size_t size)
+{
+        const struct src *s;
+        size_t o = 0;
+        int n = 0;
+
+        if (size)
+                buf[0] = '\0';
+        for (s = p->srcs; s; s = s->next) {
+                if (s->removed || !s->st.oauth_refused)
+                        continue;
+                if (size > o) {
+                        int w = snprintf(buf + o, size - o, "%s%s",
+                                         n ? ", " : "", s->cfg->name);
+                        if (w > 0)
+                                o += (size_t)w;
+                }
+                n++;
+        }
+        return n;
 }
 
 json_t *eb_poller_checkpoint(const eb_poller_t *p, const char *name)

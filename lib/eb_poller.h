@@ -116,6 +116,12 @@ struct eb_source_stats {
         int64_t next_poll_ms;    /* when the source's timer fires */
         int64_t last_error_ms;   /* when last_error happened */
         char last_error[200];    /* the last failure, "" if none */
+        /* Kommo OAuth (credentials.refresh_token): */
+        uint64_t oauth_refreshes; /* token pairs renewed and persisted */
+        int oauth_refused;        /* gauge: 1 after the token endpoint
+                                   * refused the refresh (400/401): the
+                                   * source is stopped until the operator
+                                   * re-authorizes */
 };
 
 /** @returns new poller. @p opts may be NULL for defaults. */
@@ -200,6 +206,12 @@ void eb_poller_foreach(const eb_poller_t *p,
  * @returns new array.
  */
 json_t *eb_poller_status(const eb_poller_t *p);
+
+/**
+ * @brief The sources stopped because their OAuth refresh was refused,
+ * as "name, name" in @p buf. @returns how many.
+ */
+int eb_poller_oauth_refused(const eb_poller_t *p, char *buf, size_t size);
 
 /** @returns the name of a state ("idle", "fetching", ...). */
 const char *eb_source_state_name(enum eb_source_state st);

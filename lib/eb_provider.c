@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "eb_json.h"
+#include "eb_oauth.h"
 #include "eb_ratelimit.h"
 #include "eb_time.h"
 #include "eb_util.h"
@@ -82,6 +83,13 @@ static int check_source(const struct eb_source_cfg *src, size_t idx,
                 return -EINVAL;
         }
         cred = !strcmp(prov->credential, "token") ? src->token : src->api_key;
+        if (eb_oauth_configured(src)) {
+                int rc = eb_oauth_check_config(src, path, errstr, errstr_size);
+
+                if (rc)
+                        return rc;
+                cred = src->client_id; /* Kommo OAuth instead of a token */
+        }
         if (!cred || !*cred) {
                 snprintf(errstr, errstr_size,
                          "%s.credentials.%s: required for provider %s", path,
@@ -143,7 +151,11 @@ static size_t base_url_of(const struct eb_source_cfg *src,
 static const char *credential_of(const struct eb_source_cfg *src,
                                  const struct eb_provider *prov)
 {
-        return !strcmp(prov->credential, "token") ? src->token : src->api_key;
+        const char *c =
+                !strcmp(prov->credential, "token") ? src->token : src->api_key;
+
+        /* Kommo OAuth: the integration is the account's identity. */
+        return c ? c : src->client_id ? src->client_id : "";
 }
 
 /*
@@ -308,6 +320,18 @@ int eb_provider_check_config(const struct eb_config *cfg, char *errstr,
                 rc = check_source(&cfg->sources[i], i, errstr, errstr_size);
                 if (rc)
                         return rc;
+                if (eb_oauth_configured(&cfg->sources[i]) &&
+                    cfg->delivery != EB_DELIVERY_EXACTLY_ONCE) {
+                        /* at-least-once keeps no checkpoint in Kafka, so
+                         * the rotating token pair could not survive */
+                        snprintf(errstr, errstr_size,
+                                 "sources[%zu].credentials: Kommo OAuth "
+                                 "needs kafka.delivery \"exactly-once\" "
+                                 "(each new token pair is persisted in the "
+                                 "state topic before it is used)",
+                                 i);
+                        return -EINVAL;
+                }
         }
         rc = check_duplicates(cfg, errstr, errstr_size);
         if (rc)

@@ -363,7 +363,8 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
         size_t len = evbuffer_get_length(in);
         json_t *root = NULL, *set, *v, *accts = NULL, *gen = NULL, *cons = NULL;
-        json_t *psn = NULL;
+        json_t *psn = NULL, *oauth = NULL;
+        const char *oauth_op = NULL;
         json_error_t jerr;
         const char *target = "all", *k;
         char err[256];
@@ -384,10 +385,11 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
                 if (strcmp(k, "target") && strcmp(k, "set") &&
                     strcmp(k, "generate") && strcmp(k, "consolidate") &&
                     strcmp(k, "poison") && strcmp(k, "reset_stats") &&
-                    strcmp(k, "dump")) {
+                    strcmp(k, "dump") && strcmp(k, "oauth")) {
                         snprintf(err, sizeof(err),
                                  "unknown key '%s' (target, set, generate, "
-                                 "poison, consolidate, reset_stats, dump)",
+                                 "poison, consolidate, reset_stats, dump, "
+                                 "oauth)",
                                  k);
                         reply_error(req, 400, err);
                         goto out;
@@ -415,6 +417,17 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
                     0) {
                 reply_error(req, 400, err);
                 goto out;
+        }
+        v = json_object_get(root, "oauth");
+        if (v) {
+                oauth_op = json_string_value(v);
+                if (!oauth_op || (strcmp(oauth_op, "revoke") &&
+                                  strcmp(oauth_op, "reauthorize"))) {
+                        reply_error(req, 400,
+                                    "oauth: expected \"revoke\" or "
+                                    "\"reauthorize\"");
+                        goto out;
+                }
         }
         reset = json_is_true(json_object_get(root, "reset_stats"));
         dump = json_is_true(json_object_get(root, "dump"));
@@ -449,6 +462,7 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
         gen = json_object();
         cons = json_object();
         psn = json_object();
+        oauth = json_object();
         now = eb_now_ms();
         for (i = 0; i < sim->nacct; i++) {
                 struct sim_account *a = sim->accts[i];
@@ -493,6 +507,14 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
                         }
                         json_object_set_new(psn, a->name, ids);
                 }
+                if (oauth_op && a->prov == SIM_KOMMO) {
+                        if (!strcmp(oauth_op, "revoke"))
+                                sim_oauth_revoke(a);
+                        else
+                                json_object_set_new(
+                                        oauth, a->name,
+                                        json_string(sim_oauth_reauthorize(a)));
+                }
                 if (ncons && a->prov == SIM_CLOSE) {
                         ids = json_array();
                         sim_consolidate_now(a, (size_t)ncons, now, ids);
@@ -504,14 +526,15 @@ static void handle_post_control(struct sim *sim, struct evhttp_request *req)
                 goto out;
         }
         reply_json(req, 200,
-                   json_pack("{s:b,s:O,s:O,s:O,s:O}", "ok", 1, "accounts",
+                   json_pack("{s:b,s:O,s:O,s:O,s:O,s:O}", "ok", 1, "accounts",
                              accts, "generated", gen, "consolidated", cons,
-                             "poisoned", psn));
+                             "poisoned", psn, "refresh_tokens", oauth));
 out:
         json_decref(accts);
         json_decref(gen);
         json_decref(cons);
         json_decref(psn);
+        json_decref(oauth);
         json_decref(root);
 }
 

@@ -60,6 +60,29 @@ const char *sim_oauth_refresh_token(struct sim_account *a)
         return a->refresh_token;
 }
 
+void sim_oauth_revoke(struct sim_account *a)
+{
+        size_t i;
+
+        for (i = 0; i < NACCESS; i++) {
+                free(a->access[i].token);
+                a->access[i].token = NULL;
+                a->access[i].expires_ms = 0;
+        }
+}
+
+const char *sim_oauth_reauthorize(struct sim_account *a)
+{
+        /* The account's owner authorized the integration again: a new
+         * refresh token, every earlier one and every access token void. */
+        sim_oauth_revoke(a);
+        a->oauth_gen++;
+        free(a->refresh_token);
+        a->refresh_token = new_token(a, "kommo-refresh-");
+        eb_log_add_secret(a->refresh_token);
+        return a->refresh_token;
+}
+
 int sim_oauth_access_ok(struct sim_account *a, const char *token, size_t len,
                         int64_t now_ms)
 {

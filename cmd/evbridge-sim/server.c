@@ -831,6 +831,11 @@ static void api_request(struct sim *sim, struct sim_account *a,
                 if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
                         sim_req_problem(sr, 405, "Method not allowed.", NULL);
                         sim_req_header(sr, "Allow", "POST");
+                } else if (a->set.down == SIM_DOWN_503) {
+                        /* an outage takes the token endpoint down too;
+                         * nothing is rotated */
+                        provider_error(sr, 503,
+                                       "Service temporarily unavailable");
                 } else {
                         sim_oauth_handle(sr, eb_now_ms());
                 }

@@ -533,6 +533,11 @@ void sim_oauth_client(const struct sim_account *a, char *id, size_t idsz,
                       size_t redirectsz);
 /** @returns the refresh token that works now (initial: set at start). */
 const char *sim_oauth_refresh_token(struct sim_account *a);
+/* Control "oauth": "revoke" (every access token refused from now on) and
+ * "reauthorize" (a new refresh token; the old one and every access token
+ * refused). */
+void sim_oauth_revoke(struct sim_account *a);
+const char *sim_oauth_reauthorize(struct sim_account *a);
 /** @returns 1 when @p token is an unexpired access token of @p a. */
 int sim_oauth_access_ok(struct sim_account *a, const char *token, size_t len,
                         int64_t now_ms);

@@ -69,6 +69,8 @@ static void print_status(const json_t *root)
                json_is_true(json_object_get(root, "ready")) ? "ready"
                                                             : "NOT READY: ",
                str_or(root, "not_ready_reason", ""));
+        if (json_is_string(json_object_get(root, "ready_detail")))
+                printf("attention: %s\n", str_or(root, "ready_detail", ""));
         if (json_is_string(json_object_get(root, "kafka_last_failure"))) {
                 char when[48];
 
@@ -119,6 +121,11 @@ static void print_status(const json_t *root)
                                json_object_get(s, "polls")),
                        (long long)json_integer_value(
                                json_object_get(s, "events")));
+                if (json_is_string(json_object_get(s, "oauth")))
+                        printf("    oauth: %s; %lld token renewal(s)\n",
+                               str_or(s, "oauth", "?"),
+                               (long long)json_integer_value(
+                                       json_object_get(s, "oauth_refreshes")));
         }
 }
 

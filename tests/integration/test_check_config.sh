@@ -28,6 +28,32 @@ out=$("$bin" --check-config "$dir/valid-full.json" 2>&1)
 rc=$?
 if [ "$rc" -eq 0 ]; then ok; else bad "valid-full.json: exit $rc: $out"; fi
 
+# Kommo OAuth credentials instead of a token; no OAuth secret is echoed
+# by a refusal.
+out=$("$bin" --check-config "$dir/valid-oauth.json" 2>&1)
+rc=$?
+if [ "$rc" -eq 0 ]; then ok; else bad "valid-oauth.json: exit $rc: $out"; fi
+while IFS='|' read -r f want; do
+  out=$("$bin" --check-config "$dir/$f.json" 2>&1)
+  rc=$?
+  if [ "$rc" -ne 2 ]; then
+    bad "$f: exit $rc, want 2 ($out)"
+  elif [[ "$out" != *"$want"* ]]; then
+    bad "$f: message does not name '$want': $out"
+  elif [[ "$out" == *oauth-client-secret-xyz* || "$out" == *def50200* ||
+          "$out" == *not-hex-key-value* || "$out" == *long-lived-xyz* ]]; then
+    bad "$f: a secret in the message: $out"
+  else
+    ok
+  fi
+done <<'CASES'
+oauth-bad-both|sources[0].credentials: give either "token" (a long-lived token) or the OAuth keys
+oauth-bad-missing|sources[0].credentials.refresh_token: required with OAuth
+oauth-bad-key|sources[0].credentials.token_key: expected 64 hex digits
+oauth-bad-alo|sources[0].credentials: Kommo OAuth needs kafka.delivery "exactly-once"
+oauth-bad-provider|sources[0].credentials: OAuth credentials (client_id, client_secret, redirect_uri, refresh_token, token_key) are for provider kommo only
+CASES
+
 # A secret in a config never appears in what --check-config prints, even
 # when the config is broken right next to it.
 tmp=$(mktemp -d)

@@ -16,11 +16,14 @@ start_kafka || { bad "kafka start"; finish; exit 1; }
 start_sim --seed 11 --accounts kommo=2,close=2,kota=2 \
   --backlog 400 --backlog-span 3h --rate 4 --consolidate close=0.3 \
   --faults 500=0.03,503=0.02,reset=0.02,truncated=0.02,malformed=0.02,html=0.01,slow=0.01 \
-  --slow-ms 4000 --down close-2=503 \
+  --slow-ms 4000 --down close-2=503 --kommo-token-ttl 5s \
   || { bad "sim start"; finish; exit 1; }
 
+# The Kommo sources authenticate with OAuth: 5 s access tokens, renewed
+# (and persisted) many times during the run, under the same faults.
+$PY -c 'import secrets; print(secrets.token_hex(32))' > "$T/token.key"
 $PY tests/tools/sim_config.py --sim-line "$T/sim.out" --brokers "$BS" \
-  --interval 1s --timeout 2s > "$T/cfg.json"
+  --interval 1s --timeout 2s --oauth "$T/token.key" > "$T/cfg.json"
 check "config valid" "$B/bin/evbridge" --check-config "$T/cfg.json"
 
 (exec "$B/bin/evbridge" --config "$T/cfg.json" > "$T/evbridge.log" 2>&1) &
@@ -80,6 +83,9 @@ check "faults were injected ($faults)" test "$faults" -gt 0
 check "no Kommo 403 ($k403)" test "$k403" -eq 0
 check "no account banned" test "$banned" -eq 0
 check "evbridge logged no ban" bash -c "! grep -q BANNED '$T/evbridge.log'"
+check "the Kommo sources renewed their OAuth tokens" bash -c \
+  "grep -c 'source=kommo-.* OAuth token pair renewed and persisted' '$T/evbridge.log' | awk '{exit !(\$1 >= 4)}'"
+check "no OAuth refusal" bash -c "! grep -q 'REFUSED to renew' '$T/evbridge.log'"
 # kcat reads what we published too: the largest topics, compared one by
 # one with what confluent-kafka read.
 $PY tests/tools/truth_check.py --bootstrap "$BS" --truth "$T/truth.jsonl" \

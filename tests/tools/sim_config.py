@@ -5,6 +5,9 @@ One source per simulated account, named after the account, with the
 account's base URL and credentials (and webhook secrets when --webhooks).
 
   sim_config.py --sim-line FILE --brokers ADDR [--interval 1s] [...] > cfg
+
+With --oauth KEYFILE, Kommo sources authenticate with OAuth 2.0 (client,
+initial refresh token) instead of the long-lived token.
 """
 import argparse
 import json
@@ -30,6 +33,9 @@ def main():
                     help="rate_limit.rps of every source")
     ap.add_argument("--only", default=None,
                     help="comma-separated providers to include")
+    ap.add_argument("--oauth", default=None, metavar="KEYFILE",
+                    help="Kommo sources use OAuth (the account's client and "
+                         "initial refresh token) with token_key from KEYFILE")
     ap.add_argument("--kafka-prop", action="append", default=[],
                     help="KEY=VALUE for kafka.properties")
     a = ap.parse_args()
@@ -49,6 +55,15 @@ def main():
             "poll": {"interval": a.interval, "start": a.start},
             "http": {"timeout": a.timeout, "connect_timeout": "1s"},
         }
+        if a.oauth and acct["provider"] == "kommo":
+            o = acct["oauth"]
+            src["credentials"] = {
+                "client_id": o["client_id"],
+                "client_secret": o["client_secret"],
+                "redirect_uri": o["redirect_uri"],
+                "refresh_token": o["refresh_token"],
+                "token_key": "${file:%s}" % a.oauth,
+            }
         if a.rps:
             # A simulated account, not a real one: the documented
             # per-account limits (Kommo's 7 a second) do not apply.
