@@ -6,7 +6,10 @@
 # though events arrive by webhook, by duplicate or retry, and by poll.
 #
 # Kommo polls only once an hour here: after the first walk, its events can
-# reach Kafka only through webhooks taken as poll triggers.
+# reach Kafka only through webhooks taken as poll triggers. Close and Kota
+# poll every 20 s: often enough to converge, seldom enough that live
+# events reach evbridge by webhook first even on a loaded machine (at 2 s
+# their polls won every race and no webhook was "published").
 #
 # Mid-run the Kafka mock is frozen (SIGSTOP) for a few seconds: webhooks
 # are answered 503 on their deadline, the simulator retries, and once
@@ -35,6 +38,8 @@ cfg = json.load(open(sys.argv[1]))
 for s in cfg["sources"]:
     if s["provider"] == "kommo":
         s["poll"]["interval"] = "1h"
+    else:
+        s["poll"]["interval"] = "20s"
 json.dump(cfg, sys.stdout, indent=2)
 PY
 check "config valid" "$B/bin/evbridge" --check-config "$T/cfg.json"
