@@ -77,16 +77,16 @@ struct eb_source_cfg {
          * reference. */
         json_t *json;
 
-        /* Added: "poll.max_buffered_events", default 2000: the most
+        /* "poll.max_buffered_events", default 2000: the most
          * events of a newest-first walk (Kommo, Close) held in memory
          * before they are published; walks are cut into time slices
          * that hold at most this many. */
         int max_buffered_events;
-        /* Added: "rate_limit.above_documented", default false: allow a
+        /* "rate_limit.above_documented", default false: allow a
          * rate above the provider's documented per-account limit (a
          * simulator or a benchmark; never a real account). */
         int rate_above_documented;
-        /* Added: Kommo OAuth 2.0 instead of "credentials.token"
+        /* Kommo OAuth 2.0 instead of "credentials.token"
          * (docs/providers.md, "Kommo authentication"): the integration's
          * client_id, client_secret (secret) and redirect_uri, the initial
          * refresh_token (secret) and token_key (secret: 64 hex digits, the
@@ -155,7 +155,7 @@ struct eb_config {
         int64_t scale_session_timeout_ms;   /* "scale.session_timeout",
                                                default 10s */
 
-        /* Added: "kafka.deadletter_topic", NULL: "<topic_prefix>.deadletter".
+        /* "kafka.deadletter_topic", NULL: "<topic_prefix>.deadletter".
          * Poison events (cannot be normalized or rendered) go there raw. */
         char *deadletter_topic;
 };
