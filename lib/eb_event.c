@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eb_json.h"
 #include "eb_util.h"
 
 struct eb_event *eb_event_new(void)
@@ -28,6 +29,7 @@ void eb_event_free(struct eb_event *evt)
         json_decref(evt->native);
         free(evt->deadletter);
         free(evt->position);
+        eb_json_src_unref(evt->src);
         free(evt);
 }
 

@@ -358,6 +358,7 @@ void eb_page_fini(struct eb_page *page)
         if (!page)
                 return;
         eb_events_free(page->events, page->events_cnt);
+        eb_json_src_unref(page->src);
         eb_page_init(page);
 }
 
@@ -370,6 +371,8 @@ int eb_page_add_event(struct eb_page *page, struct eb_event *evt)
         page->events = eb_xrealloc(page->events, (page->events_cnt + 1) *
                                                          sizeof(*page->events));
         page->events[page->events_cnt++] = evt;
+        if (page->src && !evt->src)
+                evt->src = eb_json_src_ref(page->src);
         return 0;
 }
 
@@ -556,8 +559,10 @@ json_t *eb_resp_json_object(const struct eb_response *resp,
                              "HTTP %ld with an empty body", resp->status);
                 return NULL;
         }
-        root = eb_json_loadb(resp->body, resp->body_len, JSON_REJECT_DUPLICATES,
-                             &jerr);
+        eb_json_src_unref(page->src);
+        page->src = NULL;
+        root = eb_json_loadb_src(resp->body, resp->body_len,
+                                 JSON_REJECT_DUPLICATES, &jerr, &page->src);
         if (!root) {
                 eb_page_fail(page, EB_RESP_BAD_BODY,
                              "invalid JSON at line %d column %d: %s", jerr.line,
@@ -833,6 +838,9 @@ void eb_walk_response_end(struct eb_walk *w, struct eb_page *page)
         const struct eb_event *first = NULL;
         size_t i, n = 0, len;
 
+        /* the events hold what they need of it */
+        eb_json_src_unref(page->src);
+        page->src = NULL;
         if (page->kind != EB_RESP_OK)
                 return;
         for (i = 0; i < page->events_cnt; i++) {

@@ -239,6 +239,59 @@ static void test_utf8(void)
         }
 }
 
+/* Every container under @p v written with @p src as without it.
+ * @returns the number of containers that differ. */
+static int src_walk(const json_t *v, const struct eb_json_src *src)
+{
+        struct eb_buf a, b;
+        const char *key;
+        json_t *c;
+        size_t i;
+        int diff = 0;
+
+        if (!json_is_object(v) && !json_is_array(v))
+                return 0;
+        eb_buf_init(&a, 0);
+        eb_buf_init(&b, 0);
+        if (eb_json_put(&a, v) || eb_json_put_src(&b, v, src) ||
+            a.len != b.len || memcmp(a.data, b.data, a.len)) {
+                fprintf(stderr, "  with src: %.*s\n  without:  %.*s\n",
+                        (int)(b.len > 300 ? 300 : b.len), b.data ? b.data : "",
+                        (int)(a.len > 300 ? 300 : a.len), a.data ? a.data : "");
+                diff++;
+        }
+        eb_buf_fini(&a);
+        eb_buf_fini(&b);
+        if (json_is_object(v)) {
+                json_object_foreach((json_t *)v, key, c) diff +=
+                        src_walk(c, src);
+        } else {
+                json_array_foreach(v, i, c) diff += src_walk(c, src);
+        }
+        return diff;
+}
+
+/* eb_json_loadb_src(): the same tree as json_loadb(), and the text it
+ * keeps never changes what is written. @returns its span count. */
+static size_t src_same(const char *text, size_t len, size_t flags, int *bad)
+{
+        struct eb_json_src *src = NULL;
+        json_t *v = eb_json_loadb_src(text, len, flags, NULL, &src);
+        json_t *ref = json_loadb(text, len, flags, NULL);
+        size_t n = eb_json_src_spans(src);
+
+        if (!!v != !!ref || (v && !json_equal(v, ref)) || (src && !v) ||
+            (src && !n) || src_walk(v, src)) {
+                if (!(*bad)++)
+                        fprintf(stderr, "  src differs on %.*s\n",
+                                (int)(len > 300 ? 300 : len), text);
+        }
+        json_decref(v);
+        json_decref(ref);
+        eb_json_src_unref(src);
+        return n;
+}
+
 /* The fast reader either declines or builds jansson's tree, byte for byte
  * once dumped (insertion order and reals included). @returns 1 if it
  * built it. */
@@ -248,6 +301,7 @@ static int read_same(const char *text, size_t len, size_t flags, int *bad)
         json_t *ref = json_loadb(text, len, flags, NULL);
         int built = fast != NULL;
 
+        (void)src_same(text, len, flags, bad);
         if (fast) {
                 char *a = ref ? json_dumps(ref, JSON_COMPACT) : NULL;
                 char *b = json_dumps(fast, JSON_COMPACT);
@@ -365,6 +419,60 @@ static void test_read_table(void)
 
 /* Random trees written compact, indented and ASCII-escaped, read back;
  * then every byte of some of them flipped. */
+/* Which containers eb_json_loadb_src() keeps as text: only those already
+ * written as eb_json_put() writes them. */
+static void test_read_src(void)
+{
+        static const struct {
+                const char *text;
+                size_t flags, spans;
+        } cases[] = {
+                {"{\"a\":[1,2],\"b\":{\"c\":\"d\"}}", 0, 3},
+                {"{\"a\":[],\"b\":{}}", 0, 3},
+                {"{\"a\": 1}", 0, 0},             /* whitespace */
+                {" {\"a\":1} ", 0, 1},            /* outside: fine */
+                {"{\"a\":[1],\"b\":1.50}", 0, 1}, /* 1.5 */
+                {"{\"a\":[1],\"b\":1.5}", 0, 2},
+                {"{\"a\":[1],\"b\":1e2}", 0, 1}, /* 100.0 */
+                {"[-0]", 0, 0},                  /* 0 */
+                {"[-1,0,9223372036854775807]", 0, 1},
+                {"[\"\\u00e9\"]", 0, 0}, /* UTF-8 */
+                {"[\"\\/\"]", 0, 0},     /* '/' */
+                {"[\"\\u001f\"]", 0, 0}, /* upper case */
+                {"[\"\\u001F\\u0001\"]", 0, 1},
+                {"[\"\\n\\t\\\"\\\\\"]", 0, 1},
+                {"[\"\\u000a\"]", 0, 0}, /* \n */
+                {"[\"caf\xc3\xa9\x7f\"]", 0, 1},
+                {"{\"k\\u0041\":[1]}", 0, 1}, /* key escaped */
+                {"[true,false,null,[[]]]", 0, 3},
+                /* a repeated key frees a value: no table at all */
+                {"{\"a\":[1],\"a\":[2]}", 0, 0},
+                {"{\"a\":[1],\"b\":[2]}", JSON_REJECT_DUPLICATES, 3},
+        };
+        size_t i;
+        int bad = 0;
+
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                size_t n = src_same(cases[i].text, strlen(cases[i].text),
+                                    cases[i].flags, &bad);
+
+                if (n != cases[i].spans)
+                        fprintf(stderr, "  %s: %zu spans, expected %zu\n",
+                                cases[i].text, n, cases[i].spans);
+                EB_CHECK_INT((int)n, (int)cases[i].spans);
+        }
+        EB_CHECK_INT(bad, 0);
+        /* a text the fast path declines has no src, and the tree is
+         * jansson's */
+        {
+                struct eb_json_src *src = (struct eb_json_src *)1;
+                json_t *v = eb_json_loadb_src("[5e-324]", 8, 0, NULL, &src);
+
+                EB_CHECK(v != NULL && src == NULL);
+                json_decref(v);
+        }
+}
+
 static void test_read_random(void)
 {
         static const size_t fmts[] = {JSON_COMPACT, JSON_INDENT(2),
@@ -507,6 +615,7 @@ int main(void)
         EB_RUN(test_utf8);
         EB_RUN(test_envelope_bytes_unchanged);
         EB_RUN(test_read_table);
+        EB_RUN(test_read_src);
         EB_RUN(test_read_random);
         return eb_test_summary();
 }
