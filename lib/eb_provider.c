@@ -622,8 +622,21 @@ const char *eb_json_str(const json_t *obj, const char *key, size_t maxlen)
 
 char *eb_json_id_text(const json_t *v)
 {
-        if (json_is_integer(v))
-                return eb_xasprintf("%" PRId64, (int64_t)json_integer_value(v));
+        if (json_is_integer(v)) {
+                /* most ids are numbers (Kommo): no printf per event */
+                int64_t x = (int64_t)json_integer_value(v);
+                uint64_t u = x < 0 ? 0 - (uint64_t)x : (uint64_t)x;
+                char num[24], *p = num + sizeof(num);
+
+                *--p = '\0';
+                do {
+                        *--p = (char)('0' + u % 10);
+                        u /= 10;
+                } while (u);
+                if (x < 0)
+                        *--p = '-';
+                return eb_xstrdup(p);
+        }
         if (json_is_string(v)) {
                 size_t n = json_string_length(v);
 
