@@ -722,6 +722,8 @@ static json_t *read_object(struct rd *r, int depth)
 {
         const unsigned char *open = r->p - 1;
         unsigned long nc0 = r->nc;
+        size_t nkeys = 0; /* members read: more than the object's size
+                           * when a key came again */
         json_t *o = json_object();
 
         if (!o)
@@ -752,11 +754,7 @@ static json_t *read_object(struct rd *r, int depth)
                 memcpy(key, k, klen);
                 key[klen] = '\0';
                 skip_ws(r);
-                if (r->src && !r->reject_dups && json_object_getn(o, key, klen))
-                        r->src_bad = 1; /* the last one wins, the first
-                                           (maybe recorded) is freed */
-                if (r->p >= r->end || *r->p != ':' ||
-                    (r->reject_dups && json_object_getn(o, key, klen))) {
+                if (r->p >= r->end || *r->p != ':') {
                         if (key != kbuf)
                                 free(key);
                         goto fail;
@@ -770,6 +768,7 @@ static json_t *read_object(struct rd *r, int depth)
                 }
                 if (key != kbuf)
                         free(key);
+                nkeys++;
                 skip_ws(r);
                 if (r->p < r->end && *r->p == ',') {
                         r->p++;
@@ -778,6 +777,16 @@ static json_t *read_object(struct rd *r, int depth)
                 }
                 if (r->p < r->end && *r->p == '}') {
                         r->p++;
+                        if (json_object_size(o) != nkeys) {
+                                /* A key came again: refused with
+                                 * JSON_REJECT_DUPLICATES (jansson says
+                                 * where). Else the last one won and
+                                 * freed the first, whose address may be
+                                 * recorded: no table. */
+                                if (r->reject_dups)
+                                        goto fail;
+                                r->src_bad = 1;
+                        }
                         if (note_span(r, o, open, nc0))
                                 goto fail;
                         return o;
