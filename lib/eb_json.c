@@ -60,6 +60,27 @@ static const struct span *span_find(const struct eb_json_src *src,
         }
 }
 
+/* Smaller containers are written from the tree: copying saves little
+ * there, and a table entry costs 16 bytes. */
+#define EB_JSON_SPAN_MIN 24
+
+/* Room for the containers a text of @p len bytes likely holds, made
+ * before parsing: a table grown during the parse is a large allocation
+ * between the tree's small ones, and glibc then consolidates its free
+ * small blocks each time. */
+static int span_init(struct eb_json_src *src, size_t len)
+{
+        size_t cap = 64;
+
+        while (cap < len / 32 && cap < ((size_t)1 << 24))
+                cap *= 2;
+        src->tab = calloc(cap, sizeof(*src->tab));
+        if (!src->tab)
+                return -1;
+        src->cap = cap;
+        return 0;
+}
+
 static int span_add(struct eb_json_src *src, const json_t *v, size_t off,
                     size_t len)
 {
@@ -414,7 +435,7 @@ static void skip_ws(struct rd *r)
 static int note_span(struct rd *r, const json_t *v, const unsigned char *open,
                      unsigned long nc0)
 {
-        if (!r->src || r->nc != nc0)
+        if (!r->src || r->nc != nc0 || (size_t)(r->p - open) < EB_JSON_SPAN_MIN)
                 return 0;
         return span_add(r->src, v, (size_t)(open - r->start),
                         (size_t)(r->p - open));
@@ -922,20 +943,23 @@ json_t *eb_json_loadb_src(const char *buf, size_t len, size_t flags,
                           json_error_t *error, struct eb_json_src **srcp)
 {
         struct eb_json_src *src = calloc(1, sizeof(*src));
-        json_t *v = src ? load_fast(buf, len, flags, src) : NULL;
+        json_t *v = NULL;
 
         *srcp = NULL;
-        if (!v) {
+        /* the large blocks first, then the tree's small ones */
+        if (src && (span_init(src, len) || !(src->text = malloc(len + 1)))) {
+                free(src->tab);
+                free(src);
+                src = NULL;
+        }
+        v = load_fast(buf, len, flags, src);
+        if (!v || !src || !src->cnt) {
                 if (src) {
+                        free(src->text);
                         free(src->tab);
                         free(src);
                 }
-                return json_loadb(buf, len, flags, error);
-        }
-        if (!src->cnt || !(src->text = malloc(len ? len : 1))) {
-                free(src->tab);
-                free(src);
-                return v;
+                return v ? v : json_loadb(buf, len, flags, error);
         }
         memcpy(src->text, buf, len);
         src->refs = 1;
