@@ -64,15 +64,18 @@ static const struct span *span_find(const struct eb_json_src *src,
  * there, and a table entry costs 16 bytes. */
 #define EB_JSON_SPAN_MIN 24
 
-/* Room for the containers a text of @p len bytes likely holds, made
+/* Room for the containers a text of @p len bytes likely holds (one of
+ * 24 bytes or more per 128 bytes of text, at most half full), made
  * before parsing: a table grown during the parse is a large allocation
  * between the tree's small ones, and glibc then consolidates its free
- * small blocks each time. */
+ * small blocks each time. Not more: the table lives as long as the
+ * page's events, and a walk that is published oldest first holds all
+ * of its pages. */
 static int span_init(struct eb_json_src *src, size_t len)
 {
         size_t cap = 64;
 
-        while (cap < len / 32 && cap < ((size_t)1 << 24))
+        while (cap < len / 64 && cap < ((size_t)1 << 24))
                 cap *= 2;
         src->tab = calloc(cap, sizeof(*src->tab));
         if (!src->tab)
