@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,28 @@ struct eb_json_src {
         char *text;
         struct span *tab; /* open addressing, a power of two */
         size_t cap, cnt;
+        size_t bytes; /* text and table, counted in src_live */
 };
+
+/*
+ * Bytes of text and tables held by every live src of the process. A
+ * walk published oldest first holds all its pages until they are
+ * rendered (a backfill: many); past this budget pages are parsed
+ * without one and their events written from the tree (same bytes), so
+ * the memory this costs stays bounded whatever is buffered.
+ */
+static _Atomic size_t src_live;
+static _Atomic size_t src_budget = EB_JSON_SRC_BUDGET;
+
+size_t eb_json_src_set_budget(size_t bytes)
+{
+        return atomic_exchange(&src_budget, bytes);
+}
+
+size_t eb_json_src_live(void)
+{
+        return atomic_load(&src_live);
+}
 
 static size_t span_slot(const json_t *v, size_t cap)
 {
@@ -130,6 +152,7 @@ void eb_json_src_unref(struct eb_json_src *src)
 {
         if (!src || --src->refs > 0)
                 return;
+        atomic_fetch_sub(&src_live, src->bytes);
         json_decref(src->root);
         free(src->text);
         free(src->tab);
@@ -945,7 +968,12 @@ json_t *eb_json_loadb_fast(const char *buf, size_t len, size_t flags)
 json_t *eb_json_loadb_src(const char *buf, size_t len, size_t flags,
                           json_error_t *error, struct eb_json_src **srcp)
 {
-        struct eb_json_src *src = calloc(1, sizeof(*src));
+        /* the text, and about a slot of 16 bytes per 64 of it */
+        size_t need = len + len / 4 + 1024;
+        struct eb_json_src *src =
+                atomic_load(&src_live) + need <= atomic_load(&src_budget)
+                        ? calloc(1, sizeof(*src))
+                        : NULL;
         json_t *v = NULL;
 
         *srcp = NULL;
@@ -965,6 +993,8 @@ json_t *eb_json_loadb_src(const char *buf, size_t len, size_t flags,
                 return v ? v : json_loadb(buf, len, flags, error);
         }
         memcpy(src->text, buf, len);
+        src->bytes = len + 1 + src->cap * sizeof(*src->tab);
+        atomic_fetch_add(&src_live, src->bytes);
         src->refs = 1;
         src->root = json_incref(v);
         *srcp = src;

@@ -97,4 +97,14 @@ void eb_json_src_unref(struct eb_json_src *src);
 /** @returns how many containers @p src records (for tests). */
 size_t eb_json_src_spans(const struct eb_json_src *src);
 
+/** Bytes of text and tables all live srcs of the process may hold;
+ *  past it eb_json_loadb_src() makes none (the envelopes are the same,
+ *  written from the tree). */
+#define EB_JSON_SRC_BUDGET (4 * 1024 * 1024)
+
+/** @brief Set the budget (tests). @returns the previous one. */
+size_t eb_json_src_set_budget(size_t bytes);
+/** @returns the bytes all live srcs hold now. */
+size_t eb_json_src_live(void);
+
 #endif /* EB_JSON_H */

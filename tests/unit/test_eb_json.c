@@ -478,6 +478,45 @@ static void test_read_src(void)
         }
 }
 
+/* The memory all live srcs hold stays within the budget: past it pages
+ * parse without one (same tree), and freeing one makes room again. */
+static void test_read_src_budget(void)
+{
+        struct eb_buf b;
+        struct eb_json_src *s1 = NULL, *s2 = NULL, *s3 = NULL;
+        size_t live0 = eb_json_src_live(), old, i;
+        json_t *v1, *v2, *v3;
+
+        eb_buf_init(&b, 0);
+        EB_REQUIRE(eb_buf_append_str(&b, "[") == 0);
+        for (i = 0; i < 40; i++)
+                EB_REQUIRE(
+                        eb_buf_append_str(
+                                &b, i ? ",{\"k\":\"vvvvvvvvvvvvvvvvvvvv\"}"
+                                      : "{\"k\":\"vvvvvvvvvvvvvvvvvvvv\"}") ==
+                        0);
+        EB_REQUIRE(eb_buf_append_str(&b, "]") == 0);
+        old = eb_json_src_set_budget(live0 + 2 * (b.len + b.len / 4 + 1024) -
+                                     1);
+        v1 = eb_json_loadb_src(b.data, b.len, 0, NULL, &s1);
+        EB_CHECK(v1 != NULL && s1 != NULL);
+        EB_CHECK(eb_json_src_live() > live0);
+        v2 = eb_json_loadb_src(b.data, b.len, 0, NULL, &s2);
+        EB_CHECK(v2 != NULL && s2 == NULL); /* over the budget */
+        EB_CHECK(json_equal(v1, v2));
+        eb_json_src_unref(s1);
+        EB_CHECK_INT((int)eb_json_src_live(), (int)live0);
+        v3 = eb_json_loadb_src(b.data, b.len, 0, NULL, &s3);
+        EB_CHECK(v3 != NULL && s3 != NULL);
+        eb_json_src_unref(s3);
+        EB_CHECK_INT((int)eb_json_src_live(), (int)live0);
+        eb_json_src_set_budget(old);
+        json_decref(v1);
+        json_decref(v2);
+        json_decref(v3);
+        eb_buf_fini(&b);
+}
+
 static void test_read_random(void)
 {
         static const size_t fmts[] = {JSON_COMPACT, JSON_INDENT(2),
@@ -621,6 +660,7 @@ int main(void)
         EB_RUN(test_envelope_bytes_unchanged);
         EB_RUN(test_read_table);
         EB_RUN(test_read_src);
+        EB_RUN(test_read_src_budget);
         EB_RUN(test_read_random);
         return eb_test_summary();
 }
