@@ -61,6 +61,7 @@ int main(int argc, char **argv)
         const struct eb_provider *prov;
         struct eb_source_cfg src;
         int rounds = 100, parse_only = 0, i;
+        int64_t n;
         size_t len = 0, total = 0, j;
         double t0;
         char *body;
@@ -78,8 +79,15 @@ int main(int argc, char **argv)
         for (i = 3; i < argc; i++) {
                 if (!strcmp(argv[i], "--parse-only"))
                         parse_only = 1;
-                else
-                        rounds = atoi(argv[i]);
+                else if (eb_parse_i64(argv[i], &n) || n < 1 || n > 1000000) {
+                        fprintf(stderr,
+                                "ROUNDS: expected 1..1000000, got "
+                                "\"%s\"\n",
+                                argv[i]);
+                        return 2;
+                } else {
+                        rounds = (int)n;
+                }
         }
         body = slurp(argv[2], &len);
         if (!body) {
