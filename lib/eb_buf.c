@@ -52,7 +52,14 @@ static int grow(struct eb_buf *b, size_t need)
         return 0;
 }
 
-int eb_buf_append(struct eb_buf *b, const void *p, size_t n)
+int eb_buf_reserve(struct eb_buf *b, size_t n)
+{
+        if (b->limit && (n > b->limit || b->len > b->limit - n))
+                return -E2BIG;
+        return grow(b, b->len + n + 1);
+}
+
+int eb_buf_append_slow(struct eb_buf *b, const void *p, size_t n)
 {
         int rc;
 

@@ -27,6 +27,7 @@
  * APIs); a longer one is refused rather than cut. */
 #define EB_TOPIC_EXPANDED_MAX     65536
 #define EB_TOPIC_DEFAULT_TEMPLATE "{prefix}.{provider}.{entity}.{action}"
+#define EB_ENVELOPE_RESERVE       2048
 
 /* 9999-12-31T23:59:59.999Z: RFC 3339 has four-digit years. */
 #define EB_TIME_MAX_MS INT64_C(253402300799999)
@@ -416,10 +417,10 @@ static int put_data(struct eb_buf *b, const struct eb_event *evt)
 
         if ((rc = eb_buf_append_str(b, "{\"fields\":")))
                 return rc;
-        rc = evt->fields ? eb_json_put(b, evt->fields)
+        rc = evt->fields ? eb_json_put_src(b, evt->fields, evt->src)
                          : eb_buf_append(b, "{}", 2);
         if (rc || (rc = eb_buf_append_str(b, ",\"native\":")) ||
-            (rc = eb_json_put(b, evt->native)))
+            (rc = eb_json_put_src(b, evt->native, evt->src)))
                 return rc;
         return eb_buf_append(b, "}", 1);
 }
@@ -482,6 +483,10 @@ int eb_envelope_render(const struct eb_event *evt, const char *topic_template,
 
         memset(env, 0, sizeof(*env));
         eb_buf_init(&b, 0);
+        /* most envelopes fit: one allocation instead of a few */
+        if ((rc = eb_buf_reserve(&b, EB_ENVELOPE_RESERVE)))
+                goto out;
+        rc = -EINVAL;
         if (!event_valid(evt) ||
             (mode != EB_ENVELOPE_STRUCTURED && mode != EB_ENVELOPE_BINARY))
                 goto out;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eb_json.h"
 #include "eb_util.h"
 
 struct eb_event *eb_event_new(void)
@@ -28,6 +29,7 @@ void eb_event_free(struct eb_event *evt)
         json_decref(evt->native);
         free(evt->deadletter);
         free(evt->position);
+        eb_json_src_unref(evt->src);
         free(evt);
 }
 
@@ -46,29 +48,49 @@ static void lower(char *s)
                 *s = (char)tolower((unsigned char)*s);
 }
 
+/* "<a><sep><b><sep><c>" (NULL as ""), in one allocation: these run for
+ * every event, where a printf costs more than the copy. */
+static char *join3(const char *a, const char *b, const char *c, char sep,
+                   size_t *lenp)
+{
+        size_t la = a ? strlen(a) : 0, lb = b ? strlen(b) : 0,
+               lc = c ? strlen(c) : 0;
+        char *s = eb_xmalloc(la + lb + lc + 3), *p = s;
+
+        memcpy(p, a ? a : "", la);
+        p += la;
+        *p++ = sep;
+        memcpy(p, b ? b : "", lb);
+        p += lb;
+        *p++ = sep;
+        memcpy(p, c ? c : "", lc);
+        p[lc] = '\0';
+        if (lenp)
+                *lenp = la + lb + lc + 2;
+        return s;
+}
+
 char *eb_event_type(const struct eb_event *evt)
 {
-        char *t = eb_xasprintf("%s.%s.%s", evt->provider ? evt->provider : "",
-                               evt->entity_type ? evt->entity_type : "",
-                               evt->action ? evt->action : "");
+        char *t =
+                join3(evt->provider, evt->entity_type, evt->action, '.', NULL);
+
         lower(t);
         return t;
 }
 
 char *eb_event_key(const struct eb_event *evt)
 {
-        return eb_xasprintf("%s/%s/%s",
-                            evt->source_name ? evt->source_name : "",
-                            evt->entity_type ? evt->entity_type : "",
-                            evt->entity_id ? evt->entity_id : "");
+        return join3(evt->source_name, evt->entity_type, evt->entity_id, '/',
+                     NULL);
 }
 
 char *eb_event_dedupe_key(const struct eb_event *evt, size_t *lenp)
 {
-        char *k = eb_xasprintf(
-                "%s\x1f%s\x1f%s", evt->source_name ? evt->source_name : "",
-                evt->id ? evt->id : "", evt->version ? evt->version : "");
+        size_t len;
+        char *k = join3(evt->source_name, evt->id, evt->version, '\x1f', &len);
+
         if (lenp)
-                *lenp = strlen(k);
+                *lenp = len;
         return k;
 }

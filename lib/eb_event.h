@@ -34,6 +34,8 @@
 
 #include "eb_log.h"
 
+struct eb_json_src;
+
 /**
  * A normalized event. All strings and JSON are owned by the struct
  * (freed by eb_event_free()). Optional fields may be NULL.
@@ -63,6 +65,10 @@ struct eb_event {
          * fingerprint (a full version published later still goes out),
          * and drops it when the full version was already published. */
         int stripped;
+        /* Added: the page text @p native was read from (a reference, may
+         * be NULL): rendering copies the parts of it that are already
+         * written as the envelope writes them (eb_json_put_src()). */
+        struct eb_json_src *src;
 };
 
 /** @returns new zeroed event. */

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,152 @@ static const unsigned char needs_escape[256] = {
         [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1, [0x1c] = 1, [0x1d] = 1,
         [0x1e] = 1, [0x1f] = 1, ['"'] = 1,  ['\\'] = 1,
 };
+
+/*
+ * A parsed text and its canonical containers: the objects and arrays
+ * whose bytes in the text are exactly what put() writes for them
+ * (compact, keys in order, no duplicate, strings escaped as
+ * eb_json_put_chars() escapes them, numbers as put() formats them).
+ * Keyed by the json_t's address; the tree is held (root) so that no
+ * mapped address is freed and reused while the table lives.
+ */
+struct span {
+        const json_t *v; /* NULL: free slot */
+        uint32_t off, len;
+};
+
+struct eb_json_src {
+        int refs;
+        json_t *root;
+        char *text;
+        struct span *tab; /* open addressing, a power of two */
+        size_t cap, cnt;
+        size_t bytes; /* text and table, counted in src_live */
+};
+
+/*
+ * Bytes of text and tables held by every live src of the process. A
+ * walk published oldest first holds all its pages until they are
+ * rendered (a backfill: many); past this budget pages are parsed
+ * without one and their events written from the tree (same bytes), so
+ * the memory this costs stays bounded whatever is buffered.
+ */
+static _Atomic size_t src_live;
+static _Atomic size_t src_budget = EB_JSON_SRC_BUDGET;
+
+size_t eb_json_src_set_budget(size_t bytes)
+{
+        return atomic_exchange(&src_budget, bytes);
+}
+
+size_t eb_json_src_live(void)
+{
+        return atomic_load(&src_live);
+}
+
+static size_t span_slot(const json_t *v, size_t cap)
+{
+        uint64_t h = (uint64_t)(uintptr_t)v * UINT64_C(0x9E3779B97F4A7C15);
+
+        return (size_t)(h >> 32) & (cap - 1);
+}
+
+static const struct span *span_find(const struct eb_json_src *src,
+                                    const json_t *v)
+{
+        size_t i;
+
+        if (!src->cnt)
+                return NULL;
+        for (i = span_slot(v, src->cap);; i = (i + 1) & (src->cap - 1)) {
+                if (src->tab[i].v == v)
+                        return &src->tab[i];
+                if (!src->tab[i].v)
+                        return NULL;
+        }
+}
+
+/* Smaller containers are written from the tree: copying saves little
+ * there, and a table entry costs 16 bytes. */
+#define EB_JSON_SPAN_MIN 24
+
+/* Room for the containers a text of @p len bytes likely holds (one of
+ * 24 bytes or more per 128 bytes of text, at most half full), made
+ * before parsing: a table grown during the parse is a large allocation
+ * between the tree's small ones, and glibc then consolidates its free
+ * small blocks each time. Not more: the table lives as long as the
+ * page's events, and a walk that is published oldest first holds all
+ * of its pages. */
+static int span_init(struct eb_json_src *src, size_t len)
+{
+        size_t cap = 64;
+
+        while (cap < len / 64 && cap < ((size_t)1 << 24))
+                cap *= 2;
+        src->tab = calloc(cap, sizeof(*src->tab));
+        if (!src->tab)
+                return -1;
+        src->cap = cap;
+        return 0;
+}
+
+static int span_add(struct eb_json_src *src, const json_t *v, size_t off,
+                    size_t len)
+{
+        size_t i;
+
+        if (off > UINT32_MAX || len > UINT32_MAX)
+                return 0; /* not recorded: written the long way */
+        if ((src->cnt + 1) * 2 > src->cap) {
+                size_t ncap = src->cap ? src->cap * 2 : 64, j;
+                struct span *nt = calloc(ncap, sizeof(*nt));
+
+                if (!nt)
+                        return -1;
+                for (j = 0; j < src->cap; j++) {
+                        if (!src->tab[j].v)
+                                continue;
+                        for (i = span_slot(src->tab[j].v, ncap); nt[i].v;
+                             i = (i + 1) & (ncap - 1))
+                                ;
+                        nt[i] = src->tab[j];
+                }
+                free(src->tab);
+                src->tab = nt;
+                src->cap = ncap;
+        }
+        for (i = span_slot(v, src->cap); src->tab[i].v;
+             i = (i + 1) & (src->cap - 1))
+                ;
+        src->tab[i].v = v;
+        src->tab[i].off = (uint32_t)off;
+        src->tab[i].len = (uint32_t)len;
+        src->cnt++;
+        return 0;
+}
+
+struct eb_json_src *eb_json_src_ref(struct eb_json_src *src)
+{
+        if (src)
+                src->refs++;
+        return src;
+}
+
+void eb_json_src_unref(struct eb_json_src *src)
+{
+        if (!src || --src->refs > 0)
+                return;
+        atomic_fetch_sub(&src_live, src->bytes);
+        json_decref(src->root);
+        free(src->text);
+        free(src->tab);
+        free(src);
+}
+
+size_t eb_json_src_spans(const struct eb_json_src *src)
+{
+        return src ? src->cnt : 0;
+}
 
 int eb_json_put_chars(struct eb_buf *b, const char *s, size_t len)
 {
@@ -98,12 +246,12 @@ static char *fmt_int(char *end, json_int_t v)
 
 /* jansson's real format: %.17g, then ".0" if it reads as an integer, and
  * the exponent without '+' or leading zeros ("1e+20" -> "1e20"). */
-static int put_real(struct eb_buf *b, double d)
+static int fmt_real(char buf[64], double d)
 {
-        char buf[64], *e, *digits, *p;
-        int n = snprintf(buf, sizeof(buf), "%.17g", d);
+        char *e, *digits, *p;
+        int n = snprintf(buf, 64, "%.17g", d);
 
-        if (n < 0 || (size_t)n >= sizeof(buf) - 3)
+        if (n < 0 || (size_t)n >= 64 - 3)
                 return -EINVAL;
         if (!strchr(buf, '.') && !strchr(buf, 'e')) {
                 buf[n++] = '.';
@@ -122,10 +270,22 @@ static int put_real(struct eb_buf *b, double d)
                         p++;
                 memmove(digits, p, strlen(p) + 1);
         }
-        return eb_buf_append(b, buf, strlen(buf));
+        return 0;
 }
 
-static int put(struct eb_buf *b, const json_t *v, int depth)
+static int put_real(struct eb_buf *b, double d)
+{
+        char buf[64];
+        int rc = fmt_real(buf, d);
+
+        return rc ? rc : eb_buf_append(b, buf, strlen(buf));
+}
+
+static const struct span *span_find(const struct eb_json_src *src,
+                                    const json_t *v);
+
+static int put(struct eb_buf *b, const json_t *v, int depth,
+               const struct eb_json_src *src)
 {
         char num[32];
         size_t i;
@@ -133,6 +293,14 @@ static int put(struct eb_buf *b, const json_t *v, int depth)
 
         if (!v || depth > EB_JSON_MAX_DEPTH)
                 return -EINVAL;
+        if (src && (json_is_object(v) || json_is_array(v))) {
+                const struct span *sp = span_find(src, v);
+
+                /* text the reader found already written as put() would
+                 * write it: copied as it is */
+                if (sp)
+                        return eb_buf_append(b, src->text + sp->off, sp->len);
+        }
         switch (json_typeof(v)) {
         case JSON_OBJECT: {
                 void *it = json_object_iter((json_t *)v);
@@ -148,8 +316,8 @@ static int put(struct eb_buf *b, const json_t *v, int depth)
                                      b, json_object_iter_key(it),
                                      json_object_iter_key_len(it))) ||
                             (rc = eb_buf_append(b, ":", 1)) ||
-                            (rc = put(b, json_object_iter_value(it),
-                                      depth + 1)))
+                            (rc = put(b, json_object_iter_value(it), depth + 1,
+                                      src)))
                                 return rc;
                 }
                 return eb_buf_append(b, "}", 1);
@@ -160,7 +328,7 @@ static int put(struct eb_buf *b, const json_t *v, int depth)
                 for (i = 0; i < json_array_size(v); i++) {
                         if (i && (rc = eb_buf_append(b, ",", 1)))
                                 return rc;
-                        if ((rc = put(b, json_array_get(v, i), depth + 1)))
+                        if ((rc = put(b, json_array_get(v, i), depth + 1, src)))
                                 return rc;
                 }
                 return eb_buf_append(b, "]", 1);
@@ -185,7 +353,13 @@ static int put(struct eb_buf *b, const json_t *v, int depth)
 
 int eb_json_put(struct eb_buf *b, const json_t *v)
 {
-        return put(b, v, 0);
+        return put(b, v, 0, NULL);
+}
+
+int eb_json_put_src(struct eb_buf *b, const json_t *v,
+                    const struct eb_json_src *src)
+{
+        return put(b, v, 0, src);
 }
 
 char *eb_json_dumps(const json_t *v)
@@ -256,16 +430,55 @@ int eb_utf8_valid(const char *str, size_t len)
 
 struct rd {
         const unsigned char *p, *end;
+        const unsigned char *start; /* of the text */
         int reject_dups;
         char *scratch; /* decoded strings with escapes */
         size_t scratch_cap;
+        /* eb_json_loadb_src(): where to record canonical containers, and
+         * how many non-canonical tokens (whitespace, an escape or number
+         * put() would write differently, a repeated key) were read so
+         * far: a container is canonical when none was read inside it. */
+        struct eb_json_src *src;
+        unsigned long nc;
+        /* a repeated key replaced (freed) a value whose address may be in
+         * the table: the table is dropped */
+        int src_bad;
 };
 
 static void skip_ws(struct rd *r)
 {
+        const unsigned char *p0 = r->p;
+
         while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' ||
                                  *r->p == '\r' || *r->p == '\t'))
                 r->p++;
+        if (r->p != p0)
+                r->nc++;
+}
+
+/* Record the container @p v read from @p open to r->p if nothing
+ * non-canonical was read since @p nc0. @returns 0 or -1 (no memory). */
+static int note_span(struct rd *r, const json_t *v, const unsigned char *open,
+                     unsigned long nc0)
+{
+        if (!r->src || r->nc != nc0 || (size_t)(r->p - open) < EB_JSON_SPAN_MIN)
+                return 0;
+        return span_add(r->src, v, (size_t)(open - r->start),
+                        (size_t)(r->p - open));
+}
+
+/* Is "\\u" + @p p (4 hex digits, value @p cp) what eb_json_put_chars()
+ * writes for @p cp? Only for control characters without a short escape,
+ * in upper case. */
+static int canonical_u(const unsigned char *p, unsigned cp)
+{
+        static const char hex[] = "0123456789ABCDEF";
+
+        if (cp >= 0x20 || cp == '\b' || cp == '\f' || cp == '\n' ||
+            cp == '\r' || cp == '\t')
+                return 0;
+        return p[0] == '0' && p[1] == '0' && p[2] == hex[cp >> 4] &&
+               p[3] == hex[cp & 15];
 }
 
 static int hex4(const unsigned char *p, unsigned *out)
@@ -368,9 +581,11 @@ static int read_str(struct rd *r, const char **sp, size_t *lenp)
                         size_t n;
 
                         switch (*p) {
+                        case '/':
+                                r->nc++; /* written back as '/' */
+                                /* fall through */
                         case '"':
                         case '\\':
-                        case '/':
                                 c = (char)*p;
                                 break;
                         case 'b':
@@ -391,6 +606,8 @@ static int read_str(struct rd *r, const char **sp, size_t *lenp)
                         case 'u':
                                 if (r->end - p < 5 || hex4(p + 1, &cp))
                                         return -1;
+                                if (!canonical_u(p + 1, cp))
+                                        r->nc++;
                                 p += 5;
                                 if (cp >= 0xdc00 && cp <= 0xdfff)
                                         return -1;
@@ -518,6 +735,8 @@ static json_t *read_num(struct rd *r)
                 if (*s == '-') {
                         if (v > (unsigned long long)LLONG_MAX + 1)
                                 return NULL;
+                        if (!v)
+                                r->nc++; /* "-0" is written "0" */
                         return json_integer(v ? (json_int_t)(0 - v) : 0);
                 }
                 if (v > (unsigned long long)LLONG_MAX)
@@ -534,6 +753,12 @@ static json_t *read_num(struct rd *r)
                 d = strtod(tok, &end);
                 if (errno || end != tok + n)
                         return NULL;
+                if (r->src) {
+                        char out[64];
+
+                        if (fmt_real(out, d) || strcmp(out, tok))
+                                r->nc++;
+                }
                 return json_real(d);
         }
 }
@@ -542,6 +767,10 @@ static json_t *read_value(struct rd *r, int depth);
 
 static json_t *read_object(struct rd *r, int depth)
 {
+        const unsigned char *open = r->p - 1;
+        unsigned long nc0 = r->nc;
+        size_t nkeys = 0; /* members read: more than the object's size
+                           * when a key came again */
         json_t *o = json_object();
 
         if (!o)
@@ -549,6 +778,8 @@ static json_t *read_object(struct rd *r, int depth)
         skip_ws(r);
         if (r->p < r->end && *r->p == '}') {
                 r->p++;
+                if (note_span(r, o, open, nc0))
+                        goto fail;
                 return o;
         }
         for (;;) {
@@ -570,8 +801,7 @@ static json_t *read_object(struct rd *r, int depth)
                 memcpy(key, k, klen);
                 key[klen] = '\0';
                 skip_ws(r);
-                if (r->p >= r->end || *r->p != ':' ||
-                    (r->reject_dups && json_object_getn(o, key, klen))) {
+                if (r->p >= r->end || *r->p != ':') {
                         if (key != kbuf)
                                 free(key);
                         goto fail;
@@ -585,6 +815,7 @@ static json_t *read_object(struct rd *r, int depth)
                 }
                 if (key != kbuf)
                         free(key);
+                nkeys++;
                 skip_ws(r);
                 if (r->p < r->end && *r->p == ',') {
                         r->p++;
@@ -593,6 +824,18 @@ static json_t *read_object(struct rd *r, int depth)
                 }
                 if (r->p < r->end && *r->p == '}') {
                         r->p++;
+                        if (json_object_size(o) != nkeys) {
+                                /* A key came again: refused with
+                                 * JSON_REJECT_DUPLICATES (jansson says
+                                 * where). Else the last one won and
+                                 * freed the first, whose address may be
+                                 * recorded: no table. */
+                                if (r->reject_dups)
+                                        goto fail;
+                                r->src_bad = 1;
+                        }
+                        if (note_span(r, o, open, nc0))
+                                goto fail;
                         return o;
                 }
                 goto fail;
@@ -604,6 +847,8 @@ fail:
 
 static json_t *read_array(struct rd *r, int depth)
 {
+        const unsigned char *open = r->p - 1;
+        unsigned long nc0 = r->nc;
         json_t *a = json_array();
 
         if (!a)
@@ -611,6 +856,8 @@ static json_t *read_array(struct rd *r, int depth)
         skip_ws(r);
         if (r->p < r->end && *r->p == ']') {
                 r->p++;
+                if (note_span(r, a, open, nc0))
+                        goto fail;
                 return a;
         }
         for (;;) {
@@ -625,6 +872,8 @@ static json_t *read_array(struct rd *r, int depth)
                 }
                 if (r->p < r->end && *r->p == ']') {
                         r->p++;
+                        if (note_span(r, a, open, nc0))
+                                goto fail;
                         return a;
                 }
                 goto fail;
@@ -680,7 +929,8 @@ static json_t *read_value(struct rd *r, int depth)
         }
 }
 
-json_t *eb_json_loadb_fast(const char *buf, size_t len, size_t flags)
+static json_t *load_fast(const char *buf, size_t len, size_t flags,
+                         struct eb_json_src *src)
 {
         struct rd r;
         json_t *v = NULL;
@@ -689,7 +939,9 @@ json_t *eb_json_loadb_fast(const char *buf, size_t len, size_t flags)
                 return NULL;
         memset(&r, 0, sizeof(r));
         r.p = (const unsigned char *)buf;
+        r.start = r.p;
         r.end = r.p + len;
+        r.src = src;
         r.reject_dups = !!(flags & JSON_REJECT_DUPLICATES);
         skip_ws(&r);
         /* like json_loadb() without JSON_DECODE_ANY: an object or array */
@@ -703,6 +955,49 @@ json_t *eb_json_loadb_fast(const char *buf, size_t len, size_t flags)
                 }
         }
         free(r.scratch);
+        if (src && r.src_bad)
+                src->cnt = 0; /* eb_json_loadb_src() drops it */
+        return v;
+}
+
+json_t *eb_json_loadb_fast(const char *buf, size_t len, size_t flags)
+{
+        return load_fast(buf, len, flags, NULL);
+}
+
+json_t *eb_json_loadb_src(const char *buf, size_t len, size_t flags,
+                          json_error_t *error, struct eb_json_src **srcp)
+{
+        /* the text, and about a slot of 16 bytes per 64 of it */
+        size_t need = len + len / 4 + 1024;
+        struct eb_json_src *src =
+                atomic_load(&src_live) + need <= atomic_load(&src_budget)
+                        ? calloc(1, sizeof(*src))
+                        : NULL;
+        json_t *v = NULL;
+
+        *srcp = NULL;
+        /* the large blocks first, then the tree's small ones */
+        if (src && (span_init(src, len) || !(src->text = malloc(len + 1)))) {
+                free(src->tab);
+                free(src);
+                src = NULL;
+        }
+        v = load_fast(buf, len, flags, src);
+        if (!v || !src || !src->cnt) {
+                if (src) {
+                        free(src->text);
+                        free(src->tab);
+                        free(src);
+                }
+                return v ? v : json_loadb(buf, len, flags, error);
+        }
+        memcpy(src->text, buf, len);
+        src->bytes = len + 1 + src->cap * sizeof(*src->tab);
+        atomic_fetch_add(&src_live, src->bytes);
+        src->refs = 1;
+        src->root = json_incref(v);
+        *srcp = src;
         return v;
 }
 

@@ -61,4 +61,50 @@ json_t *eb_json_loadb(const char *buf, size_t len, size_t flags,
  *  tests). */
 json_t *eb_json_loadb_fast(const char *buf, size_t len, size_t flags);
 
+/*
+ * A parsed text kept with its tree, so that writing the tree again costs
+ * a copy: eb_json_loadb_src() records every object and array whose bytes
+ * in the text are already what eb_json_put() writes for it (compact, no
+ * repeated key, escapes and numbers as eb_json_put() writes them), and
+ * eb_json_put_src() copies those bytes instead of walking the subtree.
+ * Same output as eb_json_put(), always (cross-checked by
+ * tests/unit/test_eb_json.c and the json_load and page fuzz targets).
+ *
+ * The tree must not change while its src lives: nothing may be added to
+ * or removed from a container of it (new containers holding parts of it
+ * are fine). The src holds a reference to the root, so a recorded
+ * address is never freed and reused before the src is.
+ */
+struct eb_json_src;
+
+/**
+ * @brief eb_json_loadb(), and in @p *srcp the text and its canonical
+ * containers (a reference for the caller), or NULL when the fast path
+ * declined or found none (then eb_json_put_src() is eb_json_put()).
+ */
+json_t *eb_json_loadb_src(const char *buf, size_t len, size_t flags,
+                          json_error_t *error, struct eb_json_src **srcp);
+
+/** @brief eb_json_put(), copying what @p src (may be NULL) holds. */
+int eb_json_put_src(struct eb_buf *b, const json_t *v,
+                    const struct eb_json_src *src) EB_WUR;
+
+/** @returns @p src with one more reference (NULL: NULL). */
+struct eb_json_src *eb_json_src_ref(struct eb_json_src *src);
+/** @brief Drop a reference; the last frees the text, the table and the
+ *  tree's reference. NULL is a no-op. */
+void eb_json_src_unref(struct eb_json_src *src);
+/** @returns how many containers @p src records (for tests). */
+size_t eb_json_src_spans(const struct eb_json_src *src);
+
+/** Bytes of text and tables all live srcs of the process may hold;
+ *  past it eb_json_loadb_src() makes none (the envelopes are the same,
+ *  written from the tree). */
+#define EB_JSON_SRC_BUDGET (4 * 1024 * 1024)
+
+/** @brief Set the budget (tests). @returns the previous one. */
+size_t eb_json_src_set_budget(size_t bytes);
+/** @returns the bytes all live srcs hold now. */
+size_t eb_json_src_live(void);
+
 #endif /* EB_JSON_H */

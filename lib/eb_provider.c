@@ -382,6 +382,7 @@ void eb_page_fini(struct eb_page *page)
         if (!page)
                 return;
         eb_events_free(page->events, page->events_cnt);
+        eb_json_src_unref(page->src);
         eb_page_init(page);
 }
 
@@ -394,6 +395,8 @@ int eb_page_add_event(struct eb_page *page, struct eb_event *evt)
         page->events = eb_xrealloc(page->events, (page->events_cnt + 1) *
                                                          sizeof(*page->events));
         page->events[page->events_cnt++] = evt;
+        if (page->src && !evt->src)
+                evt->src = eb_json_src_ref(page->src);
         return 0;
 }
 
@@ -580,8 +583,10 @@ json_t *eb_resp_json_object(const struct eb_response *resp,
                              "HTTP %ld with an empty body", resp->status);
                 return NULL;
         }
-        root = eb_json_loadb(resp->body, resp->body_len, JSON_REJECT_DUPLICATES,
-                             &jerr);
+        eb_json_src_unref(page->src);
+        page->src = NULL;
+        root = eb_json_loadb_src(resp->body, resp->body_len,
+                                 JSON_REJECT_DUPLICATES, &jerr, &page->src);
         if (!root) {
                 eb_page_fail(page, EB_RESP_BAD_BODY,
                              "invalid JSON at line %d column %d: %s", jerr.line,
@@ -641,8 +646,21 @@ const char *eb_json_str(const json_t *obj, const char *key, size_t maxlen)
 
 char *eb_json_id_text(const json_t *v)
 {
-        if (json_is_integer(v))
-                return eb_xasprintf("%" PRId64, (int64_t)json_integer_value(v));
+        if (json_is_integer(v)) {
+                /* most ids are numbers (Kommo): no printf per event */
+                int64_t x = (int64_t)json_integer_value(v);
+                uint64_t u = x < 0 ? 0 - (uint64_t)x : (uint64_t)x;
+                char num[24], *p = num + sizeof(num);
+
+                *--p = '\0';
+                do {
+                        *--p = (char)('0' + u % 10);
+                        u /= 10;
+                } while (u);
+                if (x < 0)
+                        *--p = '-';
+                return eb_xstrdup(p);
+        }
         if (json_is_string(v)) {
                 size_t n = json_string_length(v);
 
@@ -830,6 +848,9 @@ void eb_walk_response_end(struct eb_walk *w, struct eb_page *page)
         const struct eb_event *first = NULL;
         size_t i, n = 0, len;
 
+        /* the events hold what they need of it */
+        eb_json_src_unref(page->src);
+        page->src = NULL;
         if (page->kind != EB_RESP_OK)
                 return;
         for (i = 0; i < page->events_cnt; i++) {

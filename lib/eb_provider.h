@@ -80,6 +80,10 @@ struct eb_page {
         /* Events the adapter dropped on purpose (an allow-list such as
          * Kota options.types); they still advance the checkpoint. */
         size_t skipped_cnt;
+        /* Added: the body as eb_resp_json_object() read it (a reference,
+         * may be NULL); eb_page_add_event() hands it to each event, and
+         * eb_walk_response_end() drops the page's own reference. */
+        struct eb_json_src *src;
 };
 
 /** One walk over the events list. Owned by the scheduler. */

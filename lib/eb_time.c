@@ -203,6 +203,12 @@ int eb_rfc3339_parse(const char *s, int64_t *ms)
         return 0;
 }
 
+static void put2(char *p, int v)
+{
+        p[0] = (char)('0' + v / 10 % 10);
+        p[1] = (char)('0' + v % 10);
+}
+
 void eb_rfc3339_format(int64_t ms, int frac_digits, char *buf, size_t sz)
 {
         int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
@@ -211,7 +217,32 @@ void eb_rfc3339_format(int64_t ms, int frac_digits, char *buf, size_t sz)
         struct tm tm;
 
         gmtime_r(&tt, &tm);
-        if (frac_digits == 3)
+        if (frac_digits == 3 && sz >= 25 && tm.tm_year >= -1900 &&
+            tm.tm_year <= 9999 - 1900) {
+                /* every envelope has one: the digits without printf */
+                int y = tm.tm_year + 1900;
+
+                buf[0] = (char)('0' + y / 1000);
+                buf[1] = (char)('0' + y / 100 % 10);
+                buf[2] = (char)('0' + y / 10 % 10);
+                buf[3] = (char)('0' + y % 10);
+                buf[4] = '-';
+                put2(buf + 5, tm.tm_mon + 1);
+                buf[7] = '-';
+                put2(buf + 8, tm.tm_mday);
+                buf[10] = 'T';
+                put2(buf + 11, tm.tm_hour);
+                buf[13] = ':';
+                put2(buf + 14, tm.tm_min);
+                buf[16] = ':';
+                put2(buf + 17, tm.tm_sec);
+                buf[19] = '.';
+                buf[20] = (char)('0' + msec / 100);
+                buf[21] = (char)('0' + msec / 10 % 10);
+                buf[22] = (char)('0' + msec % 10);
+                buf[23] = 'Z';
+                buf[24] = '\0';
+        } else if (frac_digits == 3)
                 snprintf(buf, sz, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
                          tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                          tm.tm_hour, tm.tm_min, tm.tm_sec, msec);

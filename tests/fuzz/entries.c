@@ -209,6 +209,33 @@ static int check_event(const struct eb_event *evt)
                         }
                         json_decref(v);
                 }
+                /* The page's text, where it is used, changes no byte. */
+                if (evt->src) {
+                        struct eb_event plain = *evt;
+                        struct eb_envelope env2;
+
+                        plain.src = NULL;
+                        if (eb_envelope_render(
+                                    &plain,
+                                    mode ? "{source}.{account}.{entity}"
+                                         : fz.cfg->topic_template,
+                                    fz.cfg->topic_prefix,
+                                    mode ? EB_ENVELOPE_BINARY
+                                         : EB_ENVELOPE_STRUCTURED,
+                                    &env2)) {
+                                rc = -1;
+                        } else {
+                                if (env2.value_len != env.value_len ||
+                                    memcmp(env2.value, env.value,
+                                           env.value_len)) {
+                                        fprintf(stderr,
+                                                "fuzz: envelope differs "
+                                                "with the page's text\n");
+                                        rc = -1;
+                                }
+                                eb_envelope_fini(&env2);
+                        }
+                }
                 if (!env.topic || !*env.topic || strlen(env.topic) > 249 ||
                     strspn(env.topic,
                            "abcdefghijklmnopqrstuvwxyz0123456789.-") !=
@@ -934,6 +961,33 @@ int eb_fuzz_json_dump(const uint8_t *data, size_t size)
         return rc;
 }
 
+/* Every container under @p v written with @p src as without it: the
+ * text eb_json_loadb_src() keeps must never change a byte. */
+static int src_same(const json_t *v, const struct eb_json_src *src)
+{
+        struct eb_buf a, b;
+        const char *key;
+        json_t *c;
+        size_t i;
+        int rc = 0;
+
+        if (!json_is_object(v) && !json_is_array(v))
+                return 0;
+        eb_buf_init(&a, 0);
+        eb_buf_init(&b, 0);
+        if (eb_json_put(&a, v) || eb_json_put_src(&b, v, src) ||
+            a.len != b.len || memcmp(a.data, b.data, a.len))
+                rc = -1;
+        eb_buf_fini(&a);
+        eb_buf_fini(&b);
+        if (json_is_object(v)) {
+                json_object_foreach((json_t *)v, key, c) rc |= src_same(c, src);
+        } else {
+                json_array_foreach(v, i, c) rc |= src_same(c, src);
+        }
+        return rc;
+}
+
 int eb_fuzz_json_load(const uint8_t *data, size_t size)
 {
         static const size_t flags[] = {0, JSON_REJECT_DUPLICATES};
@@ -960,6 +1014,21 @@ int eb_fuzz_json_load(const uint8_t *data, size_t size)
                         fprintf(stderr, "fuzz: eb_json_loadb differs from "
                                         "json_loadb\n");
                         rc = -1;
+                }
+                {
+                        struct eb_json_src *src = NULL;
+                        json_t *v = eb_json_loadb_src(text, size, flags[i],
+                                                      NULL, &src);
+
+                        if (!!v != !!ref || (v && !json_equal(v, ref)) ||
+                            (src && !v) || (v && src_same(v, src))) {
+                                fprintf(stderr, "fuzz: eb_json_loadb_src "
+                                                "differs from json_loadb "
+                                                "and eb_json_put\n");
+                                rc = -1;
+                        }
+                        json_decref(v);
+                        eb_json_src_unref(src);
                 }
                 free(a);
                 free(b);

@@ -239,6 +239,59 @@ static void test_utf8(void)
         }
 }
 
+/* Every container under @p v written with @p src as without it.
+ * @returns the number of containers that differ. */
+static int src_walk(const json_t *v, const struct eb_json_src *src)
+{
+        struct eb_buf a, b;
+        const char *key;
+        json_t *c;
+        size_t i;
+        int diff = 0;
+
+        if (!json_is_object(v) && !json_is_array(v))
+                return 0;
+        eb_buf_init(&a, 0);
+        eb_buf_init(&b, 0);
+        if (eb_json_put(&a, v) || eb_json_put_src(&b, v, src) ||
+            a.len != b.len || memcmp(a.data, b.data, a.len)) {
+                fprintf(stderr, "  with src: %.*s\n  without:  %.*s\n",
+                        (int)(b.len > 300 ? 300 : b.len), b.data ? b.data : "",
+                        (int)(a.len > 300 ? 300 : a.len), a.data ? a.data : "");
+                diff++;
+        }
+        eb_buf_fini(&a);
+        eb_buf_fini(&b);
+        if (json_is_object(v)) {
+                json_object_foreach((json_t *)v, key, c) diff +=
+                        src_walk(c, src);
+        } else {
+                json_array_foreach(v, i, c) diff += src_walk(c, src);
+        }
+        return diff;
+}
+
+/* eb_json_loadb_src(): the same tree as json_loadb(), and the text it
+ * keeps never changes what is written. @returns its span count. */
+static size_t src_same(const char *text, size_t len, size_t flags, int *bad)
+{
+        struct eb_json_src *src = NULL;
+        json_t *v = eb_json_loadb_src(text, len, flags, NULL, &src);
+        json_t *ref = json_loadb(text, len, flags, NULL);
+        size_t n = eb_json_src_spans(src);
+
+        if (!!v != !!ref || (v && !json_equal(v, ref)) || (src && !v) ||
+            (src && !n) || src_walk(v, src)) {
+                if (!(*bad)++)
+                        fprintf(stderr, "  src differs on %.*s\n",
+                                (int)(len > 300 ? 300 : len), text);
+        }
+        json_decref(v);
+        json_decref(ref);
+        eb_json_src_unref(src);
+        return n;
+}
+
 /* The fast reader either declines or builds jansson's tree, byte for byte
  * once dumped (insertion order and reals included). @returns 1 if it
  * built it. */
@@ -248,6 +301,7 @@ static int read_same(const char *text, size_t len, size_t flags, int *bad)
         json_t *ref = json_loadb(text, len, flags, NULL);
         int built = fast != NULL;
 
+        (void)src_same(text, len, flags, bad);
         if (fast) {
                 char *a = ref ? json_dumps(ref, JSON_COMPACT) : NULL;
                 char *b = json_dumps(fast, JSON_COMPACT);
@@ -365,6 +419,104 @@ static void test_read_table(void)
 
 /* Random trees written compact, indented and ASCII-escaped, read back;
  * then every byte of some of them flipped. */
+/* Which containers eb_json_loadb_src() keeps as text: only those already
+ * written as eb_json_put() writes them. */
+static void test_read_src(void)
+{
+        static const struct {
+                const char *text;
+                size_t flags, spans;
+        } cases[] = {
+        /* P: 26 bytes, so that every container below is long
+         * enough to be kept (EB_JSON_SPAN_MIN) */
+#define P "\"pppppppppppppppppppppppp\""
+                {"{\"a\":[" P "],\"b\":{\"c\":" P "}}", 0, 3},
+                {"{\"a\":[],\"b\":{},\"c\":" P "}", 0, 1}, /* {} [] */
+                {"{\"a\": " P "}", 0, 0},                  /* whitespace */
+                {" {\"a\":" P "} ", 0, 1},                 /* outside: fine */
+                {"{\"a\":[" P "],\"b\":1.50}", 0, 1},      /* 1.5 */
+                {"{\"a\":[" P "],\"b\":1.5}", 0, 2},
+                {"{\"a\":[" P "],\"b\":1e2}", 0, 1}, /* 100.0 */
+                {"[-0," P "]", 0, 0},                /* 0 */
+                {"[-1,0,9223372036854775807," P "]", 0, 1},
+                {"[\"\\u00e9\"," P "]", 0, 0}, /* UTF-8 */
+                {"[\"\\/\"," P "]", 0, 0},     /* '/' */
+                {"[\"\\u001f\"," P "]", 0, 0}, /* upper case */
+                {"[\"\\u001F\\u0001\"," P "]", 0, 1},
+                {"[\"\\n\\t\\\"\\\\\"," P "]", 0, 1},
+                {"[\"\\u000a\"," P "]", 0, 0}, /* \n */
+                {"[\"caf\xc3\xa9\x7f\"," P "]", 0, 1},
+                {"{\"k\\u0041\":[" P "]}", 0, 1}, /* key escaped */
+                {"[true,false,null,[[" P "]]]", 0, 3},
+                {"[1,2]", 0, 0}, /* short: from the tree */
+                /* a repeated key frees a value: no table at all */
+                {"{\"a\":[" P "],\"a\":[" P "]}", 0, 0},
+                {"{\"a\":[" P "],\"b\":[" P "]}", JSON_REJECT_DUPLICATES, 3},
+#undef P
+        };
+        size_t i;
+        int bad = 0;
+
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                size_t n = src_same(cases[i].text, strlen(cases[i].text),
+                                    cases[i].flags, &bad);
+
+                if (n != cases[i].spans)
+                        fprintf(stderr, "  %s: %zu spans, expected %zu\n",
+                                cases[i].text, n, cases[i].spans);
+                EB_CHECK_INT((int)n, (int)cases[i].spans);
+        }
+        EB_CHECK_INT(bad, 0);
+        /* a text the fast path declines has no src, and the tree is
+         * jansson's */
+        {
+                struct eb_json_src *src = (struct eb_json_src *)1;
+                json_t *v = eb_json_loadb_src("[5e-324]", 8, 0, NULL, &src);
+
+                EB_CHECK(v != NULL && src == NULL);
+                json_decref(v);
+        }
+}
+
+/* The memory all live srcs hold stays within the budget: past it pages
+ * parse without one (same tree), and freeing one makes room again. */
+static void test_read_src_budget(void)
+{
+        struct eb_buf b;
+        struct eb_json_src *s1 = NULL, *s2 = NULL, *s3 = NULL;
+        size_t live0 = eb_json_src_live(), old, i;
+        json_t *v1, *v2, *v3;
+
+        eb_buf_init(&b, 0);
+        EB_REQUIRE(eb_buf_append_str(&b, "[") == 0);
+        for (i = 0; i < 40; i++)
+                EB_REQUIRE(
+                        eb_buf_append_str(
+                                &b, i ? ",{\"k\":\"vvvvvvvvvvvvvvvvvvvv\"}"
+                                      : "{\"k\":\"vvvvvvvvvvvvvvvvvvvv\"}") ==
+                        0);
+        EB_REQUIRE(eb_buf_append_str(&b, "]") == 0);
+        old = eb_json_src_set_budget(live0 + 2 * (b.len + b.len / 4 + 1024) -
+                                     1);
+        v1 = eb_json_loadb_src(b.data, b.len, 0, NULL, &s1);
+        EB_CHECK(v1 != NULL && s1 != NULL);
+        EB_CHECK(eb_json_src_live() > live0);
+        v2 = eb_json_loadb_src(b.data, b.len, 0, NULL, &s2);
+        EB_CHECK(v2 != NULL && s2 == NULL); /* over the budget */
+        EB_CHECK(json_equal(v1, v2));
+        eb_json_src_unref(s1);
+        EB_CHECK_INT((int)eb_json_src_live(), (int)live0);
+        v3 = eb_json_loadb_src(b.data, b.len, 0, NULL, &s3);
+        EB_CHECK(v3 != NULL && s3 != NULL);
+        eb_json_src_unref(s3);
+        EB_CHECK_INT((int)eb_json_src_live(), (int)live0);
+        eb_json_src_set_budget(old);
+        json_decref(v1);
+        json_decref(v2);
+        json_decref(v3);
+        eb_buf_fini(&b);
+}
+
 static void test_read_random(void)
 {
         static const size_t fmts[] = {JSON_COMPACT, JSON_INDENT(2),
@@ -507,6 +659,8 @@ int main(void)
         EB_RUN(test_utf8);
         EB_RUN(test_envelope_bytes_unchanged);
         EB_RUN(test_read_table);
+        EB_RUN(test_read_src);
+        EB_RUN(test_read_src_budget);
         EB_RUN(test_read_random);
         return eb_test_summary();
 }

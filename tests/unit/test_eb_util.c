@@ -1,10 +1,16 @@
 /* Unit tests for eb_util, eb_buf and eb_time. */
 #include "eb_buf.h"
+#include "eb_provider.h"
 #include "eb_test.h"
 #include "eb_time.h"
 #include "eb_util.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 static void test_ct_equal(void)
 {
@@ -149,6 +155,74 @@ static void test_rfc3339(void)
         EB_CHECK_STR(buf, "2019-01-15T12:48:23.395000Z");
 }
 
+/* The digits eb_rfc3339_format() writes without printf are printf's,
+ * from year 0 to 9999 (and around the edges, where printf takes over). */
+static void test_rfc3339_format_digits(void)
+{
+        static const int64_t edges[] = {
+                0,
+                999,
+                -1,
+                -62167219200000LL, /* 0000-01-01T00:00:00.000Z */
+                -62167219200001LL, /* year -1: printf */
+                253402300799999LL, /* 9999-12-31T23:59:59.999Z */
+                253402300800000LL, /* year 10000: printf */
+                951782400000LL,    /* 2000-02-29 */
+                4102444799999LL,
+        };
+        uint64_t x = 88172645463325252ULL;
+        int i, bad = 0;
+
+        for (i = 0; i < 20000 + (int)(sizeof(edges) / sizeof(edges[0])); i++) {
+                int64_t ms, secs;
+                char got[40], want[40];
+                struct tm tm;
+                time_t tt;
+                int msec;
+
+                if (i < (int)(sizeof(edges) / sizeof(edges[0]))) {
+                        ms = edges[i];
+                } else {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        ms = (int64_t)(x % 315569520000000ULL) -
+                             62167219200000LL;
+                }
+                secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+                msec = (int)(ms - secs * 1000);
+                tt = (time_t)secs;
+                gmtime_r(&tt, &tm);
+                snprintf(want, sizeof(want),
+                         "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                         tm.tm_hour, tm.tm_min, tm.tm_sec, msec);
+                eb_rfc3339_format(ms, 3, got, sizeof(got));
+                if (strcmp(got, want) && !bad++)
+                        fprintf(stderr, "  %lld: %s, printf %s\n",
+                                (long long)ms, got, want);
+        }
+        EB_CHECK_INT(bad, 0);
+}
+
+/* Integer ids as text, written without printf: as printf writes them. */
+static void test_id_text(void)
+{
+        static const json_int_t ids[] = {
+                0, 7, -7, 10, 20001478, INT64_MAX, INT64_MIN, -1000000000000LL};
+        size_t i;
+
+        for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                json_t *v = json_integer(ids[i]);
+                char *got = eb_json_id_text(v), want[32];
+
+                snprintf(want, sizeof(want), "%lld", (long long)ids[i]);
+                EB_CHECK_STR(got, want);
+                free(got);
+                json_decref(v);
+        }
+}
+
 static void test_start(void)
 {
         int64_t ms;
@@ -210,6 +284,8 @@ int main(void)
         EB_RUN(test_buf_grow);
         EB_RUN(test_duration);
         EB_RUN(test_rfc3339);
+        EB_RUN(test_rfc3339_format_digits);
+        EB_RUN(test_id_text);
         EB_RUN(test_start);
         EB_RUN(test_parse_numbers);
         return eb_test_summary();
