@@ -784,7 +784,7 @@ static void kommo_walk_step(struct eb_walk *w, struct eb_page *page,
 {
         int64_t from = eb_walk_get(w, "from"), upper = eb_walk_get(w, "upper");
         int64_t pg = eb_walk_get(w, "page"), ds = eb_walk_get(w, "dense");
-        int64_t smin = INT64_MAX, smax = -1, s, total;
+        int64_t smin = INT64_MAX, smax = -1, s, total, missed = 0;
         int dense = eb_walk_has(w, "dense"), more;
         json_t *edge = json_object_get(w->state, "edge");
         json_t *dids = json_object_get(w->state, "dids");
@@ -828,8 +828,8 @@ static void kommo_walk_step(struct eb_walk *w, struct eb_page *page,
                                                     json_integer(ds - 1));
                                 json_object_set_new(p, "page", json_integer(1));
                                 more = ds - 1 >= from;
-                                if ((int64_t)json_object_size(ndids) < total)
-                                        eb_walk_set(w, "dshort", 1);
+                                missed = total -
+                                         (int64_t)json_object_size(ndids);
                         } else {
                                 json_object_set_new(
                                         p, "dpass",
@@ -913,8 +913,11 @@ static void kommo_walk_step(struct eb_walk *w, struct eb_page *page,
                 snprintf(page->detail, sizeof(page->detail),
                          "page %" PRId64 ": %zu events", pg, kept);
         len = strlen(page->detail);
-        snprintf(page->detail + len, sizeof(page->detail) - len, "%s%s%s",
+        snprintf(page->detail + len, sizeof(page->detail) - len, "%s%s%s%s",
                  more ? ", more" : "", dense ? ", a second read alone" : "",
+                 missed > 0 ? " (its pages say it holds more events than "
+                              "20 passes found)"
+                            : "",
                  json_is_true(json_object_get(p, "stop"))
                          ? ", the overlap below is unchanged"
                          : "");
