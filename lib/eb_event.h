@@ -53,19 +53,19 @@ struct eb_event {
         int64_t time_ms;   /* upstream event time, ms since epoch */
         json_t *fields;    /* normalized fields, object (may be NULL) */
         json_t *native;    /* the untouched native event (required) */
-        /* Added: a poison event. Non-NULL: why the native event could not
+        /* a poison event. Non-NULL: why the native event could not
          * be normalized; the pipeline writes it raw, with this reason and
          * position, to the dead-letter topic instead of rendering it
          * (eb_deadletter_event()). */
         char *deadletter;
         char *position; /* where it was: "page 3, events[7]" (may be NULL) */
-        /* Added: Close withheld data and previous_data (a non-admin key
+        /* Close withheld data and previous_data (a non-admin key
          * reading an event older than an hour). Such a version never
          * shadows the full one: the pipeline remembers it under its own
          * fingerprint (a full version published later still goes out),
          * and drops it when the full version was already published. */
         int stripped;
-        /* Added: the page text @p native was read from (a reference, may
+        /* the page text @p native was read from (a reference, may
          * be NULL): rendering copies the parts of it that are already
          * written as the envelope writes them (eb_json_put_src()). */
         struct eb_json_src *src;

@@ -80,7 +80,7 @@ struct eb_page {
         /* Events the adapter dropped on purpose (an allow-list such as
          * Kota options.types); they still advance the checkpoint. */
         size_t skipped_cnt;
-        /* Added: the body as eb_resp_json_object() read it (a reference,
+        /* the body as eb_resp_json_object() read it (a reference,
          * may be NULL); eb_page_add_event() hands it to each event, and
          * eb_walk_response_end() drops the page's own reference. */
         struct eb_json_src *src;
@@ -102,9 +102,9 @@ struct eb_walk {
         /* Extra query filters an adapter may add for a targeted walk
          * (Kommo webhook trigger: entity + entity_id). Owned, may be NULL. */
         json_t *hint;
-        /* Added: the adapter this walk runs (set by eb_walk_init). */
+        /* the adapter this walk runs (set by eb_walk_init). */
         const struct eb_provider *prov;
-        /* Added: time slicing of newest-first walks (docs/providers.md,
+        /* time slicing of newest-first walks (docs/providers.md,
          * "Slices"). slice_ms (in, set before walk_begin; 0: none): a
          * walk that does not resume a checkpoint's window covers at
          * most this much time past its watermark. cut (out, set by
@@ -158,7 +158,7 @@ struct eb_provider {
                                       json_t *native, char *errstr,
                                       size_t errstr_size);
 
-        /* Added: the credentials key the provider needs ("token" for
+        /* the credentials key the provider needs ("token" for
          * Kommo, "api_key" for Close and Kota). */
         const char *credential;
 
@@ -168,7 +168,7 @@ struct eb_provider {
          * happened. 0 for ascending walks (Kota), published page by page. */
         int newest_first;
 
-        /* Added: the most requests the provider allows in any one second
+        /* the most requests the provider allows in any one second
          * per account, when it documents one (Kommo 7); 0: not
          * documented. A source whose rate_limit could exceed it (rps +
          * burst, the most a token bucket lets through in one second) is

@@ -1,16 +1,38 @@
 /*
  * provider_kommo: Kommo (amoCRM) GET /api/v4/events.
  *
- * Closed created_at windows walked page by page (docs/providers.md):
+ * Closed created_at windows walked newest first (docs/providers.md):
  *
  *   from = wm - overlap (first start: poll.start), to = now - lag
- *   GET /api/v4/events?with=..&page=P&limit=L
- *       &filter[created_at][from]=F&filter[created_at][to]=T&filter[..]..
- *   until a page has no _links.next, or a 204 (no events: not an error).
+ *   GET /api/v4/events?with=..&page=1&limit=L
+ *       &filter[created_at][from]=F&filter[created_at][to]=U&filter[..]..
  *
- * Checkpoint: {"wm": T} between walks (unix seconds: the last closed
- * window's "to"), {"wm": W, "from": F, "to": T, "page": P} inside one (P
- * is the next page to fetch), so a restart resumes the same closed window.
+ * Kommo documents no order among events of one second, and a real one
+ * may differ from request to request (the strict simulator's tie
+ * shuffle), so page numbers are not trusted across a second: a second
+ * split by a page boundary could be on neither page. Instead the walk
+ * moves its upper bound U down by whole seconds: after a full page whose
+ * oldest second is S, the next request is [F, S] page 1 again (S is read
+ * whole once more; the ids of S already taken are dropped). A second
+ * holding a whole page or more is read alone, [S, S] by page numbers, in
+ * passes until as many distinct ids were seen as the pages said it holds
+ * (KOMMO_DENSE_PASSES at most). The walk ends at a page without
+ * _links.next, or a 204 (no events: not an error).
+ *
+ * Overlap without re-downloading: a finished walk keeps in its checkpoint
+ * how many events each second of its window held ("seen", down to
+ * to - overlap). The next walk re-reads the overlap only as far as it has
+ * to: once a page has covered the seconds in which an event could have
+ * become visible since the last walk (KOMMO_VISIBILITY_MS beyond the lag)
+ * and every second it covers below the watermark holds exactly as many
+ * events as before, the walk stops there.
+ *
+ * Checkpoint: {"wm": T, "seen": [[T - second, count], ...],
+ * "seen_span": N} between walks (T unix seconds: the last closed window's
+ * "to"; seen covers [T - N, T], seconds not listed held none), {"wm": W,
+ * "from": F, "to": T, "upper": U, "page": 1} inside one, so a restart
+ * resumes the same closed window below U. Older checkpoints with a page
+ * number resume at page 1 of their window (re-read, not skipped).
  *
  * Slices (w->slice_ms): a backlog is walked as closed windows of at most
  * that length, oldest first: to = wm + slice while that is before
@@ -36,6 +58,15 @@
 #define KOMMO_MAX_ENTITIES   20
 #define KOMMO_MAX_CREATED_BY 10
 #define KOMMO_MAX_NAME       4096
+/* How long after its created_at an event may take to show in the list.
+ * Kommo documents nothing; this is the harsher reading the strict
+ * simulator uses. A walk always re-reads this much (beyond the lag)
+ * before the watermark. */
+#define KOMMO_VISIBILITY_MS 5000LL
+/* Passes over one second that holds a page of events or more. */
+#define KOMMO_DENSE_PASSES 20
+/* Most seconds with events a checkpoint's "seen" lists. */
+#define KOMMO_MAX_SEEN 2000
 
 static const char *const kommo_option_keys[] = {
         "with", "filter_type", "filter_entity", "filter_created_by", NULL};
@@ -255,9 +286,15 @@ static int kommo_check_config(const struct eb_source_cfg *src, const char *path,
 /* ---- walk ------------------------------------------------------------ */
 
 /*
- * w->state: {"wm": W, "from": F, "to": T, "page": P, "pending": 0|1,
- *            "more": 0|1, "done": 0|1, "targeted": 0|1,
- *            "hint_entity": "lead", "hint_id": "123"}
+ * w->state: {"wm": W, "from": F, "to": T, "upper": U, "page": P,
+ *            "pending": 0|1, "more": 0|1, "done": 0|1, "cut": 0|1,
+ *            "targeted": 0|1, "hint_entity": "lead", "hint_id": "123",
+ *            "cnt": {second: count}, "cnt_lo": L (seconds counted whole:
+ *            [L, T]), "nocount": 1 (this walk keeps no "seen"),
+ *            "prev": {second: count}, "prev_lo": P (the last walk's
+ *            counts, [P, W]), "edge": {id: 1} (ids of second U taken),
+ *            "dense": S, "dpass": N, "dids": {id: 1} (a second read
+ *            alone), "p": {...} (the pending page's next position)}
  */
 
 static int64_t floor_div(int64_t a, int64_t b)
@@ -304,11 +341,47 @@ static int kommo_parse_hint(struct eb_walk *w, json_t *opts)
         return 0;
 }
 
+/* The previous walk's per-second counts ("seen", "seen_span" of @p cp,
+ * whose watermark is @p wm) into w->state "prev" / "prev_lo". An
+ * unreadable record is ignored: it only saves requests. */
+static void kommo_load_seen(struct eb_walk *w, const json_t *cp, int64_t wm)
+{
+        const json_t *seen = json_object_get(cp, "seen"), *e;
+        int64_t span = eb_json_i64(cp, "seen_span", -1), d, c;
+        json_t *prev;
+        char key[32];
+        size_t i;
+
+        if (!json_is_array(seen) || span < 0 || span > wm ||
+            json_array_size(seen) > KOMMO_MAX_SEEN)
+                return;
+        prev = json_object();
+        json_array_foreach(seen, i, e)
+        {
+                if (!json_is_array(e) || json_array_size(e) != 2 ||
+                    !json_is_integer(json_array_get(e, 0)) ||
+                    !json_is_integer(json_array_get(e, 1))) {
+                        json_decref(prev);
+                        return;
+                }
+                d = json_integer_value(json_array_get(e, 0));
+                c = json_integer_value(json_array_get(e, 1));
+                if (d < 0 || d > span || c < 1) {
+                        json_decref(prev);
+                        return;
+                }
+                snprintf(key, sizeof(key), "%" PRId64, wm - d);
+                json_object_set_new(prev, key, json_integer(c));
+        }
+        json_object_set_new(w->state, "prev", prev);
+        eb_walk_set(w, "prev_lo", wm - span);
+}
+
 static int kommo_walk_begin(struct eb_walk *w)
 {
         char err[256];
         json_t *cp = w->cp;
-        int64_t wm, from = 0, to = 0, page = 1, overlap_s, slice_s;
+        int64_t wm, from = 0, to = 0, upper = -1, overlap_s, slice_s;
         int resume = 0, rc, cut = 0;
 
         if (!w->src)
@@ -319,7 +392,8 @@ static int kommo_walk_begin(struct eb_walk *w)
         if (cp) {
                 json_t *jf = json_object_get(cp, "from"),
                        *jt = json_object_get(cp, "to"),
-                       *jp = json_object_get(cp, "page");
+                       *jp = json_object_get(cp, "page"),
+                       *ju = json_object_get(cp, "upper");
 
                 if (!json_is_object(cp) ||
                     !json_is_integer(json_object_get(cp, "wm")))
@@ -328,16 +402,25 @@ static int kommo_walk_begin(struct eb_walk *w)
                 if (wm < 0 || wm > KOMMO_MAX_TS)
                         return -EINVAL;
                 cut = json_is_true(json_object_get(cp, "cut"));
-                if (jf || jt || jp) {
+                if (jf || jt || jp || ju) {
+                        int64_t pg;
+
                         if (!json_is_integer(jf) || !json_is_integer(jt) ||
-                            !json_is_integer(jp))
+                            !json_is_integer(jp) ||
+                            (ju && !json_is_integer(ju)))
                                 return -EINVAL;
                         from = json_integer_value(jf);
                         to = json_integer_value(jt);
-                        page = json_integer_value(jp);
+                        pg = json_integer_value(jp);
+                        upper = ju ? json_integer_value(ju) : to;
                         if (from < 0 || to < from || to > KOMMO_MAX_TS ||
-                            page < 1 || page > KOMMO_MAX_PAGES)
+                            pg < 1 || pg > KOMMO_MAX_PAGES || upper < 0 ||
+                            upper > to)
                                 return -EINVAL;
+                        /* A page number of an older checkpoint is not
+                         * trusted (the order within a second may have
+                         * changed): its window is resumed below its
+                         * upper bound from page 1, re-read, not skipped. */
                         resume = 1;
                 }
         } else {
@@ -361,7 +444,6 @@ static int kommo_walk_begin(struct eb_walk *w)
                 cut = 0;
                 from = (cp ? wm - overlap_s : wm);
                 to = floor_div(w->now_ms, 1000);
-                page = 1;
         } else if (!resume) {
                 /* After a slice, nothing before its end is new. */
                 from = cp && !cut ? wm - overlap_s : wm;
@@ -375,10 +457,21 @@ static int kommo_walk_begin(struct eb_walk *w)
                 from = 0;
         if (from > to)
                 from = to; /* clock went back: a window of one second */
+        if (!resume)
+                upper = to;
         eb_walk_set(w, "wm", wm);
         eb_walk_set(w, "from", from);
         eb_walk_set(w, "to", to);
-        eb_walk_set(w, "page", page);
+        eb_walk_set(w, "upper", upper);
+        eb_walk_set(w, "page", 1);
+        /* Seconds counted whole by this walk: [cnt_lo, to]. */
+        eb_walk_set(w, "cnt_lo", to + 1);
+        json_object_set_new(w->state, "cnt", json_object());
+        json_object_set_new(w->state, "edge", json_object());
+        if (resume || w->hint)
+                eb_walk_set(w, "nocount", 1);
+        else if (cp)
+                kommo_load_seen(w, cp, wm);
         if (cut)
                 eb_walk_set(w, "cut", 1);
         w->cut = cut;
@@ -460,10 +553,12 @@ static int kommo_next_request(struct eb_walk *w, char **url, char **auth)
                 rc = eb_url_add_param_i64(&b, "limit", w->page_size);
         if (!rc)
                 rc = eb_url_add_param_i64(&b, "filter[created_at][from]",
-                                          eb_walk_get(w, "from"));
+                                          eb_walk_has(w, "dense")
+                                                  ? eb_walk_get(w, "dense")
+                                                  : eb_walk_get(w, "from"));
         if (!rc)
                 rc = eb_url_add_param_i64(&b, "filter[created_at][to]",
-                                          eb_walk_get(w, "to"));
+                                          eb_walk_get(w, "upper"));
         if (!rc)
                 rc = add_list_param(&b, json_object_get(opts, "filter_type"),
                                     "filter[type]");
@@ -594,6 +689,274 @@ static struct eb_event *kommo_normalize(const struct eb_source_cfg *src,
         return evt;
 }
 
+/* ---- the walk over seconds ------------------------------------------ */
+
+/* The created_at second of a page's event (its native JSON), or -1 when
+ * it has none (a poison event). */
+static int64_t kommo_event_second(const struct eb_event *evt)
+{
+        const json_t *v = json_object_get(evt->native, "created_at");
+        int64_t s;
+
+        if (!json_is_integer(v))
+                return -1;
+        s = json_integer_value(v);
+        return s >= 0 && s <= KOMMO_MAX_TS ? s : -1;
+}
+
+static void count_second(json_t *cnt, int64_t sec, int64_t n)
+{
+        char key[32];
+        json_t *v;
+
+        snprintf(key, sizeof(key), "%" PRId64, sec);
+        v = json_object_get(cnt, key);
+        json_object_set_new(cnt, key,
+                            json_integer((v ? json_integer_value(v) : 0) + n));
+}
+
+static int64_t second_count(const json_t *cnt, int64_t sec)
+{
+        char key[32];
+
+        snprintf(key, sizeof(key), "%" PRId64, sec);
+        return eb_json_i64(cnt, key, 0);
+}
+
+/* Seconds a walk re-reads below the watermark whatever it finds: those
+ * in which an event could have become visible after the last walk read
+ * them (the visibility time beyond the lag, and the watermark's own
+ * second, which the lag cuts in the middle). */
+static int64_t kommo_recheck_s(const struct eb_walk *w)
+{
+        int64_t v = KOMMO_VISIBILITY_MS - w->lag_ms;
+
+        return v > 0 ? (v + 999) / 1000 + 1 : 1;
+}
+
+/* A page of [from, upper] whose seconds (smin, upper] are whole, with
+ * their counts in @p cnt: @returns 1 when it reaches past the recheck
+ * seconds below the watermark (read whole, whatever changed there: that
+ * is where late events show up) and every second it covers below them
+ * holds exactly what the last walk saw there, so the rest of the overlap
+ * is known. A second that changed there (an event later than the
+ * visibility time) sends the walk on down. */
+static int kommo_overlap_known(const struct eb_walk *w, const json_t *cnt,
+                               int64_t smin, int64_t upper)
+{
+        const json_t *prev = json_object_get(w->state, "prev");
+        int64_t wm = eb_walk_get(w, "wm"), hi = wm - kommo_recheck_s(w), s;
+        const char *key;
+        json_t *v;
+
+        if (!prev || !eb_walk_has(w, "prev_lo") || eb_walk_has(w, "nocount"))
+                return 0;
+        if (upper < hi)
+                hi = upper;
+        if (smin >= hi || smin + 1 < eb_walk_get(w, "prev_lo"))
+                return 0;
+        json_object_foreach((json_t *)cnt, key, v)
+        {
+                s = strtoll(key, NULL, 10);
+                if (s > smin && s <= hi &&
+                    json_integer_value(v) != second_count(prev, s))
+                        return 0;
+        }
+        json_object_foreach((json_t *)prev, key, v)
+        {
+                s = strtoll(key, NULL, 10);
+                if (s > smin && s <= hi &&
+                    json_integer_value(v) != second_count(cnt, s))
+                        return 0;
+        }
+        return 1;
+}
+
+/*
+ * Where the walk goes after an OK page (@p has_next: it had
+ * _links.next). Drops the events this walk already took (the re-read
+ * second at the top of the request, or a dense second's earlier passes),
+ * counts the seconds the page holds whole, and leaves the next position
+ * in w->state "p" for page_done. Sets page->more.
+ */
+static void kommo_walk_step(struct eb_walk *w, struct eb_page *page,
+                            int has_next)
+{
+        int64_t from = eb_walk_get(w, "from"), upper = eb_walk_get(w, "upper");
+        int64_t pg = eb_walk_get(w, "page"), ds = eb_walk_get(w, "dense");
+        int64_t smin = INT64_MAX, smax = -1, s, total, missed = 0;
+        int dense = eb_walk_has(w, "dense"), more;
+        json_t *edge = json_object_get(w->state, "edge");
+        json_t *dids = json_object_get(w->state, "dids");
+        json_t *p = json_object(), *cnt = json_object(), *nedge = json_object();
+        json_t *ndids = NULL;
+        size_t raw = page->events_cnt, i, kept = 0, len;
+
+        more = has_next && raw;
+        for (i = 0; i < raw; i++) {
+                s = kommo_event_second(page->events[i]);
+                if (s < 0)
+                        continue;
+                if (s < smin)
+                        smin = s;
+                if (s > smax)
+                        smax = s;
+        }
+        if (dense) {
+                ndids = json_deep_copy(dids ? dids : json_object());
+                for (i = 0; i < raw; i++)
+                        json_object_set_new(
+                                ndids,
+                                page->events[i]->id ? page->events[i]->id : "",
+                                json_true());
+        }
+        if (dense) {
+                if (more) {
+                        json_object_set_new(p, "page", json_integer(pg + 1));
+                } else {
+                        /* One pass over the second is over: its pages
+                         * said how many events it holds. */
+                        total = (pg - 1) * w->page_size + (int64_t)raw;
+                        if ((int64_t)json_object_size(ndids) >= total ||
+                            eb_walk_get(w, "dpass") >= KOMMO_DENSE_PASSES) {
+                                count_second(cnt, ds,
+                                             (int64_t)json_object_size(ndids));
+                                json_object_set_new(p, "leave", json_true());
+                                json_object_set_new(p, "cnt_lo",
+                                                    json_integer(ds));
+                                json_object_set_new(p, "upper",
+                                                    json_integer(ds - 1));
+                                json_object_set_new(p, "page", json_integer(1));
+                                more = ds - 1 >= from;
+                                missed = total -
+                                         (int64_t)json_object_size(ndids);
+                        } else {
+                                json_object_set_new(
+                                        p, "dpass",
+                                        json_integer(eb_walk_get(w, "dpass") +
+                                                     1));
+                                json_object_set_new(p, "page", json_integer(1));
+                                more = 1;
+                        }
+                }
+                json_object_set_new(p, "dids", ndids);
+        } else if (pg > 1 || (more && smax < 0)) {
+                /* No event of a full page says its second (poison only),
+                 * or an older checkpoint's page numbers: go on by page
+                 * number, and keep no counts from this walk. */
+                json_object_set_new(p, "page", json_integer(pg + 1));
+                json_object_set_new(p, "nocount", json_true());
+        } else if (!more) {
+                /* The rest of the window was on this page. */
+                for (i = 0; i < raw; i++) {
+                        s = kommo_event_second(page->events[i]);
+                        if (s >= 0)
+                                count_second(cnt, s, 1);
+                }
+                json_object_set_new(p, "cnt_lo", json_integer(from));
+        } else if (smin < smax) {
+                /* Seconds above the oldest one are whole on this page;
+                 * the oldest is read again, whole, by the next request. */
+                for (i = 0; i < raw; i++) {
+                        s = kommo_event_second(page->events[i]);
+                        if (s > smin)
+                                count_second(cnt, s, 1);
+                }
+                json_object_set_new(p, "cnt_lo", json_integer(smin + 1));
+                json_object_set_new(p, "upper", json_integer(smin));
+                json_object_set_new(p, "page", json_integer(1));
+                for (i = 0; i < raw; i++) {
+                        if (kommo_event_second(page->events[i]) == smin)
+                                json_object_set_new(nedge, page->events[i]->id,
+                                                    json_true());
+                }
+                if (kommo_overlap_known(w, cnt, smin, upper)) {
+                        more = 0;
+                        json_object_set_new(p, "stop", json_true());
+                }
+        } else {
+                /* A whole page of one second: it holds a page or more.
+                 * Read it alone ([S, S] by page numbers) until every
+                 * event it holds was seen. */
+                json_t *d = json_object();
+
+                for (i = 0; i < raw; i++)
+                        json_object_set_new(d, page->events[i]->id,
+                                            json_true());
+                json_object_set_new(p, "dense", json_integer(smin));
+                json_object_set_new(p, "dpass", json_integer(1));
+                json_object_set_new(p, "dids", d);
+                json_object_set_new(p, "cnt_lo", json_integer(smin + 1));
+                json_object_set_new(p, "upper", json_integer(smin));
+                json_object_set_new(p, "page", json_integer(1));
+        }
+        /* Drop what this walk already took: the top second of the
+         * request read again, or a dense second's earlier passes. */
+        for (i = 0; i < raw; i++) {
+                struct eb_event *evt = page->events[i];
+                const char *id = evt->id ? evt->id : "";
+
+                if (dense ? dids && json_object_get(dids, id)
+                          : kommo_event_second(evt) == upper &&
+                                    json_object_get(edge, id)) {
+                        eb_event_free(evt);
+                        continue;
+                }
+                page->events[kept++] = evt;
+        }
+        page->events_cnt = kept;
+        json_object_set_new(p, "cnt", cnt);
+        json_object_set_new(p, "edge", nedge);
+        json_object_set_new(w->state, "p", p);
+        page->more = more;
+        if (!page->detail[0])
+                snprintf(page->detail, sizeof(page->detail),
+                         "page %" PRId64 ": %zu events", pg, kept);
+        len = strlen(page->detail);
+        snprintf(page->detail + len, sizeof(page->detail) - len, "%s%s%s%s",
+                 more ? ", more" : "", dense ? ", a second read alone" : "",
+                 missed > 0 ? " (its pages say it holds more events than "
+                              "20 passes found)"
+                            : "",
+                 json_is_true(json_object_get(p, "stop"))
+                         ? ", the overlap below is unchanged"
+                         : "");
+}
+
+/* page_done: move to the position the acknowledged page left in "p". */
+static void kommo_walk_advance(struct eb_walk *w)
+{
+        json_t *p = json_object_get(w->state, "p"), *v;
+        json_t *cnt = json_object_get(w->state, "cnt");
+
+        if (!p)
+                return;
+        if ((v = json_object_get(p, "cnt")) && cnt)
+                json_object_update(cnt, v);
+        if ((v = json_object_get(p, "cnt_lo")))
+                eb_walk_set(w, "cnt_lo", json_integer_value(v));
+        if (json_object_get(p, "nocount"))
+                eb_walk_set(w, "nocount", 1);
+        if ((v = json_object_get(p, "upper")))
+                eb_walk_set(w, "upper", json_integer_value(v));
+        if ((v = json_object_get(p, "page")))
+                eb_walk_set(w, "page", json_integer_value(v));
+        if ((v = json_object_get(p, "dense")))
+                eb_walk_set(w, "dense", json_integer_value(v));
+        if ((v = json_object_get(p, "dpass")))
+                eb_walk_set(w, "dpass", json_integer_value(v));
+        if ((v = json_object_get(p, "dids")))
+                json_object_set(w->state, "dids", v);
+        if (json_object_get(p, "leave")) {
+                json_object_del(w->state, "dense");
+                json_object_del(w->state, "dpass");
+                json_object_del(w->state, "dids");
+        }
+        if ((v = json_object_get(p, "edge")))
+                json_object_set(w->state, "edge", v);
+        json_object_del(w->state, "p");
+}
+
 /* ---- responses ------------------------------------------------------- */
 
 /* Wait from a 429: the problem+json body's retry_after (seconds), else
@@ -683,7 +1046,8 @@ static void kommo_page_ok(struct eb_walk *w, const struct eb_response *resp,
                         goto out;
                 }
         }
-        page->more = next && page->events_cnt ? 1 : 0;
+        page->full = page->events_cnt >= (size_t)w->page_size;
+        kommo_walk_step(w, page, next != NULL);
         if (page->more && req_page >= KOMMO_MAX_PAGES) {
                 eb_page_fail(page, EB_RESP_BAD_BODY,
                              "window [%" PRId64 ", %" PRId64
@@ -692,10 +1056,6 @@ static void kommo_page_ok(struct eb_walk *w, const struct eb_response *resp,
                              KOMMO_MAX_PAGES);
                 goto out;
         }
-        page->full = page->events_cnt >= (size_t)w->page_size;
-        snprintf(page->detail, sizeof(page->detail),
-                 "page %" PRId64 ": %zu events%s", req_page, page->events_cnt,
-                 page->more ? ", more" : "");
 out:
         json_decref(root);
 }
@@ -708,10 +1068,12 @@ static void kommo_handle_response(struct eb_walk *w,
 
         if (eb_walk_response_begin(w, page))
                 return;
+        json_object_del(w->state, "p");
         if (resp->status == 204) {
                 snprintf(page->detail, sizeof(page->detail),
                          "page %" PRId64 ": 204, no events",
                          eb_walk_get(w, "page"));
+                kommo_walk_step(w, page, 0);
         } else if (resp->status == 200) {
                 kommo_page_ok(w, resp, page);
         } else {
@@ -725,21 +1087,98 @@ static void kommo_handle_response(struct eb_walk *w,
         eb_walk_response_end(w, page);
 }
 
+/* The counts a finished walk leaves for the next one: its own whole
+ * seconds [cnt_lo, to], below them the last walk's where this walk
+ * stopped early, from to - overlap up; at most KOMMO_MAX_SEEN seconds
+ * with events (the oldest go first). */
+static void kommo_add_seen(struct eb_walk *w, int64_t end)
+{
+        json_t *cnt = json_object_get(w->state, "cnt");
+        json_t *prev = json_object_get(w->state, "prev");
+        int64_t lo = eb_walk_get(w, "cnt_lo"), wm = eb_walk_get(w, "wm");
+        int64_t keep = end - (w->overlap_ms + 999) / 1000, s, c, plo;
+        json_t *all = json_object(), *v, *seen;
+        const char *key;
+        int64_t *secs;
+        size_t n = 0, i, j;
+
+        if (eb_walk_has(w, "nocount") || eb_walk_get(w, "targeted") || !cnt) {
+                json_decref(all);
+                return;
+        }
+        json_object_foreach(cnt, key, v)
+        {
+                s = strtoll(key, NULL, 10);
+                if (s >= lo)
+                        json_object_set(all, key, v);
+        }
+        if (prev && eb_walk_has(w, "prev_lo") && lo <= wm + 1) {
+                plo = eb_walk_get(w, "prev_lo");
+                json_object_foreach(prev, key, v)
+                {
+                        s = strtoll(key, NULL, 10);
+                        if (s >= plo && s < lo)
+                                json_object_set(all, key, v);
+                }
+                if (plo < lo)
+                        lo = plo;
+        }
+        if (lo < keep)
+                lo = keep;
+        if (lo > end) {
+                json_decref(all);
+                return;
+        }
+        secs = eb_xmalloc((json_object_size(all) + 1) * sizeof(*secs));
+        json_object_foreach(all, key, v)
+        {
+                s = strtoll(key, NULL, 10);
+                if (s >= lo && s <= end && json_integer_value(v) > 0)
+                        secs[n++] = s;
+        }
+        /* newest first (insertion sort: at most a few thousand) */
+        for (i = 1; i < n; i++) {
+                s = secs[i];
+                for (j = i; j > 0 && secs[j - 1] < s; j--)
+                        secs[j] = secs[j - 1];
+                secs[j] = s;
+        }
+        if (n > KOMMO_MAX_SEEN) {
+                n = KOMMO_MAX_SEEN;
+                lo = secs[n - 1];
+        }
+        seen = json_array();
+        for (i = 0; i < n; i++) {
+                c = second_count(all, secs[i]);
+                json_array_append_new(
+                        seen, json_pack("[II]", (json_int_t)(end - secs[i]),
+                                        (json_int_t)c));
+        }
+        json_object_set_new(w->cp, "seen", seen);
+        json_object_set_new(w->cp, "seen_span", json_integer(end - lo));
+        free(secs);
+        json_decref(all);
+}
+
 static void kommo_finalize(struct eb_walk *w)
 {
         int64_t wm = eb_walk_get(w, "wm"), to = eb_walk_get(w, "to");
+        int64_t end = to > wm ? to : wm;
 
         json_decref(w->cp);
-        w->cp = json_pack("{sI}", "wm", (json_int_t)(to > wm ? to : wm));
+        w->cp = json_pack("{sI}", "wm", (json_int_t)end);
         if (eb_walk_get(w, "cut"))
                 json_object_set_new(w->cp, "cut", json_true());
+        kommo_add_seen(w, end);
 }
 
 static void kommo_page_done(struct eb_walk *w)
 {
+        int64_t upper;
+
         if (!eb_walk_page_ack(w))
                 return;
-        eb_walk_set(w, "page", eb_walk_get(w, "page") + 1);
+        kommo_walk_advance(w);
         if (!eb_walk_get(w, "more"))
                 eb_walk_set(w, "done", 1);
         if (eb_walk_get(w, "targeted"))
@@ -748,11 +1187,15 @@ static void kommo_page_done(struct eb_walk *w)
                 kommo_finalize(w);
                 return;
         }
+        /* A restart resumes below this bound: a dense second whole. */
+        upper = eb_walk_has(w, "dense") ? eb_walk_get(w, "dense")
+                                        : eb_walk_get(w, "upper");
         json_decref(w->cp);
-        w->cp = json_pack("{sIsIsIsI}", "wm", (json_int_t)eb_walk_get(w, "wm"),
-                          "from", (json_int_t)eb_walk_get(w, "from"), "to",
-                          (json_int_t)eb_walk_get(w, "to"), "page",
-                          (json_int_t)eb_walk_get(w, "page"));
+        w->cp = json_pack("{sIsIsIsIsI}", "wm",
+                          (json_int_t)eb_walk_get(w, "wm"), "from",
+                          (json_int_t)eb_walk_get(w, "from"), "to",
+                          (json_int_t)eb_walk_get(w, "to"), "upper",
+                          (json_int_t)upper, "page", (json_int_t)1);
         if (eb_walk_get(w, "cut"))
                 json_object_set_new(w->cp, "cut", json_true());
 }

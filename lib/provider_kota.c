@@ -28,10 +28,16 @@
 
 #define KOTA_RETENTION_MS (30LL * 24 * 3600 * 1000)
 #define KOTA_MARGIN_MS    (60LL * 1000)
-#define KOTA_MAX_PAGES    100000
-#define KOTA_MAX_TYPES    500
-#define KOTA_MAX_TYPE_LEN 200
-#define KOTA_MAX_DATE     64
+/* Kota's clock may run ahead of ours by this much: a created_after this
+ * close to the edge of its 30 days may already be past it there. */
+#define KOTA_SKEW_MS 5000LL
+/* Fresh starts from the floor in a row without a page in between; then a
+ * 400 is taken as Kota refusing the request itself. */
+#define KOTA_MAX_REANCHORS 3
+#define KOTA_MAX_PAGES     100000
+#define KOTA_MAX_TYPES     500
+#define KOTA_MAX_TYPE_LEN  200
+#define KOTA_MAX_DATE      64
 
 static int valid_type(const char *s)
 {
@@ -387,6 +393,40 @@ out:
         json_decref(root);
 }
 
+/*
+ * A walk held past its margin (a publish that kept failing, long
+ * backoffs) asks for a created_after that has meanwhile left Kota's 30
+ * days, and Kota refuses it with a 400. That is not Kota refusing the
+ * request: start the walk again at the new floor (the events in between
+ * have expired there) instead of stopping the source. @returns 1 when it
+ * did.
+ */
+static int kota_reanchor(struct eb_walk *w, int64_t now_ms)
+{
+        int64_t ca = eb_walk_get(w, "ca");
+
+        if (ca >= now_ms - KOTA_RETENTION_MS + KOTA_SKEW_MS ||
+            eb_walk_get(w, "reanchors") >= KOTA_MAX_REANCHORS)
+                return 0;
+        eb_walk_set(w, "stale_ca", ca);
+        eb_walk_set(w, "ca", now_ms - KOTA_RETENTION_MS + KOTA_MARGIN_MS);
+        eb_walk_set(w, "page", 1);
+        eb_walk_set(w, "reanchors", eb_walk_get(w, "reanchors") + 1);
+        return 1;
+}
+
+static void kota_stale_detail(struct eb_walk *w, struct eb_page *page)
+{
+        char was[40], now[40];
+
+        eb_rfc3339_format(eb_walk_get(w, "stale_ca"), 3, was, sizeof(was));
+        eb_rfc3339_format(eb_walk_get(w, "ca"), 3, now, sizeof(now));
+        snprintf(page->detail, sizeof(page->detail),
+                 "created_after %s left Kota's 30 days while the walk "
+                 "waited; starting again from %s",
+                 was, now);
+}
+
 static void kota_handle_response(struct eb_walk *w,
                                  const struct eb_response *resp,
                                  struct eb_page *page)
@@ -405,6 +445,13 @@ static void kota_handle_response(struct eb_walk *w,
                 if (resp->status == 400 || resp->status == 404 ||
                     resp->status == 422)
                         kind = EB_RESP_REFUSED;
+                if ((resp->status == 400 || resp->status == 422) &&
+                    kota_reanchor(w, resp->now_ms)) {
+                        eb_page_http_error(page, EB_RESP_RETRY, resp);
+                        kota_stale_detail(w, page);
+                        eb_walk_response_end(w, page);
+                        return;
+                }
                 eb_page_http_error(page, kind, resp);
                 if (kind == EB_RESP_RATE_LIMITED)
                         page->retry_after_ms = eb_resp_retry_after_ms(resp);
@@ -428,6 +475,7 @@ static void kota_page_done(struct eb_walk *w)
 {
         if (!eb_walk_page_ack(w))
                 return;
+        eb_walk_set(w, "reanchors", 0);
         if (eb_walk_has(w, "pmax") &&
             eb_walk_get(w, "pmax") > eb_walk_get(w, "wm"))
                 eb_walk_set(w, "wm", eb_walk_get(w, "pmax"));

@@ -24,6 +24,12 @@ start_sim --seed 11 --accounts kommo=2,close=2,kota=2 \
 $PY -c 'import secrets; print(secrets.token_hex(32))' > "$T/token.key"
 $PY tests/tools/sim_config.py --sim-line "$T/sim.out" --brokers "$BS" \
   --interval 1s --timeout 2s --oauth "$T/token.key" > "$T/cfg.json"
+# Kommo pages of 20: live seconds (4 events a second) are split by page
+# boundaries, which the simulator orders anew on every request.
+$PY -c 'import json,sys; c=json.load(open(sys.argv[1]))
+for s in c["sources"]:
+    if s["provider"] == "kommo": s.setdefault("poll", {})["page_size"] = 20
+json.dump(c, open(sys.argv[1], "w"))' "$T/cfg.json"
 check "config valid" "$B/bin/evbridge" --check-config "$T/cfg.json"
 
 (exec "$B/bin/evbridge" --config "$T/cfg.json" > "$T/evbridge.log" 2>&1) &

@@ -17,18 +17,10 @@ cd "$(dirname "$0")/../.."
 # creates the state, shard and intake topics (CreateTopics).
 start_kafka || { bad "kafka start"; finish; exit 1; }
 
-# --tie-shuffle off: a known gap (issue 17), not a sharding matter. Kommo
-# walks a closed time window by page number; when the API returns
-# same-second events in a new order on every request, a tie that straddles
-# a page boundary can be on neither page, and a walk that spans several
-# pages loses it. Here, after a hand-over, a live Kommo walk re-reads its
-# 2-minute overlap (about 500 events, 2-3 pages) and lost 2 events of 13,556
-# in one clean-clone run. The fix (re-query down to the boundary second
-# instead of taking the next page) belongs to the Kommo walk.
 start_sim --seed 31 --accounts kommo=4,close=6,kota=6 \
   --backlog 120 --backlog-span 2h --rate 4 --consolidate close=0.3 \
   --latency-ms 40 --webhook-share 0.5 --webhook-dup 0.2 \
-  --webhook-attempts 30 --webhook-retry-max 1s --tie-shuffle off \
+  --webhook-attempts 30 --webhook-retry-max 1s \
   || { bad "sim start"; finish; exit 1; }
 $PY tests/tools/sim_config.py --sim-line "$T/sim.out" --brokers "$BS" \
   --interval 1s --timeout 3s --webhooks --listen 127.0.0.1:0 \

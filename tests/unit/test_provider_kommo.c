@@ -16,8 +16,9 @@
 #define PROBLEM    "application/problem+json"
 
 /* now - 24h and now - 5s in unix seconds (T_NOW_MS = 1700000000000). */
-#define FROM0 "1699913600"
-#define TO0   "1699999995"
+#define FROM0   "1699913600"
+#define Q_FROM0 "filter%5Bcreated_at%5D%5Bfrom%5D=" FROM0
+#define TO0     "1699999995"
 #define Q_WINDOW0                                                              \
         "filter%5Bcreated_at%5D%5Bfrom%5D=" FROM0                              \
         "&filter%5Bcreated_at%5D%5Bto%5D=" TO0
@@ -297,13 +298,25 @@ static void test_kommo_url_options(void)
 
 /* ---- window progression --------------------------------------------- */
 
+/* The walk asks for page 1 of a narrower window after each full page
+ * (whole seconds, not page numbers): the second fixture page answers as
+ * such. */
+static char *as_page1(char *body)
+{
+        char *p = strstr(body, "\"_page\": 2");
+
+        if (p)
+                p[strlen("\"_page\": ")] = '1';
+        return body;
+}
+
 static void test_kommo_walk(void)
 {
         struct eb_source_cfg s;
         struct eb_walk w;
         struct eb_page page;
         char *p1 = t_fixture(FX("list_page1.json"));
-        char *p2 = t_fixture(FX("list_page2_last.json"));
+        char *p2 = as_page1(t_fixture(FX("list_page2_last.json")));
         char *e500 = t_fixture(FX("error_500.json"));
         json_t *cp;
 
@@ -326,13 +339,16 @@ static void test_kommo_walk(void)
         eb_page_fini(&page);
         w.prov->page_done(&w);
         EB_CHECK_INT(w.pages, 1);
-        T_CHECK_CP(&w, "{\"from\":" FROM0 ",\"page\":2,\"to\":" TO0
-                       ",\"wm\":" FROM0 "}");
+        /* The next request reads the page's oldest second again, whole:
+         * page 1 of [from, that second]. */
+        T_CHECK_CP(&w, "{\"from\":" FROM0 ",\"page\":1,\"to\":" TO0
+                       ",\"upper\":1665064399,\"wm\":" FROM0 "}");
         /* A second page_done without a new page changes nothing. */
         w.prov->page_done(&w);
         EB_CHECK_INT(w.pages, 1);
         T_CHECK_URL(&w,
-                    KOMMO_BASE "/api/v4/events?page=2&limit=250&" Q_WINDOW0);
+                    KOMMO_BASE "/api/v4/events?page=1&limit=250&" Q_FROM0
+                               "&filter%5Bcreated_at%5D%5Bto%5D=1665064399");
 
         /* 500 on page 2: retry the same request; page_done is a no-op. */
         t_feed(&w, 500, e500, PROBLEM, &page);
@@ -341,10 +357,11 @@ static void test_kommo_walk(void)
                      "HTTP 500: ErrInternalServer: internal error");
         eb_page_fini(&page);
         w.prov->page_done(&w);
-        T_CHECK_CP(&w, "{\"from\":" FROM0 ",\"page\":2,\"to\":" TO0
-                       ",\"wm\":" FROM0 "}");
+        T_CHECK_CP(&w, "{\"from\":" FROM0 ",\"page\":1,\"to\":" TO0
+                       ",\"upper\":1665064399,\"wm\":" FROM0 "}");
         T_CHECK_URL(&w,
-                    KOMMO_BASE "/api/v4/events?page=2&limit=250&" Q_WINDOW0);
+                    KOMMO_BASE "/api/v4/events?page=1&limit=250&" Q_FROM0
+                               "&filter%5Bcreated_at%5D%5Bto%5D=1665064399");
 
         t_feed(&w, 200, p2, HAL, &page);
         EB_CHECK_INT(page.kind, EB_RESP_OK);
@@ -352,9 +369,10 @@ static void test_kommo_walk(void)
         EB_CHECK_INT(page.more, 0);
         eb_page_fini(&page);
         w.prov->page_done(&w);
-        T_CHECK_CP(&w, "{\"wm\":" TO0 "}");
+        /* seen: the per-second counts of the last 2 minutes (none). */
+        T_CHECK_CP(&w, "{\"seen\":[],\"seen_span\":120,\"wm\":" TO0 "}");
         w.prov->walk_end(&w);
-        T_CHECK_CP(&w, "{\"wm\":" TO0 "}");
+        T_CHECK_CP(&w, "{\"seen\":[],\"seen_span\":120,\"wm\":" TO0 "}");
 
         /* The next walk, a minute later: from = wm - 2m, to = now - 5s. */
         cp = json_incref(w.cp);
@@ -374,7 +392,7 @@ static void test_kommo_walk(void)
         eb_page_fini(&page);
         w.prov->page_done(&w);
         w.prov->walk_end(&w);
-        T_CHECK_CP(&w, "{\"wm\":1700000055}");
+        T_CHECK_CP(&w, "{\"seen\":[],\"seen_span\":120,\"wm\":1700000055}");
         eb_walk_fini(&w);
 
         t_src_fini(&s);
@@ -388,17 +406,18 @@ static void test_kommo_restart(void)
         struct eb_source_cfg s;
         struct eb_walk w;
         struct eb_page page;
-        char *p2 = t_fixture(FX("list_page2_last.json"));
+        char *p2 = as_page1(t_fixture(FX("list_page2_last.json")));
         json_t *cp = json_pack("{sIsIsIsI}", "wm", (json_int_t)1699990000,
                                "from", (json_int_t)1699989880, "to",
                                (json_int_t)1699995000, "page", (json_int_t)2);
 
-        /* Restarted much later: the same closed window, the next page. */
+        /* Restarted much later: the same closed window; an older
+         * checkpoint's page number is not trusted (page 1 again). */
         t_src_init(&s, "kommo", KOMMO_BASE, NULL);
         begin(&w, &s, cp, T_NOW_MS + 3600000);
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
         T_CHECK_URL(&w,
-                    KOMMO_BASE "/api/v4/events?page=2&limit=250"
+                    KOMMO_BASE "/api/v4/events?page=1&limit=250"
                                "&filter%5Bcreated_at%5D%5Bfrom%5D=1699989880"
                                "&filter%5Bcreated_at%5D%5Bto%5D=1699995000");
         eb_page_init(&page);
@@ -431,7 +450,7 @@ static void test_kommo_restart(void)
         eb_page_fini(&page);
         w.prov->page_done(&w);
         w.prov->walk_end(&w);
-        T_CHECK_CP(&w, "{\"wm\":1700000100}");
+        T_CHECK_CP(&w, "{\"seen\":[],\"seen_span\":120,\"wm\":1700000100}");
         eb_walk_fini(&w);
 
         json_decref(cp);
@@ -483,7 +502,7 @@ static void test_kommo_hint(void)
         struct eb_walk w;
         struct eb_page page;
         char *p1 = t_fixture(FX("list_page1.json"));
-        char *p2 = t_fixture(FX("list_page2_last.json"));
+        char *p2 = as_page1(t_fixture(FX("list_page2_last.json")));
         json_t *cp = json_pack("{sI}", "wm", (json_int_t)1699999000);
 
         t_src_init(&s, "kommo", KOMMO_BASE,
@@ -506,9 +525,9 @@ static void test_kommo_hint(void)
         w.prov->page_done(&w);
         EB_CHECK(json_equal(w.cp, cp));
         T_CHECK_URL(&w, KOMMO_BASE
-                    "/api/v4/events?page=2&limit=250"
+                    "/api/v4/events?page=1&limit=250"
                     "&filter%5Bcreated_at%5D%5Bfrom%5D=1699998880"
-                    "&filter%5Bcreated_at%5D%5Bto%5D=1700000000"
+                    "&filter%5Bcreated_at%5D%5Bto%5D=1665064399"
                     "&filter%5Btype%5D=lead_status_changed"
                     "&filter%5Bentity%5D=lead&filter%5Bentity_id%5D=123");
         t_feed(&w, 200, p2, HAL, &page);
@@ -734,6 +753,7 @@ static void test_kommo_normalize_fixture(void)
 
         /* Page 2: a tag event on a contact and a catalog entity. */
         root = fixture_events(FX("list_page2_last.json"), &body);
+        as_page1(body);
         t_feed(&w, 200, body, HAL, &page);
         EB_REQUIRE(page.kind == EB_RESP_OK && page.events_cnt == 2);
         EB_CHECK_STR(page.events[0]->entity_type, "contact");
@@ -928,8 +948,9 @@ static void test_kommo_slices(void)
         EB_CHECK_INT(page.more, 1);
         eb_page_fini(&page);
         w.prov->page_done(&w);
-        T_CHECK_CP(&w, "{\"cut\":true,\"from\":1699913600,\"page\":2,"
-                       "\"to\":1699917200,\"wm\":1699913600}");
+        T_CHECK_CP(&w, "{\"cut\":true,\"from\":1699913600,\"page\":1,"
+                       "\"to\":1699917200,\"upper\":1665064399,"
+                       "\"wm\":1699913600}");
         /* A restart resumes the same window, still a slice. */
         cp = json_incref(w.cp);
         eb_walk_fini(&w);
@@ -972,7 +993,7 @@ static void test_kommo_slices(void)
         eb_page_fini(&page);
         w.prov->page_done(&w);
         w.prov->walk_end(&w);
-        T_CHECK_CP(&w, "{\"wm\":1699999997}");
+        T_CHECK_CP(&w, "{\"seen\":[],\"seen_span\":120,\"wm\":1699999997}");
         eb_walk_fini(&w);
         t_src_fini(&s);
         free(p1);

@@ -113,6 +113,53 @@ static void test_kota_urls(void)
         t_src_fini(&s);
 }
 
+/* A first walk from poll.start "30d" whose first publish kept failing
+ * was held past its minute of margin: its created_after is then older
+ * than Kota's 30 days, and Kota answers 400. That stopped the source (and
+ * before Kota refusals stopped it, was retried with the same stale
+ * created_after for ever). The walk starts again from the new floor. */
+static void test_kota_stale_floor(void)
+{
+        static const char body400[] =
+                "{\"title\":\"One or more validation errors occurred.\","
+                "\"status\":400,\"errors\":{\"created_after\":"
+                "[\"created_after is limited to the last 30 days\"]}}";
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        struct eb_page page;
+        struct eb_response r;
+
+        t_src_init(&s, "kota", NULL, NULL);
+        free(s.poll_start);
+        s.poll_start = t_strdup("30d");
+        begin(&w, &s, NULL, T_NOW_MS);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        T_CHECK_URL(&w, KOTA_BASE "/events?order_direction=asc&created_after="
+                                  "2023-10-15T22%3A14%3A20.000Z&page=1"
+                                  "&page_size=100");
+        /* Two minutes later the same request is refused. */
+        r = t_resp(400, body400, PROBLEM);
+        r.now_ms = T_NOW_MS + 120000;
+        eb_page_init(&page);
+        w.prov->handle_response(&w, &r, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_RETRY);
+        EB_CHECK(strstr(page.detail, "30 days") != NULL);
+        eb_page_fini(&page);
+        w.prov->page_done(&w); /* not a page: nothing moves */
+        EB_CHECK(w.cp == NULL);
+        T_CHECK_URL(&w, KOTA_BASE "/events?order_direction=asc&created_after="
+                                  "2023-10-15T22%3A16%3A20.000Z&page=1"
+                                  "&page_size=100");
+        /* A 400 on a created_after inside the window is Kota refusing
+         * the request itself: the source stops, as before. */
+        r.now_ms = T_NOW_MS + 130000;
+        w.prov->handle_response(&w, &r, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_REFUSED);
+        eb_page_fini(&page);
+        eb_walk_fini(&w);
+        t_src_fini(&s);
+}
+
 /* ---- walk progression ----------------------------------------------- */
 
 static void test_kota_walk(void)
@@ -595,6 +642,7 @@ int main(void)
 {
         EB_RUN(test_kota_options);
         EB_RUN(test_kota_urls);
+        EB_RUN(test_kota_stale_floor);
         EB_RUN(test_kota_walk);
         EB_RUN(test_kota_restart);
         EB_RUN(test_kota_bad_checkpoint);
