@@ -128,10 +128,6 @@ struct eb_kafka_s {
         int64_t txn_report_ms;   /* next "still running" line */
         int txn_tick_ms;         /* next resume delay */
         uint64_t txn_msgs;       /* produced in the open transaction */
-        /* 0 once transactions are initialised on a cluster whose id is
-         * known and not librdkafka's mock ("mockCluster..."); written by
-         * the helper before it reports the init, read by the loop after */
-        int txn_uncommitted_visible;
         /* Consumed offsets to commit with the open transaction
          * (eb_kafka_txn_set_offsets()); the helper sends them before the
          * commit. Owned; cleared when the transaction ends. */
@@ -739,7 +735,6 @@ eb_kafka_t *eb_kafka_new_ex(struct event_base *base,
                 }
                 k->txn_id = eb_xstrdup(cfg->transactional_id);
                 k->txn_state = EB_KAFKA_TXN_INIT;
-                k->txn_uncommitted_visible = 1; /* until known otherwise */
         }
 
         /* Validate every property before starting anything. */
@@ -1074,11 +1069,6 @@ const char *eb_kafka_txn_state_name(eb_kafka_txn_state_t st)
         return "?";
 }
 
-int eb_kafka_txn_uncommitted_visible(const eb_kafka_t *k)
-{
-        return k->txn_uncommitted_visible;
-}
-
 int eb_kafka_transactional(const eb_kafka_t *k)
 {
         return k->txn_id != NULL;
@@ -1096,10 +1086,6 @@ static uint64_t undelivered(const eb_kafka_t *k)
 
         return k->stats.produced > done ? k->stats.produced - done : 0;
 }
-
-/* How long the helper waits for the cluster id after initialising
- * transactions (it is in the metadata the init already fetched). */
-#define EB_KAFKA_CLUSTERID_TIMEOUT_MS 5000
 
 /* ---- the helper thread ---------------------------------------------------
  */
@@ -1179,19 +1165,6 @@ static void *txn_worker_main(void *arg)
                         rd_kafka_error_destroy(error);
                 }
 
-                if (op == TXN_OP_INIT && !error) {
-                        /* librdkafka's mock serves read_committed readers
-                         * uncommitted records (eb_pipeline orders a
-                         * transaction's records for it); asked once,
-                         * here, where blocking costs nobody */
-                        char *cid = rd_kafka_clusterid(
-                                k->rk, EB_KAFKA_CLUSTERID_TIMEOUT_MS);
-
-                        k->txn_uncommitted_visible =
-                                !cid || !strncmp(cid, "mockCluster", 11);
-                        if (cid)
-                                rd_kafka_mem_free(k->rk, cid);
-                }
                 pthread_mutex_lock(&w->mu);
                 w->result = error;
                 w->done = 1;

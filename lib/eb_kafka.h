@@ -347,15 +347,6 @@ const char *eb_kafka_bootstrap(const eb_kafka_t *k);
 int eb_kafka_embedded(const eb_kafka_t *k);
 
 /**
- * @returns 1 when a read_committed consumer may see this producer's
- * records before their transaction commits: librdkafka's mock cluster
- * (embedded, or evbridge-kafka-mock: cluster id "mockCluster..."), or a
- * cluster whose id is not known yet (before eb_kafka_txn_init() has
- * succeeded, or the id did not come). 0 on a real broker.
- */
-int eb_kafka_txn_uncommitted_visible(const eb_kafka_t *k);
-
-/**
  * @returns borrowed producer handle (metadata, admin requests, tests). Do
  * not destroy it, change its queues, produce on it or call its
  * transactional API: a transactional handle counts the messages of

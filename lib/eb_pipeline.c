@@ -772,17 +772,13 @@ static void txn_attempt(eb_pipeline_t *pl)
                 t->drs_due++;
         }
         /*
-         * On a cluster that serves read_committed readers uncommitted
-         * records (librdkafka's mock: eb_kafka_txn_uncommitted_visible())
-         * the state records (seen ids, checkpoints) go out only once every
-         * event of the attempt is acknowledged: a crash can leave a
-         * transaction that never committed visible there, and restore
-         * trusts a session's last transaction, so its ids and checkpoint
-         * must never be there without all of its events. That costs one
-         * round trip per transaction. A real broker shows nothing of a
-         * transaction before its commit, and commits it only with every
-         * record delivered (a failed one fails the commit: abort, redo),
-         * so the state records follow the events at once.
+         * The state records (seen ids, checkpoints) go out only once every
+         * event of the attempt is acknowledged. On a broker that honours
+         * read_committed this changes nothing; on one that ignores it (the
+         * 2.0.2 mock) a crash can leave a transaction that never committed
+         * visible, and restore trusts a session's last transaction: its
+         * ids and checkpoint must then never be there without all of its
+         * events. The cost is one round trip per transaction.
          */
         if (rc) {
                 if (rc == -EAGAIN)
@@ -796,7 +792,7 @@ static void txn_attempt(eb_pipeline_t *pl)
                 txn_abort(pl, rc == -EAGAIN ? -EAGAIN : rc);
                 return;
         }
-        if (t->drs_due > 0 && eb_kafka_txn_uncommitted_visible(pl->kafka)) {
+        if (t->drs_due > 0) {
                 t->state_due = 1; /* on_txn_dr() goes on */
                 return;
         }

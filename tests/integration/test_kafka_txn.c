@@ -377,9 +377,6 @@ static void test_init_and_commit(void)
         EB_CHECK_INT(eb_kafka_txn_commit(c.k, on_op, &other), -EINVAL);
         EB_CHECK_INT(eb_kafka_txn_abort(c.k, on_op, &other), -EINVAL);
         EB_CHECK_INT(eb_kafka_txn_init(c.k, NULL, NULL), -EINVAL);
-        /* not known yet: treated as a cluster that shows uncommitted
-         * records (eb_pipeline then orders a transaction's records) */
-        EB_CHECK_INT(eb_kafka_txn_uncommitted_visible(c.k), 1);
 
         EB_REQUIRE(eb_kafka_txn_init(c.k, on_op, &init) == 0);
         EB_CHECK_INT(init.fired, 0); /* never from inside the call */
@@ -390,8 +387,6 @@ static void test_init_and_commit(void)
         EB_CHECK_INT(init.err, 0);
         EB_CHECK_INT(eb_kafka_txn_state(c.k), EB_KAFKA_TXN_READY);
         EB_CHECK_INT(eb_kafka_txn_init(c.k, on_op, &other), -EINVAL);
-        /* a real broker: its cluster id is not the mock's */
-        EB_CHECK_INT(eb_kafka_txn_uncommitted_visible(c.k), 0);
 
         /* outside a transaction produce is refused */
         EB_CHECK_INT(eb_kafka_produce(c.k, &env, on_dr, NULL), -EIO);
@@ -555,8 +550,6 @@ static void test_many_commits_varying_rtt(void)
         EB_REQUIRE(base != NULL);
         cfg_mock(&cfg, "eb-test-many");
         EB_REQUIRE(start(base, &cfg, &c) != NULL);
-        /* librdkafka's mock shows uncommitted records */
-        EB_CHECK_INT(eb_kafka_txn_uncommitted_visible(c.k), 1);
         mc = eb_kafka_mock_cluster(c.k);
         for (i = 0; i < n; i++) {
                 rd_kafka_mock_broker_set_rtt(mc, 1, rtts[i % 3]);
