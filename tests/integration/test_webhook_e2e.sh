@@ -81,7 +81,16 @@ for line in sys.stdin:
 print(int(v))' "$1"
 }
 
-sleep 4
+# Live webhooks of each signed source are published, not only found
+# duplicates of what a poll published first. Bounded wait: a loaded
+# machine can take longer than the 1.5 s webhook deadline per commit at
+# first (every new event type is a new topic), and the simulator retries.
+published() {
+  [ "$(metric 'evbridge_webhook_requests_total{source="close-1",status="200",reason="published"}')" -ge 1 ] &&
+    [ "$(metric 'evbridge_webhook_requests_total{source="kota-1",status="200",reason="published"}')" -ge 1 ]
+}
+wait_for "a published webhook of close-1 and of kota-1" 90 published ||
+  bad "no webhook of close-1 or kota-1 was published within 90 s"
 # Kafka frozen: held webhooks time out (503 + Retry-After), the sender
 # retries; nothing may be lost or doubled.
 kafka_ctl pause
