@@ -459,6 +459,10 @@ void eb_kafka_set_drain(eb_kafka_t *k, int64_t ms);
 
 /* ---- topic creation (any thread; blocking) ------------------------------ */
 
+/** @returns 1 if @p err says the principal may not do it (ACLs,
+ * authentication), which no retry fixes. */
+int eb_kafka_auth_error(rd_kafka_resp_err_t err);
+
 /** One topic for eb_kafka_create_topics(). */
 struct eb_kafka_topic_spec {
         const char *name;
