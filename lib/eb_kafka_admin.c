@@ -390,3 +390,16 @@ out:
         specs_fini(spec);
         return rc;
 }
+
+int eb_kafka_state_topics_exist(eb_kafka_t *k, const struct eb_config *cfg)
+{
+        return eb_state_topics_exist(k->rk, cfg);
+}
+
+int eb_kafka_ensure_state_topics(eb_kafka_t *k, const struct eb_config *cfg,
+                                 int partitions_seen, int timeout_ms,
+                                 char *errstr, size_t errstr_size)
+{
+        return eb_state_ensure_topics(k->rk, k->mock, cfg, partitions_seen,
+                                      timeout_ms, errstr, errstr_size);
+}
