@@ -322,42 +322,55 @@ static void maybe_settle(struct batch *b)
                 batch_settle(b);
 }
 
-static void on_delivery(void *opaque, int err, const char *errstr)
+/*
+ * The one settle loop: message @p m has its outcome (0: in Kafka, or
+ * committed). Count it; on an error forget its id, so the retried page or
+ * webhook publishes it again (also when Kafka may have written it: a
+ * timeout in flight, POSSIBLY_PERSISTED; a broker that died before
+ * appending it wrote nothing, and keeping the id would answer the retry
+ * as a duplicate of nothing, a loss. At least once: a duplicate, never a
+ * loss). Then take it out of the in-flight index and settle the batches
+ * that waited for it: they inherit the error (their copy is not in Kafka
+ * either). @p m itself stays the caller's.
+ */
+static void msg_settle(eb_pipeline_t *pl, struct msg *m, int err)
 {
-        struct msg *m = opaque;
-        struct batch *b = m->b;
-        struct srcstat *ss = stat_of(b->pl, b->source);
+        struct srcstat *ss = stat_of(pl, m->b->source);
 
-        eb_histogram_observe(&b->pl->latency,
-                             (double)(eb_mono_us() - m->produced_us) / 1e6);
         if (err) {
                 ss->st.failed++;
-                if (!b->err)
-                        b->err = err;
-                /* Forget the id, so the retried page or webhook publishes
-                 * it again. Also when Kafka may have written it (a
-                 * timeout in flight, POSSIBLY_PERSISTED): a broker that
-                 * died before appending it wrote nothing, and keeping the
-                 * id would answer the retry as a duplicate of nothing, a
-                 * loss. At least once: a duplicate, never a loss. */
-                eb_dedupe_remove(b->pl->dedupe, &m->fp);
-                eb_warn("pipeline", "source=%s delivery failed: %s", b->source,
-                        errstr);
+                eb_dedupe_remove(pl->dedupe, &m->fp);
         } else {
                 ss->st.published++;
                 if (m->time_ms > ss->st.newest_event_ms)
                         ss->st.newest_event_ms = m->time_ms;
         }
-        inflight_del(b->pl, m);
+        inflight_del(pl, m);
         while (m->waiters) {
                 struct waiter *w = m->waiters;
                 m->waiters = w->next;
                 if (err && !w->b->err)
-                        w->b->err = err; /* its copy is not in Kafka either */
+                        w->b->err = err;
                 w->b->outstanding--;
                 maybe_settle(w->b);
                 free(w);
         }
+}
+
+static void on_delivery(void *opaque, int err, const char *errstr)
+{
+        struct msg *m = opaque;
+        struct batch *b = m->b;
+
+        eb_histogram_observe(&b->pl->latency,
+                             (double)(eb_mono_us() - m->produced_us) / 1e6);
+        if (err) {
+                if (!b->err)
+                        b->err = err;
+                eb_warn("pipeline", "source=%s delivery failed: %s", b->source,
+                        errstr);
+        }
+        msg_settle(b->pl, m, err);
         b->outstanding--;
         free(m);
         maybe_settle(b);
@@ -447,29 +460,9 @@ static void txn_settle(eb_pipeline_t *pl, struct txn *t, int err)
 
         while (t->msgs) {
                 struct msg *m = t->msgs;
-                struct srcstat *ss = stat_of(pl, m->b->source);
 
                 t->msgs = m->tnext;
-                if (err) {
-                        ss->st.failed++;
-                        /* Not committed: forget the id so that the retried
-                         * page or webhook publishes it again. */
-                        eb_dedupe_remove(pl->dedupe, &m->fp);
-                } else {
-                        ss->st.published++;
-                        if (m->time_ms > ss->st.newest_event_ms)
-                                ss->st.newest_event_ms = m->time_ms;
-                }
-                inflight_del(pl, m);
-                while (m->waiters) {
-                        struct waiter *w = m->waiters;
-                        m->waiters = w->next;
-                        if (err && !w->b->err)
-                                w->b->err = err;
-                        w->b->outstanding--;
-                        maybe_settle(w->b);
-                        free(w);
-                }
+                msg_settle(pl, m, err);
                 eb_envelope_fini(&m->env);
                 free(m);
         }
