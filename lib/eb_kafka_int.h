@@ -33,7 +33,7 @@ enum txn_phase {
 };
 
 /* The helper thread that makes librdkafka's blocking transactional calls
- * (see "transactions" below). Everything but thread is under mu. */
+ * (eb_txn.c). Everything but thread is under mu. */
 struct txn_worker {
         pthread_t thread;
         int started; /* loop thread only */

@@ -20,12 +20,12 @@
 
 /* ---- exactly-once mode ------------------------------------------------
  *
- * publish: dedupe as above, pl_render, keep the envelope in the open
- * transaction (pl->cur; the id is remembered and indexed in flight at
- * once, so a concurrent duplicate waits for this copy's outcome). The
- * transaction closes kafka.batch.linger after its first publish, or at
- * kafka.batch.max_events messages; closing it (only one at a time, in
- * order; publishes meanwhile go into the next one):
+ * publish: dedupe as at least once (eb_pipeline.c), render, keep the
+ * envelope in the open transaction (pl->cur; the id is remembered and
+ * indexed in flight at once, so a concurrent duplicate waits for this
+ * copy's outcome). The transaction closes kafka.batch.linger after its
+ * first publish, or at kafka.batch.max_events messages; closing it (only
+ * one at a time, in order; publishes meanwhile go into the next one):
  *
  *   eb_kafka_txn_begin; eb_state_writer_begin
  *   produce every kept envelope (header evbridge-txn: <session>:<seq>)
