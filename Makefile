@@ -51,7 +51,9 @@ OPT      := -O2 -g
 ifeq ($(BUILD),release)
 OPT      += -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 else
-OPT      := -O1 -g
+# Debug builds (asan, ubsan): internal consistency checks abort
+# (e.g. an illegal transaction state transition, lib/eb_txn.c).
+OPT      := -O1 -g -DEB_DEBUG=1
 endif
 
 PKG_CONFIG ?= pkg-config

@@ -557,7 +557,7 @@ static int state_topics_exist(eb_kafka_t *k, const struct eb_config *cfg)
 {
         if (eb_kafka_mock_cluster(k))
                 return 0;
-        return eb_state_topics_exist(eb_kafka_rk(k), cfg);
+        return eb_kafka_state_topics_exist(k, cfg);
 }
 
 static int app_add_sources(eb_app_t *app, json_t *cps, char *errstr,
@@ -923,9 +923,8 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
          * from the loop (on_gate_tick) and nothing starts before. */
         app->kafka_ok = eb_kafka_embedded(app->kafka);
         if (app->kafka_ok && app->eos && !state_topics_exist(app->kafka, cfg) &&
-            eb_state_ensure_topics(eb_kafka_rk(app->kafka),
-                                   eb_kafka_mock_cluster(app->kafka), cfg, 1,
-                                   30000, errstr, errstr_size))
+            eb_kafka_ensure_state_topics(app->kafka, cfg, 1, 30000, errstr,
+                                         errstr_size))
                 goto err;
         if (pthread_mutex_init(&app->probe.mu, NULL) != 0) {
                 snprintf(errstr, errstr_size, "cannot create a lock");

@@ -459,6 +459,20 @@ void eb_kafka_set_drain(eb_kafka_t *k, int64_t ms);
 
 /* ---- topic creation (any thread; blocking) ------------------------------ */
 
+/**
+ * @brief eb_state_topics_exist() and eb_state_ensure_topics() on the
+ * producer's own connection (and its embedded cluster, if it runs one),
+ * for callers that hold only the eb_kafka_t. Same results. Blocking.
+ */
+int eb_kafka_state_topics_exist(eb_kafka_t *k, const struct eb_config *cfg);
+int eb_kafka_ensure_state_topics(eb_kafka_t *k, const struct eb_config *cfg,
+                                 int partitions_seen, int timeout_ms,
+                                 char *errstr, size_t errstr_size) EB_WUR;
+
+/** @returns 1 if @p err says the principal may not do it (ACLs,
+ * authentication), which no retry fixes. */
+int eb_kafka_auth_error(rd_kafka_resp_err_t err);
+
 /** One topic for eb_kafka_create_topics(). */
 struct eb_kafka_topic_spec {
         const char *name;

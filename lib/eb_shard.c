@@ -1152,9 +1152,9 @@ eb_shards_t *eb_shards_new(struct event_base *base, const struct eb_config *cfg,
             ensure_topic(eb_kafka_rk(m->writer), m->intake_topic, m->n, errstr,
                          errstr_size))
                 goto fail;
-        if (!eb_state_topics_exist(eb_kafka_rk(m->writer), cfg) &&
-            eb_state_ensure_topics(eb_kafka_rk(m->writer), NULL, cfg, 1, 30000,
-                                   errstr, errstr_size))
+        if (!eb_kafka_state_topics_exist(m->writer, cfg) &&
+            eb_kafka_ensure_state_topics(m->writer, cfg, 1, 30000, errstr,
+                                         errstr_size))
                 goto fail;
 
         /* The group member: a dead replica's shards move after

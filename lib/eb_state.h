@@ -77,6 +77,8 @@ struct eb_state_txn {
 
 /* ---- names and topic creation ------------------------------------------ */
 
+/** @returns the state topics' prefix (state_prefix, or "evbridge"). */
+const char *eb_state_prefix(const struct eb_config *cfg);
 /** @returns new "<state_prefix>.checkpoints". */
 char *eb_state_topic_checkpoints(const struct eb_config *cfg);
 

@@ -30,6 +30,13 @@ int64_t eb_mono_us(void)
         return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+int64_t eb_mono_left_ms(int64_t deadline)
+{
+        int64_t left = deadline - eb_mono_ms();
+
+        return left > 0 ? left : 0;
+}
+
 int eb_duration_parse(const char *s, int64_t *ms)
 {
         int64_t total = 0;

@@ -26,6 +26,8 @@ int eb_parse_digits(const char **pp, int digits, int *out);
 int64_t eb_mono_ms(void);
 /** @returns monotonic time in microseconds. */
 int64_t eb_mono_us(void);
+/** @returns ms left until the eb_mono_ms() @p deadline, 0 once past. */
+int64_t eb_mono_left_ms(int64_t deadline);
 
 /**
  * @brief Parse a duration: one or more <number><unit> groups, units ms, s,

@@ -79,4 +79,8 @@ int eb_fuzz_intake(const uint8_t *data, size_t size);
 /** The table of every entry, NULL-terminated. */
 extern const struct eb_fuzz_target eb_fuzz_targets[];
 
+/* State topic values (.seen and .checkpoints): decoded, the seen ones
+ * re-encoded and compared, and fed to the restore loader. */
+int eb_fuzz_state_records(const uint8_t *data, size_t size);
+
 #endif /* EB_FUZZ_ENTRIES_H */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eb_kafka.h"
 #include "eb_log.h"
 
 struct eb_tkafka_s {
@@ -165,65 +166,26 @@ static rd_kafka_t *admin_client(const char *bootstrap)
 int eb_tkafka_create_topic(const char *bootstrap, const char *topic,
                            int partitions, const char *const *configs)
 {
-        rd_kafka_t *rk = NULL;
-        rd_kafka_NewTopic_t *nt = NULL;
-        rd_kafka_queue_t *q = NULL;
-        rd_kafka_event_t *ev = NULL;
-        rd_kafka_AdminOptions_t *o = NULL;
+        struct eb_kafka_topic_spec t;
+        rd_kafka_t *rk = admin_client(bootstrap);
         char err[512];
         int rc = -EIO;
 
-        rk = admin_client(bootstrap);
         if (!rk)
                 return -EIO;
-        nt = rd_kafka_NewTopic_new(topic, partitions, -1, err, sizeof(err));
-        for (size_t i = 0; nt && configs && configs[i] && configs[i + 1];
-             i += 2)
-                rd_kafka_NewTopic_set_config(nt, configs[i], configs[i + 1]);
-        q = rd_kafka_queue_new(rk);
-        o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-        rd_kafka_AdminOptions_set_operation_timeout(o, 20000, err, sizeof(err));
-        rd_kafka_AdminOptions_set_request_timeout(o, 30000, err, sizeof(err));
-        if (!nt) {
-                fprintf(stderr, "eb_tkafka: NewTopic %s: %s\n", topic, err);
-                goto out;
-        }
-        rd_kafka_CreateTopics(rk, &nt, 1, o, q);
-        ev = rd_kafka_queue_poll(q, 40000);
-        if (!ev) {
-                fprintf(stderr, "eb_tkafka: CreateTopics %s: timed out\n",
-                        topic);
-        } else if (rd_kafka_event_error(ev)) {
+        memset(&t, 0, sizeof(t));
+        t.name = topic;
+        t.partitions = partitions;
+        t.configs = configs;
+        if (eb_kafka_create_topics(rk, &t, 1, 30000, err, sizeof(err)))
+                fprintf(stderr, "eb_tkafka: %s\n", err);
+        else if (t.err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                rc = 0;
+        else if (t.err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+                rc = -EEXIST;
+        else
                 fprintf(stderr, "eb_tkafka: CreateTopics %s: %s\n", topic,
-                        rd_kafka_event_error_string(ev));
-        } else {
-                const rd_kafka_CreateTopics_result_t *res =
-                        rd_kafka_event_CreateTopics_result(ev);
-                size_t cnt = 0;
-                const rd_kafka_topic_result_t **tr =
-                        rd_kafka_CreateTopics_result_topics(res, &cnt);
-                rd_kafka_resp_err_t e = cnt ? rd_kafka_topic_result_error(tr[0])
-                                            : RD_KAFKA_RESP_ERR__FAIL;
-
-                if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-                        rc = 0;
-                else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-                        rc = -EEXIST;
-                else
-                        fprintf(stderr, "eb_tkafka: CreateTopics %s: %s\n",
-                                topic,
-                                cnt ? rd_kafka_topic_result_error_string(tr[0])
-                                    : "no result");
-        }
-out:
-        if (ev)
-                rd_kafka_event_destroy(ev);
-        if (o)
-                rd_kafka_AdminOptions_destroy(o);
-        if (q)
-                rd_kafka_queue_destroy(q);
-        if (nt)
-                rd_kafka_NewTopic_destroy(nt);
+                        t.errstr);
         rd_kafka_destroy(rk);
         return rc;
 }
