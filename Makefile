@@ -110,7 +110,7 @@ else
 Q := @
 endif
 
-LIB_SRC   := $(sort $(wildcard lib/*.c))
+LIB_SRC   := $(sort $(wildcard lib/*.c lib/providers/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
 LIBEB     := $(B)/libeb.a
 

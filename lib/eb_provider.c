@@ -17,11 +17,12 @@
 
 /* ---- registry ------------------------------------------------------- */
 
-static const struct eb_provider *const providers[] = {
-        &eb_provider_kommo,
-        &eb_provider_close,
-        &eb_provider_kota,
-        NULL,
+/* The built-in providers (lib/providers/list.h), then those added with
+ * eb_provider_register(); NULL-terminated. */
+static const struct eb_provider *providers[EB_PROVIDER_MAX + 1] = {
+#define EB_PROVIDER(x) &eb_provider_##x,
+#include "providers/list.h"
+#undef EB_PROVIDER
 };
 
 const struct eb_provider *eb_provider_lookup(const char *name)
@@ -39,7 +40,21 @@ const struct eb_provider *eb_provider_lookup(const char *name)
 
 const struct eb_provider *const *eb_provider_all(void)
 {
-        return providers;
+        return (const struct eb_provider *const *)providers;
+}
+
+int eb_provider_register(const struct eb_provider *prov)
+{
+        size_t i;
+
+        if (!prov || !prov->name || eb_provider_lookup(prov->name))
+                return -EEXIST;
+        for (i = 0; providers[i]; i++)
+                ;
+        if (i >= EB_PROVIDER_MAX)
+                return -ENOSPC;
+        providers[i] = prov;
+        return 0;
 }
 
 static void known_list(char *buf, size_t sz)

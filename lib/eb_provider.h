@@ -1,10 +1,11 @@
 /*
  * eb_provider: the adapter interface every upstream platform implements.
  *
- * An adapter is a table of functions (struct eb_provider) in its own
- * lib/provider_<name>.c, registered in eb_provider.c's table; adding one
- * touches nothing else. The scheduler (eb_poller) owns the HTTP transfers,
- * rate limits, backoff and publishing; the adapter only knows its API:
+ * An adapter is a table of functions and declarations (struct
+ * eb_provider) in its own lib/providers/<name>.c, registered by one line
+ * in lib/providers/list.h. The scheduler (eb_poller) owns the HTTP
+ * transfers, rate limits, backoff and publishing; the adapter only knows
+ * its API:
  *
  *   walk_begin      checkpoint (JSON, or NULL on first start) -> walk state
  *   next_request    walk state -> the URL and auth header of the next page
@@ -183,6 +184,20 @@ const struct eb_provider *eb_provider_lookup(const char *name);
 /** @returns the NULL-terminated list of registered adapters. */
 const struct eb_provider *const *eb_provider_all(void);
 
+/** Most providers the registry holds (built-in and registered). */
+#define EB_PROVIDER_MAX 16
+
+/**
+ * @brief Add @p prov (borrowed, lives as long as the process) to the
+ * registry after the built-in ones of lib/providers/list.h. For tests and
+ * embedders that bring a provider of their own: call it before anything
+ * reads the registry (config checks, webhooks, the poller); it is not
+ * thread-safe and there is no unregister.
+ * @returns 0, -EEXIST (no name, or one already registered by that name)
+ * or -ENOSPC (EB_PROVIDER_MAX reached).
+ */
+int eb_provider_register(const struct eb_provider *prov) EB_WUR;
+
 /**
  * @brief Check every source's provider and provider-specific options.
  * @returns 0 or -EINVAL with "sources[N].key: why" in @p errstr.
@@ -230,9 +245,10 @@ void eb_walk_fini(struct eb_walk *w);
 
 /* ---- the registered adapters -------------------------------------- */
 
-extern const struct eb_provider eb_provider_kommo;
-extern const struct eb_provider eb_provider_close;
-extern const struct eb_provider eb_provider_kota;
+/* The built-in adapters, declared from lib/providers/list.h. */
+#define EB_PROVIDER(x) extern const struct eb_provider eb_provider_##x;
+#include "providers/list.h"
+#undef EB_PROVIDER
 
 /* ---- helpers shared by the adapters (no I/O, no state) ------------- */
 

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the Close adapter (provider_close.c): filter
+ * Unit tests for the Close adapter (lib/providers/close.c): filter
  * combinations, URLs and auth, cursor walks, watermark rules, restart
  * from a checkpoint (stale cursor), rate-limit signals, status
  * classification and normalization.

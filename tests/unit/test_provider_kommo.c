@@ -1,6 +1,6 @@
 /*
  * Unit tests for the provider registry (eb_provider.c) and the Kommo
- * adapter (provider_kommo.c): config checks, URLs, window progression,
+ * adapter (lib/providers/kommo.c): config checks, URLs, window progression,
  * restart from a checkpoint, status classification, normalization.
  */
 #include "eb_provider.h"

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the Kota adapter (provider_kota.c): options, URLs and
+ * Unit tests for the Kota adapter (lib/providers/kota.c): options, URLs and
  * auth, the 30-day floor, per-page watermark progression, restart from a
  * checkpoint, the types allow-list, status classification and
  * normalization (list items and v1/v2 webhooks, multi-dot types).

@@ -1,5 +1,5 @@
 /*
- * provider_close: Close GET /api/v1/event/ (docs/providers.md).
+ * providers/close.c: Close GET /api/v1/event/ (docs/providers.md).
  *
  *   first page:  ?date_updated__gte=<wm - overlap>&_limit=L&<filters>
  *   next pages:  ?_cursor=<cursor_next>&_limit=L&<filters>

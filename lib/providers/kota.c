@@ -1,5 +1,5 @@
 /*
- * provider_kota: Kota GET /events (docs/providers.md).
+ * providers/kota.c: Kota GET /events (docs/providers.md).
  *
  *   GET /events?order_direction=asc&created_after=<ISO>&version=v2
  *              &page=P&page_size=L

@@ -1,5 +1,5 @@
 /*
- * provider_kommo: Kommo (amoCRM) GET /api/v4/events.
+ * providers/kommo.c: Kommo (amoCRM) GET /api/v4/events.
  *
  * Closed created_at windows walked newest first (docs/providers.md):
  *
