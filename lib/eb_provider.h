@@ -119,6 +119,28 @@ struct eb_walk {
         int resumed;
 };
 
+/**
+ * How a provider takes webhooks (struct eb_provider.webhook; NULL: it
+ * takes none). eb_webhook verifies, parses and dispatches by this alone.
+ */
+struct eb_provider_webhook {
+        /* the default webhook.scheme (an eb_webhook_sig scheme name) */
+        const char *scheme;
+        /* the only media type accepted. A form type
+         * ("application/x-www-form-urlencoded") is read with eb_form,
+         * any other as a JSON object. */
+        const char *content_type;
+        /* publishing webhooks: the event is body[event_key] (NULL: the
+         * whole body), normalized with normalize() and published. */
+        const char *event_key;
+        /* poll triggers: set when the provider's webhooks carry no event
+         * of their own, only news that the source has some. The parsed
+         * body (borrowed) is checked with it (0, or -EINVAL with why),
+         * then the source is polled at once (at most one poll per
+         * webhook.trigger interval, a later one deferred). */
+        int (*trigger_check)(const json_t *body, char *why, size_t why_size);
+};
+
 struct eb_provider {
         const char *name;
         const char *default_base_url; /* NULL: base_url is required */
@@ -176,6 +198,9 @@ struct eb_provider {
          * refused, and so are sources of one account that could exceed
          * it together. */
         int max_per_second;
+
+        /* its webhooks (NULL: it takes none). */
+        const struct eb_provider_webhook *webhook;
 };
 
 /** @returns borrowed adapter by name, or NULL. */

@@ -590,6 +590,14 @@ static void close_walk_end(struct eb_walk *w)
         close_finalize(w);
 }
 
+/* Close webhooks are signed (close-sig-hash) and carry the event under
+ * "event", in the shape the events API returns. */
+static const struct eb_provider_webhook close_webhook = {
+        .scheme = "close",
+        .content_type = "application/json",
+        .event_key = "event",
+};
+
 const struct eb_provider eb_provider_close = {
         .name = "close",
         .default_base_url = "https://api.close.com",
@@ -608,4 +616,5 @@ const struct eb_provider eb_provider_close = {
         .normalize = close_normalize,
         .credential = "api_key",
         .newest_first = 1,
+        .webhook = &close_webhook,
 };

@@ -1209,6 +1209,31 @@ static void kommo_walk_end(struct eb_walk *w)
         kommo_finalize(w);
 }
 
+/* A Kommo webhook must look like an account webhook: an "account" object
+ * naming the account, next to at least one entity section. */
+static int kommo_trigger_check(const json_t *form, char *why, size_t why_size)
+{
+        json_t *acct = json_object_get(form, "account");
+
+        if (json_is_object(acct) &&
+            (json_object_get(acct, "subdomain") ||
+             json_object_get(acct, "id")) &&
+            json_object_size(form) >= 2)
+                return 0;
+        snprintf(why, why_size,
+                 "no account[subdomain] / account[id] next "
+                 "to an entity section");
+        return -EINVAL;
+}
+
+/* Kommo webhooks carry no id and no signature: a shared token in the URL
+ * authenticates them, and each one only triggers a poll. */
+static const struct eb_provider_webhook kommo_webhook = {
+        .scheme = "token",
+        .content_type = "application/x-www-form-urlencoded",
+        .trigger_check = kommo_trigger_check,
+};
+
 const struct eb_provider eb_provider_kommo = {
         .name = "kommo",
         .default_base_url = NULL,
@@ -1228,4 +1253,5 @@ const struct eb_provider eb_provider_kommo = {
         .normalize = kommo_normalize,
         .credential = "token",
         .newest_first = 1,
+        .webhook = &kommo_webhook,
 };

@@ -492,6 +492,13 @@ static void kota_walk_end(struct eb_walk *w)
         kota_write_cp(w);
 }
 
+/* Kota webhooks are signed (x-kota-webhook-signature) and are the event
+ * itself, in the shape the events API returns. */
+static const struct eb_provider_webhook kota_webhook = {
+        .scheme = "kota-v1",
+        .content_type = "application/json",
+};
+
 const struct eb_provider eb_provider_kota = {
         .name = "kota",
         .default_base_url = "https://api.kota.io",
@@ -510,4 +517,5 @@ const struct eb_provider eb_provider_kota = {
         .normalize = kota_normalize,
         .credential = "api_key",
         .newest_first = 0,
+        .webhook = &kota_webhook,
 };
