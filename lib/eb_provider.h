@@ -33,6 +33,7 @@
 #include "eb_config.h"
 #include "eb_event.h"
 #include "eb_log.h"
+#include "eb_webhook_sig.h"
 
 /** What the scheduler should make of a response. */
 typedef enum {
@@ -124,8 +125,9 @@ struct eb_walk {
  * takes none). eb_webhook verifies, parses and dispatches by this alone.
  */
 struct eb_provider_webhook {
-        /* the default webhook.scheme (an eb_webhook_sig scheme name) */
-        const char *scheme;
+        /* the default webhook.scheme: a generic one of eb_webhook_sig
+         * (eb_wh_scheme_token...) or the provider's own */
+        const struct eb_wh_scheme *scheme;
         /* the only media type accepted. A form type
          * ("application/x-www-form-urlencoded") is read with eb_form,
          * any other as a JSON object. */

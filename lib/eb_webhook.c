@@ -216,7 +216,7 @@ static int check_source(const struct eb_source_cfg *s, size_t i,
                 return -EINVAL;
         }
         if (!sname)
-                sname = k->scheme;
+                sname = k->scheme->name;
         sc = eb_wh_scheme_lookup(sname);
         if (!sc) {
                 snprintf(errstr, errstr_size,
@@ -1071,7 +1071,8 @@ void eb_webhook_collect(struct eb_prom *w, void *opaque)
         eb_prom_sample(w, NULL, NULL, (double)wh->npubs);
 
         eb_prom_family(w, "evbridge_webhook_poll_triggers_total", "counter",
-                       "Webhooks taken as poll triggers (Kommo), by result: "
+                       "Webhooks taken as poll triggers (providers whose "
+                       "webhooks carry no event), by result: "
                        "immediate, deferred (rate-limited to one per second "
                        "per source), coalesced (a deferred one was already "
                        "due).");

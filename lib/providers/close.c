@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 #include "eb_ratelimit.h"
 #include "eb_time.h"
 #include "eb_util.h"
+#include "eb_webhook_sig.h"
 
 #define CLOSE_MAX_FILTER 200
 #define CLOSE_MAX_DATE   64
@@ -590,10 +592,50 @@ static void close_walk_end(struct eb_walk *w)
         close_finalize(w);
 }
 
+/* ---- webhooks ---------------------------------------------------------- */
+
+/* close-sig-hash = lowercase hex HMAC-SHA256 over close-sig-timestamp +
+ * raw body; key = the hex-decoded signature_key (docs/providers.md 2.7). */
+static eb_wh_auth_t close_verify(const struct eb_wh_key *key,
+                                 const struct eb_wh_input *in,
+                                 unsigned *ct_compares)
+{
+        const char *sig = eb_wh_header(in, "close-sig-hash");
+        const char *ts = eb_wh_header(in, "close-sig-timestamp");
+        unsigned char got[32], want[32];
+        const void *parts[2];
+        size_t lens[2];
+        int64_t secs;
+        int eq;
+
+        if (!sig || !ts)
+                return EB_WH_AUTH_SIG_MISSING;
+        if (eb_wh_hex32(sig, strlen(sig), got))
+                return EB_WH_AUTH_SIG_MALFORMED;
+        if (eb_wh_parse_ts(ts, strlen(ts), &secs))
+                return EB_WH_AUTH_TS_INVALID;
+        parts[0] = ts;
+        lens[0] = strlen(ts);
+        parts[1] = in->body;
+        lens[1] = in->body_len;
+        if (eb_wh_hmac_parts(key, parts, lens, 2, want))
+                return EB_WH_AUTH_ERROR;
+        if (ct_compares)
+                (*ct_compares)++;
+        eq = eb_ct_equal(got, sizeof(got), want, sizeof(want));
+        OPENSSL_cleanse(want, sizeof(want));
+        if (!eq)
+                return EB_WH_AUTH_SIG_MISMATCH;
+        return eb_wh_ts_window(secs, in->now_ms, in->tolerance_ms);
+}
+
+static const struct eb_wh_scheme close_scheme = {"close", 0, eb_wh_key_hex,
+                                                 close_verify};
+
 /* Close webhooks are signed (close-sig-hash) and carry the event under
  * "event", in the shape the events API returns. */
 static const struct eb_provider_webhook close_webhook = {
-        .scheme = "close",
+        .scheme = &close_scheme,
         .content_type = "application/json",
         .event_key = "event",
 };

@@ -51,6 +51,7 @@
 
 #include "eb_ratelimit.h"
 #include "eb_util.h"
+#include "eb_webhook_sig.h"
 
 #define KOMMO_MAX_PAGES      10000
 #define KOMMO_MAX_TS         100000000000LL /* unix seconds; year ~5000 */
@@ -1229,7 +1230,7 @@ static int kommo_trigger_check(const json_t *form, char *why, size_t why_size)
 /* Kommo webhooks carry no id and no signature: a shared token in the URL
  * authenticates them, and each one only triggers a poll. */
 static const struct eb_provider_webhook kommo_webhook = {
-        .scheme = "token",
+        .scheme = &eb_wh_scheme_token,
         .content_type = "application/x-www-form-urlencoded",
         .trigger_check = kommo_trigger_check,
 };

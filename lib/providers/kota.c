@@ -15,10 +15,13 @@
  * {"wm", "page": <next page>, "created_after": "<the value used>"} inside
  * one, so a restart resumes the same page sequence.
  */
+#include "providers/kota.h"
+
 #include "eb_provider.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -492,10 +495,104 @@ static void kota_walk_end(struct eb_walk *w)
         kota_write_cp(w);
 }
 
+/* ---- webhooks ---------------------------------------------------------- */
+
+/* x-kota-webhook-signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">;
+ * key = the secret's bytes; parts in any order, several v1 (key rotation)
+ * allowed, others ignored (docs/providers.md 3.6: the real format is
+ * unconfirmed). */
+eb_wh_auth_t eb_kota_sig_parse(const char *header, struct eb_kota_sig *out)
+{
+        const char *p = header;
+        int have_t = 0;
+
+        memset(out, 0, sizeof(*out));
+        for (;;) {
+                const char *end = strchr(p, ','), *b, *e, *eq;
+
+                if (!end)
+                        end = p + strlen(p);
+                b = p;
+                e = end;
+                while (b < e && (*b == ' ' || *b == '\t'))
+                        b++;
+                while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+                        e--;
+                eq = memchr(b, '=', (size_t)(e - b));
+                if (b == e || !eq || eq == b)
+                        return EB_WH_AUTH_SIG_MALFORMED;
+                if (eq - b == 1 && *b == 't') {
+                        if (have_t)
+                                return EB_WH_AUTH_SIG_MALFORMED;
+                        have_t = 1;
+                        if (eb_wh_parse_ts(eq + 1, (size_t)(e - eq - 1),
+                                           &out->t))
+                                return EB_WH_AUTH_TS_INVALID;
+                        memcpy(out->t_text, eq + 1, (size_t)(e - eq - 1));
+                        out->t_text[e - eq - 1] = '\0';
+                } else if (eq - b == 2 && b[0] == 'v' && b[1] == '1') {
+                        if (out->nsig >= EB_WH_MAX_SIGS)
+                                return EB_WH_AUTH_SIG_MALFORMED;
+                        if (eb_wh_hex32(eq + 1, (size_t)(e - eq - 1),
+                                        out->v1[out->nsig]))
+                                return EB_WH_AUTH_SIG_MALFORMED;
+                        out->nsig++;
+                }
+                /* other keys (v0, future schemes) are ignored */
+                if (!*end)
+                        break;
+                p = end + 1;
+        }
+        if (!have_t || out->nsig == 0)
+                return EB_WH_AUTH_SIG_MALFORMED;
+        return EB_WH_AUTH_OK;
+}
+
+static eb_wh_auth_t kota_verify(const struct eb_wh_key *key,
+                                const struct eb_wh_input *in,
+                                unsigned *ct_compares)
+{
+        const char *h = eb_wh_header(in, "x-kota-webhook-signature");
+        struct eb_kota_sig ks;
+        unsigned char want[32];
+        const void *parts[3];
+        size_t lens[3];
+        eb_wh_auth_t r;
+        int i, match = 0;
+
+        if (!h)
+                return EB_WH_AUTH_SIG_MISSING;
+        r = eb_kota_sig_parse(h, &ks);
+        if (r != EB_WH_AUTH_OK)
+                return r;
+        /* The signed string uses t exactly as sent. */
+        parts[0] = ks.t_text;
+        lens[0] = strlen(ks.t_text);
+        parts[1] = ".";
+        lens[1] = 1;
+        parts[2] = in->body;
+        lens[2] = in->body_len;
+        if (eb_wh_hmac_parts(key, parts, lens, 3, want))
+                return EB_WH_AUTH_ERROR;
+        /* Compare every candidate (no early exit). */
+        for (i = 0; i < ks.nsig; i++) {
+                if (ct_compares)
+                        (*ct_compares)++;
+                match |= eb_ct_equal(ks.v1[i], 32, want, sizeof(want));
+        }
+        OPENSSL_cleanse(want, sizeof(want));
+        if (!match)
+                return EB_WH_AUTH_SIG_MISMATCH;
+        return eb_wh_ts_window(ks.t, in->now_ms, in->tolerance_ms);
+}
+
+static const struct eb_wh_scheme kota_scheme = {"kota-v1", 0, eb_wh_key_raw,
+                                                kota_verify};
+
 /* Kota webhooks are signed (x-kota-webhook-signature) and are the event
  * itself, in the shape the events API returns. */
 static const struct eb_provider_webhook kota_webhook = {
-        .scheme = "kota-v1",
+        .scheme = &kota_scheme,
         .content_type = "application/json",
 };
 

@@ -26,6 +26,7 @@
 #include "eb_util.h"
 #include "eb_webhook.h"
 #include "eb_webhook_sig.h"
+#include "providers/kota.h"
 
 /* A fixed wall clock, so that a replayed input takes the same path. */
 #define FZ_NOW_MS 1700000000000LL
@@ -649,7 +650,7 @@ int eb_fuzz_kommo_form(const uint8_t *data, size_t size)
  * second pass uses line 1 as the secret of a new key. */
 int eb_fuzz_sig_kota(const uint8_t *data, size_t size)
 {
-        struct eb_wh_kota_sig sig;
+        struct eb_kota_sig sig;
         struct eb_wh_key key;
         struct fz_headers h;
         char *s = NULL, *body, err[256];
@@ -659,7 +660,7 @@ int eb_fuzz_sig_kota(const uint8_t *data, size_t size)
         eb_fuzz_init();
         s = cstr(data, size);
         body = next_line(s);
-        a = eb_wh_kota_parse(s, &sig);
+        a = eb_kota_sig_parse(s, &sig);
         if (a == EB_WH_AUTH_OK) {
                 if (sig.nsig < 1 || sig.nsig > EB_WH_MAX_SIGS ||
                     !memchr(sig.t_text, '\0', sizeof(sig.t_text)))
