@@ -749,20 +749,6 @@ static void test_close_normalize_rejects(void)
         t_src_fini(&s);
 }
 
-static void test_close_garbage(void)
-{
-        struct eb_source_cfg s;
-        struct t_garbage g = {&eb_provider_close, &s, JSON, 0, 0};
-
-        t_src_init(&s, "close", NULL, NULL);
-        t_garbage_fixture(&g, FX("page1.json"));
-        t_garbage_fixture(&g, FX("page2_last.json"));
-        t_garbage_fixture(&g, FX("webhook_example4.json"));
-        EB_CHECK(g.fed > 3500);
-        EB_CHECK_INT(g.bad, 0);
-        t_src_fini(&s);
-}
-
 /* Slices (w->slice_ms): a window [wm - overlap, wm + slice) with
  * date_updated__lt while that ends before now - lag; the walk ends at its
  * lt with "cut", and the next one starts at wm without the overlap. */
@@ -877,7 +863,6 @@ int main(void)
         EB_RUN(test_close_consolidated);
         EB_RUN(test_close_type_table);
         EB_RUN(test_close_normalize_rejects);
-        EB_RUN(test_close_garbage);
         eb_log_shutdown();
         return eb_test_summary();
 }

@@ -625,19 +625,6 @@ static void test_kota_normalize_rejects(void)
         t_src_fini(&s);
 }
 
-static void test_kota_garbage(void)
-{
-        struct eb_source_cfg s;
-        struct t_garbage g = {&eb_provider_kota, &s, JSON, 0, 0};
-
-        t_src_init(&s, "kota", NULL, "{\"types\":[\"employee.created\"]}");
-        t_garbage_fixture(&g, FX("v1_page1.json"));
-        t_garbage_fixture(&g, FX("v2_page2.json"));
-        EB_CHECK(g.fed > 1500);
-        EB_CHECK_INT(g.bad, 0);
-        t_src_fini(&s);
-}
-
 int main(void)
 {
         EB_RUN(test_kota_options);
@@ -652,7 +639,6 @@ int main(void)
         EB_RUN(test_kota_normalize_webhooks);
         EB_RUN(test_kota_type_table);
         EB_RUN(test_kota_normalize_rejects);
-        EB_RUN(test_kota_garbage);
         eb_log_shutdown();
         return eb_test_summary();
 }
