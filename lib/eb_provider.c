@@ -822,10 +822,8 @@ void eb_walk_fini(struct eb_walk *w)
                 return;
         json_decref(w->cp);
         json_decref(w->state);
-        json_decref(w->hint);
         w->cp = NULL;
         w->state = NULL;
-        w->hint = NULL;
 }
 
 /* ---- walk state shared by the adapters ------------------------------ */

@@ -101,9 +101,6 @@ struct eb_walk {
                                * page_done/walk_end (owned ref) */
         json_t *state;        /* adapter-private walk state (owned ref) */
         int pages;            /* pages fetched so far in this walk */
-        /* Extra query filters an adapter may add for a targeted walk
-         * (Kommo webhook trigger: entity + entity_id). Owned, may be NULL. */
-        json_t *hint;
         /* the adapter this walk runs (set by eb_walk_init). */
         const struct eb_provider *prov;
         /* time slicing of newest-first walks (docs/providers.md,
@@ -248,10 +245,7 @@ void eb_walk_fini(struct eb_walk *w);
  *
  * - walk_begin returns 0, or -EINVAL when w->cp is not a checkpoint this
  *   provider wrote (corrupt, or another provider's: never silently
- *   restarted), when the source's options are invalid or when w->hint is
- *   malformed; -ENOTSUP for a hint on a provider without targeted walks
- *   (Close, Kota); -ENOENT for a Kommo hint that the source's own
- *   filter_entity excludes (nothing to do: skip the walk).
+ *   restarted) or when the source's options are invalid.
  * - next_request only reads the walk state: calling it again after an
  *   error kind yields the same request. It returns 0, -E2BIG (URL too
  *   long) or -EINVAL (walk not begun).
@@ -264,8 +258,6 @@ void eb_walk_fini(struct eb_walk *w);
  * - page_done is a no-op unless the last handle_response returned
  *   EB_RESP_OK and page_done was not yet called for it; it increments
  *   w->pages.
- * - A walk with w->hint (a targeted walk) never changes w->cp: the
- *   scheduler must not persist a targeted walk's checkpoint.
  * - Events in page.events own everything they point to; native is a new
  *   reference to the object inside the parsed body.
  */

@@ -186,8 +186,6 @@ static int close_walk_begin(struct eb_walk *w)
                 return -EINVAL;
         if (close_check_config(w->src, "options", err, sizeof(err)))
                 return -EINVAL;
-        if (w->hint)
-                return -ENOTSUP; /* webhooks carry whole events */
         if (cp) {
                 if (!json_is_object(cp) || eb_json_rfc3339(cp, "wm", &wm))
                         return -EINVAL;

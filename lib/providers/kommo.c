@@ -289,7 +289,6 @@ static int kommo_check_config(const struct eb_source_cfg *src, const char *path,
 /*
  * w->state: {"wm": W, "from": F, "to": T, "upper": U, "page": P,
  *            "pending": 0|1, "more": 0|1, "done": 0|1, "cut": 0|1,
- *            "targeted": 0|1, "hint_entity": "lead", "hint_id": "123",
  *            "cnt": {second: count}, "cnt_lo": L (seconds counted whole:
  *            [L, T]), "nocount": 1 (this walk keeps no "seen"),
  *            "prev": {second: count}, "prev_lo": P (the last walk's
@@ -301,45 +300,6 @@ static int kommo_check_config(const struct eb_source_cfg *src, const char *path,
 static int64_t floor_div(int64_t a, int64_t b)
 {
         return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
-
-static int kommo_parse_hint(struct eb_walk *w, json_t *opts)
-{
-        const char *entity;
-        json_t *idv, *allowed, *v;
-        char *id;
-        size_t i;
-        int found = 0;
-
-        if (!json_is_object(w->hint))
-                return -EINVAL;
-        entity = eb_json_str(w->hint, "entity", 64);
-        idv = json_object_get(w->hint, "entity_id");
-        if (!entity || !valid_entity(entity))
-                return -EINVAL;
-        id = eb_json_id_text(idv);
-        if (!id || !all_digits(id) || strlen(id) > 19) {
-                free(id);
-                return -EINVAL;
-        }
-        allowed = json_object_get(opts, "filter_entity");
-        if (json_is_array(allowed) && json_array_size(allowed)) {
-                json_array_foreach(allowed, i, v)
-                {
-                        if (json_is_string(v) &&
-                            !strcmp(json_string_value(v), entity))
-                                found = 1;
-                }
-                if (!found) {
-                        free(id);
-                        return -ENOENT;
-                }
-        }
-        json_object_set_new(w->state, "hint_entity", json_string(entity));
-        json_object_set_new(w->state, "hint_id", json_string(id));
-        eb_walk_set(w, "targeted", 1);
-        free(id);
-        return 0;
 }
 
 /* The previous walk's per-second counts ("seen", "seen_span" of @p cp,
@@ -383,7 +343,7 @@ static int kommo_walk_begin(struct eb_walk *w)
         char err[256];
         json_t *cp = w->cp;
         int64_t wm, from = 0, to = 0, upper = -1, overlap_s, slice_s;
-        int resume = 0, rc, cut = 0;
+        int resume = 0, cut = 0;
 
         if (!w->src)
                 return -EINVAL;
@@ -431,21 +391,7 @@ static int kommo_walk_begin(struct eb_walk *w)
         }
         json_decref(w->state);
         w->state = json_object();
-        if (w->hint) {
-                rc = kommo_parse_hint(w, eb_source_options(w->src));
-                if (rc) {
-                        json_decref(w->state);
-                        w->state = NULL;
-                        return rc;
-                }
-                /* A targeted walk looks at everything since the
-                 * checkpoint (minus the overlap) up to now and never
-                 * moves the checkpoint: no lag, no resume. */
-                resume = 0;
-                cut = 0;
-                from = (cp ? wm - overlap_s : wm);
-                to = floor_div(w->now_ms, 1000);
-        } else if (!resume) {
+        if (!resume) {
                 /* After a slice, nothing before its end is new. */
                 from = cp && !cut ? wm - overlap_s : wm;
                 to = floor_div(w->now_ms - w->lag_ms, 1000);
@@ -469,7 +415,7 @@ static int kommo_walk_begin(struct eb_walk *w)
         eb_walk_set(w, "cnt_lo", to + 1);
         json_object_set_new(w->state, "cnt", json_object());
         json_object_set_new(w->state, "edge", json_object());
-        if (resume || w->hint)
+        if (resume)
                 eb_walk_set(w, "nocount", 1);
         else if (cp)
                 kommo_load_seen(w, cp, wm);
@@ -563,18 +509,9 @@ static int kommo_next_request(struct eb_walk *w, char **url, char **auth)
         if (!rc)
                 rc = add_list_param(&b, json_object_get(opts, "filter_type"),
                                     "filter[type]");
-        if (!rc && eb_walk_get(w, "targeted")) {
-                rc = eb_url_add_param(&b, "filter[entity]",
-                                      json_string_value(json_object_get(
-                                              w->state, "hint_entity")));
-                if (!rc)
-                        rc = eb_url_add_param(&b, "filter[entity_id]",
-                                              json_string_value(json_object_get(
-                                                      w->state, "hint_id")));
-        } else if (!rc) {
+        if (!rc)
                 rc = add_list_param(&b, json_object_get(opts, "filter_entity"),
                                     "filter[entity]");
-        }
         if (!rc)
                 rc = add_list_param(&b,
                                     json_object_get(opts, "filter_created_by"),
@@ -1103,7 +1040,7 @@ static void kommo_add_seen(struct eb_walk *w, int64_t end)
         int64_t *secs;
         size_t n = 0, i, j;
 
-        if (eb_walk_has(w, "nocount") || eb_walk_get(w, "targeted") || !cnt) {
+        if (eb_walk_has(w, "nocount") || !cnt) {
                 json_decref(all);
                 return;
         }
@@ -1182,8 +1119,6 @@ static void kommo_page_done(struct eb_walk *w)
         kommo_walk_advance(w);
         if (!eb_walk_get(w, "more"))
                 eb_walk_set(w, "done", 1);
-        if (eb_walk_get(w, "targeted"))
-                return;
         if (eb_walk_get(w, "done")) {
                 kommo_finalize(w);
                 return;
@@ -1205,7 +1140,7 @@ static void kommo_walk_end(struct eb_walk *w)
 {
         /* Only a walk whose last page was acknowledged moves the
          * watermark; an abandoned walk keeps its mid-walk checkpoint. */
-        if (!w->state || eb_walk_get(w, "targeted") || !eb_walk_get(w, "done"))
+        if (!w->state || !eb_walk_get(w, "done"))
                 return;
         kommo_finalize(w);
 }

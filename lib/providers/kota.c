@@ -142,8 +142,6 @@ static int kota_walk_begin(struct eb_walk *w)
                 return -EINVAL;
         if (kota_check_config(w->src, "options", err, sizeof(err)))
                 return -EINVAL;
-        if (w->hint)
-                return -ENOTSUP; /* webhooks carry whole events */
         floor_ms = w->now_ms - KOTA_RETENTION_MS + KOTA_MARGIN_MS;
         if (cp) {
                 if (!json_is_object(cp) || eb_json_rfc3339(cp, "wm", &wm))

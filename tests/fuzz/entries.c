@@ -395,7 +395,7 @@ static int normalize_one(const struct eb_provider *prov,
 }
 
 /* The input as JSON: normalize it (and the elements of an array), and use
- * it as a restored checkpoint and as a targeted-walk hint. */
+ * it as a restored checkpoint. */
 static int json_paths(const struct eb_provider *prov,
                       const struct eb_source_cfg *src, const char *body,
                       size_t len)
@@ -413,11 +413,6 @@ static int json_paths(const struct eb_provider *prov,
                 if (normalize_one(prov, src, root))
                         rc = -1;
                 eb_walk_init(&w, prov, src, root, FZ_NOW_MS);
-                if (prov->walk_begin(&w) == 0 && check_request(&w))
-                        rc = -1;
-                eb_walk_fini(&w);
-                eb_walk_init(&w, prov, src, NULL, FZ_NOW_MS);
-                w.hint = json_incref(root);
                 if (prov->walk_begin(&w) == 0 && check_request(&w))
                         rc = -1;
                 eb_walk_fini(&w);

@@ -427,11 +427,6 @@ static void test_close_bad_checkpoint(void)
                 eb_walk_fini(&w);
                 json_decref(cp);
         }
-        /* Targeted walks do not exist for Close. */
-        begin(&w, &s, NULL, T_NOW_MS);
-        w.hint = json_pack("{ss}", "entity", "lead");
-        EB_CHECK_INT(w.prov->walk_begin(&w), -ENOTSUP);
-        eb_walk_fini(&w);
         t_src_fini(&s);
 }
 

@@ -467,87 +467,6 @@ static void test_kommo_bad_checkpoint(void)
         t_src_fini(&s);
 }
 
-/* ---- webhook-triggered targeted walk ---------------------------------- */
-
-static void test_kommo_hint(void)
-{
-        struct eb_source_cfg s;
-        struct eb_walk w;
-        struct eb_page page;
-        char *p1 = t_fixture(FX("list_page1.json"));
-        char *p2 = as_page1(t_fixture(FX("list_page2_last.json")));
-        json_t *cp = json_pack("{sI}", "wm", (json_int_t)1699999000);
-
-        t_src_init(&s, "kommo", KOMMO_BASE,
-                   "{\"filter_type\":[\"lead_status_changed\"]}");
-        begin(&w, &s, cp, T_NOW_MS);
-        w.hint = json_pack("{sssi}", "entity", "lead", "entity_id", 123);
-        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
-        /* No lag (to = now), the source's type filter kept. */
-        T_CHECK_URL(&w, KOMMO_BASE
-                    "/api/v4/events?page=1&limit=250"
-                    "&filter%5Bcreated_at%5D%5Bfrom%5D=1699998880"
-                    "&filter%5Bcreated_at%5D%5Bto%5D=1700000000"
-                    "&filter%5Btype%5D=lead_status_changed"
-                    "&filter%5Bentity%5D=lead&filter%5Bentity_id%5D=123");
-        eb_page_init(&page);
-        t_feed(&w, 200, p1, HAL, &page);
-        EB_CHECK_INT(page.kind, EB_RESP_OK);
-        EB_CHECK_INT(page.more, 1);
-        eb_page_fini(&page);
-        w.prov->page_done(&w);
-        EB_CHECK(json_equal(w.cp, cp));
-        T_CHECK_URL(&w, KOMMO_BASE
-                    "/api/v4/events?page=1&limit=250"
-                    "&filter%5Bcreated_at%5D%5Bfrom%5D=1699998880"
-                    "&filter%5Bcreated_at%5D%5Bto%5D=1665064399"
-                    "&filter%5Btype%5D=lead_status_changed"
-                    "&filter%5Bentity%5D=lead&filter%5Bentity_id%5D=123");
-        t_feed(&w, 200, p2, HAL, &page);
-        EB_CHECK_INT(page.kind, EB_RESP_OK);
-        EB_CHECK_INT(page.more, 0);
-        eb_page_fini(&page);
-        w.prov->page_done(&w);
-        w.prov->walk_end(&w);
-        /* A targeted walk never moves the checkpoint. */
-        EB_CHECK(json_equal(w.cp, cp));
-        eb_walk_fini(&w);
-        t_src_fini(&s);
-
-        /* entity_id as a numeric string is fine; garbage is not. */
-        t_src_init(&s, "kommo", KOMMO_BASE, NULL);
-        begin(&w, &s, NULL, T_NOW_MS);
-        w.hint = json_pack("{ssss}", "entity", "catalog_77", "entity_id", "9");
-        EB_CHECK_INT(w.prov->walk_begin(&w), 0);
-        eb_walk_fini(&w);
-        begin(&w, &s, NULL, T_NOW_MS);
-        w.hint = json_pack("{sssi}", "entity", "deal", "entity_id", 9);
-        EB_CHECK_INT(w.prov->walk_begin(&w), -EINVAL);
-        eb_walk_fini(&w);
-        begin(&w, &s, NULL, T_NOW_MS);
-        w.hint = json_pack("{ssss}", "entity", "lead", "entity_id", "9;x");
-        EB_CHECK_INT(w.prov->walk_begin(&w), -EINVAL);
-        eb_walk_fini(&w);
-        begin(&w, &s, NULL, T_NOW_MS);
-        w.hint = json_pack("[i]", 1);
-        EB_CHECK_INT(w.prov->walk_begin(&w), -EINVAL);
-        eb_walk_fini(&w);
-        t_src_fini(&s);
-
-        /* The source filters contacts only: a lead hint has nothing to do. */
-        t_src_init(&s, "kommo", KOMMO_BASE,
-                   "{\"filter_entity\":[\"contact\"]}");
-        begin(&w, &s, NULL, T_NOW_MS);
-        w.hint = json_pack("{sssi}", "entity", "lead", "entity_id", 5);
-        EB_CHECK_INT(w.prov->walk_begin(&w), -ENOENT);
-        eb_walk_fini(&w);
-        t_src_fini(&s);
-
-        json_decref(cp);
-        free(p1);
-        free(p2);
-}
-
 /* ---- status classification ---------------------------------------- */
 
 static void test_kommo_statuses(void)
@@ -969,7 +888,6 @@ int main(void)
         EB_RUN(test_kommo_walk);
         EB_RUN(test_kommo_restart);
         EB_RUN(test_kommo_bad_checkpoint);
-        EB_RUN(test_kommo_hint);
         EB_RUN(test_kommo_statuses);
         EB_RUN(test_kommo_normalize_fixture);
         EB_RUN(test_kommo_type_table);

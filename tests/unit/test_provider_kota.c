@@ -308,10 +308,6 @@ static void test_kota_bad_checkpoint(void)
                 eb_walk_fini(&w);
                 json_decref(cp);
         }
-        begin(&w, &s, NULL, T_NOW_MS);
-        w.hint = json_pack("{ss}", "entity", "employee");
-        EB_CHECK_INT(w.prov->walk_begin(&w), -ENOTSUP);
-        eb_walk_fini(&w);
         t_src_fini(&s);
 }
 
