@@ -711,6 +711,79 @@ static int kommo_overlap_known(const struct eb_walk *w, const json_t *cnt,
 }
 
 /*
+ * kommo_walk_step for a second read alone (w->state "dense"): one more
+ * page of it, or, once a pass is over, leave it (every event it holds was
+ * seen, or the passes ran out) or start another pass. @p more: in, the
+ * page said there is more; out, where the walk goes. @returns how many
+ * events the second's pages said it holds beyond those found (0 unless
+ * the passes ran out).
+ */
+static int64_t kommo_dense_step(struct eb_walk *w, const struct eb_page *page,
+                                json_t *p, json_t *cnt, int *more)
+{
+        int64_t pg = eb_walk_get(w, "page"), ds = eb_walk_get(w, "dense");
+        json_t *dids = json_object_get(w->state, "dids");
+        json_t *ndids = json_deep_copy(dids ? dids : json_object());
+        size_t raw = page->events_cnt, i;
+        int64_t total, missed = 0;
+
+        for (i = 0; i < raw; i++)
+                json_object_set_new(
+                        ndids, page->events[i]->id ? page->events[i]->id : "",
+                        json_true());
+        if (*more) {
+                json_object_set_new(p, "page", json_integer(pg + 1));
+        } else {
+                /* One pass over the second is over: its pages said how
+                 * many events it holds. */
+                total = (pg - 1) * w->page_size + (int64_t)raw;
+                if ((int64_t)json_object_size(ndids) >= total ||
+                    eb_walk_get(w, "dpass") >= KOMMO_DENSE_PASSES) {
+                        count_second(cnt, ds, (int64_t)json_object_size(ndids));
+                        json_object_set_new(p, "leave", json_true());
+                        json_object_set_new(p, "cnt_lo", json_integer(ds));
+                        json_object_set_new(p, "upper", json_integer(ds - 1));
+                        json_object_set_new(p, "page", json_integer(1));
+                        *more = ds - 1 >= eb_walk_get(w, "from");
+                        missed = total - (int64_t)json_object_size(ndids);
+                } else {
+                        json_object_set_new(
+                                p, "dpass",
+                                json_integer(eb_walk_get(w, "dpass") + 1));
+                        json_object_set_new(p, "page", json_integer(1));
+                        *more = 1;
+                }
+        }
+        json_object_set_new(p, "dids", ndids);
+        return missed;
+}
+
+/* Drop from @p page what this walk already took: the top second of the
+ * request read again (w->state "edge"), or a dense second's earlier
+ * passes ("dids"). */
+static void kommo_drop_taken(struct eb_walk *w, struct eb_page *page, int dense)
+{
+        json_t *edge = json_object_get(w->state, "edge");
+        json_t *dids = json_object_get(w->state, "dids");
+        int64_t upper = eb_walk_get(w, "upper");
+        size_t i, kept = 0;
+
+        for (i = 0; i < page->events_cnt; i++) {
+                struct eb_event *evt = page->events[i];
+                const char *id = evt->id ? evt->id : "";
+
+                if (dense ? dids && json_object_get(dids, id)
+                          : kommo_event_second(evt) == upper &&
+                                    json_object_get(edge, id)) {
+                        eb_event_free(evt);
+                        continue;
+                }
+                page->events[kept++] = evt;
+        }
+        page->events_cnt = kept;
+}
+
+/*
  * Where the walk goes after an OK page (@p has_next: it had
  * _links.next). Drops the events this walk already took (the re-read
  * second at the top of the request, or a dense second's earlier passes),
@@ -721,14 +794,11 @@ static void kommo_walk_step(struct eb_walk *w, struct eb_page *page,
                             int has_next)
 {
         int64_t from = eb_walk_get(w, "from"), upper = eb_walk_get(w, "upper");
-        int64_t pg = eb_walk_get(w, "page"), ds = eb_walk_get(w, "dense");
-        int64_t smin = INT64_MAX, smax = -1, s, total, missed = 0;
+        int64_t pg = eb_walk_get(w, "page");
+        int64_t smin = INT64_MAX, smax = -1, s, missed = 0;
         int dense = eb_walk_has(w, "dense"), more;
-        json_t *edge = json_object_get(w->state, "edge");
-        json_t *dids = json_object_get(w->state, "dids");
         json_t *p = json_object(), *cnt = json_object(), *nedge = json_object();
-        json_t *ndids = NULL;
-        size_t raw = page->events_cnt, i, kept = 0, len;
+        size_t raw = page->events_cnt, i, len;
 
         more = has_next && raw;
         for (i = 0; i < raw; i++) {
@@ -741,43 +811,7 @@ static void kommo_walk_step(struct eb_walk *w, struct eb_page *page,
                         smax = s;
         }
         if (dense) {
-                ndids = json_deep_copy(dids ? dids : json_object());
-                for (i = 0; i < raw; i++)
-                        json_object_set_new(
-                                ndids,
-                                page->events[i]->id ? page->events[i]->id : "",
-                                json_true());
-        }
-        if (dense) {
-                if (more) {
-                        json_object_set_new(p, "page", json_integer(pg + 1));
-                } else {
-                        /* One pass over the second is over: its pages
-                         * said how many events it holds. */
-                        total = (pg - 1) * w->page_size + (int64_t)raw;
-                        if ((int64_t)json_object_size(ndids) >= total ||
-                            eb_walk_get(w, "dpass") >= KOMMO_DENSE_PASSES) {
-                                count_second(cnt, ds,
-                                             (int64_t)json_object_size(ndids));
-                                json_object_set_new(p, "leave", json_true());
-                                json_object_set_new(p, "cnt_lo",
-                                                    json_integer(ds));
-                                json_object_set_new(p, "upper",
-                                                    json_integer(ds - 1));
-                                json_object_set_new(p, "page", json_integer(1));
-                                more = ds - 1 >= from;
-                                missed = total -
-                                         (int64_t)json_object_size(ndids);
-                        } else {
-                                json_object_set_new(
-                                        p, "dpass",
-                                        json_integer(eb_walk_get(w, "dpass") +
-                                                     1));
-                                json_object_set_new(p, "page", json_integer(1));
-                                more = 1;
-                        }
-                }
-                json_object_set_new(p, "dids", ndids);
+                missed = kommo_dense_step(w, page, p, cnt, &more);
         } else if (pg > 1 || (more && smax < 0)) {
                 /* No event of a full page says its second (poison only),
                  * or an older checkpoint's page numbers: go on by page
@@ -828,28 +862,14 @@ static void kommo_walk_step(struct eb_walk *w, struct eb_page *page,
                 json_object_set_new(p, "upper", json_integer(smin));
                 json_object_set_new(p, "page", json_integer(1));
         }
-        /* Drop what this walk already took: the top second of the
-         * request read again, or a dense second's earlier passes. */
-        for (i = 0; i < raw; i++) {
-                struct eb_event *evt = page->events[i];
-                const char *id = evt->id ? evt->id : "";
-
-                if (dense ? dids && json_object_get(dids, id)
-                          : kommo_event_second(evt) == upper &&
-                                    json_object_get(edge, id)) {
-                        eb_event_free(evt);
-                        continue;
-                }
-                page->events[kept++] = evt;
-        }
-        page->events_cnt = kept;
+        kommo_drop_taken(w, page, dense);
         json_object_set_new(p, "cnt", cnt);
         json_object_set_new(p, "edge", nedge);
         json_object_set_new(w->state, "p", p);
         page->more = more;
         if (!page->detail[0])
                 snprintf(page->detail, sizeof(page->detail),
-                         "page %" PRId64 ": %zu events", pg, kept);
+                         "page %" PRId64 ": %zu events", pg, page->events_cnt);
         len = strlen(page->detail);
         snprintf(page->detail + len, sizeof(page->detail) - len, "%s%s%s%s",
                  more ? ", more" : "", dense ? ", a second read alone" : "",
