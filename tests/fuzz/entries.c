@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "eb_config.h"
+#include "eb_envelope.h"
 #include "eb_event.h"
 #include "eb_form.h"
 #include "eb_json.h"
