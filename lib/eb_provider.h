@@ -32,7 +32,9 @@
 #include "eb_buf.h"
 #include "eb_config.h"
 #include "eb_event.h"
+#include "eb_jfield.h"
 #include "eb_log.h"
+#include "eb_url.h"
 #include "eb_webhook_sig.h"
 
 /** What the scheduler should make of a response. */
@@ -271,6 +273,10 @@ void eb_walk_fini(struct eb_walk *w);
 
 /* ---- helpers shared by the adapters (no I/O, no state) ------------- */
 
+/* Generic helpers the adapters use live in their own modules: eb_url.h
+ * (request URLs), eb_jfield.h (typed JSON members), eb_time.h (RFC 3339),
+ * eb_util.h (hex, base64). Below: what only adapters need. */
+
 /** Most events one page may carry; more is a BAD_BODY (runaway body). */
 #define EB_PROVIDER_MAX_PAGE_EVENTS 1000
 /** Longest event id, type, entity or account string accepted. */
@@ -278,7 +284,7 @@ void eb_walk_fini(struct eb_walk *w);
 /** Longest pagination cursor accepted from an upstream. */
 #define EB_PROVIDER_MAX_CURSOR 4096
 /** Longest URL next_request builds. */
-#define EB_PROVIDER_MAX_URL 16384
+#define EB_PROVIDER_MAX_URL EB_URL_MAX
 
 /** @brief Reset @p page to an empty EB_RESP_OK page with unknown rate
  * limits (-1). It must hold no events (they would leak). */
@@ -356,69 +362,6 @@ json_t *eb_source_options(const struct eb_source_cfg *src);
 int eb_source_options_check(const struct eb_source_cfg *src, const char *path,
                             json_t **opts, char *errstr,
                             size_t errstr_size) EB_WUR;
-
-/**
- * @returns borrowed string value of @p key in @p obj when it is a JSON
- * string of 1..@p maxlen bytes with no NUL, else NULL.
- */
-const char *eb_json_str(const json_t *obj, const char *key, size_t maxlen);
-
-/**
- * @brief An optional id-like member of @p obj: absent or null sets
- * @p out to NULL; a string or an integer sets it to its text (new).
- * @returns 0, or -EINVAL (@p out NULL) for anything else.
- */
-int eb_json_opt_id(const json_t *obj, const char *key, char **out) EB_WUR;
-
-/** @returns the integer value of @p key in @p obj, or @p dflt when it is
- *  absent or not a JSON integer. */
-int64_t eb_json_i64(const json_t *obj, const char *key, int64_t dflt);
-
-/** @brief Parse the RFC 3339 string at @p key of @p obj into ms.
- *  @returns 0, or -EINVAL when absent, not a string or not a date-time. */
-int eb_json_rfc3339(const json_t *obj, const char *key, int64_t *ms) EB_WUR;
-
-/** @brief Set @p key of @p obj to @p ms formatted as RFC 3339 UTC with
- *  milliseconds ("2024-12-01T00:00:00.000Z"). */
-void eb_json_set_rfc3339(json_t *obj, const char *key, int64_t ms);
-
-/** @brief Set @p dst[@p key] to a new reference to @p src[@p key], or to
- *  JSON null when @p src has no such key. */
-void eb_json_copy_field(json_t *dst, const json_t *src, const char *key);
-
-/**
- * @brief Text of an id that may be a JSON string or integer.
- * @returns new string ("123" for 123), or NULL when @p v is neither (or
- * an empty or over-long string).
- */
-char *eb_json_id_text(const json_t *v);
-
-/**
- * @brief Percent-encode @p s into @p b: unreserved characters
- * (A-Z a-z 0-9 - . _ ~) and those in @p keep (may be NULL) stay, every
- * other byte becomes %XX (uppercase hex).
- * @returns 0, -E2BIG or -ENOMEM.
- */
-int eb_url_encode(struct eb_buf *b, const char *s, const char *keep) EB_WUR;
-
-/**
- * @brief Append "?key=value" (or "&key=value" once the URL has a '?')
- * to @p b, the key fully encoded ("filter[type][]" becomes
- * "filter%5Btype%5D%5B%5D") and the value encoded keeping ','.
- * @returns 0, -E2BIG or -ENOMEM.
- */
-int eb_url_add_param(struct eb_buf *b, const char *key,
-                     const char *value) EB_WUR;
-/** @brief eb_url_add_param() with a decimal value. */
-int eb_url_add_param_i64(struct eb_buf *b, const char *key,
-                         int64_t value) EB_WUR;
-
-/**
- * @brief Start a URL in @p b (limit EB_PROVIDER_MAX_URL): @p base with its
- * trailing slashes removed, then @p path (which starts with '/').
- * @returns 0, -E2BIG or -ENOMEM.
- */
-int eb_url_start(struct eb_buf *b, const char *base, const char *path) EB_WUR;
 
 /* ---- walk state shared by the adapters ----------------------------- */
 

@@ -115,7 +115,7 @@ static int close_check_config(const struct eb_source_cfg *src, const char *path,
                                  path, key);
                         return -EINVAL;
                 }
-                s = eb_json_str(opts, key, CLOSE_MAX_FILTER);
+                s = eb_jfield_str(opts, key, CLOSE_MAX_FILTER);
                 if (!s || !printable_token(s)) {
                         snprintf(errstr, errstr_size,
                                  "%s.options.%s: expected a non-empty string "
@@ -187,7 +187,7 @@ static int close_walk_begin(struct eb_walk *w)
         if (close_check_config(w->src, "options", err, sizeof(err)))
                 return -EINVAL;
         if (cp) {
-                if (!json_is_object(cp) || eb_json_rfc3339(cp, "wm", &wm))
+                if (!json_is_object(cp) || eb_jfield_rfc3339(cp, "wm", &wm))
                         return -EINVAL;
                 /* The last walk was a slice: nothing before wm is new. */
                 gte = json_is_true(json_object_get(cp, "cut"))
@@ -195,23 +195,24 @@ static int close_walk_begin(struct eb_walk *w)
                               : wm - w->overlap_ms;
                 jc = json_object_get(cp, "cursor");
                 if (jc && !json_is_null(jc)) {
-                        cursor = eb_json_str(cp, "cursor",
-                                             EB_PROVIDER_MAX_CURSOR);
-                        if (!cursor || eb_json_rfc3339(cp, "gte", &gte) ||
-                            eb_json_rfc3339(cp, "started", &started))
+                        cursor = eb_jfield_str(cp, "cursor",
+                                               EB_PROVIDER_MAX_CURSOR);
+                        if (!cursor || eb_jfield_rfc3339(cp, "gte", &gte) ||
+                            eb_jfield_rfc3339(cp, "started", &started))
                                 return -EINVAL;
                         if (json_object_get(cp, "max")) {
-                                if (eb_json_rfc3339(cp, "max", &max))
+                                if (eb_jfield_rfc3339(cp, "max", &max))
                                         return -EINVAL;
                                 has_max = 1;
                         }
                         if (json_object_get(cp, "lt")) {
-                                if (eb_json_rfc3339(cp, "lt", &lt) || lt <= gte)
+                                if (eb_jfield_rfc3339(cp, "lt", &lt) ||
+                                    lt <= gte)
                                         return -EINVAL;
                                 has_lt = 1;
                         }
                         if (json_object_get(cp, "low")) {
-                                if (eb_json_rfc3339(cp, "low", &low))
+                                if (eb_jfield_rfc3339(cp, "low", &low))
                                         return -EINVAL;
                                 has_low = 1;
                         }
@@ -277,7 +278,7 @@ static int close_next_request(struct eb_walk *w, char **url, char **auth)
         if (!rc)
                 rc = eb_url_add_param_i64(&b, "_limit", w->page_size);
         for (i = 0; !rc && i < CLOSE_NFILTERS; i++) {
-                v = eb_json_str(opts, close_filters[i], CLOSE_MAX_FILTER);
+                v = eb_jfield_str(opts, close_filters[i], CLOSE_MAX_FILTER);
                 if (v)
                         rc = eb_url_add_param(&b, close_filters[i], v);
         }
@@ -321,10 +322,10 @@ static struct eb_event *close_normalize(const struct eb_source_cfg *src,
         inner = json_object_get(ev, "event");
         if (!json_object_get(ev, "id") && json_is_object(inner))
                 ev = inner;
-        id = eb_json_str(ev, "id", EB_PROVIDER_MAX_ID);
-        object_type = eb_json_str(ev, "object_type", EB_PROVIDER_MAX_ID);
-        action = eb_json_str(ev, "action", EB_PROVIDER_MAX_ID);
-        updated = eb_json_str(ev, "date_updated", CLOSE_MAX_DATE);
+        id = eb_jfield_str(ev, "id", EB_PROVIDER_MAX_ID);
+        object_type = eb_jfield_str(ev, "object_type", EB_PROVIDER_MAX_ID);
+        action = eb_jfield_str(ev, "action", EB_PROVIDER_MAX_ID);
+        updated = eb_jfield_str(ev, "date_updated", CLOSE_MAX_DATE);
         if (!id)
                 bad = "missing or invalid \"id\"";
         else if (!object_type)
@@ -333,11 +334,11 @@ static struct eb_event *close_normalize(const struct eb_source_cfg *src,
                 bad = "missing or invalid \"action\"";
         else if (!updated || eb_rfc3339_parse(updated, &t))
                 bad = "missing or invalid \"date_updated\"";
-        else if (eb_json_opt_id(ev, "object_id", &object_id))
+        else if (eb_jfield_opt_id(ev, "object_id", &object_id))
                 bad = "invalid \"object_id\"";
-        else if (eb_json_opt_id(ev, "user_id", &actor))
+        else if (eb_jfield_opt_id(ev, "user_id", &actor))
                 bad = "invalid \"user_id\"";
-        else if (eb_json_opt_id(ev, "organization_id", &account))
+        else if (eb_jfield_opt_id(ev, "organization_id", &account))
                 bad = "invalid \"organization_id\"";
         if (bad) {
                 snprintf(errstr, errstr_size, "event %.64s: %s",
@@ -360,7 +361,7 @@ static struct eb_event *close_normalize(const struct eb_source_cfg *src,
         evt->time_ms = t;
         evt->fields = json_object();
         for (i = 0; close_fields[i]; i++)
-                eb_json_copy_field(evt->fields, ev, close_fields[i]);
+                eb_jfield_copy(evt->fields, ev, close_fields[i]);
         evt->native = json_incref(ev);
         /* Close gives a non-admin key data and previous_data only for an
          * hour after the event; later both come back null. A deleted
@@ -395,7 +396,8 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
                 goto out;
         }
         if (jn && !json_is_null(jn)) {
-                next = eb_json_str(root, "cursor_next", EB_PROVIDER_MAX_CURSOR);
+                next = eb_jfield_str(root, "cursor_next",
+                                     EB_PROVIDER_MAX_CURSOR);
                 if (!next) {
                         eb_page_fail(page, EB_RESP_BAD_BODY,
                                      "invalid \"cursor_next\" (expected a "
@@ -531,7 +533,7 @@ static void close_finalize(struct eb_walk *w)
                 eb_walk_set(w, "wm", wm);
                 json_decref(w->cp);
                 w->cp = json_object();
-                eb_json_set_rfc3339(w->cp, "wm", wm);
+                eb_jfield_set_rfc3339(w->cp, "wm", wm);
                 json_object_set_new(w->cp, "cut", json_true());
                 return;
         }
@@ -545,7 +547,7 @@ static void close_finalize(struct eb_walk *w)
         eb_walk_set(w, "wm", wm);
         json_decref(w->cp);
         w->cp = json_object();
-        eb_json_set_rfc3339(w->cp, "wm", wm);
+        eb_jfield_set_rfc3339(w->cp, "wm", wm);
 }
 
 static void close_page_done(struct eb_walk *w)
@@ -571,16 +573,16 @@ static void close_page_done(struct eb_walk *w)
         json_object_set_new(w->state, "cursor", json_string(next));
         json_decref(w->cp);
         w->cp = json_object();
-        eb_json_set_rfc3339(w->cp, "wm", eb_walk_get(w, "wm"));
-        eb_json_set_rfc3339(w->cp, "gte", eb_walk_get(w, "gte"));
+        eb_jfield_set_rfc3339(w->cp, "wm", eb_walk_get(w, "wm"));
+        eb_jfield_set_rfc3339(w->cp, "gte", eb_walk_get(w, "gte"));
         json_object_set_new(w->cp, "cursor", json_string(next));
-        eb_json_set_rfc3339(w->cp, "started", eb_walk_get(w, "started"));
+        eb_jfield_set_rfc3339(w->cp, "started", eb_walk_get(w, "started"));
         if (eb_walk_has(w, "max"))
-                eb_json_set_rfc3339(w->cp, "max", eb_walk_get(w, "max"));
+                eb_jfield_set_rfc3339(w->cp, "max", eb_walk_get(w, "max"));
         if (eb_walk_has(w, "lt"))
-                eb_json_set_rfc3339(w->cp, "lt", eb_walk_get(w, "lt"));
+                eb_jfield_set_rfc3339(w->cp, "lt", eb_walk_get(w, "lt"));
         if (eb_walk_has(w, "low"))
-                eb_json_set_rfc3339(w->cp, "low", eb_walk_get(w, "low"));
+                eb_jfield_set_rfc3339(w->cp, "low", eb_walk_get(w, "low"));
 }
 
 static void close_walk_end(struct eb_walk *w)

@@ -308,7 +308,7 @@ static int64_t floor_div(int64_t a, int64_t b)
 static void kommo_load_seen(struct eb_walk *w, const json_t *cp, int64_t wm)
 {
         const json_t *seen = json_object_get(cp, "seen"), *e;
-        int64_t span = eb_json_i64(cp, "seen_span", -1), d, c;
+        int64_t span = eb_jfield_i64(cp, "seen_span", -1), d, c;
         json_t *prev;
         char key[32];
         size_t i;
@@ -359,7 +359,7 @@ static int kommo_walk_begin(struct eb_walk *w)
                 if (!json_is_object(cp) ||
                     !json_is_integer(json_object_get(cp, "wm")))
                         return -EINVAL;
-                wm = eb_json_i64(cp, "wm", 0);
+                wm = eb_jfield_i64(cp, "wm", 0);
                 if (wm < 0 || wm > KOMMO_MAX_TS)
                         return -EINVAL;
                 cut = json_is_true(json_object_get(cp, "cut"));
@@ -549,7 +549,7 @@ static const char *kommo_entity_name(const json_t *native)
         if (!json_is_object(ent))
                 return NULL;
         for (i = 0; kommo_name_keys[i]; i++) {
-                s = eb_json_str(ent, kommo_name_keys[i], KOMMO_MAX_NAME);
+                s = eb_jfield_str(ent, kommo_name_keys[i], KOMMO_MAX_NAME);
                 if (s)
                         return s;
         }
@@ -570,9 +570,9 @@ static struct eb_event *kommo_normalize(const struct eb_source_cfg *src,
                 snprintf(errstr, errstr_size, "event is not a JSON object");
                 return NULL;
         }
-        id = eb_json_id_text(json_object_get(native, "id"));
-        type = eb_json_str(native, "type", EB_PROVIDER_MAX_ID);
-        entity = eb_json_str(native, "entity_type", EB_PROVIDER_MAX_ID);
+        id = eb_jfield_id_text(json_object_get(native, "id"));
+        type = eb_jfield_str(native, "type", EB_PROVIDER_MAX_ID);
+        entity = eb_jfield_str(native, "entity_type", EB_PROVIDER_MAX_ID);
         v = json_object_get(native, "created_at");
         if (json_is_integer(v))
                 created = json_integer_value(v);
@@ -584,11 +584,11 @@ static struct eb_event *kommo_normalize(const struct eb_source_cfg *src,
                 bad = "missing or invalid \"entity_type\"";
         else if (!json_is_integer(v) || created < 0 || created > KOMMO_MAX_TS)
                 bad = "missing or invalid \"created_at\" (unix seconds)";
-        else if (eb_json_opt_id(native, "entity_id", &entity_id))
+        else if (eb_jfield_opt_id(native, "entity_id", &entity_id))
                 bad = "invalid \"entity_id\"";
-        else if (eb_json_opt_id(native, "created_by", &actor))
+        else if (eb_jfield_opt_id(native, "created_by", &actor))
                 bad = "invalid \"created_by\"";
-        else if (eb_json_opt_id(native, "account_id", &account))
+        else if (eb_jfield_opt_id(native, "account_id", &account))
                 bad = "invalid \"account_id\"";
         if (bad) {
                 snprintf(errstr, errstr_size, "event %.64s: %s",
@@ -616,9 +616,9 @@ static struct eb_event *kommo_normalize(const struct eb_source_cfg *src,
         evt->time_ms = created * 1000;
         evt->fields = json_object();
         json_object_set_new(evt->fields, "type", json_string(type));
-        eb_json_copy_field(evt->fields, native, "created_by");
-        eb_json_copy_field(evt->fields, native, "value_before");
-        eb_json_copy_field(evt->fields, native, "value_after");
+        eb_jfield_copy(evt->fields, native, "created_by");
+        eb_jfield_copy(evt->fields, native, "value_before");
+        eb_jfield_copy(evt->fields, native, "value_after");
         name = kommo_entity_name(native);
         if (name)
                 json_object_set_new(evt->fields, "entity_name",
@@ -658,7 +658,7 @@ static int64_t second_count(const json_t *cnt, int64_t sec)
         char key[32];
 
         snprintf(key, sizeof(key), "%" PRId64, sec);
-        return eb_json_i64(cnt, key, 0);
+        return eb_jfield_i64(cnt, key, 0);
 }
 
 /* Seconds a walk re-reads below the watermark whatever it finds: those
@@ -963,7 +963,7 @@ static void kommo_page_ok(struct eb_walk *w, const struct eb_response *resp,
                 goto out;
         }
         if (json_is_integer(json_object_get(root, "_page")) &&
-            eb_json_i64(root, "_page", -1) != req_page) {
+            eb_jfield_i64(root, "_page", -1) != req_page) {
                 eb_page_fail(page, EB_RESP_BAD_BODY,
                              "asked for page %" PRId64 ", got a different "
                              "_page",

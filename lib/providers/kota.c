@@ -123,7 +123,7 @@ static int kota_check_config(const struct eb_source_cfg *src, const char *path,
  * platform's registered webhook endpoints). */
 static const char *kota_version(const struct eb_source_cfg *src)
 {
-        return eb_json_str(eb_source_options(src), "version", 8);
+        return eb_jfield_str(eb_source_options(src), "version", 8);
 }
 
 /* ---- walk ------------------------------------------------------------ */
@@ -144,7 +144,7 @@ static int kota_walk_begin(struct eb_walk *w)
                 return -EINVAL;
         floor_ms = w->now_ms - KOTA_RETENTION_MS + KOTA_MARGIN_MS;
         if (cp) {
-                if (!json_is_object(cp) || eb_json_rfc3339(cp, "wm", &wm))
+                if (!json_is_object(cp) || eb_jfield_rfc3339(cp, "wm", &wm))
                         return -EINVAL;
                 ca = wm - w->overlap_ms;
                 jp = json_object_get(cp, "page");
@@ -155,7 +155,7 @@ static int kota_walk_begin(struct eb_walk *w)
                         if (!json_is_integer(jp) ||
                             json_integer_value(jp) < 1 ||
                             json_integer_value(jp) > KOTA_MAX_PAGES ||
-                            eb_json_rfc3339(cp, "created_after", &rca))
+                            eb_jfield_rfc3339(cp, "created_after", &rca))
                                 return -EINVAL;
                         /* Resume the same page sequence, unless its start
                          * has aged out of the 30-day window: then pages
@@ -226,27 +226,28 @@ static struct eb_event *kota_normalize(const struct eb_source_cfg *src,
                 snprintf(errstr, errstr_size, "event is not a JSON object");
                 return NULL;
         }
-        id = eb_json_str(native, "id", EB_PROVIDER_MAX_ID);
-        type = eb_json_str(native, "type", EB_PROVIDER_MAX_ID);
+        id = eb_jfield_str(native, "id", EB_PROVIDER_MAX_ID);
+        type = eb_jfield_str(native, "type", EB_PROVIDER_MAX_ID);
         data = json_object_get(native, "data");
         pid = json_object_get(native, "platform_id");
         if (!id)
                 bad = "missing or invalid \"id\"";
         else if (!type)
                 bad = "missing or invalid \"type\"";
-        else if (eb_json_rfc3339(native, "created", &t) &&
-                 eb_json_rfc3339(native, "created_at", &t))
+        else if (eb_jfield_rfc3339(native, "created", &t) &&
+                 eb_jfield_rfc3339(native, "created_at", &t))
                 bad = "missing or invalid \"created\" / \"created_at\"";
         else if (data && !json_is_object(data) && !json_is_null(data))
                 bad = "\"data\" is not an object";
-        else if (pid && !json_is_null(pid) && !(account = eb_json_id_text(pid)))
+        else if (pid && !json_is_null(pid) &&
+                 !(account = eb_jfield_id_text(pid)))
                 bad = "invalid \"platform_id\"";
         if (bad) {
                 snprintf(errstr, errstr_size, "event %.64s: %s",
                          id ? id : "(no id)", bad);
                 return NULL;
         }
-        entity_id = eb_json_id_text(json_object_get(data, "id"));
+        entity_id = eb_jfield_id_text(json_object_get(data, "id"));
         evt = eb_event_new();
         evt->id = eb_xstrdup(id);
         evt->source_name = eb_xstrdup(src && src->name ? src->name : "");
@@ -324,7 +325,7 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                 goto out;
         }
         if (json_is_integer(json_object_get(root, "page")) &&
-            eb_json_i64(root, "page", -1) != req_page) {
+            eb_jfield_i64(root, "page", -1) != req_page) {
                 eb_page_fail(page, EB_RESP_BAD_BODY,
                              "asked for page %" PRId64 ", got a different "
                              "page",
@@ -464,12 +465,12 @@ static void kota_write_cp(struct eb_walk *w)
 {
         json_decref(w->cp);
         w->cp = json_object();
-        eb_json_set_rfc3339(w->cp, "wm", eb_walk_get(w, "wm"));
+        eb_jfield_set_rfc3339(w->cp, "wm", eb_walk_get(w, "wm"));
         if (eb_walk_get(w, "done"))
                 return;
         json_object_set_new(w->cp, "page",
                             json_integer(eb_walk_get(w, "page")));
-        eb_json_set_rfc3339(w->cp, "created_after", eb_walk_get(w, "ca"));
+        eb_jfield_set_rfc3339(w->cp, "created_after", eb_walk_get(w, "ca"));
 }
 
 static void kota_page_done(struct eb_walk *w)

@@ -86,8 +86,8 @@ static struct eb_event *example_normalize(const struct eb_source_cfg *src,
                                           json_t *native, char *errstr,
                                           size_t errstr_size)
 {
-        const char *id = eb_json_str(native, "id", EB_PROVIDER_MAX_ID);
-        const char *type = eb_json_str(native, "type", EB_PROVIDER_MAX_ID);
+        const char *id = eb_jfield_str(native, "id", EB_PROVIDER_MAX_ID);
+        const char *type = eb_jfield_str(native, "type", EB_PROVIDER_MAX_ID);
         const char *dot = type ? strchr(type, '.') : NULL;
         json_t *at = json_object_get(native, "at");
         struct eb_event *evt;
