@@ -671,6 +671,21 @@ char *eb_auth_basic(const char *user, const char *pass)
         return hdr;
 }
 
+struct eb_event *eb_walk_normalize(const struct eb_walk *w, json_t *native,
+                                   int64_t page_no, const char *array, size_t i)
+{
+        struct eb_event *evt;
+        char err[256], pos[64];
+
+        err[0] = '\0';
+        evt = w->prov->normalize(w->src, native, err, sizeof(err));
+        if (evt)
+                return evt;
+        snprintf(pos, sizeof(pos), "page %" PRId64 ", %s[%zu]", page_no, array,
+                 i);
+        return eb_deadletter_event(w->src, w->prov->name, native, err, pos);
+}
+
 /* ---- walks ----------------------------------------------------------- */
 
 void eb_walk_init(struct eb_walk *w, const struct eb_provider *prov,

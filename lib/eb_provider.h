@@ -307,6 +307,17 @@ struct eb_event *eb_deadletter_event(const struct eb_source_cfg *src,
                                      const char *provider, json_t *native,
                                      const char *reason, const char *position);
 
+/**
+ * @brief Normalize element @p i of the page's array @p array (page
+ * @p page_no) with the walk's adapter; one that cannot be normalized
+ * becomes its poison event (eb_deadletter_event(), position
+ * "page <page_no>, <array>[<i>]"), so the rest of the page goes on.
+ * @returns new event (never NULL); evt->deadletter tells which.
+ */
+struct eb_event *eb_walk_normalize(const struct eb_walk *w, json_t *native,
+                                   int64_t page_no, const char *array,
+                                   size_t i);
+
 /** @brief Make @p page a @p kind page with no events and a printf-style
  * detail (control characters become spaces). */
 void eb_page_fail(struct eb_page *page, eb_resp_kind_t kind, const char *fmt,

@@ -383,7 +383,6 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
         json_t *root, *data, *jn, *item;
         const char *next = NULL, *cursor = st_cursor(w);
         int64_t pmax = 0, pmin = 0, gte = eb_walk_get(w, "gte");
-        char err[256];
         size_t i, nvalid = 0;
 
         root = eb_resp_json_object(resp, page);
@@ -415,17 +414,9 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
         json_array_foreach(data, i, item)
         {
                 struct eb_event *evt =
-                        close_normalize(w->src, item, err, sizeof(err));
+                        eb_walk_normalize(w, item, w->pages + 1, "data", i);
 
-                if (!evt) {
-                        /* A poison event: to the dead-letter topic, the
-                         * rest of the page goes on. */
-                        char pos[64];
-                        snprintf(pos, sizeof(pos), "page %d, data[%zu]",
-                                 w->pages + 1, i);
-                        evt = eb_deadletter_event(w->src, "close", item, err,
-                                                  pos);
-                } else {
+                if (!evt->deadletter) {
                         if (!nvalid || evt->time_ms > pmax)
                                 pmax = evt->time_ms;
                         if (!nvalid || evt->time_ms < pmin)

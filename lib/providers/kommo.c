@@ -944,7 +944,6 @@ static void kommo_page_ok(struct eb_walk *w, const struct eb_response *resp,
 {
         json_t *root, *emb, *events, *links, *next, *item;
         int64_t req_page = eb_walk_get(w, "page");
-        char err[256];
         size_t i;
 
         root = eb_resp_json_object(resp, page);
@@ -986,17 +985,8 @@ static void kommo_page_ok(struct eb_walk *w, const struct eb_response *resp,
         json_array_foreach(events, i, item)
         {
                 struct eb_event *evt =
-                        kommo_normalize(w->src, item, err, sizeof(err));
+                        eb_walk_normalize(w, item, req_page, "events", i);
 
-                if (!evt) {
-                        /* A poison event: to the dead-letter topic, the
-                         * rest of the page goes on. */
-                        char pos[64];
-                        snprintf(pos, sizeof(pos),
-                                 "page %" PRId64 ", events[%zu]", req_page, i);
-                        evt = eb_deadletter_event(w->src, "kommo", item, err,
-                                                  pos);
-                }
                 if (eb_page_add_event(page, evt)) {
                         eb_page_fail(page, EB_RESP_BAD_BODY,
                                      "page %" PRId64 ": too many events",

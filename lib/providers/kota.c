@@ -304,7 +304,6 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
 {
         json_t *root, *items, *hnp, *item, *types;
         int64_t req_page = eb_walk_get(w, "page"), pmax = 0;
-        char err[256];
         size_t i, nvalid = 0;
 
         root = eb_resp_json_object(resp, page);
@@ -342,17 +341,10 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
         json_array_foreach(items, i, item)
         {
                 struct eb_event *evt =
-                        kota_normalize(w->src, item, err, sizeof(err));
+                        eb_walk_normalize(w, item, req_page, "items", i);
                 const char *type;
 
-                if (!evt) {
-                        /* A poison event: to the dead-letter topic, the
-                         * rest of the page goes on. */
-                        char pos[64];
-                        snprintf(pos, sizeof(pos),
-                                 "page %" PRId64 ", items[%zu]", req_page, i);
-                        evt = eb_deadletter_event(w->src, "kota", item, err,
-                                                  pos);
+                if (evt->deadletter) {
                         if (eb_page_add_event(page, evt)) {
                                 eb_page_fail(page, EB_RESP_BAD_BODY,
                                              "page %" PRId64

@@ -118,7 +118,6 @@ static void example_page_ok(struct eb_walk *w, const struct eb_response *resp,
 {
         json_t *root = eb_resp_json_object(resp, page), *events, *ev;
         int64_t pmax = eb_walk_get(w, "wm");
-        char err[256], pos[64];
         size_t i;
 
         if (!root)
@@ -132,14 +131,10 @@ static void example_page_ok(struct eb_walk *w, const struct eb_response *resp,
         }
         json_array_foreach(events, i, ev)
         {
-                struct eb_event *evt =
-                        example_normalize(w->src, ev, err, sizeof(err));
+                struct eb_event *evt = eb_walk_normalize(
+                        w, ev, eb_walk_get(w, "page"), "events", i);
 
-                if (!evt) {
-                        snprintf(pos, sizeof(pos), "events[%zu]", i);
-                        evt = eb_deadletter_event(w->src, "example", ev, err,
-                                                  pos);
-                } else if (evt->time_ms > pmax) {
+                if (!evt->deadletter && evt->time_ms > pmax) {
                         pmax = evt->time_ms;
                 }
                 if (eb_page_add_event(page, evt)) {
