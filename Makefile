@@ -112,7 +112,7 @@ else
 Q := @
 endif
 
-LIB_SRC   := $(sort $(wildcard lib/*.c))
+LIB_SRC   := $(sort $(wildcard lib/*.c lib/providers/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
 LIBEB     := $(B)/libeb.a
 
@@ -157,6 +157,9 @@ $(B)/tests/unit/%: $(B)/tests/unit/%.o $(SUPPORT_OBJ) $(LIBEB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Test-only providers, linked into the contract test only.
+$(B)/tests/unit/test_provider_contract: $(B)/tests/unit/provider_example.o
 
 $(B)/tests/integration/%: $(B)/tests/integration/%.o $(SUPPORT_OBJ) $(LIBEB)
 	@mkdir -p $(dir $@)

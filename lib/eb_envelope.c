@@ -1,12 +1,14 @@
 /*
- * eb_envelope: the CloudEvents 1.0 envelope and topic naming declared in
- * eb_event.h (the event itself lives in eb_event.c).
+ * eb_envelope: the CloudEvents 1.0 envelope and topic naming
+ * (eb_envelope.h; the event itself lives in eb_event.c).
  *
  * Attribute order is fixed (specversion, id, source, type, time, subject,
  * datacontenttype, extensions, data) and the JSON is compact, so the same
  * event always renders to the same bytes: consumers may hash or compare
  * values, and replays are byte-identical.
  */
+#include "eb_envelope.h"
+
 #include "eb_event.h"
 #include "eb_json.h"
 

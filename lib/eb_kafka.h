@@ -61,6 +61,7 @@
 #include <stdint.h>
 
 #include "eb_config.h"
+#include "eb_envelope.h"
 #include "eb_event.h"
 #include "eb_log.h"
 

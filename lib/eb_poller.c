@@ -710,8 +710,7 @@ static int split_slice(struct src *s, const struct eb_page *page)
         size_t cnt = s->buf_cnt + page->events_cnt, i;
         int64_t lo = INT64_MAX, hi = INT64_MIN, t, ms;
 
-        if (!s->prov->newest_first || s->walk.hint ||
-            s->slice_ms <= EB_POLLER_SLICE_MIN_MS)
+        if (!s->prov->newest_first || s->slice_ms <= EB_POLLER_SLICE_MIN_MS)
                 return 0;
         for (i = 0; i < cnt; i++) {
                 t = i < s->buf_cnt ? s->buf[i]->time_ms

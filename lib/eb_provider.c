@@ -17,11 +17,12 @@
 
 /* ---- registry ------------------------------------------------------- */
 
-static const struct eb_provider *const providers[] = {
-        &eb_provider_kommo,
-        &eb_provider_close,
-        &eb_provider_kota,
-        NULL,
+/* The built-in providers (lib/providers/list.h), then those added with
+ * eb_provider_register(); NULL-terminated. */
+static const struct eb_provider *providers[EB_PROVIDER_MAX + 1] = {
+#define EB_PROVIDER(x) &eb_provider_##x,
+#include "providers/list.h"
+#undef EB_PROVIDER
 };
 
 const struct eb_provider *eb_provider_lookup(const char *name)
@@ -39,7 +40,21 @@ const struct eb_provider *eb_provider_lookup(const char *name)
 
 const struct eb_provider *const *eb_provider_all(void)
 {
-        return providers;
+        return (const struct eb_provider *const *)providers;
+}
+
+int eb_provider_register(const struct eb_provider *prov)
+{
+        size_t i;
+
+        if (!prov || !prov->name || eb_provider_lookup(prov->name))
+                return -EEXIST;
+        for (i = 0; providers[i]; i++)
+                ;
+        if (i >= EB_PROVIDER_MAX)
+                return -ENOSPC;
+        providers[i] = prov;
+        return 0;
 }
 
 static void known_list(char *buf, size_t sz)
@@ -517,12 +532,12 @@ void eb_page_http_error(struct eb_page *page, eb_resp_kind_t kind,
             resp->body_len <= EB_PROVIDER_MAX_ERROR_BODY)
                 root = json_loadb(resp->body, resp->body_len, 0, &jerr);
         if (json_is_object(root)) {
-                title = eb_json_str(root, "title", 200);
+                title = eb_jfield_str(root, "title", 200);
                 if (!title)
-                        title = eb_json_str(root, "error_code", 200);
-                detail = eb_json_str(root, "detail", 200);
+                        title = eb_jfield_str(root, "error_code", 200);
+                detail = eb_jfield_str(root, "detail", 200);
                 if (!detail)
-                        detail = eb_json_str(root, "error", 200);
+                        detail = eb_jfield_str(root, "error", 200);
         }
         if (title || detail) {
                 eb_page_fail(page, kind, "HTTP %ld%s%s%s%s", resp->status,
@@ -602,7 +617,7 @@ json_t *eb_resp_json_object(const struct eb_response *resp,
         return root;
 }
 
-/* ---- JSON helpers ---------------------------------------------------- */
+/* ---- source options ---------------------------------------------------- */
 
 json_t *eb_source_options(const struct eb_source_cfg *src)
 {
@@ -631,122 +646,7 @@ int eb_source_options_check(const struct eb_source_cfg *src, const char *path,
         return 0;
 }
 
-const char *eb_json_str(const json_t *obj, const char *key, size_t maxlen)
-{
-        const json_t *v = json_object_get(obj, key);
-        size_t n;
-
-        if (!json_is_string(v))
-                return NULL;
-        n = json_string_length(v);
-        if (!n || n > maxlen || strlen(json_string_value(v)) != n)
-                return NULL;
-        return json_string_value(v);
-}
-
-char *eb_json_id_text(const json_t *v)
-{
-        if (json_is_integer(v)) {
-                /* most ids are numbers (Kommo): no printf per event */
-                int64_t x = (int64_t)json_integer_value(v);
-                uint64_t u = x < 0 ? 0 - (uint64_t)x : (uint64_t)x;
-                char num[24], *p = num + sizeof(num);
-
-                *--p = '\0';
-                do {
-                        *--p = (char)('0' + u % 10);
-                        u /= 10;
-                } while (u);
-                if (x < 0)
-                        *--p = '-';
-                return eb_xstrdup(p);
-        }
-        if (json_is_string(v)) {
-                size_t n = json_string_length(v);
-
-                if (!n || n > EB_PROVIDER_MAX_ID ||
-                    strlen(json_string_value(v)) != n)
-                        return NULL;
-                return eb_xstrdup(json_string_value(v));
-        }
-        return NULL;
-}
-
-int eb_json_opt_id(const json_t *obj, const char *key, char **out)
-{
-        const json_t *v = json_object_get(obj, key);
-
-        *out = NULL;
-        if (!v || json_is_null(v))
-                return 0;
-        *out = eb_json_id_text(v);
-        return *out ? 0 : -EINVAL;
-}
-
-/* ---- URLs and auth --------------------------------------------------- */
-
-int eb_url_encode(struct eb_buf *b, const char *s, const char *keep)
-{
-        static const char hex[] = "0123456789ABCDEF";
-        const unsigned char *p;
-        int rc;
-
-        for (p = (const unsigned char *)s; *p; p++) {
-                char enc[3];
-
-                if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' ||
-                    *p == '~' || (keep && strchr(keep, *p))) {
-                        rc = eb_buf_append(b, p, 1);
-                } else {
-                        enc[0] = '%';
-                        enc[1] = hex[*p >> 4];
-                        enc[2] = hex[*p & 15];
-                        rc = eb_buf_append(b, enc, 3);
-                }
-                if (rc)
-                        return rc;
-        }
-        return 0;
-}
-
-int eb_url_add_param(struct eb_buf *b, const char *key, const char *value)
-{
-        int rc;
-
-        rc = eb_buf_append(b, b->data && strchr(b->data, '?') ? "&" : "?", 1);
-        if (!rc)
-                rc = eb_url_encode(b, key, NULL);
-        if (!rc)
-                rc = eb_buf_append(b, "=", 1);
-        if (!rc)
-                rc = eb_url_encode(b, value, ",");
-        return rc;
-}
-
-int eb_url_add_param_i64(struct eb_buf *b, const char *key, int64_t value)
-{
-        char num[24];
-
-        snprintf(num, sizeof(num), "%" PRId64, value);
-        return eb_url_add_param(b, key, num);
-}
-
-int eb_url_start(struct eb_buf *b, const char *base, const char *path)
-{
-        size_t n;
-        int rc;
-
-        eb_buf_init(b, EB_PROVIDER_MAX_URL);
-        if (!base)
-                return -EINVAL;
-        n = strlen(base);
-        while (n && base[n - 1] == '/')
-                n--;
-        rc = eb_buf_append(b, base, n);
-        if (!rc)
-                rc = eb_buf_append_str(b, path);
-        return rc;
-}
+/* ---- auth headers --------------------------------------------------- */
 
 char *eb_auth_bearer(const char *token)
 {
@@ -769,6 +669,21 @@ char *eb_auth_basic(const char *user, const char *pass)
         hdr = eb_xasprintf("Authorization: Basic %s", enc);
         free(enc);
         return hdr;
+}
+
+struct eb_event *eb_walk_normalize(const struct eb_walk *w, json_t *native,
+                                   int64_t page_no, const char *array, size_t i)
+{
+        struct eb_event *evt;
+        char err[256], pos[64];
+
+        err[0] = '\0';
+        evt = w->prov->normalize(w->src, native, err, sizeof(err));
+        if (evt)
+                return evt;
+        snprintf(pos, sizeof(pos), "page %" PRId64 ", %s[%zu]", page_no, array,
+                 i);
+        return eb_deadletter_event(w->src, w->prov->name, native, err, pos);
 }
 
 /* ---- walks ----------------------------------------------------------- */
@@ -807,17 +722,15 @@ void eb_walk_fini(struct eb_walk *w)
                 return;
         json_decref(w->cp);
         json_decref(w->state);
-        json_decref(w->hint);
         w->cp = NULL;
         w->state = NULL;
-        w->hint = NULL;
 }
 
 /* ---- walk state shared by the adapters ------------------------------ */
 
 int64_t eb_walk_get(const struct eb_walk *w, const char *key)
 {
-        return eb_json_i64(w->state, key, 0);
+        return eb_jfield_i64(w->state, key, 0);
 }
 
 int eb_walk_has(const struct eb_walk *w, const char *key)
@@ -877,33 +790,4 @@ int eb_walk_page_ack(struct eb_walk *w)
         eb_walk_set(w, "pending", 0);
         w->pages++;
         return 1;
-}
-
-int64_t eb_json_i64(const json_t *obj, const char *key, int64_t dflt)
-{
-        const json_t *v = json_object_get(obj, key);
-
-        return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
-}
-
-int eb_json_rfc3339(const json_t *obj, const char *key, int64_t *ms)
-{
-        const char *s = eb_json_str(obj, key, 64);
-
-        return s ? eb_rfc3339_parse(s, ms) : -EINVAL;
-}
-
-void eb_json_set_rfc3339(json_t *obj, const char *key, int64_t ms)
-{
-        char buf[40];
-
-        eb_rfc3339_format(ms, 3, buf, sizeof(buf));
-        json_object_set_new(obj, key, json_string(buf));
-}
-
-void eb_json_copy_field(json_t *dst, const json_t *src, const char *key)
-{
-        json_t *v = json_object_get(src, key);
-
-        json_object_set_new(dst, key, v ? json_incref(v) : json_null());
 }

@@ -1,10 +1,11 @@
 /*
  * eb_provider: the adapter interface every upstream platform implements.
  *
- * An adapter is a table of functions (struct eb_provider) in its own
- * lib/provider_<name>.c, registered in eb_provider.c's table; adding one
- * touches nothing else. The scheduler (eb_poller) owns the HTTP transfers,
- * rate limits, backoff and publishing; the adapter only knows its API:
+ * An adapter is a table of functions and declarations (struct
+ * eb_provider) in its own lib/providers/<name>.c, registered by one line
+ * in lib/providers/list.h. The scheduler (eb_poller) owns the HTTP
+ * transfers, rate limits, backoff and publishing; the adapter only knows
+ * its API:
  *
  *   walk_begin      checkpoint (JSON, or NULL on first start) -> walk state
  *   next_request    walk state -> the URL and auth header of the next page
@@ -31,7 +32,10 @@
 #include "eb_buf.h"
 #include "eb_config.h"
 #include "eb_event.h"
+#include "eb_jfield.h"
 #include "eb_log.h"
+#include "eb_url.h"
+#include "eb_webhook_sig.h"
 
 /** What the scheduler should make of a response. */
 typedef enum {
@@ -99,9 +103,6 @@ struct eb_walk {
                                * page_done/walk_end (owned ref) */
         json_t *state;        /* adapter-private walk state (owned ref) */
         int pages;            /* pages fetched so far in this walk */
-        /* Extra query filters an adapter may add for a targeted walk
-         * (Kommo webhook trigger: entity + entity_id). Owned, may be NULL. */
-        json_t *hint;
         /* the adapter this walk runs (set by eb_walk_init). */
         const struct eb_provider *prov;
         /* time slicing of newest-first walks (docs/providers.md,
@@ -116,6 +117,29 @@ struct eb_walk {
         /* Added (out, set by walk_begin): 1 when the walk resumes a
          * window a checkpoint was inside of (its bounds are fixed). */
         int resumed;
+};
+
+/**
+ * How a provider takes webhooks (struct eb_provider.webhook; NULL: it
+ * takes none). eb_webhook verifies, parses and dispatches by this alone.
+ */
+struct eb_provider_webhook {
+        /* the default webhook.scheme: a generic one of eb_webhook_sig
+         * (eb_wh_scheme_token...) or the provider's own */
+        const struct eb_wh_scheme *scheme;
+        /* the only media type accepted. A form type
+         * ("application/x-www-form-urlencoded") is read with eb_form,
+         * any other as a JSON object. */
+        const char *content_type;
+        /* publishing webhooks: the event is body[event_key] (NULL: the
+         * whole body), normalized with normalize() and published. */
+        const char *event_key;
+        /* poll triggers: set when the provider's webhooks carry no event
+         * of their own, only news that the source has some. The parsed
+         * body (borrowed) is checked with it (0, or -EINVAL with why),
+         * then the source is polled at once (at most one poll per
+         * webhook.trigger interval, a later one deferred). */
+        int (*trigger_check)(const json_t *body, char *why, size_t why_size);
 };
 
 struct eb_provider {
@@ -175,6 +199,9 @@ struct eb_provider {
          * refused, and so are sources of one account that could exceed
          * it together. */
         int max_per_second;
+
+        /* its webhooks (NULL: it takes none). */
+        const struct eb_provider_webhook *webhook;
 };
 
 /** @returns borrowed adapter by name, or NULL. */
@@ -182,6 +209,20 @@ const struct eb_provider *eb_provider_lookup(const char *name);
 
 /** @returns the NULL-terminated list of registered adapters. */
 const struct eb_provider *const *eb_provider_all(void);
+
+/** Most providers the registry holds (built-in and registered). */
+#define EB_PROVIDER_MAX 16
+
+/**
+ * @brief Add @p prov (borrowed, lives as long as the process) to the
+ * registry after the built-in ones of lib/providers/list.h. For tests and
+ * embedders that bring a provider of their own: call it before anything
+ * reads the registry (config checks, webhooks, the poller); it is not
+ * thread-safe and there is no unregister.
+ * @returns 0, -EEXIST (no name, or one already registered by that name)
+ * or -ENOSPC (EB_PROVIDER_MAX reached).
+ */
+int eb_provider_register(const struct eb_provider *prov) EB_WUR;
 
 /**
  * @brief Check every source's provider and provider-specific options.
@@ -206,10 +247,7 @@ void eb_walk_fini(struct eb_walk *w);
  *
  * - walk_begin returns 0, or -EINVAL when w->cp is not a checkpoint this
  *   provider wrote (corrupt, or another provider's: never silently
- *   restarted), when the source's options are invalid or when w->hint is
- *   malformed; -ENOTSUP for a hint on a provider without targeted walks
- *   (Close, Kota); -ENOENT for a Kommo hint that the source's own
- *   filter_entity excludes (nothing to do: skip the walk).
+ *   restarted) or when the source's options are invalid.
  * - next_request only reads the walk state: calling it again after an
  *   error kind yields the same request. It returns 0, -E2BIG (URL too
  *   long) or -EINVAL (walk not begun).
@@ -222,19 +260,22 @@ void eb_walk_fini(struct eb_walk *w);
  * - page_done is a no-op unless the last handle_response returned
  *   EB_RESP_OK and page_done was not yet called for it; it increments
  *   w->pages.
- * - A walk with w->hint (a targeted walk) never changes w->cp: the
- *   scheduler must not persist a targeted walk's checkpoint.
  * - Events in page.events own everything they point to; native is a new
  *   reference to the object inside the parsed body.
  */
 
 /* ---- the registered adapters -------------------------------------- */
 
-extern const struct eb_provider eb_provider_kommo;
-extern const struct eb_provider eb_provider_close;
-extern const struct eb_provider eb_provider_kota;
+/* The built-in adapters, declared from lib/providers/list.h. */
+#define EB_PROVIDER(x) extern const struct eb_provider eb_provider_##x;
+#include "providers/list.h"
+#undef EB_PROVIDER
 
 /* ---- helpers shared by the adapters (no I/O, no state) ------------- */
+
+/* Generic helpers the adapters use live in their own modules: eb_url.h
+ * (request URLs), eb_jfield.h (typed JSON members), eb_time.h (RFC 3339),
+ * eb_util.h (hex, base64). Below: what only adapters need. */
 
 /** Most events one page may carry; more is a BAD_BODY (runaway body). */
 #define EB_PROVIDER_MAX_PAGE_EVENTS 1000
@@ -243,7 +284,7 @@ extern const struct eb_provider eb_provider_kota;
 /** Longest pagination cursor accepted from an upstream. */
 #define EB_PROVIDER_MAX_CURSOR 4096
 /** Longest URL next_request builds. */
-#define EB_PROVIDER_MAX_URL 16384
+#define EB_PROVIDER_MAX_URL EB_URL_MAX
 
 /** @brief Reset @p page to an empty EB_RESP_OK page with unknown rate
  * limits (-1). It must hold no events (they would leak). */
@@ -265,6 +306,17 @@ int eb_page_add_event(struct eb_page *page, struct eb_event *evt) EB_WUR;
 struct eb_event *eb_deadletter_event(const struct eb_source_cfg *src,
                                      const char *provider, json_t *native,
                                      const char *reason, const char *position);
+
+/**
+ * @brief Normalize element @p i of the page's array @p array (page
+ * @p page_no) with the walk's adapter; one that cannot be normalized
+ * becomes its poison event (eb_deadletter_event(), position
+ * "page <page_no>, <array>[<i>]"), so the rest of the page goes on.
+ * @returns new event (never NULL); evt->deadletter tells which.
+ */
+struct eb_event *eb_walk_normalize(const struct eb_walk *w, json_t *native,
+                                   int64_t page_no, const char *array,
+                                   size_t i);
 
 /** @brief Make @p page a @p kind page with no events and a printf-style
  * detail (control characters become spaces). */
@@ -321,69 +373,6 @@ json_t *eb_source_options(const struct eb_source_cfg *src);
 int eb_source_options_check(const struct eb_source_cfg *src, const char *path,
                             json_t **opts, char *errstr,
                             size_t errstr_size) EB_WUR;
-
-/**
- * @returns borrowed string value of @p key in @p obj when it is a JSON
- * string of 1..@p maxlen bytes with no NUL, else NULL.
- */
-const char *eb_json_str(const json_t *obj, const char *key, size_t maxlen);
-
-/**
- * @brief An optional id-like member of @p obj: absent or null sets
- * @p out to NULL; a string or an integer sets it to its text (new).
- * @returns 0, or -EINVAL (@p out NULL) for anything else.
- */
-int eb_json_opt_id(const json_t *obj, const char *key, char **out) EB_WUR;
-
-/** @returns the integer value of @p key in @p obj, or @p dflt when it is
- *  absent or not a JSON integer. */
-int64_t eb_json_i64(const json_t *obj, const char *key, int64_t dflt);
-
-/** @brief Parse the RFC 3339 string at @p key of @p obj into ms.
- *  @returns 0, or -EINVAL when absent, not a string or not a date-time. */
-int eb_json_rfc3339(const json_t *obj, const char *key, int64_t *ms) EB_WUR;
-
-/** @brief Set @p key of @p obj to @p ms formatted as RFC 3339 UTC with
- *  milliseconds ("2024-12-01T00:00:00.000Z"). */
-void eb_json_set_rfc3339(json_t *obj, const char *key, int64_t ms);
-
-/** @brief Set @p dst[@p key] to a new reference to @p src[@p key], or to
- *  JSON null when @p src has no such key. */
-void eb_json_copy_field(json_t *dst, const json_t *src, const char *key);
-
-/**
- * @brief Text of an id that may be a JSON string or integer.
- * @returns new string ("123" for 123), or NULL when @p v is neither (or
- * an empty or over-long string).
- */
-char *eb_json_id_text(const json_t *v);
-
-/**
- * @brief Percent-encode @p s into @p b: unreserved characters
- * (A-Z a-z 0-9 - . _ ~) and those in @p keep (may be NULL) stay, every
- * other byte becomes %XX (uppercase hex).
- * @returns 0, -E2BIG or -ENOMEM.
- */
-int eb_url_encode(struct eb_buf *b, const char *s, const char *keep) EB_WUR;
-
-/**
- * @brief Append "?key=value" (or "&key=value" once the URL has a '?')
- * to @p b, the key fully encoded ("filter[type][]" becomes
- * "filter%5Btype%5D%5B%5D") and the value encoded keeping ','.
- * @returns 0, -E2BIG or -ENOMEM.
- */
-int eb_url_add_param(struct eb_buf *b, const char *key,
-                     const char *value) EB_WUR;
-/** @brief eb_url_add_param() with a decimal value. */
-int eb_url_add_param_i64(struct eb_buf *b, const char *key,
-                         int64_t value) EB_WUR;
-
-/**
- * @brief Start a URL in @p b (limit EB_PROVIDER_MAX_URL): @p base with its
- * trailing slashes removed, then @p path (which starts with '/').
- * @returns 0, -E2BIG or -ENOMEM.
- */
-int eb_url_start(struct eb_buf *b, const char *base, const char *path) EB_WUR;
 
 /* ---- walk state shared by the adapters ----------------------------- */
 

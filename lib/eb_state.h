@@ -45,6 +45,7 @@
 
 #include "eb_config.h"
 #include "eb_dedupe.h"
+#include "eb_envelope.h"
 #include "eb_event.h"
 #include "eb_log.h"
 

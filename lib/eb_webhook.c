@@ -117,34 +117,6 @@ static enum wh_reason auth_reason(eb_wh_auth_t a)
         return R_INTERNAL;
 }
 
-/* ---- what each provider's webhooks are -------------------------------- */
-
-/* One row per provider that takes webhooks; adding one is a row here
- * (and a scheme in eb_webhook_sig.c if it signs differently). */
-struct wh_kind {
-        const char *provider;
-        const char *scheme;       /* default authentication scheme */
-        const char *content_type; /* the only media type accepted */
-        int trigger;              /* 1: poll trigger; 0: publish the event */
-        const char *event_key;    /* event = body[event_key] (NULL: body) */
-};
-
-static const struct wh_kind kinds[] = {
-        {"close", "close", "application/json", 0, "event"},
-        {"kota", "kota-v1", "application/json", 0, NULL},
-        {"kommo", "token", "application/x-www-form-urlencoded", 1, NULL},
-};
-
-static const struct wh_kind *kind_of(const char *provider)
-{
-        size_t i;
-
-        for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-                if (!strcmp(kinds[i].provider, provider))
-                        return &kinds[i];
-        return NULL;
-}
-
 /* ---- state ----------------------------------------------------------- */
 
 struct wh_pub;
@@ -154,12 +126,12 @@ struct wh_src {
         const struct eb_source_cfg *cfg; /* NULL: the unknown-source bucket */
         const char *name;
         int accepting; /* webhook block present and source enabled */
-        const struct wh_kind *kind;
         const struct eb_provider *prov;
+        const struct eb_provider_webhook *kind; /* prov->webhook */
         const struct eb_wh_scheme *scheme;
         struct eb_wh_key key;
         uint64_t counts[R_MAX];
-        /* poll triggers (Kommo) */
+        /* poll triggers (kind->trigger_check) */
         int64_t last_trigger_ms; /* monotonic; 0: never */
         struct event *trigger_timer;
         uint64_t trig_now, trig_deferred, trig_coalesced;
@@ -229,7 +201,8 @@ static int check_source(const struct eb_source_cfg *s, size_t i,
                         const struct eb_wh_scheme **schemep, char *errstr,
                         size_t errstr_size)
 {
-        const struct wh_kind *k = kind_of(s->provider);
+        const struct eb_provider *prov = eb_provider_lookup(s->provider);
+        const struct eb_provider_webhook *k = prov ? prov->webhook : NULL;
         const char *sname = s->webhook_scheme;
         const struct eb_wh_scheme *sc;
         const char *what;
@@ -243,7 +216,7 @@ static int check_source(const struct eb_source_cfg *s, size_t i,
                 return -EINVAL;
         }
         if (!sname)
-                sname = k->scheme;
+                sname = k->scheme->name;
         sc = eb_wh_scheme_lookup(sname);
         if (!sc) {
                 snprintf(errstr, errstr_size,
@@ -521,7 +494,7 @@ static int hold(eb_webhook_t *wh, eb_httpd_t *h, struct evhttp_request *req,
         return 0;
 }
 
-/* ---- poll triggers (Kommo) ------------------------------------------- */
+/* ---- poll triggers ---------------------------------------------- */
 
 static void on_trigger_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -602,19 +575,6 @@ static struct wh_src *src_lookup(eb_webhook_t *wh, const char *name, size_t n)
                         return &wh->srcs[i];
         }
         return NULL;
-}
-
-/* The Kommo body must look like an account webhook: an "account" object
- * naming the account, next to at least one entity section. */
-static int kommo_shape_ok(json_t *form)
-{
-        json_t *acct = json_object_get(form, "account");
-
-        if (!json_is_object(acct))
-                return 0;
-        if (!json_object_get(acct, "subdomain") && !json_object_get(acct, "id"))
-                return 0;
-        return json_object_size(form) >= 2;
 }
 
 static void publish(eb_webhook_t *wh, eb_httpd_t *h, struct evhttp_request *req,
@@ -701,74 +661,66 @@ static char *url_token(struct evhttp_request *req, const char *seg, int *bad)
         return tok;
 }
 
-void eb_webhook_handle(eb_httpd_t *h, struct evhttp_request *req,
-                       const char *rest, void *opaque)
+/* The checks before the body is read: the path names an accepting source,
+ * the method is POST, the intake is open. @returns the source, or NULL
+ * once the request is answered. */
+static struct wh_src *admit(eb_webhook_t *wh, eb_httpd_t *h,
+                            struct evhttp_request *req, const char *rest,
+                            const char *slash)
 {
-        eb_webhook_t *wh = opaque;
-        int64_t start_us = eb_mono_us();
-        const char *slash = strchr(rest, '/');
         size_t nlen = slash ? (size_t)(slash - rest) : strlen(rest);
-        const char *why = NULL, *ct;
-        const unsigned char *body;
-        struct eb_wh_input vin;
-        struct eb_event *evt;
+        const char *why = NULL;
         struct wh_src *src;
-        struct evbuffer *in;
-        eb_wh_auth_t auth;
-        json_error_t jerr;
-        json_t *root, *ev;
-        char *token = NULL;
-        char err[256];
-        size_t len;
-        int bad = 0, rc;
 
         if (slash && strchr(slash + 1, '/')) {
                 answer(h, req, &wh->unknown, R_NOT_FOUND, NULL);
-                return;
+                return NULL;
         }
         src = nlen && nlen <= WH_MAX_NAME ? src_lookup(wh, rest, nlen) : NULL;
         if (!src) {
                 answer(h, req, &wh->unknown, R_UNKNOWN_SOURCE, NULL);
-                return;
+                return NULL;
         }
         if (!src->accepting) {
                 answer(h, req, src, R_DISABLED, NULL);
-                return;
+                return NULL;
         }
         if (slash && slash[1] && !eb_wh_scheme_uses_token(src->scheme)) {
                 /* A path token means nothing to a signed scheme. */
                 answer(h, req, src, R_NOT_FOUND, NULL);
-                return;
+                return NULL;
         }
         if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
                 answer(h, req, src, R_METHOD, NULL);
-                return;
+                return NULL;
         }
         if (wh->closing) {
                 answer(h, req, src, R_SHUTDOWN, NULL);
-                return;
+                return NULL;
         }
         if (wh->deps.ready && !wh->deps.ready(wh->deps.ready_opaque, &why)) {
                 answer(h, req, src, R_NOT_READY, why);
-                return;
+                return NULL;
         }
-        in = evhttp_request_get_input_buffer(req);
-        len = evbuffer_get_length(in);
-        if (len > wh->cfg->http_max_body) {
-                answer(h, req, src, R_TOO_LARGE, NULL);
-                return;
-        }
-        body = len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
-        if (!body) {
-                answer(h, req, src, R_INTERNAL, "cannot read the body");
-                return;
-        }
+        return src;
+}
+
+/* Authenticate the request with the source's scheme. @returns 0, or -1
+ * once the request is answered. */
+static int authenticate(eb_httpd_t *h, struct evhttp_request *req,
+                        struct wh_src *src, const char *slash,
+                        const unsigned char *body, size_t len)
+{
+        struct eb_wh_input vin;
+        eb_wh_auth_t auth;
+        char *token = NULL;
+        int bad = 0;
 
         if (eb_wh_scheme_uses_token(src->scheme)) {
                 token = url_token(req, slash ? slash + 1 : NULL, &bad);
                 if (bad) {
                         answer(h, req, src, R_TOKEN_MISMATCH, NULL);
-                        return;
+                        return -1;
                 }
         }
         memset(&vin, 0, sizeof(vin));
@@ -783,59 +735,75 @@ void eb_webhook_handle(eb_httpd_t *h, struct evhttp_request *req,
         free(token);
         if (auth != EB_WH_AUTH_OK) {
                 answer(h, req, src, auth_reason(auth), NULL);
-                return;
+                return -1;
         }
+        return 0;
+}
 
-        ct = evhttp_find_header(evhttp_request_get_input_headers(req),
-                                "Content-Type");
-        if (!media_type_is(ct, src->kind->content_type)) {
-                answer(h, req, src, R_CONTENT_TYPE, src->kind->content_type);
-                return;
-        }
+/* Parse the body as the provider's media type says: a form with eb_form,
+ * anything else as a JSON object. @returns new object, or NULL with why. */
+static json_t *parse_body(const struct wh_src *src, const unsigned char *body,
+                          size_t len, char *err, size_t err_size)
+{
+        json_error_t jerr;
+        json_t *root;
 
-        if (src->kind->trigger) {
-                json_t *form = eb_form_parse((const char *)body, len, NULL, err,
-                                             sizeof(err));
-                if (!form) {
-                        answer(h, req, src, R_MALFORMED, err);
-                        return;
-                }
-                if (!kommo_shape_ok(form)) {
-                        json_decref(form);
-                        answer(h, req, src, R_INVALID_EVENT,
-                               "no account[subdomain] / account[id] next to "
-                               "an entity section");
-                        return;
-                }
-                json_decref(form);
-                rc = trigger_poll(wh, src);
-                if (rc)
-                        answer(h, req, src, R_TRIGGER_FAILED, strerror(-rc));
-                else
-                        answer(h, req, src, R_POLL_TRIGGER, NULL);
-                return;
-        }
-
+        if (media_type_is(src->kind->content_type,
+                          "application/x-www-form-urlencoded"))
+                return eb_form_parse((const char *)body, len, NULL, err,
+                                     err_size);
         root = eb_json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
                              &jerr);
-        if (!root || !json_is_object(root)) {
-                /* jansson's text may quote the body: give the place only. */
-                if (root)
-                        snprintf(err, sizeof(err), "not a JSON object");
-                else
-                        snprintf(err, sizeof(err),
-                                 "invalid JSON at line %d column %d", jerr.line,
-                                 jerr.column);
-                json_decref(root);
-                answer(h, req, src, R_MALFORMED, err);
+        if (root && json_is_object(root))
+                return root;
+        /* jansson's text may quote the body: give the place only. */
+        if (root)
+                snprintf(err, err_size, "not a JSON object");
+        else
+                snprintf(err, err_size, "invalid JSON at line %d column %d",
+                         jerr.line, jerr.column);
+        json_decref(root);
+        return NULL;
+}
+
+/* A poll trigger: the provider checks the body's shape, then the source
+ * is polled (now or deferred). Takes @p body. */
+static void take_trigger(eb_webhook_t *wh, eb_httpd_t *h,
+                         struct evhttp_request *req, struct wh_src *src,
+                         json_t *body)
+{
+        char why[256];
+        int rc;
+
+        rc = src->kind->trigger_check(body, why, sizeof(why));
+        json_decref(body);
+        if (rc) {
+                answer(h, req, src, R_INVALID_EVENT, why);
                 return;
         }
-        ev = src->kind->event_key ? json_object_get(root, src->kind->event_key)
-                                  : root;
+        rc = trigger_poll(wh, src);
+        if (rc)
+                answer(h, req, src, R_TRIGGER_FAILED, strerror(-rc));
+        else
+                answer(h, req, src, R_POLL_TRIGGER, NULL);
+}
+
+/* A webhook that carries its event: normalize it with the provider and
+ * publish it. Takes @p root. */
+static void take_event(eb_webhook_t *wh, eb_httpd_t *h,
+                       struct evhttp_request *req, struct wh_src *src,
+                       json_t *root, int64_t start_us)
+{
+        const char *key = src->kind->event_key;
+        json_t *ev = key ? json_object_get(root, key) : root;
+        struct eb_event *evt;
+        char err[256];
+
         if (!json_is_object(ev)) {
                 json_decref(root);
-                answer(h, req, src, R_INVALID_EVENT,
-                       "no \"event\" object in the body");
+                snprintf(err, sizeof(err), "no \"%s\" object in the body",
+                         key ? key : "event");
+                answer(h, req, src, R_INVALID_EVENT, err);
                 return;
         }
         evt = src->prov->normalize(src->cfg, ev, err, sizeof(err));
@@ -845,6 +813,53 @@ void eb_webhook_handle(eb_httpd_t *h, struct evhttp_request *req,
                 return;
         }
         publish(wh, h, req, src, evt, start_us);
+}
+
+void eb_webhook_handle(eb_httpd_t *h, struct evhttp_request *req,
+                       const char *rest, void *opaque)
+{
+        eb_webhook_t *wh = opaque;
+        int64_t start_us = eb_mono_us();
+        const char *slash = strchr(rest, '/');
+        const unsigned char *body;
+        struct evbuffer *in;
+        struct wh_src *src;
+        json_t *root;
+        const char *ct;
+        char err[256];
+        size_t len;
+
+        src = admit(wh, h, req, rest, slash);
+        if (!src)
+                return;
+        in = evhttp_request_get_input_buffer(req);
+        len = evbuffer_get_length(in);
+        if (len > wh->cfg->http_max_body) {
+                answer(h, req, src, R_TOO_LARGE, NULL);
+                return;
+        }
+        body = len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
+        if (!body) {
+                answer(h, req, src, R_INTERNAL, "cannot read the body");
+                return;
+        }
+        if (authenticate(h, req, src, slash, body, len))
+                return;
+        ct = evhttp_find_header(evhttp_request_get_input_headers(req),
+                                "Content-Type");
+        if (!media_type_is(ct, src->kind->content_type)) {
+                answer(h, req, src, R_CONTENT_TYPE, src->kind->content_type);
+                return;
+        }
+        root = parse_body(src, body, len, err, sizeof(err));
+        if (!root) {
+                answer(h, req, src, R_MALFORMED, err);
+                return;
+        }
+        if (src->kind->trigger_check)
+                take_trigger(wh, h, req, src, root);
+        else
+                take_event(wh, h, req, src, root, start_us);
 }
 
 /* ---- life cycle ------------------------------------------------------ */
@@ -908,16 +923,9 @@ static int build_sources(eb_webhook_t *wh, const struct eb_config *cfg,
                 if (check_source(sc, i, &s->key, &s->scheme, errstr,
                                  errstr_size))
                         goto err;
-                s->kind = kind_of(sc->provider);
                 s->prov = eb_provider_lookup(sc->provider);
-                if (!s->prov) {
-                        snprintf(errstr, errstr_size,
-                                 "sources[%zu].provider: unknown provider "
-                                 "\"%s\"",
-                                 i, sc->provider);
-                        goto err;
-                }
-                if (s->kind->trigger) {
+                s->kind = s->prov->webhook; /* check_source found both */
+                if (s->kind->trigger_check) {
                         s->trigger_timer =
                                 evtimer_new(wh->base, on_trigger_timer, s);
                         if (!s->trigger_timer) {
@@ -931,7 +939,7 @@ static int build_sources(eb_webhook_t *wh, const struct eb_config *cfg,
                         "source=%s accepts webhooks at /webhooks/%s "
                         "(scheme %s%s)",
                         s->name, s->name, eb_wh_scheme_name(s->scheme),
-                        s->kind->trigger ? ", as poll triggers" : "");
+                        s->kind->trigger_check ? ", as poll triggers" : "");
         }
         *srcsp = srcs;
         *np = n;
@@ -1063,7 +1071,8 @@ void eb_webhook_collect(struct eb_prom *w, void *opaque)
         eb_prom_sample(w, NULL, NULL, (double)wh->npubs);
 
         eb_prom_family(w, "evbridge_webhook_poll_triggers_total", "counter",
-                       "Webhooks taken as poll triggers (Kommo), by result: "
+                       "Webhooks taken as poll triggers (providers whose "
+                       "webhooks carry no event), by result: "
                        "immediate, deferred (rate-limited to one per second "
                        "per source), coalesced (a deferred one was already "
                        "due).");
@@ -1071,7 +1080,7 @@ void eb_webhook_collect(struct eb_prom *w, void *opaque)
                 const struct wh_src *s = &wh->srcs[i];
                 const char *n = s->name;
 
-                if (!s->accepting || !s->kind->trigger)
+                if (!s->accepting || !s->kind->trigger_check)
                         continue;
                 eb_prom_sample(w, NULL,
                                (const char *[]){"source", n, "result",

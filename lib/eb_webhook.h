@@ -2,13 +2,15 @@
  * eb_webhook: webhook intake, POST /webhooks/<source>[/<token>].
  *
  *   route -> method -> ready? -> authenticate (eb_webhook_sig scheme)
- *         -> content type -> parse -> provider:
- *      Close, Kota: normalize with the adapter -> sink publish (dedupe,
- *                   envelope, Kafka) -> hold the request until the publish
- *                   settles -> 200, or 503 + Retry-After
- *      Kommo:       form body (no id, no signature) -> poll trigger for the
- *                   source (at most one per second, the rest deferred and
- *                   coalesced) -> 200 at once
+ *         -> content type -> parse -> what the provider declares
+ *         (struct eb_provider_webhook):
+ *      events:        normalize with the adapter -> sink publish (dedupe,
+ *                     envelope, Kafka) -> hold the request until the
+ *                     publish settles -> 200, or 503 + Retry-After
+ *      poll triggers: the provider checks the body's shape -> poll the
+ *                     source (at most one per second, the rest deferred
+ *                     and coalesced) -> 200 at once (Kommo: its webhooks
+ *                     carry no id and no signature)
  *
  * Delivery contract: a webhook is answered 2xx only once its event is in
  * Kafka (the publish's done callback with 0), or known to be a duplicate.
@@ -58,7 +60,7 @@ struct eb_webhook_deps {
         /* Optional: the pipeline behind the sink, to tell a duplicate
          * (answered 200 "duplicate") from a fresh publish in metrics. */
         eb_pipeline_t *pipeline;
-        /* Poll @p source now (Kommo triggers): eb_poller_trigger(). NULL:
+        /* Poll @p source now (poll triggers): eb_poller_trigger(). NULL:
          * triggers are answered 503 trigger_failed. @returns 0 or -errno. */
         int (*trigger)(void *opaque, const char *source);
         void *trigger_opaque;
@@ -68,7 +70,7 @@ struct eb_webhook_deps {
         void *ready_opaque;
 };
 
-/** Deferred Kommo triggers: at most one poll trigger per source per this. */
+/** Deferred poll triggers: at most one poll trigger per source per this. */
 #define EB_WEBHOOK_TRIGGER_INTERVAL_MS 1000
 /** Retry-After (seconds) on a 503. */
 #define EB_WEBHOOK_RETRY_AFTER_S 5

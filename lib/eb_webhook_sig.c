@@ -9,20 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eb_provider.h"
 #include "eb_util.h"
 
 #define WH_TS_MAX_DIGITS 12  /* Unix seconds: far beyond year 9999 */
 #define WH_MAX_MSG_ID    256 /* Standard Webhooks webhook-id */
-
-struct eb_wh_scheme {
-        const char *name;
-        int uses_token;
-        int (*key_init)(const char *secret, struct eb_wh_key *key, char *errstr,
-                        size_t errstr_size);
-        eb_wh_auth_t (*verify)(const struct eb_wh_key *key,
-                               const struct eb_wh_input *in,
-                               unsigned *ct_compares);
-};
 
 const char *eb_wh_auth_name(eb_wh_auth_t a)
 {
@@ -165,7 +156,7 @@ static void b64_encode32(const unsigned char in[32], char out[45])
 }
 
 /* Timestamp text: 1..12 decimal digits. */
-static int parse_ts(const char *s, size_t n, int64_t *secs)
+int eb_wh_parse_ts(const char *s, size_t n, int64_t *secs)
 {
         int64_t v = 0;
         size_t i;
@@ -181,7 +172,7 @@ static int parse_ts(const char *s, size_t n, int64_t *secs)
         return 0;
 }
 
-static eb_wh_auth_t ts_window(int64_t secs, int64_t now_ms, int64_t tol_ms)
+eb_wh_auth_t eb_wh_ts_window(int64_t secs, int64_t now_ms, int64_t tol_ms)
 {
         int64_t ts_ms = secs * 1000;
 
@@ -197,13 +188,13 @@ eb_wh_auth_t eb_wh_check_timestamp(const char *ts, int64_t now_ms,
 {
         int64_t secs;
 
-        if (!ts || parse_ts(ts, strlen(ts), &secs))
+        if (!ts || eb_wh_parse_ts(ts, strlen(ts), &secs))
                 return EB_WH_AUTH_TS_INVALID;
-        return ts_window(secs, now_ms, tolerance_ms);
+        return eb_wh_ts_window(secs, now_ms, tolerance_ms);
 }
 
 /* A hex string of exactly 64 digits into 32 bytes. */
-static int hex32(const char *s, size_t n, unsigned char out[32])
+int eb_wh_hex32(const char *s, size_t n, unsigned char out[32])
 {
         char tmp[65];
 
@@ -216,8 +207,8 @@ static int hex32(const char *s, size_t n, unsigned char out[32])
 
 /* ---- keys ------------------------------------------------------------ */
 
-static int key_raw(const char *secret, struct eb_wh_key *key, char *errstr,
-                   size_t errstr_size)
+int eb_wh_key_raw(const char *secret, struct eb_wh_key *key, char *errstr,
+                  size_t errstr_size)
 {
         size_t n = strlen(secret);
 
@@ -231,8 +222,8 @@ static int key_raw(const char *secret, struct eb_wh_key *key, char *errstr,
         return 0;
 }
 
-static int key_hex(const char *secret, struct eb_wh_key *key, char *errstr,
-                   size_t errstr_size)
+int eb_wh_key_hex(const char *secret, struct eb_wh_key *key, char *errstr,
+                  size_t errstr_size)
 {
         size_t n = strlen(secret);
         int got;
@@ -275,135 +266,18 @@ static int key_whsec(const char *secret, struct eb_wh_key *key, char *errstr,
 
 /* ---- schemes --------------------------------------------------------- */
 
-static const char *hdr(const struct eb_wh_input *in, const char *name)
+const char *eb_wh_header(const struct eb_wh_input *in, const char *name)
 {
         return in->header ? in->header(in->hctx, name) : NULL;
-}
-
-static eb_wh_auth_t verify_close(const struct eb_wh_key *key,
-                                 const struct eb_wh_input *in,
-                                 unsigned *ct_compares)
-{
-        const char *sig = hdr(in, "close-sig-hash");
-        const char *ts = hdr(in, "close-sig-timestamp");
-        unsigned char got[32], want[32];
-        const void *parts[2];
-        size_t lens[2];
-        int64_t secs;
-        int eq;
-
-        if (!sig || !ts)
-                return EB_WH_AUTH_SIG_MISSING;
-        if (hex32(sig, strlen(sig), got))
-                return EB_WH_AUTH_SIG_MALFORMED;
-        if (parse_ts(ts, strlen(ts), &secs))
-                return EB_WH_AUTH_TS_INVALID;
-        parts[0] = ts;
-        lens[0] = strlen(ts);
-        parts[1] = in->body;
-        lens[1] = in->body_len;
-        if (eb_wh_hmac_parts(key, parts, lens, 2, want))
-                return EB_WH_AUTH_ERROR;
-        if (ct_compares)
-                (*ct_compares)++;
-        eq = eb_ct_equal(got, sizeof(got), want, sizeof(want));
-        OPENSSL_cleanse(want, sizeof(want));
-        if (!eq)
-                return EB_WH_AUTH_SIG_MISMATCH;
-        return ts_window(secs, in->now_ms, in->tolerance_ms);
-}
-
-eb_wh_auth_t eb_wh_kota_parse(const char *header, struct eb_wh_kota_sig *out)
-{
-        const char *p = header;
-        int have_t = 0;
-
-        memset(out, 0, sizeof(*out));
-        for (;;) {
-                const char *end = strchr(p, ','), *b, *e, *eq;
-
-                if (!end)
-                        end = p + strlen(p);
-                b = p;
-                e = end;
-                while (b < e && (*b == ' ' || *b == '\t'))
-                        b++;
-                while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
-                        e--;
-                eq = memchr(b, '=', (size_t)(e - b));
-                if (b == e || !eq || eq == b)
-                        return EB_WH_AUTH_SIG_MALFORMED;
-                if (eq - b == 1 && *b == 't') {
-                        if (have_t)
-                                return EB_WH_AUTH_SIG_MALFORMED;
-                        have_t = 1;
-                        if (parse_ts(eq + 1, (size_t)(e - eq - 1), &out->t))
-                                return EB_WH_AUTH_TS_INVALID;
-                        memcpy(out->t_text, eq + 1, (size_t)(e - eq - 1));
-                        out->t_text[e - eq - 1] = '\0';
-                } else if (eq - b == 2 && b[0] == 'v' && b[1] == '1') {
-                        if (out->nsig >= EB_WH_MAX_SIGS)
-                                return EB_WH_AUTH_SIG_MALFORMED;
-                        if (hex32(eq + 1, (size_t)(e - eq - 1),
-                                  out->v1[out->nsig]))
-                                return EB_WH_AUTH_SIG_MALFORMED;
-                        out->nsig++;
-                }
-                /* other keys (v0, future schemes) are ignored */
-                if (!*end)
-                        break;
-                p = end + 1;
-        }
-        if (!have_t || out->nsig == 0)
-                return EB_WH_AUTH_SIG_MALFORMED;
-        return EB_WH_AUTH_OK;
-}
-
-static eb_wh_auth_t verify_kota(const struct eb_wh_key *key,
-                                const struct eb_wh_input *in,
-                                unsigned *ct_compares)
-{
-        const char *h = hdr(in, "x-kota-webhook-signature");
-        struct eb_wh_kota_sig ks;
-        unsigned char want[32];
-        const void *parts[3];
-        size_t lens[3];
-        eb_wh_auth_t r;
-        int i, match = 0;
-
-        if (!h)
-                return EB_WH_AUTH_SIG_MISSING;
-        r = eb_wh_kota_parse(h, &ks);
-        if (r != EB_WH_AUTH_OK)
-                return r;
-        /* The signed string uses t exactly as sent. */
-        parts[0] = ks.t_text;
-        lens[0] = strlen(ks.t_text);
-        parts[1] = ".";
-        lens[1] = 1;
-        parts[2] = in->body;
-        lens[2] = in->body_len;
-        if (eb_wh_hmac_parts(key, parts, lens, 3, want))
-                return EB_WH_AUTH_ERROR;
-        /* Compare every candidate (no early exit). */
-        for (i = 0; i < ks.nsig; i++) {
-                if (ct_compares)
-                        (*ct_compares)++;
-                match |= eb_ct_equal(ks.v1[i], 32, want, sizeof(want));
-        }
-        OPENSSL_cleanse(want, sizeof(want));
-        if (!match)
-                return EB_WH_AUTH_SIG_MISMATCH;
-        return ts_window(ks.t, in->now_ms, in->tolerance_ms);
 }
 
 static eb_wh_auth_t verify_standard(const struct eb_wh_key *key,
                                     const struct eb_wh_input *in,
                                     unsigned *ct_compares)
 {
-        const char *id = hdr(in, "webhook-id");
-        const char *ts = hdr(in, "webhook-timestamp");
-        const char *sig = hdr(in, "webhook-signature");
+        const char *id = eb_wh_header(in, "webhook-id");
+        const char *ts = eb_wh_header(in, "webhook-timestamp");
+        const char *sig = eb_wh_header(in, "webhook-signature");
         unsigned char want[32];
         char want64[45];
         const void *parts[5];
@@ -420,7 +294,7 @@ static eb_wh_auth_t verify_standard(const struct eb_wh_key *key,
         for (i = 0; i < idlen; i++)
                 if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
                         return EB_WH_AUTH_SIG_MALFORMED;
-        if (parse_ts(ts, strlen(ts), &secs))
+        if (eb_wh_parse_ts(ts, strlen(ts), &secs))
                 return EB_WH_AUTH_TS_INVALID;
         parts[0] = id;
         lens[0] = idlen;
@@ -464,7 +338,7 @@ static eb_wh_auth_t verify_standard(const struct eb_wh_key *key,
                 return EB_WH_AUTH_SIG_MALFORMED;
         if (!match)
                 return EB_WH_AUTH_SIG_MISMATCH;
-        return ts_window(secs, in->now_ms, in->tolerance_ms);
+        return eb_wh_ts_window(secs, in->now_ms, in->tolerance_ms);
 }
 
 static eb_wh_auth_t verify_token(const struct eb_wh_key *key,
@@ -481,22 +355,31 @@ static eb_wh_auth_t verify_token(const struct eb_wh_key *key,
         return EB_WH_AUTH_OK;
 }
 
-static const struct eb_wh_scheme schemes[] = {
-        {"close", 0, key_hex, verify_close},
-        {"kota-v1", 0, key_raw, verify_kota},
-        {"standard", 0, key_whsec, verify_standard},
-        {"token", 1, key_raw, verify_token},
+const struct eb_wh_scheme eb_wh_scheme_standard = {"standard", 0, key_whsec,
+                                                   verify_standard};
+const struct eb_wh_scheme eb_wh_scheme_token = {"token", 1, eb_wh_key_raw,
+                                                verify_token};
+
+/* The generic schemes; providers bring their own (their webhook.scheme). */
+static const struct eb_wh_scheme *const generic[] = {
+        &eb_wh_scheme_standard,
+        &eb_wh_scheme_token,
 };
 
-#define NSCHEMES (sizeof(schemes) / sizeof(schemes[0]))
+#define NGENERIC (sizeof(generic) / sizeof(generic[0]))
 
 const struct eb_wh_scheme *eb_wh_scheme_lookup(const char *name)
 {
+        const struct eb_provider *const *p;
         size_t i;
 
-        for (i = 0; name && i < NSCHEMES; i++)
-                if (!strcmp(schemes[i].name, name))
-                        return &schemes[i];
+        for (i = 0; name && i < NGENERIC; i++)
+                if (!strcmp(generic[i]->name, name))
+                        return generic[i];
+        for (p = eb_provider_all(); name && *p; p++)
+                if ((*p)->webhook && (*p)->webhook->scheme &&
+                    !strcmp((*p)->webhook->scheme->name, name))
+                        return (*p)->webhook->scheme;
         return NULL;
 }
 
@@ -510,9 +393,41 @@ int eb_wh_scheme_uses_token(const struct eb_wh_scheme *s)
         return s->uses_token;
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+        return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 const char *eb_wh_scheme_names(void)
 {
-        return "close, kota-v1, standard, token";
+        static char buf[256];
+        const struct eb_provider *const *p;
+        const char *names[NGENERIC + EB_PROVIDER_MAX];
+        size_t n = 0, i, off = 0;
+
+        for (i = 0; i < NGENERIC; i++)
+                names[n++] = generic[i]->name;
+        for (p = eb_provider_all(); *p; p++) {
+                const struct eb_wh_scheme *sc =
+                        (*p)->webhook ? (*p)->webhook->scheme : NULL;
+
+                if (sc && eb_wh_scheme_lookup(sc->name) == sc) {
+                        for (i = 0; i < n && strcmp(names[i], sc->name); i++)
+                                ;
+                        if (i == n)
+                                names[n++] = sc->name;
+                }
+        }
+        qsort(names, n, sizeof(names[0]), cmp_name);
+        buf[0] = '\0';
+        for (i = 0; i < n && off < sizeof(buf); i++) {
+                int w = snprintf(buf + off, sizeof(buf) - off, "%s%s",
+                                 i ? ", " : "", names[i]);
+                if (w < 0)
+                        break;
+                off += (size_t)w;
+        }
+        return buf;
 }
 
 int eb_wh_key_init(const struct eb_wh_scheme *s, const char *secret,

@@ -2,28 +2,28 @@
  * eb_webhook_sig: webhook authentication schemes. No application state,
  * no I/O: a scheme reads a request's headers, body and token and says
  * whether it is authentic. eb_webhook picks one per source
- * (webhook.scheme, or the provider's default).
+ * (webhook.scheme, or the provider's default: struct
+ * eb_provider_webhook.scheme).
  *
- *   "close"     close-sig-hash = lowercase hex HMAC-SHA256 over
- *               close-sig-timestamp + raw body; key = hex-decoded
- *               signature_key (docs/providers.md 2.7)
- *   "kota-v1"   x-kota-webhook-signature: t=<unix>,v1=<hex HMAC-SHA256 of
- *               "<t>.<body>">; key = the secret's bytes; parts in any
- *               order, several v1 (key rotation) allowed, others ignored
- *               (docs/providers.md 3.6: the real format is unconfirmed)
+ * The generic schemes live here:
+ *
  *   "standard"  Standard Webhooks: webhook-id, webhook-timestamp,
  *               webhook-signature = space-separated "v1,<base64 HMAC-SHA256
  *               of '<id>.<ts>.<body>'>"; secret "whsec_<base64>"
- *   "token"     a shared token in the URL (Kommo: no signature exists);
- *               compared in constant time
+ *   "token"     a shared token in the URL (for platforms that sign
+ *               nothing); compared in constant time
+ *
+ * A provider with a signature of its own defines its scheme in its file
+ * (lib/providers/<name>.c) from the primitives below and points its
+ * webhook table at it; eb_wh_scheme_lookup() finds it by name there.
  *
  * Signed schemes check the signature first, then that the timestamp is
  * within the tolerance (either side of now). Every comparison of a
  * secret-derived value goes through eb_ct_equal(); the verdict reports how
  * many were made, so tests can see it.
  *
- * Adding a scheme: one verify function and one row in the table in
- * eb_webhook_sig.c.
+ * Adding a scheme: a struct eb_wh_scheme (one verify function) in the
+ * provider's file, or a generic one in eb_webhook_sig.c's table.
  */
 #ifndef EB_WEBHOOK_SIG_H
 #define EB_WEBHOOK_SIG_H
@@ -69,10 +69,25 @@ struct eb_wh_input {
         int64_t tolerance_ms; /* allowed |now - timestamp| */
 };
 
-struct eb_wh_scheme;
+/** An authentication scheme. */
+struct eb_wh_scheme {
+        const char *name; /* webhook.scheme */
+        int uses_token;   /* 1: webhook.token, 0: webhook.secret */
+        /* prepare the key from the secret or token (errstr never quotes
+         * it); the key is wiped by eb_wh_key_fini() even on error */
+        int (*key_init)(const char *secret, struct eb_wh_key *key, char *errstr,
+                        size_t errstr_size);
+        eb_wh_auth_t (*verify)(const struct eb_wh_key *key,
+                               const struct eb_wh_input *in,
+                               unsigned *ct_compares);
+};
 
-/** @returns borrowed scheme by name ("close", "kota-v1", "standard",
- *  "token"), or NULL. */
+/** The generic schemes. */
+extern const struct eb_wh_scheme eb_wh_scheme_standard;
+extern const struct eb_wh_scheme eb_wh_scheme_token;
+
+/** @returns borrowed scheme by name: a generic one or one a registered
+ *  provider declares (eb_wh_scheme_names()), or NULL. */
 const struct eb_wh_scheme *eb_wh_scheme_lookup(const char *name);
 
 /** @returns the scheme's name. */
@@ -87,8 +102,8 @@ const char *eb_wh_scheme_names(void);
 
 /**
  * @brief Prepare @p key for @p s from the configured secret or token
- * (borrowed): Close hex-decodes it, Standard Webhooks strips "whsec_" and
- * base64-decodes, the others take the bytes as they are.
+ * (borrowed) with the scheme's key_init (Standard Webhooks strips
+ * "whsec_" and base64-decodes, token takes the bytes as they are).
  * @returns 0, or -EINVAL with a reason in @p errstr that never quotes the
  * secret. Free with eb_wh_key_fini() (also after a failure).
  */
@@ -125,25 +140,30 @@ int eb_wh_hmac_parts(const struct eb_wh_key *key, const void *const *parts,
 int eb_wh_base64_decode(const char *in, size_t n, unsigned char *out,
                         size_t outsz);
 
-/** Most v1 signatures read from one Kota or Standard Webhooks header. */
+/** Most v1 signatures read from one signature header. */
 #define EB_WH_MAX_SIGS 8
 
-/** A parsed x-kota-webhook-signature header. */
-struct eb_wh_kota_sig {
-        int64_t t;
-        char t_text[16]; /* t exactly as sent */
-        int nsig;        /* v1 values found */
-        unsigned char v1[EB_WH_MAX_SIGS][32];
-};
+/** @returns the header @p name of @p in (case-insensitive), or NULL. */
+const char *eb_wh_header(const struct eb_wh_input *in, const char *name);
 
-/**
- * @brief Parse "t=<unix>,v1=<hex>[,v1=<hex>...]" (parts in any order,
- * spaces around them ignored, unknown keys such as v0 ignored).
- * @returns EB_WH_AUTH_OK, EB_WH_AUTH_SIG_MALFORMED (no or several t, no
- * v1, a v1 that is not 64 hex digits, a part without '=', too many v1)
- * or EB_WH_AUTH_TS_INVALID (t not a decimal number).
- */
-eb_wh_auth_t eb_wh_kota_parse(const char *header, struct eb_wh_kota_sig *out);
+/** @brief Key initializers for schemes: the secret's bytes as they are
+ *  (not empty), or hex-decoded (an even number of hex digits). */
+int eb_wh_key_raw(const char *secret, struct eb_wh_key *key, char *errstr,
+                  size_t errstr_size);
+int eb_wh_key_hex(const char *secret, struct eb_wh_key *key, char *errstr,
+                  size_t errstr_size);
+
+/** @brief Decode exactly 64 hex digits at @p s (@p n bytes) into @p out.
+ *  @returns 0 or -EINVAL. */
+int eb_wh_hex32(const char *s, size_t n, unsigned char out[32]);
+
+/** @brief Parse a Unix-seconds timestamp of 1..12 decimal digits at @p s
+ *  (@p n bytes). @returns 0 or -EINVAL. */
+int eb_wh_parse_ts(const char *s, size_t n, int64_t *secs);
+
+/** @returns EB_WH_AUTH_OK when @p secs is within @p tol_ms of @p now_ms,
+ *  else _TS_EXPIRED or _TS_FUTURE. */
+eb_wh_auth_t eb_wh_ts_window(int64_t secs, int64_t now_ms, int64_t tol_ms);
 
 /**
  * @brief Parse a Unix-seconds timestamp (1..12 decimal digits) and check

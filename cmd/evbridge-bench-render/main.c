@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "eb_config.h"
+#include "eb_envelope.h"
 #include "eb_event.h"
 #include "eb_provider.h"
 #include "eb_time.h"

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "eb_config.h"
+#include "eb_envelope.h"
 #include "eb_event.h"
 #include "eb_form.h"
 #include "eb_json.h"
@@ -27,6 +28,7 @@
 #include "eb_util.h"
 #include "eb_webhook.h"
 #include "eb_webhook_sig.h"
+#include "providers/kota.h"
 
 /* A fixed wall clock, so that a replayed input takes the same path. */
 #define FZ_NOW_MS 1700000000000LL
@@ -395,7 +397,7 @@ static int normalize_one(const struct eb_provider *prov,
 }
 
 /* The input as JSON: normalize it (and the elements of an array), and use
- * it as a restored checkpoint and as a targeted-walk hint. */
+ * it as a restored checkpoint. */
 static int json_paths(const struct eb_provider *prov,
                       const struct eb_source_cfg *src, const char *body,
                       size_t len)
@@ -413,11 +415,6 @@ static int json_paths(const struct eb_provider *prov,
                 if (normalize_one(prov, src, root))
                         rc = -1;
                 eb_walk_init(&w, prov, src, root, FZ_NOW_MS);
-                if (prov->walk_begin(&w) == 0 && check_request(&w))
-                        rc = -1;
-                eb_walk_fini(&w);
-                eb_walk_init(&w, prov, src, NULL, FZ_NOW_MS);
-                w.hint = json_incref(root);
                 if (prov->walk_begin(&w) == 0 && check_request(&w))
                         rc = -1;
                 eb_walk_fini(&w);
@@ -650,7 +647,7 @@ int eb_fuzz_kommo_form(const uint8_t *data, size_t size)
  * second pass uses line 1 as the secret of a new key. */
 int eb_fuzz_sig_kota(const uint8_t *data, size_t size)
 {
-        struct eb_wh_kota_sig sig;
+        struct eb_kota_sig sig;
         struct eb_wh_key key;
         struct fz_headers h;
         char *s = NULL, *body, err[256];
@@ -660,7 +657,7 @@ int eb_fuzz_sig_kota(const uint8_t *data, size_t size)
         eb_fuzz_init();
         s = cstr(data, size);
         body = next_line(s);
-        a = eb_wh_kota_parse(s, &sig);
+        a = eb_kota_sig_parse(s, &sig);
         if (a == EB_WH_AUTH_OK) {
                 if (sig.nsig < 1 || sig.nsig > EB_WH_MAX_SIGS ||
                     !memchr(sig.t_text, '\0', sizeof(sig.t_text)))

@@ -187,7 +187,7 @@ static long sim_requests(struct rig *r)
 {
         json_t *st = eb_sim_get_json(&r->sim, "/_sim/stats?account=kommo-1");
         json_t *a = json_array_get(json_object_get(st, "accounts"), 0);
-        long n = (long)eb_json_i64(a, "requests", -1);
+        long n = (long)eb_jfield_i64(a, "requests", -1);
 
         json_decref(st);
         return n;

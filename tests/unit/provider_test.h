@@ -1,6 +1,6 @@
 /*
  * provider_test.h: helpers shared by the provider adapter unit tests
- * (test_provider_kommo.c, test_provider_close.c, test_provider_kota.c).
+ * (test_provider_contract.c and each test_provider_<name>.c).
  * Header-only (static inline) so the Makefile needs no change.
  */
 #ifndef EB_PROVIDER_TEST_H

@@ -1,4 +1,5 @@
 /* Unit tests for the CloudEvents envelope and topic naming (eb_envelope.c). */
+#include "eb_envelope.h"
 #include "eb_event.h"
 #include "eb_test.h"
 #include "eb_util.h"

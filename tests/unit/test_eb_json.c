@@ -3,6 +3,7 @@
  * bytes, and the envelope rendered with it the bytes of the jansson tree
  * it replaced. Differential: jansson is the reference.
  */
+#include "eb_envelope.h"
 #include "eb_event.h"
 #include "eb_json.h"
 #include "eb_test.h"

@@ -214,7 +214,7 @@ static void test_id_text(void)
 
         for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
                 json_t *v = json_integer(ids[i]);
-                char *got = eb_json_id_text(v), want[32];
+                char *got = eb_jfield_id_text(v), want[32];
 
                 snprintf(want, sizeof(want), "%lld", (long long)ids[i]);
                 EB_CHECK_STR(got, want);

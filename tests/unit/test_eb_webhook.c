@@ -19,6 +19,7 @@
 #include "eb_test.h"
 #include "eb_webhook.h"
 #include "eb_webhook_sig.h"
+#include "providers/kota.h"
 
 #include <errno.h>
 #include <strings.h>
@@ -227,13 +228,13 @@ static void test_kota_parse(void)
                 {"", EB_WH_AUTH_SIG_MALFORMED, 0},
                 {"sha256=" KOTA_SIG, EB_WH_AUTH_SIG_MALFORMED, 0},
         };
-        struct eb_wh_kota_sig ks;
+        struct eb_kota_sig ks;
         char many[1024];
         size_t i;
         int n;
 
         for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                eb_wh_auth_t got = eb_wh_kota_parse(cases[i].hdr, &ks);
+                eb_wh_auth_t got = eb_kota_sig_parse(cases[i].hdr, &ks);
                 if (got != cases[i].want)
                         fprintf(stderr, "  kota header \"%s\": got %s\n",
                                 cases[i].hdr, eb_wh_auth_name(got));
@@ -249,9 +250,9 @@ static void test_kota_parse(void)
         for (i = 0; i < EB_WH_MAX_SIGS; i++)
                 n += snprintf(many + n, sizeof(many) - (size_t)n, ",v1=%s",
                               KOTA_SIG);
-        EB_CHECK_INT(eb_wh_kota_parse(many, &ks), EB_WH_AUTH_OK);
+        EB_CHECK_INT(eb_kota_sig_parse(many, &ks), EB_WH_AUTH_OK);
         snprintf(many + n, sizeof(many) - (size_t)n, ",v1=%s", KOTA_SIG);
-        EB_CHECK_INT(eb_wh_kota_parse(many, &ks), EB_WH_AUTH_SIG_MALFORMED);
+        EB_CHECK_INT(eb_kota_sig_parse(many, &ks), EB_WH_AUTH_SIG_MALFORMED);
 }
 
 static void test_kota_verify(void)

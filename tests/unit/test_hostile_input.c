@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "eb_config.h"
+#include "eb_envelope.h"
 #include "eb_event.h"
 #include "eb_provider.h"
 #include "eb_test.h"

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the Close adapter (provider_close.c): filter
+ * Unit tests for the Close adapter (lib/providers/close.c): filter
  * combinations, URLs and auth, cursor walks, watermark rules, restart
  * from a checkpoint (stale cursor), rate-limit signals, status
  * classification and normalization.
@@ -427,11 +427,6 @@ static void test_close_bad_checkpoint(void)
                 eb_walk_fini(&w);
                 json_decref(cp);
         }
-        /* Targeted walks do not exist for Close. */
-        begin(&w, &s, NULL, T_NOW_MS);
-        w.hint = json_pack("{ss}", "entity", "lead");
-        EB_CHECK_INT(w.prov->walk_begin(&w), -ENOTSUP);
-        eb_walk_fini(&w);
         t_src_fini(&s);
 }
 
@@ -749,20 +744,6 @@ static void test_close_normalize_rejects(void)
         t_src_fini(&s);
 }
 
-static void test_close_garbage(void)
-{
-        struct eb_source_cfg s;
-        struct t_garbage g = {&eb_provider_close, &s, JSON, 0, 0};
-
-        t_src_init(&s, "close", NULL, NULL);
-        t_garbage_fixture(&g, FX("page1.json"));
-        t_garbage_fixture(&g, FX("page2_last.json"));
-        t_garbage_fixture(&g, FX("webhook_example4.json"));
-        EB_CHECK(g.fed > 3500);
-        EB_CHECK_INT(g.bad, 0);
-        t_src_fini(&s);
-}
-
 /* Slices (w->slice_ms): a window [wm - overlap, wm + slice) with
  * date_updated__lt while that ends before now - lag; the walk ends at its
  * lt with "cut", and the next one starts at wm without the overlap. */
@@ -877,7 +858,6 @@ int main(void)
         EB_RUN(test_close_consolidated);
         EB_RUN(test_close_type_table);
         EB_RUN(test_close_normalize_rejects);
-        EB_RUN(test_close_garbage);
         eb_log_shutdown();
         return eb_test_summary();
 }

@@ -1,5 +1,5 @@
 /*
- * provider_kota: Kota GET /events (docs/providers.md).
+ * providers/kota.c: Kota GET /events (docs/providers.md).
  *
  *   GET /events?order_direction=asc&created_after=<ISO>&version=v2
  *              &page=P&page_size=L
@@ -15,10 +15,13 @@
  * {"wm", "page": <next page>, "created_after": "<the value used>"} inside
  * one, so a restart resumes the same page sequence.
  */
+#include "providers/kota.h"
+
 #include "eb_provider.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,7 +123,7 @@ static int kota_check_config(const struct eb_source_cfg *src, const char *path,
  * platform's registered webhook endpoints). */
 static const char *kota_version(const struct eb_source_cfg *src)
 {
-        return eb_json_str(eb_source_options(src), "version", 8);
+        return eb_jfield_str(eb_source_options(src), "version", 8);
 }
 
 /* ---- walk ------------------------------------------------------------ */
@@ -139,11 +142,9 @@ static int kota_walk_begin(struct eb_walk *w)
                 return -EINVAL;
         if (kota_check_config(w->src, "options", err, sizeof(err)))
                 return -EINVAL;
-        if (w->hint)
-                return -ENOTSUP; /* webhooks carry whole events */
         floor_ms = w->now_ms - KOTA_RETENTION_MS + KOTA_MARGIN_MS;
         if (cp) {
-                if (!json_is_object(cp) || eb_json_rfc3339(cp, "wm", &wm))
+                if (!json_is_object(cp) || eb_jfield_rfc3339(cp, "wm", &wm))
                         return -EINVAL;
                 ca = wm - w->overlap_ms;
                 jp = json_object_get(cp, "page");
@@ -154,7 +155,7 @@ static int kota_walk_begin(struct eb_walk *w)
                         if (!json_is_integer(jp) ||
                             json_integer_value(jp) < 1 ||
                             json_integer_value(jp) > KOTA_MAX_PAGES ||
-                            eb_json_rfc3339(cp, "created_after", &rca))
+                            eb_jfield_rfc3339(cp, "created_after", &rca))
                                 return -EINVAL;
                         /* Resume the same page sequence, unless its start
                          * has aged out of the 30-day window: then pages
@@ -225,27 +226,28 @@ static struct eb_event *kota_normalize(const struct eb_source_cfg *src,
                 snprintf(errstr, errstr_size, "event is not a JSON object");
                 return NULL;
         }
-        id = eb_json_str(native, "id", EB_PROVIDER_MAX_ID);
-        type = eb_json_str(native, "type", EB_PROVIDER_MAX_ID);
+        id = eb_jfield_str(native, "id", EB_PROVIDER_MAX_ID);
+        type = eb_jfield_str(native, "type", EB_PROVIDER_MAX_ID);
         data = json_object_get(native, "data");
         pid = json_object_get(native, "platform_id");
         if (!id)
                 bad = "missing or invalid \"id\"";
         else if (!type)
                 bad = "missing or invalid \"type\"";
-        else if (eb_json_rfc3339(native, "created", &t) &&
-                 eb_json_rfc3339(native, "created_at", &t))
+        else if (eb_jfield_rfc3339(native, "created", &t) &&
+                 eb_jfield_rfc3339(native, "created_at", &t))
                 bad = "missing or invalid \"created\" / \"created_at\"";
         else if (data && !json_is_object(data) && !json_is_null(data))
                 bad = "\"data\" is not an object";
-        else if (pid && !json_is_null(pid) && !(account = eb_json_id_text(pid)))
+        else if (pid && !json_is_null(pid) &&
+                 !(account = eb_jfield_id_text(pid)))
                 bad = "invalid \"platform_id\"";
         if (bad) {
                 snprintf(errstr, errstr_size, "event %.64s: %s",
                          id ? id : "(no id)", bad);
                 return NULL;
         }
-        entity_id = eb_json_id_text(json_object_get(data, "id"));
+        entity_id = eb_jfield_id_text(json_object_get(data, "id"));
         evt = eb_event_new();
         evt->id = eb_xstrdup(id);
         evt->source_name = eb_xstrdup(src && src->name ? src->name : "");
@@ -302,7 +304,6 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
 {
         json_t *root, *items, *hnp, *item, *types;
         int64_t req_page = eb_walk_get(w, "page"), pmax = 0;
-        char err[256];
         size_t i, nvalid = 0;
 
         root = eb_resp_json_object(resp, page);
@@ -323,7 +324,7 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                 goto out;
         }
         if (json_is_integer(json_object_get(root, "page")) &&
-            eb_json_i64(root, "page", -1) != req_page) {
+            eb_jfield_i64(root, "page", -1) != req_page) {
                 eb_page_fail(page, EB_RESP_BAD_BODY,
                              "asked for page %" PRId64 ", got a different "
                              "page",
@@ -340,17 +341,10 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
         json_array_foreach(items, i, item)
         {
                 struct eb_event *evt =
-                        kota_normalize(w->src, item, err, sizeof(err));
+                        eb_walk_normalize(w, item, req_page, "items", i);
                 const char *type;
 
-                if (!evt) {
-                        /* A poison event: to the dead-letter topic, the
-                         * rest of the page goes on. */
-                        char pos[64];
-                        snprintf(pos, sizeof(pos),
-                                 "page %" PRId64 ", items[%zu]", req_page, i);
-                        evt = eb_deadletter_event(w->src, "kota", item, err,
-                                                  pos);
+                if (evt->deadletter) {
                         if (eb_page_add_event(page, evt)) {
                                 eb_page_fail(page, EB_RESP_BAD_BODY,
                                              "page %" PRId64
@@ -463,12 +457,12 @@ static void kota_write_cp(struct eb_walk *w)
 {
         json_decref(w->cp);
         w->cp = json_object();
-        eb_json_set_rfc3339(w->cp, "wm", eb_walk_get(w, "wm"));
+        eb_jfield_set_rfc3339(w->cp, "wm", eb_walk_get(w, "wm"));
         if (eb_walk_get(w, "done"))
                 return;
         json_object_set_new(w->cp, "page",
                             json_integer(eb_walk_get(w, "page")));
-        eb_json_set_rfc3339(w->cp, "created_after", eb_walk_get(w, "ca"));
+        eb_jfield_set_rfc3339(w->cp, "created_after", eb_walk_get(w, "ca"));
 }
 
 static void kota_page_done(struct eb_walk *w)
@@ -492,6 +486,107 @@ static void kota_walk_end(struct eb_walk *w)
         kota_write_cp(w);
 }
 
+/* ---- webhooks ---------------------------------------------------------- */
+
+/* x-kota-webhook-signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">;
+ * key = the secret's bytes; parts in any order, several v1 (key rotation)
+ * allowed, others ignored (docs/providers.md 3.6: the real format is
+ * unconfirmed). */
+eb_wh_auth_t eb_kota_sig_parse(const char *header, struct eb_kota_sig *out)
+{
+        const char *p = header;
+        int have_t = 0;
+
+        memset(out, 0, sizeof(*out));
+        for (;;) {
+                const char *end = strchr(p, ','), *b, *e, *eq;
+
+                if (!end)
+                        end = p + strlen(p);
+                b = p;
+                e = end;
+                while (b < e && (*b == ' ' || *b == '\t'))
+                        b++;
+                while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+                        e--;
+                eq = memchr(b, '=', (size_t)(e - b));
+                if (b == e || !eq || eq == b)
+                        return EB_WH_AUTH_SIG_MALFORMED;
+                if (eq - b == 1 && *b == 't') {
+                        if (have_t)
+                                return EB_WH_AUTH_SIG_MALFORMED;
+                        have_t = 1;
+                        if (eb_wh_parse_ts(eq + 1, (size_t)(e - eq - 1),
+                                           &out->t))
+                                return EB_WH_AUTH_TS_INVALID;
+                        memcpy(out->t_text, eq + 1, (size_t)(e - eq - 1));
+                        out->t_text[e - eq - 1] = '\0';
+                } else if (eq - b == 2 && b[0] == 'v' && b[1] == '1') {
+                        if (out->nsig >= EB_WH_MAX_SIGS)
+                                return EB_WH_AUTH_SIG_MALFORMED;
+                        if (eb_wh_hex32(eq + 1, (size_t)(e - eq - 1),
+                                        out->v1[out->nsig]))
+                                return EB_WH_AUTH_SIG_MALFORMED;
+                        out->nsig++;
+                }
+                /* other keys (v0, future schemes) are ignored */
+                if (!*end)
+                        break;
+                p = end + 1;
+        }
+        if (!have_t || out->nsig == 0)
+                return EB_WH_AUTH_SIG_MALFORMED;
+        return EB_WH_AUTH_OK;
+}
+
+static eb_wh_auth_t kota_verify(const struct eb_wh_key *key,
+                                const struct eb_wh_input *in,
+                                unsigned *ct_compares)
+{
+        const char *h = eb_wh_header(in, "x-kota-webhook-signature");
+        struct eb_kota_sig ks;
+        unsigned char want[32];
+        const void *parts[3];
+        size_t lens[3];
+        eb_wh_auth_t r;
+        int i, match = 0;
+
+        if (!h)
+                return EB_WH_AUTH_SIG_MISSING;
+        r = eb_kota_sig_parse(h, &ks);
+        if (r != EB_WH_AUTH_OK)
+                return r;
+        /* The signed string uses t exactly as sent. */
+        parts[0] = ks.t_text;
+        lens[0] = strlen(ks.t_text);
+        parts[1] = ".";
+        lens[1] = 1;
+        parts[2] = in->body;
+        lens[2] = in->body_len;
+        if (eb_wh_hmac_parts(key, parts, lens, 3, want))
+                return EB_WH_AUTH_ERROR;
+        /* Compare every candidate (no early exit). */
+        for (i = 0; i < ks.nsig; i++) {
+                if (ct_compares)
+                        (*ct_compares)++;
+                match |= eb_ct_equal(ks.v1[i], 32, want, sizeof(want));
+        }
+        OPENSSL_cleanse(want, sizeof(want));
+        if (!match)
+                return EB_WH_AUTH_SIG_MISMATCH;
+        return eb_wh_ts_window(ks.t, in->now_ms, in->tolerance_ms);
+}
+
+static const struct eb_wh_scheme kota_scheme = {"kota-v1", 0, eb_wh_key_raw,
+                                                kota_verify};
+
+/* Kota webhooks are signed (x-kota-webhook-signature) and are the event
+ * itself, in the shape the events API returns. */
+static const struct eb_provider_webhook kota_webhook = {
+        .scheme = &kota_scheme,
+        .content_type = "application/json",
+};
+
 const struct eb_provider eb_provider_kota = {
         .name = "kota",
         .default_base_url = "https://api.kota.io",
@@ -510,4 +605,5 @@ const struct eb_provider eb_provider_kota = {
         .normalize = kota_normalize,
         .credential = "api_key",
         .newest_first = 0,
+        .webhook = &kota_webhook,
 };

@@ -1,5 +1,5 @@
 /*
- * provider_kommo: Kommo (amoCRM) GET /api/v4/events.
+ * providers/kommo.c: Kommo (amoCRM) GET /api/v4/events.
  *
  * Closed created_at windows walked newest first (docs/providers.md):
  *
@@ -51,6 +51,7 @@
 
 #include "eb_ratelimit.h"
 #include "eb_util.h"
+#include "eb_webhook_sig.h"
 
 #define KOMMO_MAX_PAGES      10000
 #define KOMMO_MAX_TS         100000000000LL /* unix seconds; year ~5000 */
@@ -288,7 +289,6 @@ static int kommo_check_config(const struct eb_source_cfg *src, const char *path,
 /*
  * w->state: {"wm": W, "from": F, "to": T, "upper": U, "page": P,
  *            "pending": 0|1, "more": 0|1, "done": 0|1, "cut": 0|1,
- *            "targeted": 0|1, "hint_entity": "lead", "hint_id": "123",
  *            "cnt": {second: count}, "cnt_lo": L (seconds counted whole:
  *            [L, T]), "nocount": 1 (this walk keeps no "seen"),
  *            "prev": {second: count}, "prev_lo": P (the last walk's
@@ -302,52 +302,13 @@ static int64_t floor_div(int64_t a, int64_t b)
         return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
-static int kommo_parse_hint(struct eb_walk *w, json_t *opts)
-{
-        const char *entity;
-        json_t *idv, *allowed, *v;
-        char *id;
-        size_t i;
-        int found = 0;
-
-        if (!json_is_object(w->hint))
-                return -EINVAL;
-        entity = eb_json_str(w->hint, "entity", 64);
-        idv = json_object_get(w->hint, "entity_id");
-        if (!entity || !valid_entity(entity))
-                return -EINVAL;
-        id = eb_json_id_text(idv);
-        if (!id || !all_digits(id) || strlen(id) > 19) {
-                free(id);
-                return -EINVAL;
-        }
-        allowed = json_object_get(opts, "filter_entity");
-        if (json_is_array(allowed) && json_array_size(allowed)) {
-                json_array_foreach(allowed, i, v)
-                {
-                        if (json_is_string(v) &&
-                            !strcmp(json_string_value(v), entity))
-                                found = 1;
-                }
-                if (!found) {
-                        free(id);
-                        return -ENOENT;
-                }
-        }
-        json_object_set_new(w->state, "hint_entity", json_string(entity));
-        json_object_set_new(w->state, "hint_id", json_string(id));
-        eb_walk_set(w, "targeted", 1);
-        free(id);
-        return 0;
-}
-
 /* The previous walk's per-second counts ("seen", "seen_span" of @p cp,
  * whose watermark is @p wm) into w->state "prev" / "prev_lo". An
  * unreadable record is ignored: it only saves requests. */
 static void kommo_load_seen(struct eb_walk *w, const json_t *cp, int64_t wm)
 {
         const json_t *seen = json_object_get(cp, "seen"), *e;
-        int64_t span = eb_json_i64(cp, "seen_span", -1), d, c;
+        int64_t span = eb_jfield_i64(cp, "seen_span", -1), d, c;
         json_t *prev;
         char key[32];
         size_t i;
@@ -382,7 +343,7 @@ static int kommo_walk_begin(struct eb_walk *w)
         char err[256];
         json_t *cp = w->cp;
         int64_t wm, from = 0, to = 0, upper = -1, overlap_s, slice_s;
-        int resume = 0, rc, cut = 0;
+        int resume = 0, cut = 0;
 
         if (!w->src)
                 return -EINVAL;
@@ -398,7 +359,7 @@ static int kommo_walk_begin(struct eb_walk *w)
                 if (!json_is_object(cp) ||
                     !json_is_integer(json_object_get(cp, "wm")))
                         return -EINVAL;
-                wm = eb_json_i64(cp, "wm", 0);
+                wm = eb_jfield_i64(cp, "wm", 0);
                 if (wm < 0 || wm > KOMMO_MAX_TS)
                         return -EINVAL;
                 cut = json_is_true(json_object_get(cp, "cut"));
@@ -430,21 +391,7 @@ static int kommo_walk_begin(struct eb_walk *w)
         }
         json_decref(w->state);
         w->state = json_object();
-        if (w->hint) {
-                rc = kommo_parse_hint(w, eb_source_options(w->src));
-                if (rc) {
-                        json_decref(w->state);
-                        w->state = NULL;
-                        return rc;
-                }
-                /* A targeted walk looks at everything since the
-                 * checkpoint (minus the overlap) up to now and never
-                 * moves the checkpoint: no lag, no resume. */
-                resume = 0;
-                cut = 0;
-                from = (cp ? wm - overlap_s : wm);
-                to = floor_div(w->now_ms, 1000);
-        } else if (!resume) {
+        if (!resume) {
                 /* After a slice, nothing before its end is new. */
                 from = cp && !cut ? wm - overlap_s : wm;
                 to = floor_div(w->now_ms - w->lag_ms, 1000);
@@ -468,7 +415,7 @@ static int kommo_walk_begin(struct eb_walk *w)
         eb_walk_set(w, "cnt_lo", to + 1);
         json_object_set_new(w->state, "cnt", json_object());
         json_object_set_new(w->state, "edge", json_object());
-        if (resume || w->hint)
+        if (resume)
                 eb_walk_set(w, "nocount", 1);
         else if (cp)
                 kommo_load_seen(w, cp, wm);
@@ -562,18 +509,9 @@ static int kommo_next_request(struct eb_walk *w, char **url, char **auth)
         if (!rc)
                 rc = add_list_param(&b, json_object_get(opts, "filter_type"),
                                     "filter[type]");
-        if (!rc && eb_walk_get(w, "targeted")) {
-                rc = eb_url_add_param(&b, "filter[entity]",
-                                      json_string_value(json_object_get(
-                                              w->state, "hint_entity")));
-                if (!rc)
-                        rc = eb_url_add_param(&b, "filter[entity_id]",
-                                              json_string_value(json_object_get(
-                                                      w->state, "hint_id")));
-        } else if (!rc) {
+        if (!rc)
                 rc = add_list_param(&b, json_object_get(opts, "filter_entity"),
                                     "filter[entity]");
-        }
         if (!rc)
                 rc = add_list_param(&b,
                                     json_object_get(opts, "filter_created_by"),
@@ -611,7 +549,7 @@ static const char *kommo_entity_name(const json_t *native)
         if (!json_is_object(ent))
                 return NULL;
         for (i = 0; kommo_name_keys[i]; i++) {
-                s = eb_json_str(ent, kommo_name_keys[i], KOMMO_MAX_NAME);
+                s = eb_jfield_str(ent, kommo_name_keys[i], KOMMO_MAX_NAME);
                 if (s)
                         return s;
         }
@@ -632,9 +570,9 @@ static struct eb_event *kommo_normalize(const struct eb_source_cfg *src,
                 snprintf(errstr, errstr_size, "event is not a JSON object");
                 return NULL;
         }
-        id = eb_json_id_text(json_object_get(native, "id"));
-        type = eb_json_str(native, "type", EB_PROVIDER_MAX_ID);
-        entity = eb_json_str(native, "entity_type", EB_PROVIDER_MAX_ID);
+        id = eb_jfield_id_text(json_object_get(native, "id"));
+        type = eb_jfield_str(native, "type", EB_PROVIDER_MAX_ID);
+        entity = eb_jfield_str(native, "entity_type", EB_PROVIDER_MAX_ID);
         v = json_object_get(native, "created_at");
         if (json_is_integer(v))
                 created = json_integer_value(v);
@@ -646,11 +584,11 @@ static struct eb_event *kommo_normalize(const struct eb_source_cfg *src,
                 bad = "missing or invalid \"entity_type\"";
         else if (!json_is_integer(v) || created < 0 || created > KOMMO_MAX_TS)
                 bad = "missing or invalid \"created_at\" (unix seconds)";
-        else if (eb_json_opt_id(native, "entity_id", &entity_id))
+        else if (eb_jfield_opt_id(native, "entity_id", &entity_id))
                 bad = "invalid \"entity_id\"";
-        else if (eb_json_opt_id(native, "created_by", &actor))
+        else if (eb_jfield_opt_id(native, "created_by", &actor))
                 bad = "invalid \"created_by\"";
-        else if (eb_json_opt_id(native, "account_id", &account))
+        else if (eb_jfield_opt_id(native, "account_id", &account))
                 bad = "invalid \"account_id\"";
         if (bad) {
                 snprintf(errstr, errstr_size, "event %.64s: %s",
@@ -678,9 +616,9 @@ static struct eb_event *kommo_normalize(const struct eb_source_cfg *src,
         evt->time_ms = created * 1000;
         evt->fields = json_object();
         json_object_set_new(evt->fields, "type", json_string(type));
-        eb_json_copy_field(evt->fields, native, "created_by");
-        eb_json_copy_field(evt->fields, native, "value_before");
-        eb_json_copy_field(evt->fields, native, "value_after");
+        eb_jfield_copy(evt->fields, native, "created_by");
+        eb_jfield_copy(evt->fields, native, "value_before");
+        eb_jfield_copy(evt->fields, native, "value_after");
         name = kommo_entity_name(native);
         if (name)
                 json_object_set_new(evt->fields, "entity_name",
@@ -720,7 +658,7 @@ static int64_t second_count(const json_t *cnt, int64_t sec)
         char key[32];
 
         snprintf(key, sizeof(key), "%" PRId64, sec);
-        return eb_json_i64(cnt, key, 0);
+        return eb_jfield_i64(cnt, key, 0);
 }
 
 /* Seconds a walk re-reads below the watermark whatever it finds: those
@@ -773,6 +711,79 @@ static int kommo_overlap_known(const struct eb_walk *w, const json_t *cnt,
 }
 
 /*
+ * kommo_walk_step for a second read alone (w->state "dense"): one more
+ * page of it, or, once a pass is over, leave it (every event it holds was
+ * seen, or the passes ran out) or start another pass. @p more: in, the
+ * page said there is more; out, where the walk goes. @returns how many
+ * events the second's pages said it holds beyond those found (0 unless
+ * the passes ran out).
+ */
+static int64_t kommo_dense_step(struct eb_walk *w, const struct eb_page *page,
+                                json_t *p, json_t *cnt, int *more)
+{
+        int64_t pg = eb_walk_get(w, "page"), ds = eb_walk_get(w, "dense");
+        json_t *dids = json_object_get(w->state, "dids");
+        json_t *ndids = json_deep_copy(dids ? dids : json_object());
+        size_t raw = page->events_cnt, i;
+        int64_t total, missed = 0;
+
+        for (i = 0; i < raw; i++)
+                json_object_set_new(
+                        ndids, page->events[i]->id ? page->events[i]->id : "",
+                        json_true());
+        if (*more) {
+                json_object_set_new(p, "page", json_integer(pg + 1));
+        } else {
+                /* One pass over the second is over: its pages said how
+                 * many events it holds. */
+                total = (pg - 1) * w->page_size + (int64_t)raw;
+                if ((int64_t)json_object_size(ndids) >= total ||
+                    eb_walk_get(w, "dpass") >= KOMMO_DENSE_PASSES) {
+                        count_second(cnt, ds, (int64_t)json_object_size(ndids));
+                        json_object_set_new(p, "leave", json_true());
+                        json_object_set_new(p, "cnt_lo", json_integer(ds));
+                        json_object_set_new(p, "upper", json_integer(ds - 1));
+                        json_object_set_new(p, "page", json_integer(1));
+                        *more = ds - 1 >= eb_walk_get(w, "from");
+                        missed = total - (int64_t)json_object_size(ndids);
+                } else {
+                        json_object_set_new(
+                                p, "dpass",
+                                json_integer(eb_walk_get(w, "dpass") + 1));
+                        json_object_set_new(p, "page", json_integer(1));
+                        *more = 1;
+                }
+        }
+        json_object_set_new(p, "dids", ndids);
+        return missed;
+}
+
+/* Drop from @p page what this walk already took: the top second of the
+ * request read again (w->state "edge"), or a dense second's earlier
+ * passes ("dids"). */
+static void kommo_drop_taken(struct eb_walk *w, struct eb_page *page, int dense)
+{
+        json_t *edge = json_object_get(w->state, "edge");
+        json_t *dids = json_object_get(w->state, "dids");
+        int64_t upper = eb_walk_get(w, "upper");
+        size_t i, kept = 0;
+
+        for (i = 0; i < page->events_cnt; i++) {
+                struct eb_event *evt = page->events[i];
+                const char *id = evt->id ? evt->id : "";
+
+                if (dense ? dids && json_object_get(dids, id)
+                          : kommo_event_second(evt) == upper &&
+                                    json_object_get(edge, id)) {
+                        eb_event_free(evt);
+                        continue;
+                }
+                page->events[kept++] = evt;
+        }
+        page->events_cnt = kept;
+}
+
+/*
  * Where the walk goes after an OK page (@p has_next: it had
  * _links.next). Drops the events this walk already took (the re-read
  * second at the top of the request, or a dense second's earlier passes),
@@ -783,14 +794,11 @@ static void kommo_walk_step(struct eb_walk *w, struct eb_page *page,
                             int has_next)
 {
         int64_t from = eb_walk_get(w, "from"), upper = eb_walk_get(w, "upper");
-        int64_t pg = eb_walk_get(w, "page"), ds = eb_walk_get(w, "dense");
-        int64_t smin = INT64_MAX, smax = -1, s, total, missed = 0;
+        int64_t pg = eb_walk_get(w, "page");
+        int64_t smin = INT64_MAX, smax = -1, s, missed = 0;
         int dense = eb_walk_has(w, "dense"), more;
-        json_t *edge = json_object_get(w->state, "edge");
-        json_t *dids = json_object_get(w->state, "dids");
         json_t *p = json_object(), *cnt = json_object(), *nedge = json_object();
-        json_t *ndids = NULL;
-        size_t raw = page->events_cnt, i, kept = 0, len;
+        size_t raw = page->events_cnt, i, len;
 
         more = has_next && raw;
         for (i = 0; i < raw; i++) {
@@ -803,43 +811,7 @@ static void kommo_walk_step(struct eb_walk *w, struct eb_page *page,
                         smax = s;
         }
         if (dense) {
-                ndids = json_deep_copy(dids ? dids : json_object());
-                for (i = 0; i < raw; i++)
-                        json_object_set_new(
-                                ndids,
-                                page->events[i]->id ? page->events[i]->id : "",
-                                json_true());
-        }
-        if (dense) {
-                if (more) {
-                        json_object_set_new(p, "page", json_integer(pg + 1));
-                } else {
-                        /* One pass over the second is over: its pages
-                         * said how many events it holds. */
-                        total = (pg - 1) * w->page_size + (int64_t)raw;
-                        if ((int64_t)json_object_size(ndids) >= total ||
-                            eb_walk_get(w, "dpass") >= KOMMO_DENSE_PASSES) {
-                                count_second(cnt, ds,
-                                             (int64_t)json_object_size(ndids));
-                                json_object_set_new(p, "leave", json_true());
-                                json_object_set_new(p, "cnt_lo",
-                                                    json_integer(ds));
-                                json_object_set_new(p, "upper",
-                                                    json_integer(ds - 1));
-                                json_object_set_new(p, "page", json_integer(1));
-                                more = ds - 1 >= from;
-                                missed = total -
-                                         (int64_t)json_object_size(ndids);
-                        } else {
-                                json_object_set_new(
-                                        p, "dpass",
-                                        json_integer(eb_walk_get(w, "dpass") +
-                                                     1));
-                                json_object_set_new(p, "page", json_integer(1));
-                                more = 1;
-                        }
-                }
-                json_object_set_new(p, "dids", ndids);
+                missed = kommo_dense_step(w, page, p, cnt, &more);
         } else if (pg > 1 || (more && smax < 0)) {
                 /* No event of a full page says its second (poison only),
                  * or an older checkpoint's page numbers: go on by page
@@ -890,28 +862,14 @@ static void kommo_walk_step(struct eb_walk *w, struct eb_page *page,
                 json_object_set_new(p, "upper", json_integer(smin));
                 json_object_set_new(p, "page", json_integer(1));
         }
-        /* Drop what this walk already took: the top second of the
-         * request read again, or a dense second's earlier passes. */
-        for (i = 0; i < raw; i++) {
-                struct eb_event *evt = page->events[i];
-                const char *id = evt->id ? evt->id : "";
-
-                if (dense ? dids && json_object_get(dids, id)
-                          : kommo_event_second(evt) == upper &&
-                                    json_object_get(edge, id)) {
-                        eb_event_free(evt);
-                        continue;
-                }
-                page->events[kept++] = evt;
-        }
-        page->events_cnt = kept;
+        kommo_drop_taken(w, page, dense);
         json_object_set_new(p, "cnt", cnt);
         json_object_set_new(p, "edge", nedge);
         json_object_set_new(w->state, "p", p);
         page->more = more;
         if (!page->detail[0])
                 snprintf(page->detail, sizeof(page->detail),
-                         "page %" PRId64 ": %zu events", pg, kept);
+                         "page %" PRId64 ": %zu events", pg, page->events_cnt);
         len = strlen(page->detail);
         snprintf(page->detail + len, sizeof(page->detail) - len, "%s%s%s%s",
                  more ? ", more" : "", dense ? ", a second read alone" : "",
@@ -986,7 +944,6 @@ static void kommo_page_ok(struct eb_walk *w, const struct eb_response *resp,
 {
         json_t *root, *emb, *events, *links, *next, *item;
         int64_t req_page = eb_walk_get(w, "page");
-        char err[256];
         size_t i;
 
         root = eb_resp_json_object(resp, page);
@@ -1005,7 +962,7 @@ static void kommo_page_ok(struct eb_walk *w, const struct eb_response *resp,
                 goto out;
         }
         if (json_is_integer(json_object_get(root, "_page")) &&
-            eb_json_i64(root, "_page", -1) != req_page) {
+            eb_jfield_i64(root, "_page", -1) != req_page) {
                 eb_page_fail(page, EB_RESP_BAD_BODY,
                              "asked for page %" PRId64 ", got a different "
                              "_page",
@@ -1028,17 +985,8 @@ static void kommo_page_ok(struct eb_walk *w, const struct eb_response *resp,
         json_array_foreach(events, i, item)
         {
                 struct eb_event *evt =
-                        kommo_normalize(w->src, item, err, sizeof(err));
+                        eb_walk_normalize(w, item, req_page, "events", i);
 
-                if (!evt) {
-                        /* A poison event: to the dead-letter topic, the
-                         * rest of the page goes on. */
-                        char pos[64];
-                        snprintf(pos, sizeof(pos),
-                                 "page %" PRId64 ", events[%zu]", req_page, i);
-                        evt = eb_deadletter_event(w->src, "kommo", item, err,
-                                                  pos);
-                }
                 if (eb_page_add_event(page, evt)) {
                         eb_page_fail(page, EB_RESP_BAD_BODY,
                                      "page %" PRId64 ": too many events",
@@ -1102,7 +1050,7 @@ static void kommo_add_seen(struct eb_walk *w, int64_t end)
         int64_t *secs;
         size_t n = 0, i, j;
 
-        if (eb_walk_has(w, "nocount") || eb_walk_get(w, "targeted") || !cnt) {
+        if (eb_walk_has(w, "nocount") || !cnt) {
                 json_decref(all);
                 return;
         }
@@ -1181,8 +1129,6 @@ static void kommo_page_done(struct eb_walk *w)
         kommo_walk_advance(w);
         if (!eb_walk_get(w, "more"))
                 eb_walk_set(w, "done", 1);
-        if (eb_walk_get(w, "targeted"))
-                return;
         if (eb_walk_get(w, "done")) {
                 kommo_finalize(w);
                 return;
@@ -1204,10 +1150,35 @@ static void kommo_walk_end(struct eb_walk *w)
 {
         /* Only a walk whose last page was acknowledged moves the
          * watermark; an abandoned walk keeps its mid-walk checkpoint. */
-        if (!w->state || eb_walk_get(w, "targeted") || !eb_walk_get(w, "done"))
+        if (!w->state || !eb_walk_get(w, "done"))
                 return;
         kommo_finalize(w);
 }
+
+/* A Kommo webhook must look like an account webhook: an "account" object
+ * naming the account, next to at least one entity section. */
+static int kommo_trigger_check(const json_t *form, char *why, size_t why_size)
+{
+        json_t *acct = json_object_get(form, "account");
+
+        if (json_is_object(acct) &&
+            (json_object_get(acct, "subdomain") ||
+             json_object_get(acct, "id")) &&
+            json_object_size(form) >= 2)
+                return 0;
+        snprintf(why, why_size,
+                 "no account[subdomain] / account[id] next "
+                 "to an entity section");
+        return -EINVAL;
+}
+
+/* Kommo webhooks carry no id and no signature: a shared token in the URL
+ * authenticates them, and each one only triggers a poll. */
+static const struct eb_provider_webhook kommo_webhook = {
+        .scheme = &eb_wh_scheme_token,
+        .content_type = "application/x-www-form-urlencoded",
+        .trigger_check = kommo_trigger_check,
+};
 
 const struct eb_provider eb_provider_kommo = {
         .name = "kommo",
@@ -1228,4 +1199,5 @@ const struct eb_provider eb_provider_kommo = {
         .normalize = kommo_normalize,
         .credential = "token",
         .newest_first = 1,
+        .webhook = &kommo_webhook,
 };

@@ -1,5 +1,5 @@
 /*
- * provider_close: Close GET /api/v1/event/ (docs/providers.md).
+ * providers/close.c: Close GET /api/v1/event/ (docs/providers.md).
  *
  *   first page:  ?date_updated__gte=<wm - overlap>&_limit=L&<filters>
  *   next pages:  ?_cursor=<cursor_next>&_limit=L&<filters>
@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 #include "eb_ratelimit.h"
 #include "eb_time.h"
 #include "eb_util.h"
+#include "eb_webhook_sig.h"
 
 #define CLOSE_MAX_FILTER 200
 #define CLOSE_MAX_DATE   64
@@ -113,7 +115,7 @@ static int close_check_config(const struct eb_source_cfg *src, const char *path,
                                  path, key);
                         return -EINVAL;
                 }
-                s = eb_json_str(opts, key, CLOSE_MAX_FILTER);
+                s = eb_jfield_str(opts, key, CLOSE_MAX_FILTER);
                 if (!s || !printable_token(s)) {
                         snprintf(errstr, errstr_size,
                                  "%s.options.%s: expected a non-empty string "
@@ -184,10 +186,8 @@ static int close_walk_begin(struct eb_walk *w)
                 return -EINVAL;
         if (close_check_config(w->src, "options", err, sizeof(err)))
                 return -EINVAL;
-        if (w->hint)
-                return -ENOTSUP; /* webhooks carry whole events */
         if (cp) {
-                if (!json_is_object(cp) || eb_json_rfc3339(cp, "wm", &wm))
+                if (!json_is_object(cp) || eb_jfield_rfc3339(cp, "wm", &wm))
                         return -EINVAL;
                 /* The last walk was a slice: nothing before wm is new. */
                 gte = json_is_true(json_object_get(cp, "cut"))
@@ -195,23 +195,24 @@ static int close_walk_begin(struct eb_walk *w)
                               : wm - w->overlap_ms;
                 jc = json_object_get(cp, "cursor");
                 if (jc && !json_is_null(jc)) {
-                        cursor = eb_json_str(cp, "cursor",
-                                             EB_PROVIDER_MAX_CURSOR);
-                        if (!cursor || eb_json_rfc3339(cp, "gte", &gte) ||
-                            eb_json_rfc3339(cp, "started", &started))
+                        cursor = eb_jfield_str(cp, "cursor",
+                                               EB_PROVIDER_MAX_CURSOR);
+                        if (!cursor || eb_jfield_rfc3339(cp, "gte", &gte) ||
+                            eb_jfield_rfc3339(cp, "started", &started))
                                 return -EINVAL;
                         if (json_object_get(cp, "max")) {
-                                if (eb_json_rfc3339(cp, "max", &max))
+                                if (eb_jfield_rfc3339(cp, "max", &max))
                                         return -EINVAL;
                                 has_max = 1;
                         }
                         if (json_object_get(cp, "lt")) {
-                                if (eb_json_rfc3339(cp, "lt", &lt) || lt <= gte)
+                                if (eb_jfield_rfc3339(cp, "lt", &lt) ||
+                                    lt <= gte)
                                         return -EINVAL;
                                 has_lt = 1;
                         }
                         if (json_object_get(cp, "low")) {
-                                if (eb_json_rfc3339(cp, "low", &low))
+                                if (eb_jfield_rfc3339(cp, "low", &low))
                                         return -EINVAL;
                                 has_low = 1;
                         }
@@ -277,7 +278,7 @@ static int close_next_request(struct eb_walk *w, char **url, char **auth)
         if (!rc)
                 rc = eb_url_add_param_i64(&b, "_limit", w->page_size);
         for (i = 0; !rc && i < CLOSE_NFILTERS; i++) {
-                v = eb_json_str(opts, close_filters[i], CLOSE_MAX_FILTER);
+                v = eb_jfield_str(opts, close_filters[i], CLOSE_MAX_FILTER);
                 if (v)
                         rc = eb_url_add_param(&b, close_filters[i], v);
         }
@@ -321,10 +322,10 @@ static struct eb_event *close_normalize(const struct eb_source_cfg *src,
         inner = json_object_get(ev, "event");
         if (!json_object_get(ev, "id") && json_is_object(inner))
                 ev = inner;
-        id = eb_json_str(ev, "id", EB_PROVIDER_MAX_ID);
-        object_type = eb_json_str(ev, "object_type", EB_PROVIDER_MAX_ID);
-        action = eb_json_str(ev, "action", EB_PROVIDER_MAX_ID);
-        updated = eb_json_str(ev, "date_updated", CLOSE_MAX_DATE);
+        id = eb_jfield_str(ev, "id", EB_PROVIDER_MAX_ID);
+        object_type = eb_jfield_str(ev, "object_type", EB_PROVIDER_MAX_ID);
+        action = eb_jfield_str(ev, "action", EB_PROVIDER_MAX_ID);
+        updated = eb_jfield_str(ev, "date_updated", CLOSE_MAX_DATE);
         if (!id)
                 bad = "missing or invalid \"id\"";
         else if (!object_type)
@@ -333,11 +334,11 @@ static struct eb_event *close_normalize(const struct eb_source_cfg *src,
                 bad = "missing or invalid \"action\"";
         else if (!updated || eb_rfc3339_parse(updated, &t))
                 bad = "missing or invalid \"date_updated\"";
-        else if (eb_json_opt_id(ev, "object_id", &object_id))
+        else if (eb_jfield_opt_id(ev, "object_id", &object_id))
                 bad = "invalid \"object_id\"";
-        else if (eb_json_opt_id(ev, "user_id", &actor))
+        else if (eb_jfield_opt_id(ev, "user_id", &actor))
                 bad = "invalid \"user_id\"";
-        else if (eb_json_opt_id(ev, "organization_id", &account))
+        else if (eb_jfield_opt_id(ev, "organization_id", &account))
                 bad = "invalid \"organization_id\"";
         if (bad) {
                 snprintf(errstr, errstr_size, "event %.64s: %s",
@@ -360,7 +361,7 @@ static struct eb_event *close_normalize(const struct eb_source_cfg *src,
         evt->time_ms = t;
         evt->fields = json_object();
         for (i = 0; close_fields[i]; i++)
-                eb_json_copy_field(evt->fields, ev, close_fields[i]);
+                eb_jfield_copy(evt->fields, ev, close_fields[i]);
         evt->native = json_incref(ev);
         /* Close gives a non-admin key data and previous_data only for an
          * hour after the event; later both come back null. A deleted
@@ -382,7 +383,6 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
         json_t *root, *data, *jn, *item;
         const char *next = NULL, *cursor = st_cursor(w);
         int64_t pmax = 0, pmin = 0, gte = eb_walk_get(w, "gte");
-        char err[256];
         size_t i, nvalid = 0;
 
         root = eb_resp_json_object(resp, page);
@@ -395,7 +395,8 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
                 goto out;
         }
         if (jn && !json_is_null(jn)) {
-                next = eb_json_str(root, "cursor_next", EB_PROVIDER_MAX_CURSOR);
+                next = eb_jfield_str(root, "cursor_next",
+                                     EB_PROVIDER_MAX_CURSOR);
                 if (!next) {
                         eb_page_fail(page, EB_RESP_BAD_BODY,
                                      "invalid \"cursor_next\" (expected a "
@@ -413,17 +414,9 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
         json_array_foreach(data, i, item)
         {
                 struct eb_event *evt =
-                        close_normalize(w->src, item, err, sizeof(err));
+                        eb_walk_normalize(w, item, w->pages + 1, "data", i);
 
-                if (!evt) {
-                        /* A poison event: to the dead-letter topic, the
-                         * rest of the page goes on. */
-                        char pos[64];
-                        snprintf(pos, sizeof(pos), "page %d, data[%zu]",
-                                 w->pages + 1, i);
-                        evt = eb_deadletter_event(w->src, "close", item, err,
-                                                  pos);
-                } else {
+                if (!evt->deadletter) {
                         if (!nvalid || evt->time_ms > pmax)
                                 pmax = evt->time_ms;
                         if (!nvalid || evt->time_ms < pmin)
@@ -531,7 +524,7 @@ static void close_finalize(struct eb_walk *w)
                 eb_walk_set(w, "wm", wm);
                 json_decref(w->cp);
                 w->cp = json_object();
-                eb_json_set_rfc3339(w->cp, "wm", wm);
+                eb_jfield_set_rfc3339(w->cp, "wm", wm);
                 json_object_set_new(w->cp, "cut", json_true());
                 return;
         }
@@ -545,7 +538,7 @@ static void close_finalize(struct eb_walk *w)
         eb_walk_set(w, "wm", wm);
         json_decref(w->cp);
         w->cp = json_object();
-        eb_json_set_rfc3339(w->cp, "wm", wm);
+        eb_jfield_set_rfc3339(w->cp, "wm", wm);
 }
 
 static void close_page_done(struct eb_walk *w)
@@ -571,16 +564,16 @@ static void close_page_done(struct eb_walk *w)
         json_object_set_new(w->state, "cursor", json_string(next));
         json_decref(w->cp);
         w->cp = json_object();
-        eb_json_set_rfc3339(w->cp, "wm", eb_walk_get(w, "wm"));
-        eb_json_set_rfc3339(w->cp, "gte", eb_walk_get(w, "gte"));
+        eb_jfield_set_rfc3339(w->cp, "wm", eb_walk_get(w, "wm"));
+        eb_jfield_set_rfc3339(w->cp, "gte", eb_walk_get(w, "gte"));
         json_object_set_new(w->cp, "cursor", json_string(next));
-        eb_json_set_rfc3339(w->cp, "started", eb_walk_get(w, "started"));
+        eb_jfield_set_rfc3339(w->cp, "started", eb_walk_get(w, "started"));
         if (eb_walk_has(w, "max"))
-                eb_json_set_rfc3339(w->cp, "max", eb_walk_get(w, "max"));
+                eb_jfield_set_rfc3339(w->cp, "max", eb_walk_get(w, "max"));
         if (eb_walk_has(w, "lt"))
-                eb_json_set_rfc3339(w->cp, "lt", eb_walk_get(w, "lt"));
+                eb_jfield_set_rfc3339(w->cp, "lt", eb_walk_get(w, "lt"));
         if (eb_walk_has(w, "low"))
-                eb_json_set_rfc3339(w->cp, "low", eb_walk_get(w, "low"));
+                eb_jfield_set_rfc3339(w->cp, "low", eb_walk_get(w, "low"));
 }
 
 static void close_walk_end(struct eb_walk *w)
@@ -589,6 +582,54 @@ static void close_walk_end(struct eb_walk *w)
                 return;
         close_finalize(w);
 }
+
+/* ---- webhooks ---------------------------------------------------------- */
+
+/* close-sig-hash = lowercase hex HMAC-SHA256 over close-sig-timestamp +
+ * raw body; key = the hex-decoded signature_key (docs/providers.md 2.7). */
+static eb_wh_auth_t close_verify(const struct eb_wh_key *key,
+                                 const struct eb_wh_input *in,
+                                 unsigned *ct_compares)
+{
+        const char *sig = eb_wh_header(in, "close-sig-hash");
+        const char *ts = eb_wh_header(in, "close-sig-timestamp");
+        unsigned char got[32], want[32];
+        const void *parts[2];
+        size_t lens[2];
+        int64_t secs;
+        int eq;
+
+        if (!sig || !ts)
+                return EB_WH_AUTH_SIG_MISSING;
+        if (eb_wh_hex32(sig, strlen(sig), got))
+                return EB_WH_AUTH_SIG_MALFORMED;
+        if (eb_wh_parse_ts(ts, strlen(ts), &secs))
+                return EB_WH_AUTH_TS_INVALID;
+        parts[0] = ts;
+        lens[0] = strlen(ts);
+        parts[1] = in->body;
+        lens[1] = in->body_len;
+        if (eb_wh_hmac_parts(key, parts, lens, 2, want))
+                return EB_WH_AUTH_ERROR;
+        if (ct_compares)
+                (*ct_compares)++;
+        eq = eb_ct_equal(got, sizeof(got), want, sizeof(want));
+        OPENSSL_cleanse(want, sizeof(want));
+        if (!eq)
+                return EB_WH_AUTH_SIG_MISMATCH;
+        return eb_wh_ts_window(secs, in->now_ms, in->tolerance_ms);
+}
+
+static const struct eb_wh_scheme close_scheme = {"close", 0, eb_wh_key_hex,
+                                                 close_verify};
+
+/* Close webhooks are signed (close-sig-hash) and carry the event under
+ * "event", in the shape the events API returns. */
+static const struct eb_provider_webhook close_webhook = {
+        .scheme = &close_scheme,
+        .content_type = "application/json",
+        .event_key = "event",
+};
 
 const struct eb_provider eb_provider_close = {
         .name = "close",
@@ -608,4 +649,5 @@ const struct eb_provider eb_provider_close = {
         .normalize = close_normalize,
         .credential = "api_key",
         .newest_first = 1,
+        .webhook = &close_webhook,
 };
