@@ -1,19 +1,20 @@
 /*
  * provider_kota: Kota GET /events (docs/providers.md).
  *
- *   GET /events?order_direction=asc&created_after=<ISO>&version=v2
- *              &page=P&page_size=L
- *   while has_next_page; created_after = max(wm - overlap,
- *   now - 30 days + 1 minute) and stays fixed for the whole walk, so page
- *   numbers stay stable (ascending order: new events are appended at the
- *   end).
+ *   GET /events?order_direction=asc&created_after=<ISO>&page=P
+ *              &page_size=L
+ *   while has_next_page; the walk starts at created_after = max(wm -
+ *   overlap, now - 30 days + 1 minute) and moves on by whole seconds (see
+ *   kota_walk_step: Kota promises no order among events of one second).
  *
  * Ascending order lets the watermark move with every acknowledged page:
  * wm = max(wm, newest "created" on the page).
  *
  * Checkpoint: {"wm": "<RFC 3339 ms>"} between walks;
- * {"wm", "page": <next page>, "created_after": "<the value used>"} inside
- * one, so a restart resumes the same page sequence.
+ * {"wm", "page": 1, "created_after": "<the value used>"} inside one: a
+ * restart reads that second again whole (older checkpoints with a later
+ * page resume from page 1 of their created_after: read again, not
+ * skipped).
  */
 #include "eb_provider.h"
 
@@ -38,6 +39,9 @@
 #define KOTA_MAX_TYPES     500
 #define KOTA_MAX_TYPE_LEN  200
 #define KOTA_MAX_DATE      64
+/* Passes over one second whose pages say it holds more events than were
+ * seen, before the walk goes on without the rest. */
+#define KOTA_PASSES 20
 
 static int valid_type(const char *s)
 {
@@ -127,13 +131,14 @@ static const char *kota_version(const struct eb_source_cfg *src)
 
 /*
  * w->state: {"wm", "ca" (created_after, ms), "page", "pending", "more",
- *            "done", "pmax" (newest created on the pending page)}
+ *            "done", "pmax" (newest created on the pending page),
+ *            "bs", "pass", "ids", "p" (kota_walk_step)}
  */
 static int kota_walk_begin(struct eb_walk *w)
 {
         char err[256];
         json_t *cp = w->cp, *jp, *jca;
-        int64_t wm, ca, page = 1, floor_ms;
+        int64_t wm, ca, floor_ms;
 
         if (!w->src)
                 return -EINVAL;
@@ -159,10 +164,8 @@ static int kota_walk_begin(struct eb_walk *w)
                         /* Resume the same page sequence, unless its start
                          * has aged out of the 30-day window: then pages
                          * shift as events expire, so start afresh. */
-                        if (rca >= floor_ms) {
+                        if (rca >= floor_ms)
                                 ca = rca;
-                                page = json_integer_value(jp);
-                        }
                 }
         } else {
                 wm = w->start_ms;
@@ -176,7 +179,8 @@ static int kota_walk_begin(struct eb_walk *w)
         w->state = json_object();
         eb_walk_set(w, "wm", wm);
         eb_walk_set(w, "ca", ca);
-        eb_walk_set(w, "page", page);
+        eb_walk_set(w, "page", 1);
+        eb_walk_set(w, "pass", 1);
         return 0;
 }
 
@@ -297,14 +301,146 @@ static int type_allowed(const json_t *types, const char *type)
         return 0;
 }
 
+/* The second of a list item's "created" ("created_at"), -1 without one. */
+static int64_t item_second(const json_t *item)
+{
+        int64_t t;
+
+        if (!json_is_object(item) ||
+            (eb_json_rfc3339(item, "created", &t) &&
+             eb_json_rfc3339(item, "created_at", &t)))
+                return -1;
+        return t / 1000;
+}
+
+/* What tells list items apart: the id, or for an item without one (a
+ * poison event) its whole text. Caller frees. */
+static char *item_key(const json_t *item)
+{
+        const char *id = eb_json_str(item, "id", EB_PROVIDER_MAX_ID);
+        char *dump, *key;
+
+        if (id)
+                return eb_xstrdup(id);
+        dump = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS);
+        key = eb_xasprintf("#%s", dump ? dump : "");
+        free(dump);
+        return key;
+}
+
+static void ids_add(json_t *ids, const json_t *item)
+{
+        char *key = item_key(item);
+
+        json_object_set_new(ids, key, json_true());
+        free(key);
+}
+
+static int ids_have(const json_t *ids, const json_t *item)
+{
+        char *key = item_key(item);
+        int have = json_object_get(ids, key) != NULL;
+
+        free(key);
+        return have;
+}
+
+/*
+ * Pages follow whole seconds, not page numbers alone. Kota promises no
+ * order among events of one "created" second (its examples show whole
+ * seconds), and may give them in another order on every request, so with
+ * page numbers a second split by a page boundary could be partly on
+ * neither page.
+ *
+ * "bs" is the second the walk is on (none at the start): the request is
+ * created_after = bs - 1 ms, page 1, 2... so bs is read again whole, and
+ * "ids" are its events already taken, dropped when they come again. A page
+ * holding a second newer than bs ends the pass over bs, and its position
+ * says how many events bs holds: (page - 1) * page_size + the items before
+ * the first newer one. When every one of them was taken, the page's newer
+ * events are taken too and the walk moves to its newest second (read again
+ * whole, from page 1: one request per page, as with page numbers).
+ * Otherwise the newer events are left for later and bs is read again from
+ * page 1, at most KOTA_PASSES times. Sets keep[i] for the items to take
+ * and leaves the position to move to in w->state "p" for page_done.
+ * @returns whether there is more to read.
+ */
+static int kota_walk_step(struct eb_walk *w, const json_t *items, int more,
+                          char *keep, int64_t *missed)
+{
+        int64_t pg = eb_walk_get(w, "page"), pass = eb_walk_get(w, "pass");
+        int64_t bs = eb_walk_has(w, "bs") ? eb_walk_get(w, "bs") : -1;
+        int64_t s, newest = -1, total;
+        json_t *ids = json_object_get(w->state, "ids"), *p = json_object();
+        json_t *nids = ids ? json_deep_copy(ids) : json_object();
+        size_t n = json_array_size(items), i, fnew = n;
+
+        for (i = 0; i < n; i++) {
+                s = item_second(json_array_get(items, i));
+                if (s > bs && fnew == n)
+                        fnew = i;
+                if (s > newest)
+                        newest = s;
+        }
+        for (i = 0; i < fnew; i++) {
+                const json_t *item = json_array_get(items, i);
+
+                keep[i] = !ids_have(nids, item);
+                if (keep[i])
+                        ids_add(nids, item);
+        }
+        if (fnew == n && more) { /* the pass over bs goes on */
+                json_object_set_new(p, "page", json_integer(pg + 1));
+                json_object_set_new(p, "ids", nids);
+                json_object_set_new(w->state, "p", p);
+                return 1;
+        }
+        total = (pg - 1) * w->page_size + (int64_t)fnew;
+        if (bs >= 0 && (int64_t)json_object_size(nids) < total &&
+            pass < KOTA_PASSES) {
+                /* Some events of bs were on neither page: again. */
+                for (i = fnew; i < n; i++)
+                        keep[i] = 0;
+                json_object_set_new(p, "page", json_integer(1));
+                json_object_set_new(p, "pass", json_integer(pass + 1));
+                json_object_set_new(p, "ids", nids);
+                json_object_set_new(w->state, "p", p);
+                return 1;
+        }
+        if (bs >= 0 && (int64_t)json_object_size(nids) < total)
+                *missed = total - (int64_t)json_object_size(nids);
+        json_decref(nids);
+        nids = json_object();
+        for (i = fnew; i < n; i++) {
+                const json_t *item = json_array_get(items, i);
+
+                keep[i] = 1;
+                if (item_second(item) == newest)
+                        ids_add(nids, item);
+        }
+        if (fnew < n && more) {
+                json_object_set_new(p, "bs", json_integer(newest));
+                json_object_set_new(p, "ca", json_integer(newest * 1000 - 1));
+                json_object_set_new(p, "page", json_integer(1));
+                json_object_set_new(p, "pass", json_integer(1));
+        } else {
+                more = 0;
+        }
+        json_object_set_new(p, "ids", nids);
+        json_object_set_new(w->state, "p", p);
+        return more;
+}
+
 static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                          struct eb_page *page)
 {
         json_t *root, *items, *hnp, *item, *types;
-        int64_t req_page = eb_walk_get(w, "page"), pmax = 0;
-        char err[256];
-        size_t i, nvalid = 0;
+        int64_t req_page = eb_walk_get(w, "page"), pmax = 0, missed = 0;
+        char err[256], *keep = NULL;
+        size_t i, nvalid = 0, len;
+        int more;
 
+        json_object_del(w->state, "p");
         root = eb_resp_json_object(resp, page);
         if (!root)
                 return;
@@ -337,12 +473,23 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                              EB_PROVIDER_MAX_PAGE_EVENTS);
                 goto out;
         }
+        more = json_is_true(hnp) && json_array_size(items);
+        if (more && req_page >= KOTA_MAX_PAGES) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "more than %d pages since created_after",
+                             KOTA_MAX_PAGES);
+                goto out;
+        }
+        keep = eb_xmalloc(json_array_size(items) + 1);
+        more = kota_walk_step(w, items, more, keep, &missed);
         json_array_foreach(items, i, item)
         {
-                struct eb_event *evt =
-                        kota_normalize(w->src, item, err, sizeof(err));
+                struct eb_event *evt;
                 const char *type;
 
+                if (!keep[i])
+                        continue; /* taken before in this walk */
+                evt = kota_normalize(w->src, item, err, sizeof(err));
                 if (!evt) {
                         /* A poison event: to the dead-letter topic, the
                          * rest of the page goes on. */
@@ -375,13 +522,7 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                         goto out;
                 }
         }
-        page->more = json_is_true(hnp) && json_array_size(items);
-        if (page->more && req_page >= KOTA_MAX_PAGES) {
-                eb_page_fail(page, EB_RESP_BAD_BODY,
-                             "more than %d pages since created_after",
-                             KOTA_MAX_PAGES);
-                goto out;
-        }
+        page->more = more;
         page->full = json_array_size(items) >= (size_t)w->page_size;
         if (nvalid)
                 eb_walk_set(w, "pmax", pmax);
@@ -389,7 +530,19 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                  "page %" PRId64 ": %zu events, %zu skipped%s", req_page,
                  page->events_cnt, page->skipped_cnt,
                  page->more ? ", more" : "");
+        len = strlen(page->detail);
+        if (eb_walk_get(w, "pass") > 1)
+                snprintf(page->detail + len, sizeof(page->detail) - len,
+                         ", a second read again (pass %" PRId64 ")",
+                         eb_walk_get(w, "pass"));
+        len = strlen(page->detail);
+        if (missed)
+                snprintf(page->detail + len, sizeof(page->detail) - len,
+                         " (its pages say one second holds %" PRId64
+                         " more events than %d passes found)",
+                         missed, KOTA_PASSES);
 out:
+        free(keep);
         json_decref(root);
 }
 
@@ -411,6 +564,9 @@ static int kota_reanchor(struct eb_walk *w, int64_t now_ms)
         eb_walk_set(w, "stale_ca", ca);
         eb_walk_set(w, "ca", now_ms - KOTA_RETENTION_MS + KOTA_MARGIN_MS);
         eb_walk_set(w, "page", 1);
+        eb_walk_set(w, "pass", 1);
+        json_object_del(w->state, "bs");
+        json_object_del(w->state, "ids");
         eb_walk_set(w, "reanchors", eb_walk_get(w, "reanchors") + 1);
         return 1;
 }
@@ -466,9 +622,26 @@ static void kota_write_cp(struct eb_walk *w)
         eb_json_set_rfc3339(w->cp, "wm", eb_walk_get(w, "wm"));
         if (eb_walk_get(w, "done"))
                 return;
-        json_object_set_new(w->cp, "page",
-                            json_integer(eb_walk_get(w, "page")));
+        json_object_set_new(w->cp, "page", json_integer(1));
         eb_json_set_rfc3339(w->cp, "created_after", eb_walk_get(w, "ca"));
+}
+
+/* page_done: move to the position the acknowledged page left in "p". */
+static void kota_walk_advance(struct eb_walk *w)
+{
+        json_t *p = json_object_get(w->state, "p"), *v;
+        static const char *const keys[] = {"bs", "ca", "page", "pass"};
+        size_t i;
+
+        if (!p)
+                return;
+        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+                if ((v = json_object_get(p, keys[i])))
+                        eb_walk_set(w, keys[i], json_integer_value(v));
+        }
+        if ((v = json_object_get(p, "ids")))
+                json_object_set(w->state, "ids", v);
+        json_object_del(w->state, "p");
 }
 
 static void kota_page_done(struct eb_walk *w)
@@ -479,7 +652,7 @@ static void kota_page_done(struct eb_walk *w)
         if (eb_walk_has(w, "pmax") &&
             eb_walk_get(w, "pmax") > eb_walk_get(w, "wm"))
                 eb_walk_set(w, "wm", eb_walk_get(w, "pmax"));
-        eb_walk_set(w, "page", eb_walk_get(w, "page") + 1);
+        kota_walk_advance(w);
         if (!eb_walk_get(w, "more"))
                 eb_walk_set(w, "done", 1);
         kota_write_cp(w);

@@ -16,6 +16,7 @@
 #define JSON      "application/json"
 #define PROBLEM   "application/problem+json"
 #define CA0       "2023-11-13T22%3A13%3A20.000Z" /* now - 24h */
+#define CA1       "2023-11-14T10%3A59%3A59.999Z" /* 11:00:00 - 1 ms */
 
 /* ---- options ---------------------------------------------------------- */
 
@@ -162,13 +163,25 @@ static void test_kota_stale_floor(void)
 
 /* ---- walk progression ----------------------------------------------- */
 
+/* @p text (a fixture saying "page": 2) as the answer to page 1: walks ask
+ * for page 1 at each new second. */
+static char *as_page1(char *text)
+{
+        char *at = text ? strstr(text, "\"page\": 2") : NULL;
+
+        if (at)
+                at[8] = '1';
+        EB_CHECK(at != NULL);
+        return text;
+}
+
 static void test_kota_walk(void)
 {
         struct eb_source_cfg s;
         struct eb_walk w;
         struct eb_page page;
         char *p1 = t_fixture(FX("v1_page1.json"));
-        char *p2 = t_fixture(FX("v2_page2.json"));
+        char *p2 = as_page1(t_fixture(FX("v2_page2.json")));
         const char *e500 = "{\"title\":\"Internal\",\"status\":500}";
         json_t *cp;
 
@@ -184,19 +197,20 @@ static void test_kota_walk(void)
         EB_CHECK(w.cp == NULL);
         eb_page_fini(&page);
         w.prov->page_done(&w);
-        /* Ascending order: the watermark moves with each page. */
-        T_CHECK_CP(&w, "{\"created_after\":\"2023-11-13T22:13:20.000Z\","
-                       "\"page\":2,\"wm\":\"2023-11-14T11:00:00.500Z\"}");
+        /* Ascending order: the watermark moves with each page. The next
+         * request reads the page's newest second again whole. */
+        T_CHECK_CP(&w, "{\"created_after\":\"2023-11-14T10:59:59.999Z\","
+                       "\"page\":1,\"wm\":\"2023-11-14T11:00:00.500Z\"}");
         T_CHECK_URL(&w,
-                    KOTA_BASE "/events?order_direction=asc&created_after=" CA0
-                              "&page=2&page_size=100");
+                    KOTA_BASE "/events?order_direction=asc&created_after=" CA1
+                              "&page=1&page_size=100");
         t_feed(&w, 500, e500, PROBLEM, &page);
         EB_CHECK_INT(page.kind, EB_RESP_RETRY);
         eb_page_fini(&page);
         w.prov->page_done(&w);
         T_CHECK_URL(&w,
-                    KOTA_BASE "/events?order_direction=asc&created_after=" CA0
-                              "&page=2&page_size=100");
+                    KOTA_BASE "/events?order_direction=asc&created_after=" CA1
+                              "&page=1&page_size=100");
         t_feed(&w, 200, p2, JSON, &page);
         EB_CHECK_INT(page.kind, EB_RESP_OK);
         EB_CHECK_INT(page.events_cnt, 1);
@@ -231,12 +245,134 @@ static void test_kota_walk(void)
         free(p2);
 }
 
+/* A list page of @p n items "id@second" (seconds after 10:00:00). */
+static char *ties_page(int64_t page, int more, const char *const *items,
+                       size_t n)
+{
+        json_t *root = json_object(), *arr = json_array();
+        char *text, created[40];
+        size_t i;
+
+        for (i = 0; i < n; i++) {
+                const char *at = strchr(items[i], '@');
+                char id[32];
+
+                snprintf(id, sizeof(id), "evt_%.*s", (int)(at - items[i]),
+                         items[i]);
+                eb_rfc3339_format(1699956000000LL + 1000 * atoi(at + 1), 0,
+                                  created, sizeof(created));
+                json_array_append_new(
+                        arr, json_pack("{ss ss ss s{ss}}", "id", id, "created",
+                                       created, "type", "employee.created",
+                                       "data", "id", "ee_1"));
+        }
+        json_object_set_new(root, "items", arr);
+        json_object_set_new(root, "page", json_integer(page));
+        json_object_set_new(root, "has_next_page", json_boolean(more));
+        text = json_dumps(root, JSON_COMPACT);
+        json_decref(root);
+        return text;
+}
+
+/* Feeds a page, acknowledges it, and checks the ids taken. */
+static void ties_feed(struct eb_walk *w, int64_t pg, int more,
+                      const char *const *items, size_t n, const char *want)
+{
+        struct eb_page page;
+        char *body = ties_page(pg, more, items, n), got[256] = "";
+        size_t i;
+
+        eb_page_init(&page);
+        t_feed(w, 200, body, JSON, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_OK);
+        for (i = 0; i < page.events_cnt; i++)
+                snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s",
+                         i ? " " : "", page.events[i]->id + 4);
+        EB_CHECK_STR(got, want);
+        eb_page_fini(&page);
+        w->prov->page_done(w);
+        free(body);
+}
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define TIES_URL(ca, pg)                                                       \
+        KOTA_BASE "/events?order_direction=asc&created_after=" ca "&page=" pg \
+                  "&page_size=3"
+
+/*
+ * Kota promises no order among events of one second and may give them in
+ * another order on every request. With page numbers, second 1 split by a
+ * page boundary was partly on neither page (g here). The walk reads it
+ * again whole from page 1 until the pages' positions say every one of its
+ * events was seen.
+ */
+static void test_kota_ties(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        static const char *const p1[] = {"a@0", "b@1", "c@1"};
+        static const char *const p2[] = {"c@1", "d@1", "b@1"};
+        static const char *const p3[] = {"d@1", "e@2", "f@3"};
+        static const char *const p4[] = {"g@1", "b@1", "c@1"};
+        static const char *const p5[] = {"d@1", "e@2", "f@3"};
+
+        t_src_init(&s, "kota", NULL, NULL);
+        s.page_size = 3;
+        begin(&w, &s, NULL, T_NOW_MS);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        ties_feed(&w, 1, 1, p1, N(p1), "a b c");
+        /* Second 1 is read again whole: created_after = 10:00:01 - 1 ms. */
+        T_CHECK_URL(&w, TIES_URL("2023-11-14T10%3A00%3A00.999Z", "1"));
+        T_CHECK_CP(&w, "{\"created_after\":\"2023-11-14T10:00:00.999Z\","
+                       "\"page\":1,\"wm\":\"2023-11-14T10:00:01.000Z\"}");
+        ties_feed(&w, 1, 1, p2, N(p2), "d");
+        T_CHECK_URL(&w, TIES_URL("2023-11-14T10%3A00%3A00.999Z", "2"));
+        /* Page 2 starts at position 3, and second 1 ends after one item
+         * of it: 4 events, 3 seen. The newer ones wait; another pass. */
+        ties_feed(&w, 2, 1, p3, N(p3), "");
+        T_CHECK_URL(&w, TIES_URL("2023-11-14T10%3A00%3A00.999Z", "1"));
+        ties_feed(&w, 1, 1, p4, N(p4), "g");
+        ties_feed(&w, 2, 0, p5, N(p5), "e f");
+        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T10:00:03.000Z\"}");
+        w.prov->walk_end(&w);
+        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T10:00:03.000Z\"}");
+        eb_walk_fini(&w);
+        t_src_fini(&s);
+}
+
+/* A page all of one second with more after it: that second is read alone,
+ * page by page, and the walk moves on only past its last event. */
+static void test_kota_dense_second(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        static const char *const p1[] = {"a@5", "b@5", "c@5"};
+        static const char *const p2[] = {"b@5", "c@5", "a@5"};
+        static const char *const p3[] = {"d@5", "e@6", "f@6"};
+        static const char *const p4[] = {"e@6", "f@6", "g@7"};
+
+        t_src_init(&s, "kota", NULL, NULL);
+        s.page_size = 3;
+        begin(&w, &s, NULL, T_NOW_MS);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        ties_feed(&w, 1, 1, p1, N(p1), "a b c");
+        T_CHECK_URL(&w, TIES_URL("2023-11-14T10%3A00%3A04.999Z", "1"));
+        ties_feed(&w, 1, 1, p2, N(p2), "");
+        T_CHECK_URL(&w, TIES_URL("2023-11-14T10%3A00%3A04.999Z", "2"));
+        ties_feed(&w, 2, 1, p3, N(p3), "d e f");
+        T_CHECK_URL(&w, TIES_URL("2023-11-14T10%3A00%3A05.999Z", "1"));
+        ties_feed(&w, 1, 0, p4, N(p4), "g");
+        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T10:00:07.000Z\"}");
+        eb_walk_fini(&w);
+        t_src_fini(&s);
+}
+
 static void test_kota_restart(void)
 {
         struct eb_source_cfg s;
         struct eb_walk w;
         struct eb_page page;
-        char *p2 = t_fixture(FX("v2_page2.json"));
+        char *p2 = as_page1(t_fixture(FX("v2_page2.json")));
         json_t *cp =
                 json_pack("{sssiss}", "wm", "2023-11-14T11:00:00.500Z", "page",
                           2, "created_after", "2023-11-13T22:13:20.000Z");
@@ -244,9 +380,10 @@ static void test_kota_restart(void)
         t_src_init(&s, "kota", NULL, NULL);
         begin(&w, &s, cp, T_NOW_MS + 3600000);
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        /* Its second is read again whole: from page 1. */
         T_CHECK_URL(&w,
                     KOTA_BASE "/events?order_direction=asc&created_after=" CA0
-                              "&page=2&page_size=100");
+                              "&page=1&page_size=100");
         eb_page_init(&page);
         t_feed(&w, 200, p2, JSON, &page);
         EB_CHECK_INT(page.kind, EB_RESP_OK);
@@ -337,8 +474,8 @@ static void test_kota_types_filter(void)
         eb_page_fini(&page);
         w.prov->page_done(&w);
         /* The dropped (newer) event still advances the watermark. */
-        T_CHECK_CP(&w, "{\"created_after\":\"2023-11-13T22:13:20.000Z\","
-                       "\"page\":2,\"wm\":\"2023-11-14T11:00:00.500Z\"}");
+        T_CHECK_CP(&w, "{\"created_after\":\"2023-11-14T10:59:59.999Z\","
+                       "\"page\":1,\"wm\":\"2023-11-14T11:00:00.500Z\"}");
         eb_walk_fini(&w);
         t_src_fini(&s);
         free(p1);
@@ -644,6 +781,8 @@ int main(void)
         EB_RUN(test_kota_urls);
         EB_RUN(test_kota_stale_floor);
         EB_RUN(test_kota_walk);
+        EB_RUN(test_kota_ties);
+        EB_RUN(test_kota_dense_second);
         EB_RUN(test_kota_restart);
         EB_RUN(test_kota_bad_checkpoint);
         EB_RUN(test_kota_types_filter);
