@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eb_seen.h"
 #include "eb_time.h"
 #include "eb_util.h"
 
@@ -42,6 +43,11 @@
 /* Passes over one second whose pages say it holds more events than were
  * seen, before the walk goes on without the rest. */
 #define KOTA_PASSES 20
+/* How late an event may become visible in the list after its "created":
+ * Kota documents nothing; the strict simulator's 5 s is the assumption. */
+#define KOTA_VISIBILITY_MS 5000LL
+/* Most seconds with events a checkpoint's "seen" lists. */
+#define KOTA_MAX_SEEN 2000
 
 static int valid_type(const char *s)
 {
@@ -134,6 +140,63 @@ static const char *kota_version(const struct eb_source_cfg *src)
  *            "done", "pmax" (newest created on the pending page),
  *            "bs", "pass", "ids", "p" (kota_walk_step)}
  */
+/*
+ * Overlap without downloading it again. A walk between two others starts
+ * at the whole second O = the watermark's second minus the overlap. The
+ * last walk left how many events each second held ("seen"), and when it
+ * began ("seen_at"): seconds older than that minus the visibility time
+ * (and Kota's clock skew), below Rs, could not change after it read them.
+ * If they held K events, the walk asks first for the page that holds
+ * positions K - 1 and K (a page size q that does not divide K puts them
+ * on one page): if the event at K - 1 is older than Rs and the one at K
+ * is not, those seconds still hold exactly K events (Kota deletes none;
+ * late ones would push the boundary on), and the walk takes the page from
+ * K on. Otherwise the overlap is read whole from page 1. With nothing new,
+ * that is one request per walk.
+ */
+static void kota_plan_skip(struct eb_walk *w, const json_t *cp, int64_t wm,
+                           int64_t floor_ms)
+{
+        int64_t top = wm / 1000, o = top - (w->overlap_ms + 999) / 1000;
+        int64_t at = eb_json_i64(cp, "seen_at", -1), lo, rs, k = 0, q;
+        const char *key;
+        json_t *prev, *v;
+
+        if (o * 1000 - 1 < floor_ms)
+                return;
+        eb_walk_set(w, "ca", o * 1000 - 1);
+        eb_walk_set(w, "cnt_lo", o);
+        eb_walk_set(w, "o", o);
+        if (at < 0)
+                return;
+        prev = eb_seen_load(cp, top, KOTA_MAX_SEEN, &lo);
+        rs = (at - KOTA_VISIBILITY_MS - KOTA_SKEW_MS) / 1000;
+        if (rs > top + 1)
+                rs = top + 1;
+        if (!prev || lo > o || rs <= o) {
+                json_decref(prev);
+                return;
+        }
+        json_object_foreach(prev, key, v)
+        {
+                int64_t sec = strtoll(key, NULL, 10);
+
+                if (sec >= o && sec < rs)
+                        k += json_integer_value(v);
+        }
+        for (q = w->page_size; q > 1 && k % q == 0; q--)
+                ;
+        if (k < 1 || q < 2 || k / q >= KOTA_MAX_PAGES) {
+                json_decref(prev);
+                return;
+        }
+        json_object_set_new(w->state, "prev", prev);
+        eb_walk_set(w, "rs", rs);
+        eb_walk_set(w, "k", k);
+        eb_walk_set(w, "q", q);
+        eb_walk_set(w, "page", k / q + 1);
+}
+
 static int kota_walk_begin(struct eb_walk *w)
 {
         char err[256];
@@ -181,6 +244,11 @@ static int kota_walk_begin(struct eb_walk *w)
         eb_walk_set(w, "ca", ca);
         eb_walk_set(w, "page", 1);
         eb_walk_set(w, "pass", 1);
+        eb_walk_set(w, "at", w->now_ms);
+        eb_walk_set(w, "cnt_lo", ca / 1000 + 1);
+        json_object_set_new(w->state, "cnt", json_object());
+        if (cp && !json_object_get(cp, "page"))
+                kota_plan_skip(w, cp, wm, floor_ms);
         return 0;
 }
 
@@ -203,7 +271,10 @@ static int kota_next_request(struct eb_walk *w, char **url, char **auth)
         if (!rc)
                 rc = eb_url_add_param_i64(&b, "page", eb_walk_get(w, "page"));
         if (!rc)
-                rc = eb_url_add_param_i64(&b, "page_size", w->page_size);
+                rc = eb_url_add_param_i64(&b, "page_size",
+                                          eb_walk_has(w, "q")
+                                                  ? eb_walk_get(w, "q")
+                                                  : w->page_size);
         if (rc) {
                 eb_buf_fini(&b);
                 return rc;
@@ -306,9 +377,8 @@ static int64_t item_second(const json_t *item)
 {
         int64_t t;
 
-        if (!json_is_object(item) ||
-            (eb_json_rfc3339(item, "created", &t) &&
-             eb_json_rfc3339(item, "created_at", &t)))
+        if (!json_is_object(item) || (eb_json_rfc3339(item, "created", &t) &&
+                                      eb_json_rfc3339(item, "created_at", &t)))
                 return -1;
         return t / 1000;
 }
@@ -343,6 +413,22 @@ static int ids_have(const json_t *ids, const json_t *item)
 
         free(key);
         return have;
+}
+
+/* The seconds of the items taken, into "cnt" of @p p (the counts the
+ * next walk compares its overlap with). */
+static void count_kept(json_t *p, const json_t *items, const char *keep)
+{
+        json_t *cnt = json_object();
+        size_t i;
+        int64_t s;
+
+        for (i = 0; i < json_array_size(items); i++) {
+                s = item_second(json_array_get(items, i));
+                if (keep[i] && s >= 0)
+                        eb_seen_add(cnt, s, 1);
+        }
+        json_object_set_new(p, "cnt", cnt);
 }
 
 /*
@@ -392,6 +478,7 @@ static int kota_walk_step(struct eb_walk *w, const json_t *items, int more,
         if (fnew == n && more) { /* the pass over bs goes on */
                 json_object_set_new(p, "page", json_integer(pg + 1));
                 json_object_set_new(p, "ids", nids);
+                count_kept(p, items, keep);
                 json_object_set_new(w->state, "p", p);
                 return 1;
         }
@@ -404,6 +491,7 @@ static int kota_walk_step(struct eb_walk *w, const json_t *items, int more,
                 json_object_set_new(p, "page", json_integer(1));
                 json_object_set_new(p, "pass", json_integer(pass + 1));
                 json_object_set_new(p, "ids", nids);
+                count_kept(p, items, keep);
                 json_object_set_new(w->state, "p", p);
                 return 1;
         }
@@ -427,8 +515,45 @@ static int kota_walk_step(struct eb_walk *w, const json_t *items, int more,
                 more = 0;
         }
         json_object_set_new(p, "ids", nids);
+        count_kept(p, items, keep);
         json_object_set_new(w->state, "p", p);
         return more;
+}
+
+/* The first request of a walk that skips its overlap (kota_plan_skip):
+ * @returns what kota_walk_step returns for the items from position K on,
+ * or, when the page says the overlap changed, 1 with page 1 next. */
+static int kota_skip_step(struct eb_walk *w, const json_t *items, int more,
+                          char *keep, int64_t *missed)
+{
+        int64_t k = eb_walk_get(w, "k"), q = eb_walk_get(w, "q");
+        int64_t rs = eb_walk_get(w, "rs"), e64, sb, sa;
+        size_t n = json_array_size(items), e, i;
+        json_t *rest, *p;
+        int r;
+
+        memset(keep, 0, n);
+        e64 = k - (eb_walk_get(w, "page") - 1) * q;
+        e = e64 >= 1 && e64 <= (int64_t)n ? (size_t)e64 : 0;
+        sb = e ? item_second(json_array_get(items, e - 1)) : -1;
+        sa = e && e < n ? item_second(json_array_get(items, e)) : -1;
+        if (e && sb >= 0 && sb < rs && (e < n ? sa >= rs : !more)) {
+                rest = json_array();
+                for (i = e; i < n; i++)
+                        json_array_append(rest, json_array_get(items, i));
+                r = kota_walk_step(w, rest, more, keep + e, missed);
+                json_decref(rest);
+                p = json_object_get(w->state, "p");
+                json_object_set_new(p, "skipped", json_true());
+                json_object_set_new(p, "cnt_lo", json_integer(rs));
+                json_object_set_new(p, "unq", json_true());
+                return r;
+        }
+        p = json_object();
+        json_object_set_new(p, "page", json_integer(1));
+        json_object_set_new(p, "unq", json_true());
+        json_object_set_new(w->state, "p", p);
+        return 1;
 }
 
 static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
@@ -438,7 +563,7 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
         int64_t req_page = eb_walk_get(w, "page"), pmax = 0, missed = 0;
         char err[256], *keep = NULL;
         size_t i, nvalid = 0, len;
-        int more;
+        int more, skip;
 
         json_object_del(w->state, "p");
         root = eb_resp_json_object(resp, page);
@@ -481,7 +606,9 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                 goto out;
         }
         keep = eb_xmalloc(json_array_size(items) + 1);
-        more = kota_walk_step(w, items, more, keep, &missed);
+        skip = eb_walk_has(w, "q");
+        more = skip ? kota_skip_step(w, items, more, keep, &missed)
+                    : kota_walk_step(w, items, more, keep, &missed);
         json_array_foreach(items, i, item)
         {
                 struct eb_event *evt;
@@ -536,6 +663,13 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                          ", a second read again (pass %" PRId64 ")",
                          eb_walk_get(w, "pass"));
         len = strlen(page->detail);
+        if (skip)
+                snprintf(page->detail + len, sizeof(page->detail) - len,
+                         json_object_get(json_object_get(w->state, "p"),
+                                         "skipped")
+                                 ? ", the overlap below is unchanged"
+                                 : ", the overlap changed: read again whole");
+        len = strlen(page->detail);
         if (missed)
                 snprintf(page->detail + len, sizeof(page->detail) - len,
                          " (its pages say one second holds %" PRId64
@@ -567,6 +701,9 @@ static int kota_reanchor(struct eb_walk *w, int64_t now_ms)
         eb_walk_set(w, "pass", 1);
         json_object_del(w->state, "bs");
         json_object_del(w->state, "ids");
+        json_object_del(w->state, "q");
+        json_object_del(w->state, "k");
+        eb_walk_set(w, "nocount", 1);
         eb_walk_set(w, "reanchors", eb_walk_get(w, "reanchors") + 1);
         return 1;
 }
@@ -615,13 +752,45 @@ static void kota_handle_response(struct eb_walk *w,
         eb_walk_response_end(w, page);
 }
 
+/* The counts a finished walk leaves for the next one: its own whole
+ * seconds from cnt_lo, below them the last walk's where this one skipped
+ * them, from the watermark's second minus the overlap up. */
+static void kota_store_seen(struct eb_walk *w)
+{
+        json_t *cnt = json_object_get(w->state, "cnt");
+        json_t *prev = json_object_get(w->state, "prev"), *all, *v;
+        int64_t top = eb_walk_get(w, "wm") / 1000, s;
+        int64_t lo = eb_walk_get(w, "cnt_lo"), o = eb_walk_get(w, "o");
+        int64_t keep = top - (w->overlap_ms + 999) / 1000;
+        const char *key;
+
+        if (!cnt || eb_walk_get(w, "nocount"))
+                return;
+        all = json_deep_copy(cnt);
+        if (eb_walk_get(w, "skipped") && prev) {
+                json_object_foreach(prev, key, v)
+                {
+                        s = strtoll(key, NULL, 10);
+                        if (s >= o && s < lo)
+                                json_object_set(all, key, v);
+                }
+                lo = o;
+        }
+        eb_seen_store(w->cp, all, lo > keep ? lo : keep, top, KOTA_MAX_SEEN);
+        json_object_set_new(w->cp, "seen_at",
+                            json_integer(eb_walk_get(w, "at")));
+        json_decref(all);
+}
+
 static void kota_write_cp(struct eb_walk *w)
 {
         json_decref(w->cp);
         w->cp = json_object();
         eb_json_set_rfc3339(w->cp, "wm", eb_walk_get(w, "wm"));
-        if (eb_walk_get(w, "done"))
+        if (eb_walk_get(w, "done")) {
+                kota_store_seen(w);
                 return;
+        }
         json_object_set_new(w->cp, "page", json_integer(1));
         eb_json_set_rfc3339(w->cp, "created_after", eb_walk_get(w, "ca"));
 }
@@ -630,7 +799,10 @@ static void kota_write_cp(struct eb_walk *w)
 static void kota_walk_advance(struct eb_walk *w)
 {
         json_t *p = json_object_get(w->state, "p"), *v;
-        static const char *const keys[] = {"bs", "ca", "page", "pass"};
+        static const char *const keys[] = {"bs", "ca", "page", "pass",
+                                           "cnt_lo"};
+        json_t *cnt = json_object_get(w->state, "cnt");
+        const char *key;
         size_t i;
 
         if (!p)
@@ -641,6 +813,18 @@ static void kota_walk_advance(struct eb_walk *w)
         }
         if ((v = json_object_get(p, "ids")))
                 json_object_set(w->state, "ids", v);
+        json_object_foreach(json_object_get(p, "cnt"), key, v)
+        {
+                if (cnt)
+                        eb_seen_add(cnt, strtoll(key, NULL, 10),
+                                    json_integer_value(v));
+        }
+        if (json_object_get(p, "skipped"))
+                eb_walk_set(w, "skipped", 1);
+        if (json_object_get(p, "unq")) {
+                json_object_del(w->state, "q");
+                json_object_del(w->state, "k");
+        }
         json_object_del(w->state, "p");
 }
 

@@ -6,12 +6,16 @@
 # second, pages of ten, no overlap (a loss stays lost), then bursts of 35
 # and 120 events in one second (more than a page each). Kafka must hold
 # every event exactly once, read_committed.
+#
+# A second account, kota-2, keeps the default 2-minute overlap: once idle,
+# its walks must not download that overlap again (60 pages of 10 each
+# before): one request per walk.
 set -u
 cd "$(dirname "$0")/../.."
 . tests/integration/lib_e2e.sh
 
 start_kafka || { bad "kafka start"; finish; exit 1; }
-start_sim --seed 11 --accounts kota=1 --backlog 600 --backlog-span 60s \
+start_sim --seed 11 --accounts kota=2 --backlog 600 --backlog-span 60s \
   --rate 0 --limits off --late-visibility 0 \
   || { bad "sim start"; finish; exit 1; }
 $PY tests/tools/sim_config.py --sim-line "$T/sim.out" --brokers "$BS" \
@@ -20,7 +24,9 @@ $PY -c '
 import json, sys
 c = json.load(open(sys.argv[1]))
 for s in c["sources"]:
-    s.setdefault("poll", {}).update({"page_size": 10, "overlap": "0s"})
+    s.setdefault("poll", {})["page_size"] = 10
+    if s["name"] == "kota-1":
+        s["poll"]["overlap"] = "0s"
 json.dump(c, open(sys.argv[2], "w"))' "$T/cfg0.json" "$T/cfg.json"
 check "config valid" "$B/bin/evbridge" --check-config "$T/cfg.json"
 
@@ -43,6 +49,18 @@ sim_control '{"target":"kota-1","generate":120}'
 check "bursts of a page and more in one second: every event once" \
   wait_for "bursts" 120 converged
 cat "$T/check.json"
+requests() {
+  curl -s -f "$SIM_ORIGIN/_sim/stats?account=kota-2" | $PY -c \
+    'import json,sys; print(json.load(sys.stdin)["accounts"][0]["requests"])'
+}
+# Past the visibility time (5 s) and clock skew (5 s) since the walk that
+# read the newest events, every walk trusts its overlap's counts.
+sleep 11
+r0=$(requests)
+sleep 5
+r1=$(requests)
+check "idle with a 2-minute overlap: one request per walk ($((r1 - r0)) in 5 s, polling every 500 ms)" \
+  test "$((r1 - r0))" -le 12
 stop_pid $EB_PID; rc=$?
 check "evbridge exits 0 on SIGTERM" test "$rc" -eq 0
 finish

@@ -99,7 +99,8 @@ static void test_kota_urls(void)
         eb_walk_fini(&w);
         t_src_fini(&s);
 
-        /* From a checkpoint: wm - overlap; pinned v1; smaller pages. */
+        /* From a checkpoint: wm - overlap, from its whole second; pinned
+         * v1; smaller pages. */
         t_src_init(&s, "kota", "https://test.api.kota.io",
                    "{\"version\":\"v1\"}");
         s.page_size = 25;
@@ -108,7 +109,7 @@ static void test_kota_urls(void)
         json_decref(cp);
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
         T_CHECK_URL(&w, "https://test.api.kota.io/events?order_direction=asc"
-                        "&created_after=2023-11-14T09%3A58%3A00.000Z"
+                        "&created_after=2023-11-14T09%3A57%3A59.999Z"
                         "&version=v1&page=1&page_size=25");
         eb_walk_fini(&w);
         t_src_fini(&s);
@@ -217,27 +218,38 @@ static void test_kota_walk(void)
         EB_CHECK_INT(page.more, 0);
         eb_page_fini(&page);
         w.prov->page_done(&w);
-        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T12:30:00.250Z\"}");
+        /* The walk is over: with the count of each second of its overlap
+         * (one event in 12:30:00) and when it began. */
+        T_CHECK_CP(&w, "{\"seen\":[[0,1]],\"seen_at\":1700000000000,"
+                       "\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T12:30:00.250Z\"}");
         w.prov->walk_end(&w);
-        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T12:30:00.250Z\"}");
+        T_CHECK_CP(&w, "{\"seen\":[[0,1]],\"seen_at\":1700000000000,"
+                       "\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T12:30:00.250Z\"}");
 
-        /* The next walk starts at wm - 2m. */
+        /* The next walk starts at wm - 2m, from its whole second, at the
+         * page holding position 1: the overlap's only event. */
         cp = json_incref(w.cp);
         eb_walk_fini(&w);
         begin(&w, &s, cp, T_NOW_MS + 10000);
         json_decref(cp);
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
         T_CHECK_URL(&w, KOTA_BASE "/events?order_direction=asc&created_after="
-                                  "2023-11-14T12%3A28%3A00.250Z&page=1"
+                                  "2023-11-14T12%3A27%3A59.999Z&page=1"
                                   "&page_size=100");
-        /* Nothing new: the watermark stays. */
-        t_feed(&w, 200, "{\"items\":[],\"page\":1,\"has_next_page\":false}",
-               JSON, &page);
+        /* Nothing new: one request, the watermark stays. */
+        t_feed(&w, 200, p2, JSON, &page);
         EB_CHECK_INT(page.kind, EB_RESP_OK);
+        EB_CHECK_INT(page.events_cnt, 0);
+        EB_CHECK_INT(page.more, 0);
+        EB_CHECK(strstr(page.detail, "overlap below is unchanged") != NULL);
         eb_page_fini(&page);
         w.prov->page_done(&w);
         w.prov->walk_end(&w);
-        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T12:30:00.250Z\"}");
+        T_CHECK_CP(&w, "{\"seen\":[[0,1]],\"seen_at\":1700000010000,"
+                       "\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T12:30:00.250Z\"}");
         eb_walk_fini(&w);
 
         t_src_fini(&s);
@@ -261,10 +273,10 @@ static char *ties_page(int64_t page, int more, const char *const *items,
                          items[i]);
                 eb_rfc3339_format(1699956000000LL + 1000 * atoi(at + 1), 0,
                                   created, sizeof(created));
-                json_array_append_new(
-                        arr, json_pack("{ss ss ss s{ss}}", "id", id, "created",
-                                       created, "type", "employee.created",
-                                       "data", "id", "ee_1"));
+                json_array_append_new(arr, json_pack("{ss ss ss s{ss}}", "id",
+                                                     id, "created", created,
+                                                     "type", "employee.created",
+                                                     "data", "id", "ee_1"));
         }
         json_object_set_new(root, "items", arr);
         json_object_set_new(root, "page", json_integer(page));
@@ -296,7 +308,7 @@ static void ties_feed(struct eb_walk *w, int64_t pg, int more,
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 #define TIES_URL(ca, pg)                                                       \
-        KOTA_BASE "/events?order_direction=asc&created_after=" ca "&page=" pg \
+        KOTA_BASE "/events?order_direction=asc&created_after=" ca "&page=" pg  \
                   "&page_size=3"
 
 /*
@@ -333,9 +345,12 @@ static void test_kota_ties(void)
         T_CHECK_URL(&w, TIES_URL("2023-11-14T10%3A00%3A00.999Z", "1"));
         ties_feed(&w, 1, 1, p4, N(p4), "g");
         ties_feed(&w, 2, 0, p5, N(p5), "e f");
-        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T10:00:03.000Z\"}");
+        /* Second 1 holds four events: the counts are of what was taken,
+         * once each. */
+        T_CHECK_CP(&w, "{\"seen\":[[0,1],[1,1],[2,4],[3,1]],"
+                       "\"seen_at\":1700000000000,\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T10:00:03.000Z\"}");
         w.prov->walk_end(&w);
-        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T10:00:03.000Z\"}");
         eb_walk_fini(&w);
         t_src_fini(&s);
 }
@@ -362,8 +377,68 @@ static void test_kota_dense_second(void)
         ties_feed(&w, 2, 1, p3, N(p3), "d e f");
         T_CHECK_URL(&w, TIES_URL("2023-11-14T10%3A00%3A05.999Z", "1"));
         ties_feed(&w, 1, 0, p4, N(p4), "g");
-        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T10:00:07.000Z\"}");
+        T_CHECK_CP(&w, "{\"seen\":[[0,1],[1,2],[2,4]],"
+                       "\"seen_at\":1700000000000,\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T10:00:07.000Z\"}");
         eb_walk_fini(&w);
+        t_src_fini(&s);
+}
+
+/* A checkpoint of a walk over 10:00:00-10:00:20: one event at :00, two at
+ * :10, one at :20 (seconds offsets from the watermark's second). */
+#define OV_CP                                                                  \
+        "{\"wm\":\"2023-11-14T10:00:20.000Z\",\"seen\":[[0,1],[10,2],[20,1]]," \
+        "\"seen_span\":120,\"seen_at\":1700000000000}"
+#define OV_URL(pg, ps)                                                         \
+        KOTA_BASE "/events?order_direction=asc&created_after="                 \
+                  "2023-11-14T09%3A58%3A19.999Z&page=" pg "&page_size=" ps
+
+/*
+ * The overlap is not downloaded again: the 4 events the last walk counted
+ * below the recheck seconds put the first new one at position 4, so the
+ * walk asks for the page holding positions 3 and 4 (pages of 3: page 2)
+ * and takes it from position 4 when the boundary is there. A late event
+ * in the overlap moves the boundary: the overlap is read whole.
+ */
+static void test_kota_overlap(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        json_t *cp = json_loads(OV_CP, 0, NULL);
+        static const char *const same[] = {"d@20", "e@25", "f@26"};
+        static const char *const late[] = {"c@10", "d@20", "e@25"};
+        static const char *const whole1[] = {"a@0", "x@5", "b@10"};
+        static const char *const whole2[] = {"c@10", "b@10", "d@20"};
+        static const char *const whole3[] = {"d@20", "e@25"};
+
+        EB_REQUIRE(cp != NULL);
+        t_src_init(&s, "kota", NULL, NULL);
+        s.page_size = 3;
+        begin(&w, &s, cp, T_NOW_MS + 60000);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        T_CHECK_URL(&w, OV_URL("2", "3"));
+        ties_feed(&w, 2, 0, same, N(same), "e f");
+        T_CHECK_CP(&w, "{\"seen\":[[0,1],[1,1],[6,1],[16,2],[26,1]],"
+                       "\"seen_at\":1700000060000,\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T10:00:26.000Z\"}");
+        eb_walk_fini(&w);
+
+        /* x@5 became visible late: the event at position 3 is :10. */
+        begin(&w, &s, cp, T_NOW_MS + 60000);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        ties_feed(&w, 2, 1, late, N(late), "");
+        T_CHECK_URL(&w, OV_URL("1", "3"));
+        ties_feed(&w, 1, 1, whole1, N(whole1), "a x b");
+        T_CHECK_URL(&w, KOTA_BASE "/events?order_direction=asc&created_after="
+                                  "2023-11-14T10%3A00%3A09.999Z&page=1"
+                                  "&page_size=3");
+        ties_feed(&w, 1, 1, whole2, N(whole2), "c d");
+        ties_feed(&w, 1, 0, whole3, N(whole3), "e");
+        T_CHECK_CP(&w, "{\"seen\":[[0,1],[5,1],[15,2],[20,1],[25,1]],"
+                       "\"seen_at\":1700000060000,\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T10:00:25.000Z\"}");
+        eb_walk_fini(&w);
+        json_decref(cp);
         t_src_fini(&s);
 }
 
@@ -390,7 +465,9 @@ static void test_kota_restart(void)
         eb_page_fini(&page);
         w.prov->page_done(&w);
         w.prov->walk_end(&w);
-        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T12:30:00.250Z\"}");
+        T_CHECK_CP(&w, "{\"seen\":[[0,1]],\"seen_at\":1700003600000,"
+                       "\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T12:30:00.250Z\"}");
         eb_walk_fini(&w);
 
         /* Abandoned mid-walk: the checkpoint stays as it was. */
@@ -783,6 +860,7 @@ int main(void)
         EB_RUN(test_kota_walk);
         EB_RUN(test_kota_ties);
         EB_RUN(test_kota_dense_second);
+        EB_RUN(test_kota_overlap);
         EB_RUN(test_kota_restart);
         EB_RUN(test_kota_bad_checkpoint);
         EB_RUN(test_kota_types_filter);
