@@ -604,7 +604,7 @@ static void kota_list(struct sim_req *sr, int64_t now_ms)
                 if (n)
                         evbuffer_add(sr->body, ",", 1);
                 add_item(sr,
-                         all    ? all[k]
+                         all        ? all[k]
                          : k < base ? a->evts[nth_visible(a, lo, k, v2)]
                                     : late[k - base],
                          v2);

@@ -136,8 +136,7 @@ static const struct sim_key keys[] = {
         {"kota_version", KT_KVER, OFF(kota_v2), 0, 1, 0, "v1|v2",
          "Kota: API version when the request names none, and the webhook "
          "version (default v2)"},
-        {"kota_created_seconds", KT_BOOL, OFF(kota_seconds), 0, 1, 0,
-         "on|off",
+        {"kota_created_seconds", KT_BOOL, OFF(kota_seconds), 0, 1, 0, "on|off",
          "Kota: \"created\" in whole seconds, as the reference's examples "
          "show, and created_after compared with that (default on; off: "
          "milliseconds)"},

@@ -153,8 +153,8 @@ struct sim_settings {
         int kota_rps;
 
         /* Kota knobs */
-        int kota_v2;    /* default API version: 1 = v2, 0 = v1 */
-        int kota_clamp; /* created_after older than retention: 1 clamp */
+        int kota_v2;      /* default API version: 1 = v2, 0 = v1 */
+        int kota_clamp;   /* created_after older than retention: 1 clamp */
         int kota_seconds; /* created in whole seconds (strict) */
 
         /* faults */
