@@ -271,8 +271,9 @@ static char *ties_page(int64_t page, int more, const char *const *items,
 
                 snprintf(id, sizeof(id), "evt_%.*s", (int)(at - items[i]),
                          items[i]);
-                eb_rfc3339_format(1699956000000LL + 1000 * atoi(at + 1), 0,
-                                  created, sizeof(created));
+                eb_rfc3339_format(1699956000000LL +
+                                          1000 * strtoll(at + 1, NULL, 10),
+                                  0, created, sizeof(created));
                 json_array_append_new(arr, json_pack("{ss ss ss s{ss}}", "id",
                                                      id, "created", created,
                                                      "type", "employee.created",
