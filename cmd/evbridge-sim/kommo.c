@@ -908,34 +908,6 @@ static void add_href(struct evbuffer *b, struct sim_account *a,
                             (long long)page);
 }
 
-/* Kommo orders by created_at (seconds) and promises nothing within one
- * second: every request sees the events of one second in a new order
- * (tie_shuffle), so a second split across two pages can repeat some of
- * its events and skip others. @p v is newest first. */
-static void shuffle_ties(struct sim_account *a, struct sim_event **v, size_t n)
-{
-        struct sim_rng r;
-        char label[80];
-        size_t i = 0, j, k;
-
-        snprintf(label, sizeof(label), "ties:%s:%llu", a->name,
-                 (unsigned long long)++a->tie_draws);
-        sim_rng_seed(&r, a->sim->seed, label);
-        while (i < n) {
-                for (j = i + 1; j < n && v[j]->created_ms / 1000 ==
-                                                 v[i]->created_ms / 1000;
-                     j++)
-                        ;
-                for (k = j - i; k > 1; k--) {
-                        size_t x = (size_t)sim_rng_below(&r, k);
-                        struct sim_event *t = v[i + k - 1];
-                        v[i + k - 1] = v[i + x];
-                        v[i + x] = t;
-                }
-                i = j;
-        }
-}
-
 static void kommo_list(struct sim_req *sr, int64_t now_ms)
 {
         struct sim_account *a = sr->acct;
@@ -1026,7 +998,7 @@ static void kommo_list(struct sim_req *sr, int64_t now_ms)
                 has_next = (uint64_t)(skip + limit) < nall;
         }
         if (nall && a->set.tie_shuffle)
-                shuffle_ties(a, all, nall);
+                sim_shuffle_ties(a, all, nall, 1000);
         for (i = 0; i < (size_t)limit; i++) {
                 size_t pos = (size_t)skip + i;
                 if (pos < all_off || pos - all_off >= nall)

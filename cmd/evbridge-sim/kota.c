@@ -12,7 +12,10 @@
  *
  * Choices where the docs are silent: created_after is exclusive; page_size
  * in the response is the number of items on the page; v2 list items carry
- * "api_version":"2.0"; a page past the end is 200 with items [].
+ * "api_version":"2.0"; a page past the end is 200 with items []. Strict
+ * (the harsher readings): "created" in whole seconds as the reference's
+ * examples show (kota_created_seconds), and events of one second in a new
+ * order on every request (tie_shuffle).
  */
 #include "sim.h"
 
@@ -348,7 +351,8 @@ struct sim_event *sim_kota_generate(struct sim_account *a, int64_t ms)
         evt->eid = eb_xstrdup(e->id);
         evt->ent = e;
         evt->kota_v1 = is_v1_type(type);
-        eb_rfc3339_format(ms, 3, created, sizeof(created));
+        eb_rfc3339_format(ms, a->set.kota_seconds ? 0 : 3, created,
+                          sizeof(created));
         d1 = json_deep_copy(e->snap);
         d2 = thin(e);
         if (is_critical(type)) {
@@ -468,6 +472,24 @@ static size_t nth_visible(struct sim_account *a, size_t lo, size_t k, int v2)
         return l;
 }
 
+/* The visible events of a list request in ascending order (the first
+ * @p base from lo on, then the late ones), with tied times shuffled anew
+ * (tie_shuffle): the same second, or millisecond as rendered. */
+static struct sim_event **shuffled(struct sim_account *a, size_t lo,
+                                   size_t base, struct sim_event **late,
+                                   size_t nlate, int v2)
+{
+        struct sim_event **v = eb_xmalloc((base + nlate) * sizeof(*v));
+        size_t k;
+
+        for (k = 0; k < base; k++)
+                v[k] = a->evts[nth_visible(a, lo, k, v2)];
+        for (k = 0; k < nlate; k++)
+                v[base + k] = late[k];
+        sim_shuffle_ties(a, v, base + nlate, a->set.kota_seconds ? 1000 : 1);
+        return v;
+}
+
 static void add_item(struct sim_req *sr, struct sim_event *evt, int v2)
 {
         struct sim_version *v = evt->cur;
@@ -490,7 +512,7 @@ static void kota_list(struct sim_req *sr, int64_t now_ms)
         int v2 = a->set.kota_v2, asc = 0;
         size_t lo, hi, total, first, i, n = 0, cut, base, nlate = 0;
         size_t caplate = 0;
-        struct sim_event **late = NULL;
+        struct sim_event **late = NULL, **all = NULL;
 
         TAILQ_INIT(&q);
         if (sim_query_parse(rawq, &q) < 0) {
@@ -542,7 +564,13 @@ static void kota_list(struct sim_req *sr, int64_t now_ms)
                         goto out;
                 }
                 if (ca >= floor_ms) {
-                        size_t c = sim_lower_bound_created(a, ca + 1);
+                        /* Exclusive, on the time as rendered: in whole
+                         * seconds, the first created after ca is the
+                         * next whole second. */
+                        int64_t after = a->set.kota_seconds
+                                                ? (ca / 1000 + 1) * 1000
+                                                : ca + 1;
+                        size_t c = sim_lower_bound_created(a, after);
                         if (c > lo)
                                 lo = c;
                 }
@@ -568,14 +596,17 @@ static void kota_list(struct sim_req *sr, int64_t now_ms)
         }
         total = base + nlate;
         first = (size_t)((page - 1) * ps);
+        if (a->set.tie_shuffle && first < total)
+                all = shuffled(a, lo, base, late, nlate, v2);
         evbuffer_add(sr->body, "{\"items\":[", 10);
         for (i = first; i < total && n < (size_t)ps; i++, n++) {
                 size_t k = asc ? i : total - 1 - i;
                 if (n)
                         evbuffer_add(sr->body, ",", 1);
                 add_item(sr,
-                         k < base ? a->evts[nth_visible(a, lo, k, v2)]
-                                  : late[k - base],
+                         all        ? all[k]
+                         : k < base ? a->evts[nth_visible(a, lo, k, v2)]
+                                    : late[k - base],
                          v2);
         }
         evbuffer_add_printf(sr->body,
@@ -587,6 +618,7 @@ static void kota_list(struct sim_req *sr, int64_t now_ms)
                             page > 1 ? "true" : "false");
         sim_req_status(sr, 200, "application/json");
 out:
+        free(all);
         free(late);
         evhttp_clear_headers(&q);
 }

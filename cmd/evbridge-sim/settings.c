@@ -90,9 +90,10 @@ static const struct sim_key keys[] = {
          "on (default): the real platforms' harsher behaviours, each of "
          "which has its own switch below (kommo_array_filters off, "
          "kommo_ban_scope address, kommo_ban_duration 1h, tie_shuffle on, "
-         "late_visibility 5s, close_cursor_ttl 60s, close_admin off, Kota "
-         "webhook_attempts 1); off: the lenient values (on, account, 60s, "
-         "off, 0, 0, on, 5). Later options override single switches"},
+         "kota_created_seconds on, late_visibility 5s, close_cursor_ttl "
+         "60s, close_admin off, Kota webhook_attempts 1); off: the lenient "
+         "values (on, account, 60s, "
+         "off, off, 0, 0, on, 5). Later options override single switches"},
         {"kommo_array_filters", KT_BOOL, OFF(kommo_array_filters), 0, 1, 0,
          "on|off",
          "Kommo: accept the array filter form filter[type][]=a (default "
@@ -104,8 +105,9 @@ static const struct sim_key keys[] = {
          "address (default, as Kommo's limitations page says) or only the "
          "account"},
         {"tie_shuffle", KT_BOOL, OFF(tie_shuffle), 0, 1, 0, "on|off",
-         "Kommo: events of the same created_at second come in a different "
-         "order on every request (default on)"},
+         "Kommo and Kota: events of the same second (Kommo created_at; "
+         "Kota created, or its millisecond with kota_created_seconds off) "
+         "come in a different order on every request (default on)"},
         {"late_visibility", KT_DUR, OFF(late_ms), 0, 3600e3, 0, "DUR",
          "an event becomes visible in the list API up to DUR after its own "
          "time (a per-event draw; default 5s, 0 = at once)"},
@@ -134,6 +136,10 @@ static const struct sim_key keys[] = {
         {"kota_version", KT_KVER, OFF(kota_v2), 0, 1, 0, "v1|v2",
          "Kota: API version when the request names none, and the webhook "
          "version (default v2)"},
+        {"kota_created_seconds", KT_BOOL, OFF(kota_seconds), 0, 1, 0, "on|off",
+         "Kota: \"created\" in whole seconds, as the reference's examples "
+         "show, and created_after compared with that (default on; off: "
+         "milliseconds)"},
         {"kota_created_after", KT_CAPOL, OFF(kota_clamp), 0, 1, 0,
          "reject|clamp",
          "Kota: created_after older than the retention: 400 (reject, "
@@ -202,6 +208,7 @@ static void set_strict(struct sim_settings *s, int prov, int on)
         s->kommo_ban_account = !on;
         s->kommo_ban_ms = on ? 3600 * 1000 : 60 * 1000;
         s->tie_shuffle = on;
+        s->kota_seconds = on;
         s->late_ms = on ? 5000 : 0;
         s->close_cursor_ttl_ms = on ? 60 * 1000 : 0;
         s->close_admin = !on;

@@ -142,7 +142,7 @@ struct sim_settings {
         int strict; /* last "strict" applied (the switches below) */
         int kommo_array_filters;     /* 1: accept filter[x][]=a (lenient) */
         int kommo_ban_account;       /* 1: ban the account, 0: the address */
-        int tie_shuffle;             /* Kommo: same-second order per request */
+        int tie_shuffle;             /* same-second order per request */
         int64_t late_ms;             /* events visible up to this late */
         int64_t close_cursor_ttl_ms; /* 0: cursors never expire */
         int close_admin;             /* 0: strip data after close_strip */
@@ -153,8 +153,9 @@ struct sim_settings {
         int kota_rps;
 
         /* Kota knobs */
-        int kota_v2;    /* default API version: 1 = v2, 0 = v1 */
-        int kota_clamp; /* created_after older than retention: 1 clamp */
+        int kota_v2;      /* default API version: 1 = v2, 0 = v1 */
+        int kota_clamp;   /* created_after older than retention: 1 clamp */
+        int kota_seconds; /* created in whole seconds (strict) */
 
         /* faults */
         struct sim_fault_rule *faults;
@@ -444,6 +445,10 @@ void sim_poison(struct sim_event *evt);
 struct sim_event *sim_event_find(struct sim_account *a, const char *id);
 /** @returns index of the first event with created_ms >= @p ms. */
 size_t sim_lower_bound_created(struct sim_account *a, int64_t ms);
+/** Shuffle each run of events of the same created_ms / @p unit_ms
+ * (tie_shuffle). */
+void sim_shuffle_ties(struct sim_account *a, struct sim_event **v, size_t n,
+                      int64_t unit_ms);
 /** @returns index in order of the first event with updated_ms >= @p ms. */
 size_t sim_lower_bound_updated(struct sim_account *a, int64_t ms);
 /** @returns index in order of the first event with uorder >= @p u. */

@@ -685,3 +685,33 @@ void sim_poison(struct sim_event *evt)
                 poison_field(&v->alt, &v->alt_len, key);
         v->poison = 1;
 }
+
+/* Neither Kommo (created_at, seconds) nor Kota (created) promises an order
+ * among events of the same time: every request sees one unit's events
+ * (a second, or a millisecond) in a new order (tie_shuffle), so a unit
+ * split across two pages can repeat some of its events and skip others.
+ * @p v is sorted by created_ms, either way round. */
+void sim_shuffle_ties(struct sim_account *a, struct sim_event **v, size_t n,
+                      int64_t unit_ms)
+{
+        struct sim_rng r;
+        char label[80];
+        size_t i = 0, j, k;
+
+        snprintf(label, sizeof(label), "ties:%s:%llu", a->name,
+                 (unsigned long long)++a->tie_draws);
+        sim_rng_seed(&r, a->sim->seed, label);
+        while (i < n) {
+                for (j = i + 1; j < n && v[j]->created_ms / unit_ms ==
+                                                 v[i]->created_ms / unit_ms;
+                     j++)
+                        ;
+                for (k = j - i; k > 1; k--) {
+                        size_t x = (size_t)sim_rng_below(&r, k);
+                        struct sim_event *t = v[i + k - 1];
+                        v[i + k - 1] = v[i + x];
+                        v[i + x] = t;
+                }
+                i = j;
+        }
+}

@@ -1,19 +1,20 @@
 /*
  * providers/kota.c: Kota GET /events (docs/providers.md).
  *
- *   GET /events?order_direction=asc&created_after=<ISO>&version=v2
- *              &page=P&page_size=L
- *   while has_next_page; created_after = max(wm - overlap,
- *   now - 30 days + 1 minute) and stays fixed for the whole walk, so page
- *   numbers stay stable (ascending order: new events are appended at the
- *   end).
+ *   GET /events?order_direction=asc&created_after=<ISO>&page=P
+ *              &page_size=L
+ *   while has_next_page; the walk starts at created_after = max(wm -
+ *   overlap, now - 30 days + 1 minute) and moves on by whole seconds (see
+ *   kota_walk_step: Kota promises no order among events of one second).
  *
  * Ascending order lets the watermark move with every acknowledged page:
  * wm = max(wm, newest "created" on the page).
  *
  * Checkpoint: {"wm": "<RFC 3339 ms>"} between walks;
- * {"wm", "page": <next page>, "created_after": "<the value used>"} inside
- * one, so a restart resumes the same page sequence.
+ * {"wm", "page": 1, "created_after": "<the value used>"} inside one: a
+ * restart reads that second again whole (older checkpoints with a later
+ * page resume from page 1 of their created_after: read again, not
+ * skipped).
  */
 #include "providers/kota.h"
 
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eb_seen.h"
 #include "eb_time.h"
 #include "eb_util.h"
 
@@ -41,6 +43,14 @@
 #define KOTA_MAX_TYPES     500
 #define KOTA_MAX_TYPE_LEN  200
 #define KOTA_MAX_DATE      64
+/* Passes over one second whose pages say it holds more events than were
+ * seen, before the walk goes on without the rest. */
+#define KOTA_PASSES 20
+/* How late an event may become visible in the list after its "created":
+ * Kota documents nothing; the strict simulator's 5 s is the assumption. */
+#define KOTA_VISIBILITY_MS 5000LL
+/* Most seconds with events a checkpoint's "seen" lists. */
+#define KOTA_MAX_SEEN 2000
 
 static int valid_type(const char *s)
 {
@@ -130,13 +140,71 @@ static const char *kota_version(const struct eb_source_cfg *src)
 
 /*
  * w->state: {"wm", "ca" (created_after, ms), "page", "pending", "more",
- *            "done", "pmax" (newest created on the pending page)}
+ *            "done", "pmax" (newest created on the pending page),
+ *            "bs", "pass", "ids", "p" (kota_walk_step)}
  */
+/*
+ * Overlap without downloading it again. A walk between two others starts
+ * at the whole second O = the watermark's second minus the overlap. The
+ * last walk left how many events each second held ("seen"), and when it
+ * began ("seen_at"): seconds older than that minus the visibility time
+ * (and Kota's clock skew), below Rs, could not change after it read them.
+ * If they held K events, the walk asks first for the page that holds
+ * positions K - 1 and K (a page size q that does not divide K puts them
+ * on one page): if the event at K - 1 is older than Rs and the one at K
+ * is not, those seconds still hold exactly K events (Kota deletes none;
+ * late ones would push the boundary on), and the walk takes the page from
+ * K on. Otherwise the overlap is read whole from page 1. With nothing new,
+ * that is one request per walk.
+ */
+static void kota_plan_skip(struct eb_walk *w, const json_t *cp, int64_t wm,
+                           int64_t floor_ms)
+{
+        int64_t top = wm / 1000, o = top - (w->overlap_ms + 999) / 1000;
+        int64_t at = eb_jfield_i64(cp, "seen_at", -1), lo, rs, k = 0, q;
+        const char *key;
+        json_t *prev, *v;
+
+        if (o * 1000 - 1 < floor_ms)
+                return;
+        eb_walk_set(w, "ca", o * 1000 - 1);
+        eb_walk_set(w, "cnt_lo", o);
+        eb_walk_set(w, "o", o);
+        if (at < 0)
+                return;
+        prev = eb_seen_load(cp, top, KOTA_MAX_SEEN, &lo);
+        rs = (at - KOTA_VISIBILITY_MS - KOTA_SKEW_MS) / 1000;
+        if (rs > top + 1)
+                rs = top + 1;
+        if (!prev || lo > o || rs <= o) {
+                json_decref(prev);
+                return;
+        }
+        json_object_foreach(prev, key, v)
+        {
+                int64_t sec = strtoll(key, NULL, 10);
+
+                if (sec >= o && sec < rs)
+                        k += json_integer_value(v);
+        }
+        for (q = w->page_size; q > 1 && k % q == 0; q--)
+                ;
+        if (k < 1 || q < 2 || k / q >= KOTA_MAX_PAGES) {
+                json_decref(prev);
+                return;
+        }
+        json_object_set_new(w->state, "prev", prev);
+        eb_walk_set(w, "rs", rs);
+        eb_walk_set(w, "k", k);
+        eb_walk_set(w, "q", q);
+        eb_walk_set(w, "page", k / q + 1);
+}
+
 static int kota_walk_begin(struct eb_walk *w)
 {
         char err[256];
         json_t *cp = w->cp, *jp, *jca;
-        int64_t wm, ca, page = 1, floor_ms;
+        int64_t wm, ca, floor_ms;
 
         if (!w->src)
                 return -EINVAL;
@@ -160,10 +228,8 @@ static int kota_walk_begin(struct eb_walk *w)
                         /* Resume the same page sequence, unless its start
                          * has aged out of the 30-day window: then pages
                          * shift as events expire, so start afresh. */
-                        if (rca >= floor_ms) {
+                        if (rca >= floor_ms)
                                 ca = rca;
-                                page = json_integer_value(jp);
-                        }
                 }
         } else {
                 wm = w->start_ms;
@@ -177,7 +243,13 @@ static int kota_walk_begin(struct eb_walk *w)
         w->state = json_object();
         eb_walk_set(w, "wm", wm);
         eb_walk_set(w, "ca", ca);
-        eb_walk_set(w, "page", page);
+        eb_walk_set(w, "page", 1);
+        eb_walk_set(w, "pass", 1);
+        eb_walk_set(w, "at", w->now_ms);
+        eb_walk_set(w, "cnt_lo", ca / 1000 + 1);
+        json_object_set_new(w->state, "cnt", json_object());
+        if (cp && !json_object_get(cp, "page"))
+                kota_plan_skip(w, cp, wm, floor_ms);
         return 0;
 }
 
@@ -200,7 +272,10 @@ static int kota_next_request(struct eb_walk *w, char **url, char **auth)
         if (!rc)
                 rc = eb_url_add_param_i64(&b, "page", eb_walk_get(w, "page"));
         if (!rc)
-                rc = eb_url_add_param_i64(&b, "page_size", w->page_size);
+                rc = eb_url_add_param_i64(&b, "page_size",
+                                          eb_walk_has(w, "q")
+                                                  ? eb_walk_get(w, "q")
+                                                  : w->page_size);
         if (rc) {
                 eb_buf_fini(&b);
                 return rc;
@@ -299,13 +374,201 @@ static int type_allowed(const json_t *types, const char *type)
         return 0;
 }
 
+/* The second of a list item's "created" ("created_at"), -1 without one. */
+static int64_t item_second(const json_t *item)
+{
+        int64_t t;
+
+        if (!json_is_object(item) ||
+            (eb_jfield_rfc3339(item, "created", &t) &&
+             eb_jfield_rfc3339(item, "created_at", &t)))
+                return -1;
+        return t / 1000;
+}
+
+/* What tells list items apart: the id, or for an item without one (a
+ * poison event) its whole text. Caller frees. */
+static char *item_key(const json_t *item)
+{
+        const char *id = eb_jfield_str(item, "id", EB_PROVIDER_MAX_ID);
+        char *dump, *key;
+
+        if (id)
+                return eb_xstrdup(id);
+        dump = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS);
+        key = eb_xasprintf("#%s", dump ? dump : "");
+        free(dump);
+        return key;
+}
+
+static void ids_add(json_t *ids, const json_t *item)
+{
+        char *key = item_key(item);
+
+        json_object_set_new(ids, key, json_true());
+        free(key);
+}
+
+static int ids_have(const json_t *ids, const json_t *item)
+{
+        char *key = item_key(item);
+        int have = json_object_get(ids, key) != NULL;
+
+        free(key);
+        return have;
+}
+
+/* The seconds of the items taken, into "cnt" of @p p (the counts the
+ * next walk compares its overlap with). */
+static void count_kept(json_t *p, const json_t *items, const char *keep)
+{
+        json_t *cnt = json_object();
+        size_t i;
+        int64_t s;
+
+        for (i = 0; i < json_array_size(items); i++) {
+                s = item_second(json_array_get(items, i));
+                if (keep[i] && s >= 0)
+                        eb_seen_add(cnt, s, 1);
+        }
+        json_object_set_new(p, "cnt", cnt);
+}
+
+/*
+ * Pages follow whole seconds, not page numbers alone. Kota promises no
+ * order among events of one "created" second (its examples show whole
+ * seconds), and may give them in another order on every request, so with
+ * page numbers a second split by a page boundary could be partly on
+ * neither page.
+ *
+ * "bs" is the second the walk is on (none at the start): the request is
+ * created_after = bs - 1 ms, page 1, 2... so bs is read again whole, and
+ * "ids" are its events already taken, dropped when they come again. A page
+ * holding a second newer than bs ends the pass over bs, and its position
+ * says how many events bs holds: (page - 1) * page_size + the items before
+ * the first newer one. When every one of them was taken, the page's newer
+ * events are taken too and the walk moves to its newest second (read again
+ * whole, from page 1: one request per page, as with page numbers).
+ * Otherwise the newer events are left for later and bs is read again from
+ * page 1, at most KOTA_PASSES times. Sets keep[i] for the items to take
+ * and leaves the position to move to in w->state "p" for page_done.
+ * @returns whether there is more to read.
+ */
+static int kota_walk_step(struct eb_walk *w, const json_t *items, int more,
+                          char *keep, int64_t *missed)
+{
+        int64_t pg = eb_walk_get(w, "page"), pass = eb_walk_get(w, "pass");
+        int64_t bs = eb_walk_has(w, "bs") ? eb_walk_get(w, "bs") : -1;
+        int64_t s, newest = -1, total;
+        json_t *ids = json_object_get(w->state, "ids"), *p = json_object();
+        json_t *nids = ids ? json_deep_copy(ids) : json_object();
+        size_t n = json_array_size(items), i, fnew = n;
+
+        for (i = 0; i < n; i++) {
+                s = item_second(json_array_get(items, i));
+                if (s > bs && fnew == n)
+                        fnew = i;
+                if (s > newest)
+                        newest = s;
+        }
+        for (i = 0; i < fnew; i++) {
+                const json_t *item = json_array_get(items, i);
+
+                keep[i] = !ids_have(nids, item);
+                if (keep[i])
+                        ids_add(nids, item);
+        }
+        if (fnew == n && more) { /* the pass over bs goes on */
+                json_object_set_new(p, "page", json_integer(pg + 1));
+                json_object_set_new(p, "ids", nids);
+                count_kept(p, items, keep);
+                json_object_set_new(w->state, "p", p);
+                return 1;
+        }
+        total = (pg - 1) * w->page_size + (int64_t)fnew;
+        if (bs >= 0 && (int64_t)json_object_size(nids) < total &&
+            pass < KOTA_PASSES) {
+                /* Some events of bs were on neither page: again. */
+                for (i = fnew; i < n; i++)
+                        keep[i] = 0;
+                json_object_set_new(p, "page", json_integer(1));
+                json_object_set_new(p, "pass", json_integer(pass + 1));
+                json_object_set_new(p, "ids", nids);
+                count_kept(p, items, keep);
+                json_object_set_new(w->state, "p", p);
+                return 1;
+        }
+        if (bs >= 0 && (int64_t)json_object_size(nids) < total)
+                *missed = total - (int64_t)json_object_size(nids);
+        json_decref(nids);
+        nids = json_object();
+        for (i = fnew; i < n; i++) {
+                const json_t *item = json_array_get(items, i);
+
+                keep[i] = 1;
+                if (item_second(item) == newest)
+                        ids_add(nids, item);
+        }
+        if (fnew < n && more) {
+                json_object_set_new(p, "bs", json_integer(newest));
+                json_object_set_new(p, "ca", json_integer(newest * 1000 - 1));
+                json_object_set_new(p, "page", json_integer(1));
+                json_object_set_new(p, "pass", json_integer(1));
+        } else {
+                more = 0;
+        }
+        json_object_set_new(p, "ids", nids);
+        count_kept(p, items, keep);
+        json_object_set_new(w->state, "p", p);
+        return more;
+}
+
+/* The first request of a walk that skips its overlap (kota_plan_skip):
+ * @returns what kota_walk_step returns for the items from position K on,
+ * or, when the page says the overlap changed, 1 with page 1 next. */
+static int kota_skip_step(struct eb_walk *w, const json_t *items, int more,
+                          char *keep, int64_t *missed)
+{
+        int64_t k = eb_walk_get(w, "k"), q = eb_walk_get(w, "q");
+        int64_t rs = eb_walk_get(w, "rs"), e64, sb, sa;
+        size_t n = json_array_size(items), e, i;
+        json_t *rest, *p;
+        int r;
+
+        memset(keep, 0, n);
+        e64 = k - (eb_walk_get(w, "page") - 1) * q;
+        e = e64 >= 1 && e64 <= (int64_t)n ? (size_t)e64 : 0;
+        sb = e ? item_second(json_array_get(items, e - 1)) : -1;
+        sa = e && e < n ? item_second(json_array_get(items, e)) : -1;
+        if (e && sb >= 0 && sb < rs && (e < n ? sa >= rs : !more)) {
+                rest = json_array();
+                for (i = e; i < n; i++)
+                        json_array_append(rest, json_array_get(items, i));
+                r = kota_walk_step(w, rest, more, keep + e, missed);
+                json_decref(rest);
+                p = json_object_get(w->state, "p");
+                json_object_set_new(p, "skipped", json_true());
+                json_object_set_new(p, "cnt_lo", json_integer(rs));
+                json_object_set_new(p, "unq", json_true());
+                return r;
+        }
+        p = json_object();
+        json_object_set_new(p, "page", json_integer(1));
+        json_object_set_new(p, "unq", json_true());
+        json_object_set_new(w->state, "p", p);
+        return 1;
+}
+
 static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                          struct eb_page *page)
 {
         json_t *root, *items, *hnp, *item, *types;
-        int64_t req_page = eb_walk_get(w, "page"), pmax = 0;
-        size_t i, nvalid = 0;
+        int64_t req_page = eb_walk_get(w, "page"), pmax = 0, missed = 0;
+        char *keep = NULL;
+        size_t i, nvalid = 0, len;
+        int more, skip;
 
+        json_object_del(w->state, "p");
         root = eb_resp_json_object(resp, page);
         if (!root)
                 return;
@@ -338,12 +601,25 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                              EB_PROVIDER_MAX_PAGE_EVENTS);
                 goto out;
         }
+        more = json_is_true(hnp) && json_array_size(items);
+        if (more && req_page >= KOTA_MAX_PAGES) {
+                eb_page_fail(page, EB_RESP_BAD_BODY,
+                             "more than %d pages since created_after",
+                             KOTA_MAX_PAGES);
+                goto out;
+        }
+        keep = eb_xmalloc(json_array_size(items) + 1);
+        skip = eb_walk_has(w, "q");
+        more = skip ? kota_skip_step(w, items, more, keep, &missed)
+                    : kota_walk_step(w, items, more, keep, &missed);
         json_array_foreach(items, i, item)
         {
-                struct eb_event *evt =
-                        eb_walk_normalize(w, item, req_page, "items", i);
+                struct eb_event *evt;
                 const char *type;
 
+                if (!keep[i])
+                        continue; /* taken before in this walk */
+                evt = eb_walk_normalize(w, item, req_page, "items", i);
                 if (evt->deadletter) {
                         if (eb_page_add_event(page, evt)) {
                                 eb_page_fail(page, EB_RESP_BAD_BODY,
@@ -369,13 +645,7 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                         goto out;
                 }
         }
-        page->more = json_is_true(hnp) && json_array_size(items);
-        if (page->more && req_page >= KOTA_MAX_PAGES) {
-                eb_page_fail(page, EB_RESP_BAD_BODY,
-                             "more than %d pages since created_after",
-                             KOTA_MAX_PAGES);
-                goto out;
-        }
+        page->more = more;
         page->full = json_array_size(items) >= (size_t)w->page_size;
         if (nvalid)
                 eb_walk_set(w, "pmax", pmax);
@@ -383,7 +653,26 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                  "page %" PRId64 ": %zu events, %zu skipped%s", req_page,
                  page->events_cnt, page->skipped_cnt,
                  page->more ? ", more" : "");
+        len = strlen(page->detail);
+        if (eb_walk_get(w, "pass") > 1)
+                snprintf(page->detail + len, sizeof(page->detail) - len,
+                         ", a second read again (pass %" PRId64 ")",
+                         eb_walk_get(w, "pass"));
+        len = strlen(page->detail);
+        if (skip)
+                snprintf(page->detail + len, sizeof(page->detail) - len,
+                         json_object_get(json_object_get(w->state, "p"),
+                                         "skipped")
+                                 ? ", the overlap below is unchanged"
+                                 : ", the overlap changed: read again whole");
+        len = strlen(page->detail);
+        if (missed)
+                snprintf(page->detail + len, sizeof(page->detail) - len,
+                         " (its pages say one second holds %" PRId64
+                         " more events than %d passes found)",
+                         missed, KOTA_PASSES);
 out:
+        free(keep);
         json_decref(root);
 }
 
@@ -405,6 +694,12 @@ static int kota_reanchor(struct eb_walk *w, int64_t now_ms)
         eb_walk_set(w, "stale_ca", ca);
         eb_walk_set(w, "ca", now_ms - KOTA_RETENTION_MS + KOTA_MARGIN_MS);
         eb_walk_set(w, "page", 1);
+        eb_walk_set(w, "pass", 1);
+        json_object_del(w->state, "bs");
+        json_object_del(w->state, "ids");
+        json_object_del(w->state, "q");
+        json_object_del(w->state, "k");
+        eb_walk_set(w, "nocount", 1);
         eb_walk_set(w, "reanchors", eb_walk_get(w, "reanchors") + 1);
         return 1;
 }
@@ -453,16 +748,80 @@ static void kota_handle_response(struct eb_walk *w,
         eb_walk_response_end(w, page);
 }
 
+/* The counts a finished walk leaves for the next one: its own whole
+ * seconds from cnt_lo, below them the last walk's where this one skipped
+ * them, from the watermark's second minus the overlap up. */
+static void kota_store_seen(struct eb_walk *w)
+{
+        json_t *cnt = json_object_get(w->state, "cnt");
+        json_t *prev = json_object_get(w->state, "prev"), *all, *v;
+        int64_t top = eb_walk_get(w, "wm") / 1000, s;
+        int64_t lo = eb_walk_get(w, "cnt_lo"), o = eb_walk_get(w, "o");
+        int64_t keep = top - (w->overlap_ms + 999) / 1000;
+        const char *key;
+
+        if (!cnt || eb_walk_get(w, "nocount"))
+                return;
+        all = json_deep_copy(cnt);
+        if (eb_walk_get(w, "skipped") && prev) {
+                json_object_foreach(prev, key, v)
+                {
+                        s = strtoll(key, NULL, 10);
+                        if (s >= o && s < lo)
+                                json_object_set(all, key, v);
+                }
+                lo = o;
+        }
+        eb_seen_store(w->cp, all, lo > keep ? lo : keep, top, KOTA_MAX_SEEN);
+        json_object_set_new(w->cp, "seen_at",
+                            json_integer(eb_walk_get(w, "at")));
+        json_decref(all);
+}
+
 static void kota_write_cp(struct eb_walk *w)
 {
         json_decref(w->cp);
         w->cp = json_object();
         eb_jfield_set_rfc3339(w->cp, "wm", eb_walk_get(w, "wm"));
-        if (eb_walk_get(w, "done"))
+        if (eb_walk_get(w, "done")) {
+                kota_store_seen(w);
                 return;
-        json_object_set_new(w->cp, "page",
-                            json_integer(eb_walk_get(w, "page")));
+        }
+        json_object_set_new(w->cp, "page", json_integer(1));
         eb_jfield_set_rfc3339(w->cp, "created_after", eb_walk_get(w, "ca"));
+}
+
+/* page_done: move to the position the acknowledged page left in "p". */
+static void kota_walk_advance(struct eb_walk *w)
+{
+        json_t *p = json_object_get(w->state, "p"), *v;
+        static const char *const keys[] = {"bs", "ca", "page", "pass",
+                                           "cnt_lo"};
+        json_t *cnt = json_object_get(w->state, "cnt");
+        const char *key;
+        size_t i;
+
+        if (!p)
+                return;
+        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+                if ((v = json_object_get(p, keys[i])))
+                        eb_walk_set(w, keys[i], json_integer_value(v));
+        }
+        if ((v = json_object_get(p, "ids")))
+                json_object_set(w->state, "ids", v);
+        json_object_foreach(json_object_get(p, "cnt"), key, v)
+        {
+                if (cnt)
+                        eb_seen_add(cnt, strtoll(key, NULL, 10),
+                                    json_integer_value(v));
+        }
+        if (json_object_get(p, "skipped"))
+                eb_walk_set(w, "skipped", 1);
+        if (json_object_get(p, "unq")) {
+                json_object_del(w->state, "q");
+                json_object_del(w->state, "k");
+        }
+        json_object_del(w->state, "p");
 }
 
 static void kota_page_done(struct eb_walk *w)
@@ -473,7 +832,7 @@ static void kota_page_done(struct eb_walk *w)
         if (eb_walk_has(w, "pmax") &&
             eb_walk_get(w, "pmax") > eb_walk_get(w, "wm"))
                 eb_walk_set(w, "wm", eb_walk_get(w, "pmax"));
-        eb_walk_set(w, "page", eb_walk_get(w, "page") + 1);
+        kota_walk_advance(w);
         if (!eb_walk_get(w, "more"))
                 eb_walk_set(w, "done", 1);
         kota_write_cp(w);

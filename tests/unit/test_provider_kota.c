@@ -16,6 +16,7 @@
 #define JSON      "application/json"
 #define PROBLEM   "application/problem+json"
 #define CA0       "2023-11-13T22%3A13%3A20.000Z" /* now - 24h */
+#define CA1       "2023-11-14T10%3A59%3A59.999Z" /* 11:00:00 - 1 ms */
 
 /* ---- options ---------------------------------------------------------- */
 
@@ -98,7 +99,8 @@ static void test_kota_urls(void)
         eb_walk_fini(&w);
         t_src_fini(&s);
 
-        /* From a checkpoint: wm - overlap; pinned v1; smaller pages. */
+        /* From a checkpoint: wm - overlap, from its whole second; pinned
+         * v1; smaller pages. */
         t_src_init(&s, "kota", "https://test.api.kota.io",
                    "{\"version\":\"v1\"}");
         s.page_size = 25;
@@ -107,7 +109,7 @@ static void test_kota_urls(void)
         json_decref(cp);
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
         T_CHECK_URL(&w, "https://test.api.kota.io/events?order_direction=asc"
-                        "&created_after=2023-11-14T09%3A58%3A00.000Z"
+                        "&created_after=2023-11-14T09%3A57%3A59.999Z"
                         "&version=v1&page=1&page_size=25");
         eb_walk_fini(&w);
         t_src_fini(&s);
@@ -168,7 +170,7 @@ static void test_kota_walk(void)
         struct eb_walk w;
         struct eb_page page;
         char *p1 = t_fixture(FX("v1_page1.json"));
-        char *p2 = t_fixture(FX("v2_page2.json"));
+        char *p2 = t_fixture(FX("v2_last_page1.json"));
         const char *e500 = "{\"title\":\"Internal\",\"status\":500}";
         json_t *cp;
 
@@ -184,46 +186,58 @@ static void test_kota_walk(void)
         EB_CHECK(w.cp == NULL);
         eb_page_fini(&page);
         w.prov->page_done(&w);
-        /* Ascending order: the watermark moves with each page. */
-        T_CHECK_CP(&w, "{\"created_after\":\"2023-11-13T22:13:20.000Z\","
-                       "\"page\":2,\"wm\":\"2023-11-14T11:00:00.500Z\"}");
+        /* Ascending order: the watermark moves with each page. The next
+         * request reads the page's newest second again whole. */
+        T_CHECK_CP(&w, "{\"created_after\":\"2023-11-14T10:59:59.999Z\","
+                       "\"page\":1,\"wm\":\"2023-11-14T11:00:00.500Z\"}");
         T_CHECK_URL(&w,
-                    KOTA_BASE "/events?order_direction=asc&created_after=" CA0
-                              "&page=2&page_size=100");
+                    KOTA_BASE "/events?order_direction=asc&created_after=" CA1
+                              "&page=1&page_size=100");
         t_feed(&w, 500, e500, PROBLEM, &page);
         EB_CHECK_INT(page.kind, EB_RESP_RETRY);
         eb_page_fini(&page);
         w.prov->page_done(&w);
         T_CHECK_URL(&w,
-                    KOTA_BASE "/events?order_direction=asc&created_after=" CA0
-                              "&page=2&page_size=100");
+                    KOTA_BASE "/events?order_direction=asc&created_after=" CA1
+                              "&page=1&page_size=100");
         t_feed(&w, 200, p2, JSON, &page);
         EB_CHECK_INT(page.kind, EB_RESP_OK);
         EB_CHECK_INT(page.events_cnt, 1);
         EB_CHECK_INT(page.more, 0);
         eb_page_fini(&page);
         w.prov->page_done(&w);
-        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T12:30:00.250Z\"}");
+        /* The walk is over: with the count of each second of its overlap
+         * (one event in 12:30:00) and when it began. */
+        T_CHECK_CP(&w, "{\"seen\":[[0,1]],\"seen_at\":1700000000000,"
+                       "\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T12:30:00.250Z\"}");
         w.prov->walk_end(&w);
-        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T12:30:00.250Z\"}");
+        T_CHECK_CP(&w, "{\"seen\":[[0,1]],\"seen_at\":1700000000000,"
+                       "\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T12:30:00.250Z\"}");
 
-        /* The next walk starts at wm - 2m. */
+        /* The next walk starts at wm - 2m, from its whole second, at the
+         * page holding position 1: the overlap's only event. */
         cp = json_incref(w.cp);
         eb_walk_fini(&w);
         begin(&w, &s, cp, T_NOW_MS + 10000);
         json_decref(cp);
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
         T_CHECK_URL(&w, KOTA_BASE "/events?order_direction=asc&created_after="
-                                  "2023-11-14T12%3A28%3A00.250Z&page=1"
+                                  "2023-11-14T12%3A27%3A59.999Z&page=1"
                                   "&page_size=100");
-        /* Nothing new: the watermark stays. */
-        t_feed(&w, 200, "{\"items\":[],\"page\":1,\"has_next_page\":false}",
-               JSON, &page);
+        /* Nothing new: one request, the watermark stays. */
+        t_feed(&w, 200, p2, JSON, &page);
         EB_CHECK_INT(page.kind, EB_RESP_OK);
+        EB_CHECK_INT(page.events_cnt, 0);
+        EB_CHECK_INT(page.more, 0);
+        EB_CHECK(strstr(page.detail, "overlap below is unchanged") != NULL);
         eb_page_fini(&page);
         w.prov->page_done(&w);
         w.prov->walk_end(&w);
-        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T12:30:00.250Z\"}");
+        T_CHECK_CP(&w, "{\"seen\":[[0,1]],\"seen_at\":1700000010000,"
+                       "\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T12:30:00.250Z\"}");
         eb_walk_fini(&w);
 
         t_src_fini(&s);
@@ -231,12 +245,198 @@ static void test_kota_walk(void)
         free(p2);
 }
 
+/* A list page of @p n items "id@second" (seconds after 10:00:00). */
+static char *ties_page(int64_t page, int more, const char *const *items,
+                       size_t n)
+{
+        json_t *root = json_object(), *arr = json_array();
+        char *text, created[40];
+        size_t i;
+
+        for (i = 0; i < n; i++) {
+                const char *at = strchr(items[i], '@');
+                char id[32];
+
+                snprintf(id, sizeof(id), "evt_%.*s", (int)(at - items[i]),
+                         items[i]);
+                eb_rfc3339_format(1699956000000LL +
+                                          1000 * strtoll(at + 1, NULL, 10),
+                                  0, created, sizeof(created));
+                json_array_append_new(arr, json_pack("{ss ss ss s{ss}}", "id",
+                                                     id, "created", created,
+                                                     "type", "employee.created",
+                                                     "data", "id", "ee_1"));
+        }
+        json_object_set_new(root, "items", arr);
+        json_object_set_new(root, "page", json_integer(page));
+        json_object_set_new(root, "has_next_page", json_boolean(more));
+        text = json_dumps(root, JSON_COMPACT);
+        json_decref(root);
+        return text;
+}
+
+/* Feeds a page, acknowledges it, and checks the ids taken. */
+static void ties_feed(struct eb_walk *w, int64_t pg, int more,
+                      const char *const *items, size_t n, const char *want)
+{
+        struct eb_page page;
+        char *body = ties_page(pg, more, items, n), got[256] = "";
+        size_t i;
+
+        eb_page_init(&page);
+        t_feed(w, 200, body, JSON, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_OK);
+        for (i = 0; i < page.events_cnt; i++)
+                snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s",
+                         i ? " " : "", page.events[i]->id + 4);
+        EB_CHECK_STR(got, want);
+        eb_page_fini(&page);
+        w->prov->page_done(w);
+        free(body);
+}
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+#define TIES_URL(ca, pg)                                                       \
+        KOTA_BASE "/events?order_direction=asc&created_after=" ca "&page=" pg  \
+                  "&page_size=3"
+
+/*
+ * Kota promises no order among events of one second and may give them in
+ * another order on every request. With page numbers, second 1 split by a
+ * page boundary was partly on neither page (g here). The walk reads it
+ * again whole from page 1 until the pages' positions say every one of its
+ * events was seen.
+ */
+static void test_kota_ties(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        static const char *const p1[] = {"a@0", "b@1", "c@1"};
+        static const char *const p2[] = {"c@1", "d@1", "b@1"};
+        static const char *const p3[] = {"d@1", "e@2", "f@3"};
+        static const char *const p4[] = {"g@1", "b@1", "c@1"};
+        static const char *const p5[] = {"d@1", "e@2", "f@3"};
+
+        t_src_init(&s, "kota", NULL, NULL);
+        s.page_size = 3;
+        begin(&w, &s, NULL, T_NOW_MS);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        ties_feed(&w, 1, 1, p1, N(p1), "a b c");
+        /* Second 1 is read again whole: created_after = 10:00:01 - 1 ms. */
+        T_CHECK_URL(&w, TIES_URL("2023-11-14T10%3A00%3A00.999Z", "1"));
+        T_CHECK_CP(&w, "{\"created_after\":\"2023-11-14T10:00:00.999Z\","
+                       "\"page\":1,\"wm\":\"2023-11-14T10:00:01.000Z\"}");
+        ties_feed(&w, 1, 1, p2, N(p2), "d");
+        T_CHECK_URL(&w, TIES_URL("2023-11-14T10%3A00%3A00.999Z", "2"));
+        /* Page 2 starts at position 3, and second 1 ends after one item
+         * of it: 4 events, 3 seen. The newer ones wait; another pass. */
+        ties_feed(&w, 2, 1, p3, N(p3), "");
+        T_CHECK_URL(&w, TIES_URL("2023-11-14T10%3A00%3A00.999Z", "1"));
+        ties_feed(&w, 1, 1, p4, N(p4), "g");
+        ties_feed(&w, 2, 0, p5, N(p5), "e f");
+        /* Second 1 holds four events: the counts are of what was taken,
+         * once each. */
+        T_CHECK_CP(&w, "{\"seen\":[[0,1],[1,1],[2,4],[3,1]],"
+                       "\"seen_at\":1700000000000,\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T10:00:03.000Z\"}");
+        w.prov->walk_end(&w);
+        eb_walk_fini(&w);
+        t_src_fini(&s);
+}
+
+/* A page all of one second with more after it: that second is read alone,
+ * page by page, and the walk moves on only past its last event. */
+static void test_kota_dense_second(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        static const char *const p1[] = {"a@5", "b@5", "c@5"};
+        static const char *const p2[] = {"b@5", "c@5", "a@5"};
+        static const char *const p3[] = {"d@5", "e@6", "f@6"};
+        static const char *const p4[] = {"e@6", "f@6", "g@7"};
+
+        t_src_init(&s, "kota", NULL, NULL);
+        s.page_size = 3;
+        begin(&w, &s, NULL, T_NOW_MS);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        ties_feed(&w, 1, 1, p1, N(p1), "a b c");
+        T_CHECK_URL(&w, TIES_URL("2023-11-14T10%3A00%3A04.999Z", "1"));
+        ties_feed(&w, 1, 1, p2, N(p2), "");
+        T_CHECK_URL(&w, TIES_URL("2023-11-14T10%3A00%3A04.999Z", "2"));
+        ties_feed(&w, 2, 1, p3, N(p3), "d e f");
+        T_CHECK_URL(&w, TIES_URL("2023-11-14T10%3A00%3A05.999Z", "1"));
+        ties_feed(&w, 1, 0, p4, N(p4), "g");
+        T_CHECK_CP(&w, "{\"seen\":[[0,1],[1,2],[2,4]],"
+                       "\"seen_at\":1700000000000,\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T10:00:07.000Z\"}");
+        eb_walk_fini(&w);
+        t_src_fini(&s);
+}
+
+/* A checkpoint of a walk over 10:00:00-10:00:20: one event at :00, two at
+ * :10, one at :20 (seconds offsets from the watermark's second). */
+#define OV_CP                                                                  \
+        "{\"wm\":\"2023-11-14T10:00:20.000Z\",\"seen\":[[0,1],[10,2],[20,1]]," \
+        "\"seen_span\":120,\"seen_at\":1700000000000}"
+#define OV_URL(pg, ps)                                                         \
+        KOTA_BASE "/events?order_direction=asc&created_after="                 \
+                  "2023-11-14T09%3A58%3A19.999Z&page=" pg "&page_size=" ps
+
+/*
+ * The overlap is not downloaded again: the 4 events the last walk counted
+ * below the recheck seconds put the first new one at position 4, so the
+ * walk asks for the page holding positions 3 and 4 (pages of 3: page 2)
+ * and takes it from position 4 when the boundary is there. A late event
+ * in the overlap moves the boundary: the overlap is read whole.
+ */
+static void test_kota_overlap(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        json_t *cp = json_loads(OV_CP, 0, NULL);
+        static const char *const same[] = {"d@20", "e@25", "f@26"};
+        static const char *const late[] = {"c@10", "d@20", "e@25"};
+        static const char *const whole1[] = {"a@0", "x@5", "b@10"};
+        static const char *const whole2[] = {"c@10", "b@10", "d@20"};
+        static const char *const whole3[] = {"d@20", "e@25"};
+
+        EB_REQUIRE(cp != NULL);
+        t_src_init(&s, "kota", NULL, NULL);
+        s.page_size = 3;
+        begin(&w, &s, cp, T_NOW_MS + 60000);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        T_CHECK_URL(&w, OV_URL("2", "3"));
+        ties_feed(&w, 2, 0, same, N(same), "e f");
+        T_CHECK_CP(&w, "{\"seen\":[[0,1],[1,1],[6,1],[16,2],[26,1]],"
+                       "\"seen_at\":1700000060000,\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T10:00:26.000Z\"}");
+        eb_walk_fini(&w);
+
+        /* x@5 became visible late: the event at position 3 is :10. */
+        begin(&w, &s, cp, T_NOW_MS + 60000);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        ties_feed(&w, 2, 1, late, N(late), "");
+        T_CHECK_URL(&w, OV_URL("1", "3"));
+        ties_feed(&w, 1, 1, whole1, N(whole1), "a x b");
+        T_CHECK_URL(&w, KOTA_BASE "/events?order_direction=asc&created_after="
+                                  "2023-11-14T10%3A00%3A09.999Z&page=1"
+                                  "&page_size=3");
+        ties_feed(&w, 1, 1, whole2, N(whole2), "c d");
+        ties_feed(&w, 1, 0, whole3, N(whole3), "e");
+        T_CHECK_CP(&w, "{\"seen\":[[0,1],[5,1],[15,2],[20,1],[25,1]],"
+                       "\"seen_at\":1700000060000,\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T10:00:25.000Z\"}");
+        eb_walk_fini(&w);
+        json_decref(cp);
+        t_src_fini(&s);
+}
+
 static void test_kota_restart(void)
 {
         struct eb_source_cfg s;
         struct eb_walk w;
         struct eb_page page;
-        char *p2 = t_fixture(FX("v2_page2.json"));
+        char *p2 = t_fixture(FX("v2_last_page1.json"));
         json_t *cp =
                 json_pack("{sssiss}", "wm", "2023-11-14T11:00:00.500Z", "page",
                           2, "created_after", "2023-11-13T22:13:20.000Z");
@@ -244,16 +444,19 @@ static void test_kota_restart(void)
         t_src_init(&s, "kota", NULL, NULL);
         begin(&w, &s, cp, T_NOW_MS + 3600000);
         EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        /* Its second is read again whole: from page 1. */
         T_CHECK_URL(&w,
                     KOTA_BASE "/events?order_direction=asc&created_after=" CA0
-                              "&page=2&page_size=100");
+                              "&page=1&page_size=100");
         eb_page_init(&page);
         t_feed(&w, 200, p2, JSON, &page);
         EB_CHECK_INT(page.kind, EB_RESP_OK);
         eb_page_fini(&page);
         w.prov->page_done(&w);
         w.prov->walk_end(&w);
-        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T12:30:00.250Z\"}");
+        T_CHECK_CP(&w, "{\"seen\":[[0,1]],\"seen_at\":1700003600000,"
+                       "\"seen_span\":120,"
+                       "\"wm\":\"2023-11-14T12:30:00.250Z\"}");
         eb_walk_fini(&w);
 
         /* Abandoned mid-walk: the checkpoint stays as it was. */
@@ -333,8 +536,8 @@ static void test_kota_types_filter(void)
         eb_page_fini(&page);
         w.prov->page_done(&w);
         /* The dropped (newer) event still advances the watermark. */
-        T_CHECK_CP(&w, "{\"created_after\":\"2023-11-13T22:13:20.000Z\","
-                       "\"page\":2,\"wm\":\"2023-11-14T11:00:00.500Z\"}");
+        T_CHECK_CP(&w, "{\"created_after\":\"2023-11-14T10:59:59.999Z\","
+                       "\"page\":1,\"wm\":\"2023-11-14T11:00:00.500Z\"}");
         eb_walk_fini(&w);
         t_src_fini(&s);
         free(p1);
@@ -627,6 +830,9 @@ int main(void)
         EB_RUN(test_kota_urls);
         EB_RUN(test_kota_stale_floor);
         EB_RUN(test_kota_walk);
+        EB_RUN(test_kota_ties);
+        EB_RUN(test_kota_dense_second);
+        EB_RUN(test_kota_overlap);
         EB_RUN(test_kota_restart);
         EB_RUN(test_kota_bad_checkpoint);
         EB_RUN(test_kota_types_filter);
