@@ -16,33 +16,13 @@
 #include "eb_provider.h"
 #include "eb_test.h"
 #include "eb_time.h"
+#include "eb_tloop.h"
 
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
 static struct event_base *base;
-
-struct result {
-        int done;
-        int err;
-};
-
-static void on_done(void *arg, int err)
-{
-        struct result *r = arg;
-
-        r->done++;
-        r->err = err;
-}
-
-static void wait_done(struct result *r, int ms)
-{
-        int64_t until = eb_mono_ms() + EB_T_TMOUT(ms);
-
-        while (!r->done && eb_mono_ms() < until)
-                event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-}
 
 /* A Close event as the list API returns it, with or without its data. */
 static json_t *close_event(const char *id, const char *action, int stripped)
@@ -77,12 +57,12 @@ static int publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                    struct eb_event *evt)
 {
         struct eb_event **evts = calloc(1, sizeof(*evts));
-        struct result r = {0, 0};
+        struct eb_tresult r = {0, 0};
 
         evts[0] = evt;
-        if (eb_pipeline_publish(pl, src, evts, 1, NULL, on_done, &r))
+        if (eb_pipeline_publish(pl, src, evts, 1, NULL, eb_tresult_done, &r))
                 return -1;
-        wait_done(&r, 10000);
+        eb_tresult_wait(base, &r, 10000);
         return r.done == 1 ? r.err : -1;
 }
 
