@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "eb_dedupe.h"
+#include "eb_fsm.h"
 #include "eb_time.h"
 #include "eb_util.h"
 
@@ -441,6 +442,11 @@ void eb_metrics_collect_process(struct eb_prom *w, void *opaque)
                 eb_prom_sample(w, NULL, NULL,
                                (double)a->start_time_ms / 1000.0);
         }
+        eb_prom_family(w, "evbridge_state_transitions_illegal_total", "counter",
+                       "State changes that their machine's table does not "
+                       "allow (a bug, logged with both states); 0 is "
+                       "healthy.");
+        eb_prom_sample(w, NULL, NULL, (double)eb_fsm_illegal_total());
 }
 
 void eb_metrics_register_app(eb_metrics_t *m, const struct eb_metrics_app *a)
