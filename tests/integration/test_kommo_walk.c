@@ -62,11 +62,8 @@ static int publish(void *opaque, const struct eb_source_cfg *src,
 }
 
 struct rig {
-        struct eb_sim sim;
+        struct eb_trig t;
         struct sink sk;
-        struct eb_config *cfg;
-        eb_http_t *http;
-        eb_poller_t *p;
 };
 
 /* The simulator with @p args (one Kommo account), and a source kommo-1
@@ -74,47 +71,28 @@ struct rig {
 static int rig_start(struct rig *r, const char *const *args, const char *poll,
                      int ps)
 {
-        struct eb_sink sink;
-        struct eb_poller_opts opts;
-        char json[4096], err[512];
+        struct eb_sink sink = {.publish = publish};
+        char json[4096];
 
-        memset(r, 0, sizeof(*r));
+        if (eb_trig_sim(&r->t, args) < 0)
+                return -1;
+        memset(&r->sk, 0, sizeof(r->sk));
         r->sk.seen = json_object();
         r->sk.page_size = ps;
-        if (eb_sim_start(args, &r->sim) < 0)
-                return -1;
+        sink.opaque = &r->sk;
         snprintf(json, sizeof(json),
                  "{\"sources\":[{\"name\":\"kommo-1\",\"provider\":"
                  "\"kommo\",\"base_url\":\"%s/kommo/kommo-1\","
                  "\"credentials\":{\"token\":\"kommo-token-kommo-1\"},"
                  "\"poll\":{%s,\"page_size\":%d}}]}",
-                 r->sim.origin, poll, ps);
-        r->cfg = eb_config_load_string(json, err, sizeof(err));
-        if (!r->cfg) {
-                fprintf(stderr, "config: %s\n", err);
-                return -1;
-        }
-        r->http = eb_http_new(base, err, sizeof(err));
-        sink.publish = publish;
-        sink.opaque = &r->sk;
-        memset(&opts, 0, sizeof(opts));
-        opts.backoff_min_ms = 50;
-        opts.backoff_max_ms = 200;
-        r->p = eb_poller_new(base, r->http, &sink, &opts);
-        return eb_poller_add(r->p, &r->cfg->sources[0], NULL, err, sizeof(err));
+                 r->t.sim.origin, poll, ps);
+        return eb_trig_poll(&r->t, base, json, &sink, &eb_trig_fast);
 }
 
 static void rig_stop(struct rig *r)
 {
-        if (r->p) {
-                eb_poller_stop(r->p);
-                eb_trun_for(base, 300);
-                eb_poller_free(r->p);
-        }
-        eb_http_free(r->http);
-        eb_config_free(r->cfg);
+        eb_trig_stop(&r->t, base);
         json_decref(r->sk.seen);
-        EB_CHECK(eb_sim_stop(&r->sim) == 0);
 }
 
 static int run_until_complete(struct rig *r, int secs)
@@ -123,7 +101,7 @@ static int run_until_complete(struct rig *r, int secs)
 
         for (i = 0; i < EB_T_TMOUT(secs) * 2; i++) {
                 eb_trun_for(base, 500);
-                miss = eb_tmissing(&r->sim, "", r->sk.seen, 0, NULL);
+                miss = eb_tmissing(&r->t.sim, "", r->sk.seen, 0, NULL);
                 if (miss == 0)
                         break;
         }
@@ -133,7 +111,7 @@ static int run_until_complete(struct rig *r, int secs)
 /* Requests the simulator answered for kommo-1 since the last reset. */
 static long sim_requests(struct rig *r)
 {
-        json_t *st = eb_sim_get_json(&r->sim, "/_sim/stats?account=kommo-1");
+        json_t *st = eb_sim_get_json(&r->t.sim, "/_sim/stats?account=kommo-1");
         json_t *a = json_array_get(json_object_get(st, "accounts"), 0);
         long n = (long)eb_json_i64(a, "requests", -1);
 
@@ -145,7 +123,7 @@ static void sim_do(struct rig *r, const char *json)
 {
         struct eb_sim_resp resp;
 
-        EB_CHECK(eb_sim_control(&r->sim, json, &resp) == 200);
+        EB_CHECK(eb_sim_control(&r->t.sim, json, &resp) == 200);
         eb_sim_resp_free(&resp);
 }
 
@@ -214,7 +192,7 @@ static void test_idle_overlap_one_request(void)
                              250) == 0);
         EB_CHECK_INT(run_until_complete(&r, 60), 0);
         eb_trun_for(base, 1500); /* the walks that follow the backlog */
-        st = eb_poller_stats(r.p, "kommo-1");
+        st = eb_poller_stats(r.t.p, "kommo-1");
         EB_REQUIRE(st != NULL);
         req0 = sim_requests(&r);
         walks0 = (long)st->walks;

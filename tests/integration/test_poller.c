@@ -89,21 +89,18 @@ static void test_failures_lose_nothing(void)
                               "--faults",
                               "500@every=4",
                               NULL};
-        struct eb_sim sim;
+        struct eb_trig t;
         struct fake_sink fs;
         struct eb_sink sink;
         struct eb_poller_opts opts;
-        struct eb_config *cfg = NULL;
-        eb_http_t *http = NULL;
-        eb_poller_t *p = NULL;
-        char json[4096], err[512];
+        char json[4096];
         const char *names[] = {"kommo-1", "close-1", "kota-1"};
         int i, missing = -1, rounds;
 
         memset(&fs, 0, sizeof(fs));
         fs.seen = json_object();
         fs.fail_every = 3;
-        EB_REQUIRE(eb_sim_start(args, &sim) == 0);
+        EB_REQUIRE(eb_trig_sim(&t, args) == 0);
         snprintf(json, sizeof(json),
                  "{\"kafka\":{},\"sources\":["
                  "{\"name\":\"kommo-1\",\"provider\":\"kommo\","
@@ -115,46 +112,36 @@ static void test_failures_lose_nothing(void)
                  "{\"name\":\"kota-1\",\"provider\":\"kota\","
                  "\"base_url\":\"%s\",\"credentials\":{\"api_key\":\"%s\"},"
                  "\"poll\":{\"interval\":\"300ms\",\"start\":\"1d\"}}]}",
-                 eb_sim_str(&sim, "kommo-1", "base_url"),
-                 eb_sim_str(&sim, "kommo-1", "credentials.token"),
-                 eb_sim_str(&sim, "close-1", "base_url"),
-                 eb_sim_str(&sim, "close-1", "credentials.api_key"),
-                 eb_sim_str(&sim, "kota-1", "base_url"),
-                 eb_sim_str(&sim, "kota-1", "credentials.api_key"));
-        cfg = eb_config_load_string(json, err, sizeof(err));
-        EB_REQUIRE(cfg != NULL);
-        http = eb_http_new(base, err, sizeof(err));
+                 eb_sim_str(&t.sim, "kommo-1", "base_url"),
+                 eb_sim_str(&t.sim, "kommo-1", "credentials.token"),
+                 eb_sim_str(&t.sim, "close-1", "base_url"),
+                 eb_sim_str(&t.sim, "close-1", "credentials.api_key"),
+                 eb_sim_str(&t.sim, "kota-1", "base_url"),
+                 eb_sim_str(&t.sim, "kota-1", "credentials.api_key"));
         sink.publish = publish;
         sink.opaque = &fs;
-        memset(&opts, 0, sizeof(opts));
-        opts.backoff_min_ms = 50;
-        opts.backoff_max_ms = 200;
-        p = eb_poller_new(base, http, &sink, &opts);
-        for (i = 0; i < 3; i++)
-                EB_REQUIRE(eb_poller_add(p, &cfg->sources[i], NULL, err,
-                                         sizeof(err)) == 0);
+        opts = eb_trig_fast;
+        EB_REQUIRE(eb_trig_poll(&t, base, json, &sink, &opts) == 0);
         for (rounds = 0; rounds < EB_T_TMOUT(60); rounds++) {
                 eb_trun_for(base, 500);
-                if (all_accepted(&sim, &fs, &missing))
+                if (all_accepted(&t.sim, &fs, &missing))
                         break;
         }
         EB_CHECK_INT(missing, 0);
         EB_CHECK(fs.failed >= 3);
         for (i = 0; i < 3; i++) {
-                const struct eb_source_stats *st = eb_poller_stats(p, names[i]);
+                const struct eb_source_stats *st =
+                        eb_poller_stats(t.p, names[i]);
                 EB_REQUIRE(st != NULL);
                 /* Injected 500s were met and retried. */
                 EB_CHECK(st->errors_5xx >= 1);
-                EB_CHECK(eb_poller_checkpoint(p, names[i]) != NULL);
+                EB_CHECK(eb_poller_checkpoint(t.p, names[i]) != NULL);
         }
-        eb_poller_stop(p);
+        eb_poller_stop(t.p);
         eb_trun_for(base, 300);
-        EB_CHECK(eb_poller_idle(p));
-        eb_poller_free(p);
-        eb_http_free(http);
-        eb_config_free(cfg);
+        EB_CHECK(eb_poller_idle(t.p));
+        eb_trig_stop(&t, base);
         json_decref(fs.seen);
-        EB_CHECK(eb_sim_stop(&sim) == 0);
 }
 
 /* One Kota source, kota-1 of @p sim, polled every @p interval. */
@@ -399,22 +386,19 @@ static void test_slices_bound_walks(void)
                               "--consolidate",
                               "0",
                               NULL};
-        struct eb_sim sim;
+        struct eb_trig t;
         struct slice_sink ss;
         struct fake_sink fs;
         struct eb_sink sink;
         struct eb_poller_opts opts;
-        struct eb_config *cfg = NULL;
-        eb_http_t *http = NULL;
-        eb_poller_t *p = NULL;
-        char json[4096], err[512];
+        char json[4096];
         int i, missing = -1, rounds;
 
         memset(&ss, 0, sizeof(ss));
         ss.seen = json_object();
         ss.names[0] = "kommo-1";
         ss.names[1] = "close-1";
-        EB_REQUIRE(eb_sim_start(args, &sim) == 0);
+        EB_REQUIRE(eb_trig_sim(&t, args) == 0);
         snprintf(json, sizeof(json),
                  "{\"kafka\":{},\"sources\":["
                  "{\"name\":\"kommo-1\",\"provider\":\"kommo\","
@@ -427,28 +411,20 @@ static void test_slices_bound_walks(void)
                  "\"rate_limit\":{\"rps\":200},"
                  "\"poll\":{\"interval\":\"300ms\",\"start\":\"3d\","
                  "\"max_buffered_events\":300}}]}",
-                 eb_sim_str(&sim, "kommo-1", "base_url"),
-                 eb_sim_str(&sim, "kommo-1", "credentials.token"),
-                 eb_sim_str(&sim, "close-1", "base_url"),
-                 eb_sim_str(&sim, "close-1", "credentials.api_key"));
-        cfg = eb_config_load_string(json, err, sizeof(err));
-        EB_REQUIRE(cfg != NULL);
-        http = eb_http_new(base, err, sizeof(err));
+                 eb_sim_str(&t.sim, "kommo-1", "base_url"),
+                 eb_sim_str(&t.sim, "kommo-1", "credentials.token"),
+                 eb_sim_str(&t.sim, "close-1", "base_url"),
+                 eb_sim_str(&t.sim, "close-1", "credentials.api_key"));
         sink.publish = publish_sliced;
         sink.opaque = &ss;
-        memset(&opts, 0, sizeof(opts));
-        opts.backoff_min_ms = 50;
-        opts.backoff_max_ms = 200;
+        opts = eb_trig_fast;
         opts.publish_max_events = 100;
-        p = eb_poller_new(base, http, &sink, &opts);
-        for (i = 0; i < 2; i++)
-                EB_REQUIRE(eb_poller_add(p, &cfg->sources[i], NULL, err,
-                                         sizeof(err)) == 0);
+        EB_REQUIRE(eb_trig_poll(&t, base, json, &sink, &opts) == 0);
         memset(&fs, 0, sizeof(fs));
         fs.seen = ss.seen;
         for (rounds = 0; rounds < EB_T_TMOUT(60); rounds++) {
                 eb_trun_for(base, 500);
-                if (all_accepted(&sim, &fs, &missing))
+                if (all_accepted(&t.sim, &fs, &missing))
                         break;
         }
         EB_CHECK_INT(missing, 0);
@@ -456,7 +432,7 @@ static void test_slices_bound_walks(void)
         EB_CHECK(ss.max_publish <= 100);
         for (i = 0; i < 2; i++) {
                 const struct eb_source_stats *st =
-                        eb_poller_stats(p, ss.names[i]);
+                        eb_poller_stats(t.p, ss.names[i]);
 
                 EB_REQUIRE(st != NULL);
                 EB_CHECK(ss.max_held[i] > 0 && ss.max_held[i] <= 300);
@@ -464,14 +440,11 @@ static void test_slices_bound_walks(void)
                 EB_CHECK(st->slice_splits >= 1);
                 EB_CHECK_INT(st->errors_publish, 0);
         }
-        eb_poller_stop(p);
+        eb_poller_stop(t.p);
         eb_trun_for(base, 300);
-        EB_CHECK(eb_poller_idle(p));
-        eb_poller_free(p);
-        eb_http_free(http);
-        eb_config_free(cfg);
+        EB_CHECK(eb_poller_idle(t.p));
+        eb_trig_stop(&t, base);
         json_decref(ss.seen);
-        EB_CHECK(eb_sim_stop(&sim) == 0);
 }
 
 int main(void)

@@ -141,3 +141,46 @@ int eb_tmissing(const struct eb_sim *sim, const char *query, json_t *seen,
         json_decref(truth);
         return miss;
 }
+
+int eb_trig_sim(struct eb_trig *r, const char *const *args)
+{
+        memset(r, 0, sizeof(*r));
+        return eb_sim_start(args, &r->sim) < 0 ? -1 : 0;
+}
+
+const struct eb_poller_opts eb_trig_fast = {.backoff_min_ms = 50,
+                                            .backoff_max_ms = 200};
+
+int eb_trig_poll(struct eb_trig *r, struct event_base *base, const char *json,
+                 const struct eb_sink *sink, const struct eb_poller_opts *opts)
+{
+        char err[512];
+        size_t i;
+
+        r->cfg = eb_config_load_string(json, err, sizeof(err));
+        if (!r->cfg) {
+                fprintf(stderr, "config: %s\n", err);
+                return -1;
+        }
+        r->http = eb_http_new(base, err, sizeof(err));
+        r->p = eb_poller_new(base, r->http, sink, opts);
+        for (i = 0; i < r->cfg->sources_cnt; i++)
+                if (eb_poller_add(r->p, &r->cfg->sources[i], NULL, err,
+                                  sizeof(err)) < 0) {
+                        fprintf(stderr, "add: %s\n", err);
+                        return -1;
+                }
+        return 0;
+}
+
+void eb_trig_stop(struct eb_trig *r, struct event_base *base)
+{
+        if (r->p) {
+                eb_poller_stop(r->p);
+                eb_trun_for(base, 300);
+                eb_poller_free(r->p);
+        }
+        eb_http_free(r->http);
+        eb_config_free(r->cfg);
+        EB_CHECK(eb_sim_stop(&r->sim) == 0);
+}

@@ -51,7 +51,33 @@ struct eb_event **eb_tone_event(const char *id, int64_t time_ms);
 int eb_tcommitted_events(const char *bootstrap, const char *topic,
                          const char *id);
 
-struct eb_sim;
+#include "eb_config.h"
+#include "eb_http.h"
+#include "sim_harness.h"
+
+/* A poller over the simulator, as the upstream tests run it. */
+struct eb_trig {
+        struct eb_sim sim;
+        struct eb_config *cfg;
+        eb_http_t *http;
+        eb_poller_t *p;
+};
+
+/* Zero @p r and start the simulator with @p args. @returns 0 or -1. */
+int eb_trig_sim(struct eb_trig *r, const char *const *args);
+
+/* Retries after 50 .. 200 ms: what the upstream tests poll with. */
+extern const struct eb_poller_opts eb_trig_fast;
+
+/* Load the configuration @p json and poll every source of it on @p base
+ * into @p sink with @p opts (NULL: the poller's defaults). @returns 0 or
+ * -1 (said on stderr). */
+int eb_trig_poll(struct eb_trig *r, struct event_base *base, const char *json,
+                 const struct eb_sink *sink, const struct eb_poller_opts *opts);
+
+/* Stop the poller (its last publishes settle), free it all and check the
+ * simulator exits cleanly. */
+void eb_trig_stop(struct eb_trig *r, struct event_base *base);
 
 /* How many events of the simulator's truth (GET /_sim/truth@p query) are
  * not keys of @p seen (dedupe identities, eb_event_dedupe_key()), -1 if
