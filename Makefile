@@ -55,6 +55,15 @@ else
 # (e.g. an illegal transaction state transition, lib/eb_txn.c).
 OPT      := -O1 -g -DEB_DEBUG=1
 endif
+# EB_DEBUG=1: checked state machines (lib/eb_fsm.h) abort on an illegal
+# transition instead of logging and counting it. On in every build but
+# release (so the ASan and UBSan test runs stop at the first one);
+# `make EB_DEBUG=1` turns it on in a release build too.
+ifeq ($(BUILD),release)
+EB_DEBUG ?= 0
+else
+EB_DEBUG ?= 1
+endif
 
 PKG_CONFIG ?= pkg-config
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
@@ -101,7 +110,8 @@ endif
 endif
 
 CPPFLAGS += -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Ilib -Itests/support \
-            -DEB_VERSION='"$(VERSION)"' -DEB_GITREV='"$(GITREV)"'
+            -DEB_VERSION='"$(VERSION)"' -DEB_GITREV='"$(GITREV)"' \
+            -DEB_DEBUG=$(EB_DEBUG)
 CFLAGS   += -std=c11 $(OPT) $(WARN) $(SANFLAGS) $(PKG_CFLAGS) -MMD -MP
 LDFLAGS  += $(SANFLAGS)
 LDLIBS   += $(PKG_LIBS) -lm

@@ -537,6 +537,108 @@ static size_t utf8_seq(const unsigned char *s, const unsigned char *end)
         return n;
 }
 
+/* @p cp (1 .. 0x10ffff, no surrogate) as UTF-8 into @p u8. @returns
+ * its length. */
+static size_t utf8_put(unsigned cp, unsigned char u8[4])
+{
+        if (cp < 0x80) {
+                u8[0] = (unsigned char)cp;
+                return 1;
+        }
+        if (cp < 0x800) {
+                u8[0] = (unsigned char)(0xc0 | cp >> 6);
+                u8[1] = (unsigned char)(0x80 | (cp & 0x3f));
+                return 2;
+        }
+        if (cp < 0x10000) {
+                u8[0] = (unsigned char)(0xe0 | cp >> 12);
+                u8[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+                u8[2] = (unsigned char)(0x80 | (cp & 0x3f));
+                return 3;
+        }
+        u8[0] = (unsigned char)(0xf0 | cp >> 18);
+        u8[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+        u8[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+        u8[3] = (unsigned char)(0x80 | (cp & 0x3f));
+        return 4;
+}
+
+/* The \u escape at @p *pp (on the 'u'), with the low half of a
+ * surrogate pair after it: its code point in @p *cpp, @p *pp past it.
+ * @returns 0, or -1 to give up (bad hex, lone surrogate, NUL). */
+static int read_u_escape(struct rd *r, const unsigned char **pp, unsigned *cpp)
+{
+        const unsigned char *p = *pp;
+        unsigned cp, lo;
+
+        if (r->end - p < 5 || hex4(p + 1, &cp))
+                return -1;
+        if (!canonical_u(p + 1, cp))
+                r->nc++;
+        p += 5;
+        if (cp >= 0xdc00 && cp <= 0xdfff)
+                return -1;
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+                if (r->end - p < 6 || p[0] != '\\' || p[1] != 'u' ||
+                    hex4(p + 2, &lo) || lo < 0xdc00 || lo > 0xdfff)
+                        return -1;
+                p += 6;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+        }
+        if (cp == 0)
+                return -1; /* no JSON_ALLOW_NUL */
+        *pp = p;
+        *cpp = cp;
+        return 0;
+}
+
+/* The escape at @p *pp (just past the backslash) appended to the scratch
+ * buffer (@p len bytes so far), @p *pp past it. @returns 0 or -1. */
+static int read_escape(struct rd *r, const unsigned char **pp, size_t *len)
+{
+        const unsigned char *p = *pp;
+        unsigned char u8[4];
+        unsigned cp;
+        char c;
+
+        switch (*p) {
+        case '/':
+                r->nc++; /* written back as '/' */
+                /* fall through */
+        case '"':
+        case '\\':
+                c = (char)*p;
+                break;
+        case 'b':
+                c = '\b';
+                break;
+        case 'f':
+                c = '\f';
+                break;
+        case 'n':
+                c = '\n';
+                break;
+        case 'r':
+                c = '\r';
+                break;
+        case 't':
+                c = '\t';
+                break;
+        case 'u':
+                if (read_u_escape(r, &p, &cp) ||
+                    scratch_put(r, len, u8, utf8_put(cp, u8)))
+                        return -1;
+                *pp = p;
+                return 0;
+        default:
+                return -1;
+        }
+        if (scratch_put(r, len, &c, 1))
+                return -1;
+        *pp = p + 1;
+        return 0;
+}
+
 /*
  * The string at r->p (just past the opening quote): its bytes in
  * @p *sp / @p *lenp (into the input when it has no escapes, else into the
@@ -574,96 +676,9 @@ static int read_str(struct rd *r, const char **sp, size_t *lenp)
                 if (r->end - p < 2)
                         return -1;
                 p++;
-                {
-                        char c;
-                        unsigned cp, lo;
-                        unsigned char u8[4];
-                        size_t n;
-
-                        switch (*p) {
-                        case '/':
-                                r->nc++; /* written back as '/' */
-                                /* fall through */
-                        case '"':
-                        case '\\':
-                                c = (char)*p;
-                                break;
-                        case 'b':
-                                c = '\b';
-                                break;
-                        case 'f':
-                                c = '\f';
-                                break;
-                        case 'n':
-                                c = '\n';
-                                break;
-                        case 'r':
-                                c = '\r';
-                                break;
-                        case 't':
-                                c = '\t';
-                                break;
-                        case 'u':
-                                if (r->end - p < 5 || hex4(p + 1, &cp))
-                                        return -1;
-                                if (!canonical_u(p + 1, cp))
-                                        r->nc++;
-                                p += 5;
-                                if (cp >= 0xdc00 && cp <= 0xdfff)
-                                        return -1;
-                                if (cp >= 0xd800 && cp <= 0xdbff) {
-                                        if (r->end - p < 6 || p[0] != '\\' ||
-                                            p[1] != 'u' || hex4(p + 2, &lo) ||
-                                            lo < 0xdc00 || lo > 0xdfff)
-                                                return -1;
-                                        p += 6;
-                                        cp = 0x10000 + ((cp - 0xd800) << 10) +
-                                             (lo - 0xdc00);
-                                }
-                                if (cp == 0)
-                                        return -1; /* no JSON_ALLOW_NUL */
-                                if (cp < 0x80) {
-                                        u8[0] = (unsigned char)cp;
-                                        n = 1;
-                                } else if (cp < 0x800) {
-                                        u8[0] = (unsigned char)(0xc0 | cp >> 6);
-                                        u8[1] = (unsigned char)(0x80 |
-                                                                (cp & 0x3f));
-                                        n = 2;
-                                } else if (cp < 0x10000) {
-                                        u8[0] = (unsigned char)(0xe0 |
-                                                                cp >> 12);
-                                        u8[1] = (unsigned char)(0x80 |
-                                                                (cp >> 6 &
-                                                                 0x3f));
-                                        u8[2] = (unsigned char)(0x80 |
-                                                                (cp & 0x3f));
-                                        n = 3;
-                                } else {
-                                        u8[0] = (unsigned char)(0xf0 |
-                                                                cp >> 18);
-                                        u8[1] = (unsigned char)(0x80 |
-                                                                (cp >> 12 &
-                                                                 0x3f));
-                                        u8[2] = (unsigned char)(0x80 |
-                                                                (cp >> 6 &
-                                                                 0x3f));
-                                        u8[3] = (unsigned char)(0x80 |
-                                                                (cp & 0x3f));
-                                        n = 4;
-                                }
-                                if (scratch_put(r, &len, u8, n))
-                                        return -1;
-                                start = p;
-                                continue;
-                        default:
-                                return -1;
-                        }
-                        if (scratch_put(r, &len, &c, 1))
-                                return -1;
-                        p++;
-                        start = p;
-                }
+                if (read_escape(r, &p, &len))
+                        return -1;
+                start = p;
         }
         if (esc) {
                 if (scratch_put(r, &len, start, (size_t)(p - start)))

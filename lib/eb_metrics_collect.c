@@ -1,10 +1,12 @@
 #include "eb_metrics_collect.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "eb_dedupe.h"
+#include "eb_fsm.h"
 #include "eb_time.h"
 #include "eb_util.h"
 
@@ -50,39 +52,166 @@ static void snap_one(const char *name, const char *provider,
                 memset(&r->pst, 0, sizeof(r->pst));
 }
 
-/* Counters of struct eb_source_stats that map one to one to a family. */
-static const struct {
+/* ---- accessors: one value of a row, NAN when it is not known ---------- */
+
+#define ROW_U64(part, field)                                                   \
+        static double part##_##field(const struct src_row *r, int64_t now_ms)  \
+        {                                                                      \
+                (void)now_ms;                                                  \
+                return (double)r->part.field;                                  \
+        }
+
+ROW_U64(st, walks)
+ROW_U64(st, requests)
+ROW_U64(st, pages)
+ROW_U64(st, events)
+ROW_U64(st, rate_limited)
+ROW_U64(st, slowdowns)
+ROW_U64(st, checkpoints)
+ROW_U64(st, slice_splits)
+ROW_U64(pst, published)
+ROW_U64(pst, duplicates)
+ROW_U64(pst, stripped)
+ROW_U64(pst, deadlettered)
+ROW_U64(st, banned)
+ROW_U64(st, refused)
+ROW_U64(st, oauth_refused)
+ROW_U64(st, oauth_refreshes)
+
+static double backoff_s(const struct src_row *r, int64_t now_ms)
+{
+        (void)now_ms;
+        return (double)r->st.backoff_ms / 1000.0;
+}
+
+static double stuck_s(const struct src_row *r, int64_t now_ms)
+{
+        int64_t since = r->st.stuck_since_ms;
+
+        (void)now_ms;
+        return since ? (double)(eb_mono_ms() - since) / 1000.0 : 0.0;
+}
+
+/* Only sources with a known value get a sample: a made-up 0 or a huge
+ * "since 1970" would page someone for nothing. */
+static double checkpoint_lag_s(const struct src_row *r, int64_t now_ms)
+{
+        int64_t newest = r->pst.newest_event_ms;
+
+        if (newest <= 0)
+                return NAN;
+        return newest < now_ms ? (double)(now_ms - newest) / 1000.0 : 0.0;
+}
+
+static double last_poll_s(const struct src_row *r, int64_t now_ms)
+{
+        (void)now_ms;
+        if (r->st.last_walk_end_ms <= 0)
+                return NAN;
+        return (double)r->st.last_walk_end_ms / 1000.0;
+}
+
+/* Families with one more label than source and provider: all of a row's
+ * samples. */
+static void errors_of(struct eb_prom *w, const struct src_row *r);
+static void states_of(struct eb_prom *w, const struct src_row *r);
+
+/* Every per-source family, in the order of the page: one sample per
+ * source (get; NAN leaves the source out, and a family with no sample
+ * out), or several (each). */
+static const struct src_family {
         const char *name;
+        const char *type;
         const char *help;
-        size_t off;
-} src_counters[] = {
-        {"evbridge_source_polls_total",
+        double (*get)(const struct src_row *r, int64_t now_ms);
+        void (*each)(struct eb_prom *w, const struct src_row *r);
+} src_families[] = {
+        {"evbridge_source_polls_total", "counter",
          "Poll walks completed (every page of one poll of the source).",
-         offsetof(struct eb_source_stats, walks)},
-        {"evbridge_source_requests_total",
-         "HTTP requests sent to the source's events API.",
-         offsetof(struct eb_source_stats, requests)},
-        {"evbridge_source_pages_total", "Pages of events fetched and handled.",
-         offsetof(struct eb_source_stats, pages)},
-        {"evbridge_source_events_received_total",
+         st_walks, NULL},
+        {"evbridge_source_requests_total", "counter",
+         "HTTP requests sent to the source's events API.", st_requests, NULL},
+        {"evbridge_source_pages_total", "counter",
+         "Pages of events fetched and handled.", st_pages, NULL},
+        {"evbridge_source_events_received_total", "counter",
          "Events fetched and handed to the publisher (before dedupe).",
-         offsetof(struct eb_source_stats, events)},
-        {"evbridge_source_rate_limited_total",
-         "HTTP 429 responses from the source (rate limited).",
-         offsetof(struct eb_source_stats, rate_limited)},
-        {"evbridge_source_slowdowns_total",
+         st_events, NULL},
+        {"evbridge_source_rate_limited_total", "counter",
+         "HTTP 429 responses from the source (rate limited).", st_rate_limited,
+         NULL},
+        {"evbridge_source_slowdowns_total", "counter",
          "Proactive pauses because the upstream rate-limit budget ran low, "
          "or another source on the same host got a 429.",
-         offsetof(struct eb_source_stats, slowdowns)},
-        {"evbridge_source_checkpoints_committed_total",
+         st_slowdowns, NULL},
+        {"evbridge_source_checkpoints_committed_total", "counter",
          "Times the source's checkpoint moved, committed with its events "
          "(a backfill moves it once per time slice).",
-         offsetof(struct eb_source_stats, checkpoints)},
-        {"evbridge_source_slice_splits_total",
+         st_checkpoints, NULL},
+        {"evbridge_source_slice_splits_total", "counter",
          "Walks dropped because they held more than "
          "poll.max_buffered_events, and walked again as shorter time "
          "slices.",
-         offsetof(struct eb_source_stats, slice_splits)},
+         st_slice_splits, NULL},
+        {"evbridge_source_errors_total", "counter",
+         "Failed requests or pages by kind: http (timeout, "
+         "reset, refused), 5xx, body (unparseable or over "
+         "http.max_body), auth "
+         "(401/402), client (other 4xx), publish (Kafka).",
+         NULL, errors_of},
+        {"evbridge_source_events_published_total", "counter",
+         "Events of the source acknowledged by Kafka.", pst_published, NULL},
+        {"evbridge_source_duplicates_dropped_total", "counter",
+         "Events dropped because the same (source, id, "
+         "version) was already published.",
+         pst_duplicates, NULL},
+        {"evbridge_source_stripped_total", "counter",
+         "Close events published without data and "
+         "previous_data (non-admin API key, events older "
+         "than an hour).",
+         pst_stripped, NULL},
+        {"evbridge_source_deadletter_total", "counter",
+         "Poison events of the source (could not be "
+         "normalized or rendered) written raw to the "
+         "dead-letter topic.",
+         pst_deadlettered, NULL},
+        {"evbridge_source_backoff_seconds", "gauge",
+         "Current retry backoff after an error; 0 when none.", backoff_s, NULL},
+        {"evbridge_source_banned", "gauge",
+         "1 after the upstream banned the account (Kommo "
+         "403): the source is stopped until restart.",
+         st_banned, NULL},
+        {"evbridge_source_stuck_seconds", "gauge",
+         "How long the source's requests have been failing "
+         "(5xx, transport errors, bodies that do not parse); "
+         "0 once one succeeds.",
+         stuck_s, NULL},
+        {"evbridge_source_refused", "gauge",
+         "1 after the upstream refused a request for good "
+         "(Kota 400/404/422: do not retry): the source is "
+         "stopped until restart or reload.",
+         st_refused, NULL},
+        {"evbridge_source_oauth_refused", "gauge",
+         "1 after Kommo refused to renew the source's OAuth "
+         "token (400/401): the source is stopped until it is "
+         "re-authorized (new credentials.refresh_token).",
+         st_oauth_refused, NULL},
+        {"evbridge_source_oauth_refreshes_total", "counter",
+         "OAuth token pairs renewed and persisted (Kommo "
+         "OAuth sources).",
+         st_oauth_refreshes, NULL},
+        {"evbridge_source_state", "gauge",
+         "Scheduler state of the source: 1 for the current "
+         "state, 0 for the others.",
+         NULL, states_of},
+        {"evbridge_source_checkpoint_lag_seconds", "gauge",
+         "Now minus the upstream time of the newest "
+         "event of the source acknowledged by Kafka. "
+         "Grows while the source has no new events.",
+         checkpoint_lag_s, NULL},
+        {"evbridge_source_last_poll_timestamp_seconds", "gauge",
+         "Unix time the last poll walk of the source "
+         "completed.",
+         last_poll_s, NULL},
 };
 
 static const struct {
@@ -111,6 +240,33 @@ static uint64_t u64_at(const void *base, size_t off)
         return *p;
 }
 
+static void errors_of(struct eb_prom *w, const struct src_row *r)
+{
+        size_t j;
+
+        for (j = 0; j < NELEM(src_errors); j++) {
+                const char *lbl[] = {"source",    r->name, "provider",
+                                     r->provider, "kind",  src_errors[j].kind,
+                                     NULL};
+                eb_prom_sample(w, NULL, lbl,
+                               (double)u64_at(&r->st, src_errors[j].off));
+        }
+}
+
+static void states_of(struct eb_prom *w, const struct src_row *r)
+{
+        size_t j;
+
+        for (j = 0; j < NELEM(src_states); j++) {
+                const char *lbl[] = {
+                        "source",   r->name,
+                        "provider", r->provider,
+                        "state",    eb_source_state_name(src_states[j]),
+                        NULL};
+                eb_prom_sample(w, NULL, lbl, r->st.state == src_states[j]);
+        }
+}
+
 static int row_cmp(const void *a, const void *b)
 {
         const struct src_row *x = a, *y = b;
@@ -118,13 +274,37 @@ static int row_cmp(const void *a, const void *b)
         return strcmp(x->name, y->name);
 }
 
+/* One family over every row; the header comes with its first sample. */
+static void collect_family(struct eb_prom *w, const struct src_family *f,
+                           const struct snapshot *s, int64_t now_ms)
+{
+        int any = 0;
+        size_t i;
+
+        for (i = 0; i < s->cnt; i++) {
+                const struct src_row *r = &s->rows[i];
+                const char *lbl[] = {"source", r->name, "provider", r->provider,
+                                     NULL};
+                double v = f->get ? f->get(r, now_ms) : 0;
+
+                if (isnan(v))
+                        continue;
+                if (!any)
+                        eb_prom_family(w, f->name, f->type, f->help);
+                any = 1;
+                if (f->each)
+                        f->each(w, r);
+                else
+                        eb_prom_sample(w, NULL, lbl, v);
+        }
+}
+
 void eb_metrics_collect_sources(struct eb_prom *w, void *opaque)
 {
         const struct eb_metrics_app *a = opaque;
         struct snapshot s;
         int64_t now_ms = eb_now_ms();
-        size_t i, j;
-        int any;
+        size_t j;
 
         if (!a->poller)
                 return;
@@ -132,197 +312,11 @@ void eb_metrics_collect_sources(struct eb_prom *w, void *opaque)
         s.pipeline = a->pipeline;
         s.app = a;
         eb_poller_foreach(a->poller, snap_one, &s);
-        if (s.cnt == 0)
-                goto out;
         /* Sorted by name: a stable order for people reading the page. */
-        qsort(s.rows, s.cnt, sizeof(*s.rows), row_cmp);
-
-        for (j = 0; j < NELEM(src_counters); j++) {
-                eb_prom_family(w, src_counters[j].name, "counter",
-                               src_counters[j].help);
-                for (i = 0; i < s.cnt; i++) {
-                        const char *lbl[] = {"source", s.rows[i].name,
-                                             "provider", s.rows[i].provider,
-                                             NULL};
-                        eb_prom_sample(w, NULL, lbl,
-                                       (double)u64_at(&s.rows[i].st,
-                                                      src_counters[j].off));
-                }
-        }
-
-        eb_prom_family(w, "evbridge_source_errors_total", "counter",
-                       "Failed requests or pages by kind: http (timeout, "
-                       "reset, refused), 5xx, body (unparseable or over "
-                       "http.max_body), auth "
-                       "(401/402), client (other 4xx), publish (Kafka).");
-        for (i = 0; i < s.cnt; i++) {
-                for (j = 0; j < NELEM(src_errors); j++) {
-                        const char *lbl[] = {"source",   s.rows[i].name,
-                                             "provider", s.rows[i].provider,
-                                             "kind",     src_errors[j].kind,
-                                             NULL};
-                        eb_prom_sample(w, NULL, lbl,
-                                       (double)u64_at(&s.rows[i].st,
-                                                      src_errors[j].off));
-                }
-        }
-
-        eb_prom_family(w, "evbridge_source_events_published_total", "counter",
-                       "Events of the source acknowledged by Kafka.");
-        for (i = 0; i < s.cnt; i++) {
-                const char *lbl[] = {"source", s.rows[i].name, "provider",
-                                     s.rows[i].provider, NULL};
-                eb_prom_sample(w, NULL, lbl, (double)s.rows[i].pst.published);
-        }
-
-        eb_prom_family(w, "evbridge_source_duplicates_dropped_total", "counter",
-                       "Events dropped because the same (source, id, "
-                       "version) was already published.");
-        for (i = 0; i < s.cnt; i++) {
-                const char *lbl[] = {"source", s.rows[i].name, "provider",
-                                     s.rows[i].provider, NULL};
-                eb_prom_sample(w, NULL, lbl, (double)s.rows[i].pst.duplicates);
-        }
-
-        eb_prom_family(w, "evbridge_source_stripped_total", "counter",
-                       "Close events published without data and "
-                       "previous_data (non-admin API key, events older "
-                       "than an hour).");
-        for (i = 0; i < s.cnt; i++) {
-                const char *lbl[] = {"source", s.rows[i].name, "provider",
-                                     s.rows[i].provider, NULL};
-                eb_prom_sample(w, NULL, lbl, (double)s.rows[i].pst.stripped);
-        }
-
-        eb_prom_family(w, "evbridge_source_deadletter_total", "counter",
-                       "Poison events of the source (could not be "
-                       "normalized or rendered) written raw to the "
-                       "dead-letter topic.");
-        for (i = 0; i < s.cnt; i++) {
-                const char *lbl[] = {"source", s.rows[i].name, "provider",
-                                     s.rows[i].provider, NULL};
-                eb_prom_sample(w, NULL, lbl,
-                               (double)s.rows[i].pst.deadlettered);
-        }
-
-        eb_prom_family(w, "evbridge_source_backoff_seconds", "gauge",
-                       "Current retry backoff after an error; 0 when none.");
-        for (i = 0; i < s.cnt; i++) {
-                const char *lbl[] = {"source", s.rows[i].name, "provider",
-                                     s.rows[i].provider, NULL};
-                eb_prom_sample(w, NULL, lbl,
-                               (double)s.rows[i].st.backoff_ms / 1000.0);
-        }
-
-        eb_prom_family(w, "evbridge_source_banned", "gauge",
-                       "1 after the upstream banned the account (Kommo "
-                       "403): the source is stopped until restart.");
-        for (i = 0; i < s.cnt; i++) {
-                const char *lbl[] = {"source", s.rows[i].name, "provider",
-                                     s.rows[i].provider, NULL};
-                eb_prom_sample(w, NULL, lbl, s.rows[i].st.banned ? 1 : 0);
-        }
-
-        eb_prom_family(w, "evbridge_source_stuck_seconds", "gauge",
-                       "How long the source's requests have been failing "
-                       "(5xx, transport errors, bodies that do not parse); "
-                       "0 once one succeeds.");
-        for (i = 0; i < s.cnt; i++) {
-                const char *lbl[] = {"source", s.rows[i].name, "provider",
-                                     s.rows[i].provider, NULL};
-                int64_t since = s.rows[i].st.stuck_since_ms;
-                eb_prom_sample(w, NULL, lbl,
-                               since ? (double)(eb_mono_ms() - since) / 1000.0
-                                     : 0.0);
-        }
-
-        eb_prom_family(w, "evbridge_source_refused", "gauge",
-                       "1 after the upstream refused a request for good "
-                       "(Kota 400/404/422: do not retry): the source is "
-                       "stopped until restart or reload.");
-        for (i = 0; i < s.cnt; i++) {
-                const char *lbl[] = {"source", s.rows[i].name, "provider",
-                                     s.rows[i].provider, NULL};
-                eb_prom_sample(w, NULL, lbl, s.rows[i].st.refused ? 1 : 0);
-        }
-
-        eb_prom_family(w, "evbridge_source_oauth_refused", "gauge",
-                       "1 after Kommo refused to renew the source's OAuth "
-                       "token (400/401): the source is stopped until it is "
-                       "re-authorized (new credentials.refresh_token).");
-        for (i = 0; i < s.cnt; i++) {
-                const char *lbl[] = {"source", s.rows[i].name, "provider",
-                                     s.rows[i].provider, NULL};
-                eb_prom_sample(w, NULL, lbl,
-                               s.rows[i].st.oauth_refused ? 1 : 0);
-        }
-
-        eb_prom_family(w, "evbridge_source_oauth_refreshes_total", "counter",
-                       "OAuth token pairs renewed and persisted (Kommo "
-                       "OAuth sources).");
-        for (i = 0; i < s.cnt; i++) {
-                const char *lbl[] = {"source", s.rows[i].name, "provider",
-                                     s.rows[i].provider, NULL};
-                eb_prom_sample(w, NULL, lbl,
-                               (double)s.rows[i].st.oauth_refreshes);
-        }
-
-        eb_prom_family(w, "evbridge_source_state", "gauge",
-                       "Scheduler state of the source: 1 for the current "
-                       "state, 0 for the others.");
-        for (i = 0; i < s.cnt; i++) {
-                for (j = 0; j < NELEM(src_states); j++) {
-                        const char *lbl[] = {
-                                "source",   s.rows[i].name,
-                                "provider", s.rows[i].provider,
-                                "state",    eb_source_state_name(src_states[j]),
-                                NULL};
-                        eb_prom_sample(w, NULL, lbl,
-                                       s.rows[i].st.state == src_states[j]);
-                }
-        }
-
-        /* Only sources with a known value get a sample: a made-up 0 or a
-         * huge "since 1970" would page someone for nothing. */
-        any = 0;
-        for (i = 0; i < s.cnt; i++) {
-                int64_t newest = s.rows[i].pst.newest_event_ms;
-                const char *lbl[] = {"source", s.rows[i].name, "provider",
-                                     s.rows[i].provider, NULL};
-                if (newest <= 0)
-                        continue;
-                if (!any)
-                        eb_prom_family(
-                                w, "evbridge_source_checkpoint_lag_seconds",
-                                "gauge",
-                                "Now minus the upstream time of the newest "
-                                "event of the source acknowledged by Kafka. "
-                                "Grows while the source has no new events.");
-                any = 1;
-                eb_prom_sample(w, NULL, lbl,
-                               newest < now_ms
-                                       ? (double)(now_ms - newest) / 1000.0
-                                       : 0.0);
-        }
-
-        any = 0;
-        for (i = 0; i < s.cnt; i++) {
-                int64_t t = s.rows[i].st.last_walk_end_ms;
-                const char *lbl[] = {"source", s.rows[i].name, "provider",
-                                     s.rows[i].provider, NULL};
-                if (t <= 0)
-                        continue;
-                if (!any)
-                        eb_prom_family(
-                                w,
-                                "evbridge_source_last_poll_timestamp_seconds",
-                                "gauge",
-                                "Unix time the last poll walk of the source "
-                                "completed.");
-                any = 1;
-                eb_prom_sample(w, NULL, lbl, (double)t / 1000.0);
-        }
-out:
+        if (s.cnt)
+                qsort(s.rows, s.cnt, sizeof(*s.rows), row_cmp);
+        for (j = 0; j < NELEM(src_families); j++)
+                collect_family(w, &src_families[j], &s, now_ms);
         free(s.rows);
 }
 
@@ -448,6 +442,11 @@ void eb_metrics_collect_process(struct eb_prom *w, void *opaque)
                 eb_prom_sample(w, NULL, NULL,
                                (double)a->start_time_ms / 1000.0);
         }
+        eb_prom_family(w, "evbridge_state_transitions_illegal_total", "counter",
+                       "State changes that their machine's table does not "
+                       "allow (a bug, logged with both states); 0 is "
+                       "healthy.");
+        eb_prom_sample(w, NULL, NULL, (double)eb_fsm_illegal_total());
 }
 
 void eb_metrics_register_app(eb_metrics_t *m, const struct eb_metrics_app *a)

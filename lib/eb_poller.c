@@ -27,6 +27,7 @@
 
 #include "eb_log.h"
 #include "eb_oauth.h"
+#include "eb_source_fsm.h"
 #include "eb_time.h"
 #include "eb_util.h"
 
@@ -36,17 +37,19 @@ struct src {
         const struct eb_source_cfg *cfg; /* borrowed */
         const struct eb_provider *prov;
         struct event *timer;
-        enum eb_source_state state;
-        int removed; /* freed once an in-flight publish settles */
-        int stopped; /* banned or poller stopping */
+        enum eb_src_fsm_state state; /* eb_source_fsm.h; set_state() */
+        /* Retired (reload, removal, shard hand-over) while a request or a
+         * publish ran: freed once that settles. A flag, not a state: the
+         * state goes on following that request or publish. */
+        int removed;
 
         struct eb_walk walk;
-        int in_walk;
+        int in_walk; /* walk holds a cursor: spans fetches and backoffs */
         int walk_had_full_page;
         int64_t walk_started_ms; /* monotonic */
-        int trigger_pending;
-        json_t *committed_cp; /* last checkpoint acknowledged */
-        json_t *snap_cp;      /* walk.cp / walk.state before page_done */
+        int trigger_pending;     /* a poll asked for while busy (any state) */
+        json_t *committed_cp;    /* last checkpoint acknowledged */
+        json_t *snap_cp;         /* walk.cp / walk.state before page_done */
         json_t *snap_state;
         int snap_taken; /* the snapshot covers the buffered pages */
         int page_more;
@@ -63,8 +66,6 @@ struct src {
                            * not walked again as a shorter slice */
 
         uint64_t xfer_id;
-        int fetching;
-        int publishing;
 
         /* Kommo OAuth (eb_oauth.h), NULL with a long-lived token. */
         eb_oauth_t *oauth;
@@ -134,10 +135,26 @@ static uint64_t rnd(eb_poller_t *p)
         return p->rng * 2685821657736338717ULL;
 }
 
-static void set_state(struct src *s, enum eb_source_state st)
+/* Every change of a source's state: checked against eb_source_fsm. */
+static void set_state(struct src *s, enum eb_src_fsm_state to)
 {
-        s->state = st;
-        s->st.state = st;
+        int st = (int)s->state;
+
+        eb_fsm_move(&eb_source_fsm, &st, (int)to, s->cfg->name);
+        s->state = (enum eb_src_fsm_state)st;
+        s->st.state = eb_source_fsm_public(s->state);
+}
+
+/* @p s is to start nothing new: stopped itself, or the poller stops. */
+static int src_stopping(const struct src *s)
+{
+        return s->state == EB_SRCF_STOPPED || s->p->stopping;
+}
+
+/* A request or a publish of @p s is in flight. */
+static int busy(const struct src *s)
+{
+        return s->state == EB_SRCF_FETCHING || s->state == EB_SRCF_PUBLISHING;
 }
 
 eb_poller_t *eb_poller_new(struct event_base *base, eb_http_t *http,
@@ -232,7 +249,8 @@ int eb_poller_add(eb_poller_t *p, const struct eb_source_cfg *src, json_t *cp,
         s->next = p->srcs;
         p->srcs = s;
         p->nsrcs++;
-        set_state(s, EB_SRC_IDLE);
+        s->state = EB_SRCF_IDLE; /* the machine's start */
+        s->st.state = EB_SRC_IDLE;
         /* Stagger first walks so five hundred sources don't all connect
          * in the same millisecond: 4 ms per source added so far, at most
          * one interval and 2 s. A handful of sources starts at once. */
@@ -284,12 +302,12 @@ static void unlink_src(eb_poller_t *p, struct src *s)
 static void src_retire(eb_poller_t *p, struct src *s)
 {
         evtimer_del(s->timer);
-        set_state(s, EB_SRC_STOPPED);
-        if (s->fetching || s->publishing) {
+        if (busy(s)) {
                 s->removed = 1;
                 p->retiring++;
                 return;
         }
+        set_state(s, EB_SRCF_STOPPED);
         unlink_src(p, s);
         src_free(s);
 }
@@ -355,8 +373,7 @@ int eb_poller_replace(eb_poller_t *p, const struct eb_source_cfg *o,
         } else {
                 json_incref(cp);
         }
-        if (cur && cur->oauth && eb_oauth_pending(cur->oauth) &&
-            !cur->fetching && !cur->publishing) {
+        if (cur && cur->oauth && eb_oauth_pending(cur->oauth) && !busy(cur)) {
                 /* A pair received and not yet persisted goes to the
                  * successor, which persists it before using it. (A busy
                  * one hands it over when its request or publish ends.) */
@@ -405,7 +422,7 @@ static const struct src *busy_twin(const struct src *s)
         if (!s->p->retiring)
                 return NULL;
         for (t = s->p->srcs; t; t = t->next)
-                if (t != s && t->removed && (t->fetching || t->publishing) &&
+                if (t != s && t->removed && busy(t) &&
                     !strcmp(t->cfg->name, s->cfg->name))
                         return t;
         return NULL;
@@ -416,8 +433,7 @@ int eb_poller_busy(const eb_poller_t *p, const char *name)
         const struct src *s;
 
         for (s = p->srcs; s; s = s->next)
-                if ((s->fetching || s->publishing) &&
-                    !strcmp(s->cfg->name, name))
+                if (busy(s) && !strcmp(s->cfg->name, name))
                         return 1;
         return 0;
 }
@@ -430,17 +446,16 @@ void eb_poller_cancel(eb_poller_t *p, const char *name)
                 next = s->next;
                 if (strcmp(s->cfg->name, name))
                         continue;
-                if (!s->removed && !s->fetching && !s->publishing) {
+                if (!s->removed && !busy(s)) {
                         src_retire(p, s); /* frees it */
                         continue;
                 }
                 if (!s->removed)
                         src_retire(p, s);
-                if (s->fetching) {
+                if (s->state == EB_SRCF_FETCHING) {
                         eb_http_cancel(p->http, s->xfer_id);
-                        s->fetching = 0;
-                        if (!s->publishing)
-                                src_retired(p, s);
+                        set_state(s, EB_SRCF_STOPPED);
+                        src_retired(p, s);
                 }
         }
 }
@@ -570,11 +585,27 @@ static void walk_reset(struct src *s)
 
 static void backoff_retry(struct src *s, int64_t delay_ms)
 {
-        set_state(s, EB_SRC_BACKOFF);
+        set_state(s, EB_SRCF_BACKOFF);
         src_schedule(s, delay_ms);
 }
 
 static void on_published(void *arg, int err);
+
+/* A publish failed: stop when stopping (@returns -1), else retry after
+ * the next backoff (@returns it, in ms). */
+static int64_t retry_or_stop(struct src *s)
+{
+        int64_t wait;
+
+        if (src_stopping(s)) {
+                set_state(s, EB_SRCF_STOPPED);
+                return -1;
+        }
+        wait = next_backoff(s, s->p->opts.backoff_min_ms,
+                            s->p->opts.backoff_max_ms);
+        backoff_retry(s, wait);
+        return wait;
+}
 
 struct sortent {
         struct eb_event *evt;
@@ -636,8 +667,7 @@ static void publish_next(struct src *s)
                 cp = s->walk.cp;
                 s->buf_cnt = s->pub_off = 0;
         }
-        set_state(s, EB_SRC_PUBLISHING);
-        s->publishing = 1;
+        set_state(s, EB_SRCF_PUBLISHING);
         if (cp && s->oauth) {
                 /* Every checkpoint record carries the newest durable
                  * token pair: compaction keeps only the last record. */
@@ -651,10 +681,8 @@ static void publish_next(struct src *s)
         rc = p->sink.publish(p->sink.opaque, s->cfg, evts, n, cp, on_published,
                              s);
         json_decref(cp);
-        if (rc) {
-                s->publishing = 0;
+        if (rc)
                 on_published(s, rc);
-        }
 }
 
 static void flush_buffer(struct src *s)
@@ -849,7 +877,7 @@ static void on_published(void *arg, int err)
         eb_poller_t *p = s->p;
         int cut;
 
-        s->publishing = 0;
+        set_state(s, EB_SRCF_PUBLISHED);
         if (s->removed) {
                 src_retired(p, s);
                 return;
@@ -862,26 +890,22 @@ static void on_published(void *arg, int err)
                 buf_clear(s);
                 restore_snapshot(s);
                 s->snap_taken = 0;
-                if (s->stopped || p->stopping) {
+                wait = retry_or_stop(s);
+                if (wait < 0)
                         eb_warn("poller",
                                 "source=%s publish failed (%s); page will be "
                                 "fetched again on the next start",
                                 s->cfg->name, strerror(-err));
-                        set_state(s, EB_SRC_STOPPED);
-                        return;
-                }
-                wait = next_backoff(s, p->opts.backoff_min_ms,
-                                    p->opts.backoff_max_ms);
-                eb_warn("poller",
-                        "source=%s publish failed (%s); page will be "
-                        "fetched again in %lld ms",
-                        s->cfg->name, strerror(-err), (long long)wait);
-                backoff_retry(s, wait);
+                else
+                        eb_warn("poller",
+                                "source=%s publish failed (%s); page will be "
+                                "fetched again in %lld ms",
+                                s->cfg->name, strerror(-err), (long long)wait);
                 return;
         }
         reset_backoff(s);
         if (s->pub_off < s->buf_cnt) {
-                if (!s->stopped && !p->stopping) {
+                if (!src_stopping(s)) {
                         publish_next(s); /* the next part of the buffer */
                         return;
                 }
@@ -890,7 +914,7 @@ static void on_published(void *arg, int err)
                 buf_clear(s);
                 restore_snapshot(s);
                 s->snap_taken = 0;
-                set_state(s, EB_SRC_STOPPED);
+                set_state(s, EB_SRCF_STOPPED);
                 return;
         }
         if (s->walk.cp &&
@@ -914,8 +938,8 @@ static void on_published(void *arg, int err)
         json_decref(s->snap_state);
         s->snap_cp = s->snap_state = NULL;
         s->snap_taken = 0;
-        if (s->stopped || p->stopping) {
-                set_state(s, EB_SRC_STOPPED);
+        if (src_stopping(s)) {
+                set_state(s, EB_SRCF_STOPPED);
                 return;
         }
         if (s->page_more) {
@@ -929,7 +953,7 @@ static void on_published(void *arg, int err)
         adapt_slice(s, (size_t)s->walk_events);
         log_walk(s);
         walk_reset(s);
-        set_state(s, EB_SRC_IDLE);
+        set_state(s, EB_SRCF_IDLE);
         if (cut) {
                 /* A slice of a backlog: the next one follows at once. */
                 src_schedule(s, p->opts.catchup_delay_ms);
@@ -993,15 +1017,213 @@ static void host_slowdown(struct src *s, int64_t until_ms)
         }
 }
 
+/* A request ended without an answer (connection, timeout, a body over
+ * http.max_body): back off, or stop when stopping. */
+static void on_request_failed(struct src *s, const struct eb_http_result *res)
+{
+        eb_poller_t *p = s->p;
+        int64_t wait;
+
+        /* A body over http.max_body is the upstream's answer being
+         * unacceptable, like an unparseable one: a body error. */
+        if (res->err == -E2BIG)
+                s->st.errors_body++;
+        else
+                s->st.errors_http++;
+        wait = next_backoff(s, p->opts.backoff_min_ms, p->opts.backoff_max_ms);
+        note_error(s, "request failed: %s", res->errstr);
+        if (!s->st.stuck_since_ms)
+                s->st.stuck_since_ms = eb_mono_ms();
+        eb_warn("poller",
+                "source=%s request failed: %s; retry in "
+                "%lldms (stuck for %llds)",
+                s->cfg->name, res->errstr, (long long)wait,
+                (long long)((eb_mono_ms() - s->st.stuck_since_ms) / 1000));
+        if (p->stopping)
+                set_state(s, EB_SRCF_STOPPED);
+        else
+                backoff_retry(s, wait);
+}
+
+/* Let the provider read an answer into @p page. */
+static void parse_response(struct src *s, const struct eb_http_result *res,
+                           struct eb_page *page)
+{
+        struct eb_response resp;
+        char *ct, *ra, *rl;
+
+        memset(&resp, 0, sizeof(resp));
+        resp.status = res->status;
+        resp.body = res->body;
+        resp.body_len = res->body_len;
+        /* eb_http_result_header returns a buffer reused by the next call:
+         * copy what we need. */
+        ct = eb_xstrdup(eb_http_result_header(res, "content-type"));
+        ra = eb_xstrdup(eb_http_result_header(res, "retry-after"));
+        rl = eb_xstrdup(eb_http_result_header(res, "ratelimit"));
+        resp.content_type = ct;
+        resp.retry_after = ra;
+        resp.ratelimit = rl;
+        resp.now_ms = eb_now_ms();
+        memset(page, 0, sizeof(*page));
+        s->prov->handle_response(&s->walk, &resp, page);
+        free(ct);
+        free(ra);
+        free(rl);
+}
+
+/* A page: pause first when the upstream's budget is nearly spent. */
+static void on_page_ok(struct src *s, struct eb_page *page)
+{
+        eb_poller_t *p = s->p;
+
+        if (page->retry_after_ms <= 0 && page->ratelimit_limit > 0 &&
+            page->ratelimit_remaining >= 0 && page->ratelimit_reset_ms > 0 &&
+            page->ratelimit_remaining <
+                    page->ratelimit_limit * p->opts.slowdown_remaining) {
+                /* Close: the window's budget is nearly spent. Spread what
+                 * is left over the time to reset instead of running into
+                 * a 429. */
+                double left = page->ratelimit_remaining + 1;
+                page->retry_after_ms =
+                        (int64_t)((double)page->ratelimit_reset_ms / left) + 1;
+        }
+        if (page->retry_after_ms > 0) {
+                /* The upstream says its budget is nearly spent (Close
+                 * RateLimit): pause before the next call. */
+                s->not_before_ms = eb_mono_ms() + page->retry_after_ms;
+                s->st.slowdowns++;
+        }
+        handle_page(s, page);
+}
+
+static void on_rate_limited(struct src *s, const struct eb_page *page)
+{
+        eb_poller_t *p = s->p;
+        int64_t wait;
+
+        s->st.rate_limited++;
+        wait = page->retry_after_ms > 0
+                       ? page->retry_after_ms
+                       : next_backoff(s, p->opts.backoff_min_ms,
+                                      p->opts.backoff_max_ms);
+        note_error(s, "rate limited (429): %s", page->detail);
+        eb_warn("poller", "source=%s rate limited (429): waiting %lldms (%s)",
+                s->cfg->name, (long long)wait, page->detail);
+        s->not_before_ms = eb_mono_ms() + wait;
+        host_slowdown(s, s->not_before_ms);
+        set_state(s, EB_SRCF_WAITING);
+        src_schedule(s, wait);
+}
+
+/* Banned (@p refused 0) or refused for good (1): stop this source. */
+static void on_stop_answer(struct src *s, const struct eb_http_result *res,
+                           const struct eb_page *page, int refused)
+{
+        if (refused) {
+                s->st.errors_client++;
+                s->st.refused = 1;
+        } else {
+                s->st.banned = 1;
+        }
+        set_state(s, EB_SRCF_STOPPED);
+        if (refused) {
+                eb_error("poller",
+                         "source=%s request REFUSED by upstream, which says "
+                         "not to repeat it: polling of this source is "
+                         "STOPPED (checkpoint kept). Fix the source's "
+                         "options and restart or reload. %s",
+                         s->cfg->name, page->detail);
+                return;
+        }
+        note_error(s, "banned by upstream (HTTP %ld): stopped", res->status);
+        eb_error("poller",
+                 "source=%s BANNED by upstream (HTTP %ld): polling "
+                 "of this source is STOPPED to avoid a longer ban. "
+                 "Check the rate limit and restart or reload. %s",
+                 s->cfg->name, res->status, page->detail);
+}
+
+static void on_auth_refused(struct src *s, const struct eb_http_result *res)
+{
+        eb_poller_t *p = s->p;
+        int64_t wait;
+
+        s->st.errors_auth++;
+        if (s->oauth && res->status == 401) {
+                /* Expired or revoked early: renew it (before the same page
+                 * is asked again), once. A token just issued and refused
+                 * again is an error; after a backoff the source renews
+                 * again. */
+                int fresh = s->oauth_fresh;
+
+                eb_oauth_invalidate(s->oauth);
+                s->oauth_fresh = 0;
+                if (!fresh) {
+                        eb_info("poller",
+                                "source=%s access token refused "
+                                "(HTTP 401): renewing it",
+                                s->cfg->name);
+                        src_step(s);
+                        return;
+                }
+                /* The upstream refuses a token it has just issued: an
+                 * error, retried (with a renewal) after the usual growing
+                 * backoff. */
+                wait = next_backoff(s, p->opts.backoff_min_ms,
+                                    p->opts.backoff_max_ms);
+                note_error(s, "access token refused right after its "
+                              "renewal (HTTP 401)");
+                eb_error("poller",
+                         "source=%s Kommo refuses the access token "
+                         "it has just issued (HTTP 401); renewing "
+                         "again in %lld ms",
+                         s->cfg->name, (long long)wait);
+                backoff_retry(s, wait);
+                return;
+        }
+        wait = next_backoff(s, p->opts.auth_backoff_ms,
+                            p->opts.auth_backoff_ms * 4);
+        note_error(s, "authentication failed (HTTP %ld)", res->status);
+        eb_error("poller",
+                 "source=%s authentication failed (HTTP %ld): check "
+                 "its credentials; retry in %lldms",
+                 s->cfg->name, res->status, (long long)wait);
+        backoff_retry(s, wait);
+}
+
+/* A 5xx, an unreadable body, another 4xx: back off and ask again. */
+static void on_answer_error(struct src *s, const struct eb_http_result *res,
+                            const struct eb_page *page)
+{
+        eb_poller_t *p = s->p;
+        int64_t wait;
+
+        if (page->kind == EB_RESP_RETRY)
+                s->st.errors_5xx++;
+        else if (page->kind == EB_RESP_BAD_BODY)
+                s->st.errors_body++;
+        else
+                s->st.errors_client++;
+        wait = next_backoff(s, p->opts.backoff_min_ms, p->opts.backoff_max_ms);
+        note_error(s, "HTTP %ld: %s", res->status, page->detail);
+        if (!s->st.stuck_since_ms)
+                s->st.stuck_since_ms = eb_mono_ms();
+        eb_warn("poller",
+                "source=%s HTTP %ld: %s; retry in %lldms (stuck for "
+                "%llds)",
+                s->cfg->name, res->status, page->detail, (long long)wait,
+                (long long)((eb_mono_ms() - s->st.stuck_since_ms) / 1000));
+        backoff_retry(s, wait);
+}
+
 static void on_response(const struct eb_http_result *res, void *opaque)
 {
         struct src *s = opaque;
         eb_poller_t *p = s->p;
-        struct eb_response resp;
         struct eb_page page;
-        int64_t wait;
 
-        s->fetching = 0;
+        set_state(s, EB_SRCF_FETCHED);
         if (s->removed) {
                 /* Retired while this request ran: its answer is dropped
                  * (the checkpoint did not move; a successor fetches it
@@ -1010,192 +1232,41 @@ static void on_response(const struct eb_http_result *res, void *opaque)
                 return;
         }
         if (res->err) {
-                /* A body over http.max_body is the upstream's answer being
-                 * unacceptable, like an unparseable one: a body error. */
-                if (res->err == -E2BIG)
-                        s->st.errors_body++;
-                else
-                        s->st.errors_http++;
-                wait = next_backoff(s, p->opts.backoff_min_ms,
-                                    p->opts.backoff_max_ms);
-                note_error(s, "request failed: %s", res->errstr);
-                if (!s->st.stuck_since_ms)
-                        s->st.stuck_since_ms = eb_mono_ms();
-                eb_warn("poller",
-                        "source=%s request failed: %s; retry in "
-                        "%lldms (stuck for %llds)",
-                        s->cfg->name, res->errstr, (long long)wait,
-                        (long long)((eb_mono_ms() - s->st.stuck_since_ms) /
-                                    1000));
-                if (p->stopping)
-                        set_state(s, EB_SRC_STOPPED);
-                else
-                        backoff_retry(s, wait);
+                on_request_failed(s, res);
                 return;
         }
-        memset(&resp, 0, sizeof(resp));
-        resp.status = res->status;
-        resp.body = res->body;
-        resp.body_len = res->body_len;
-        {
-                /* eb_http_result_header returns a buffer reused by the next
-                 * call: copy what we need. */
-                const char *h;
-                char *ct = NULL, *ra = NULL, *rl = NULL;
-                h = eb_http_result_header(res, "content-type");
-                ct = eb_xstrdup(h);
-                h = eb_http_result_header(res, "retry-after");
-                ra = eb_xstrdup(h);
-                h = eb_http_result_header(res, "ratelimit");
-                rl = eb_xstrdup(h);
-                resp.content_type = ct;
-                resp.retry_after = ra;
-                resp.ratelimit = rl;
-                resp.now_ms = eb_now_ms();
-                memset(&page, 0, sizeof(page));
-                s->prov->handle_response(&s->walk, &resp, &page);
-                free(ct);
-                free(ra);
-                free(rl);
-        }
-
+        parse_response(s, res, &page);
         if (page.kind == EB_RESP_OK) {
                 s->st.stuck_since_ms = 0;
                 s->oauth_fresh = 0;
         }
         switch (page.kind) {
         case EB_RESP_OK:
-                if (page.retry_after_ms <= 0 && page.ratelimit_limit > 0 &&
-                    page.ratelimit_remaining >= 0 &&
-                    page.ratelimit_reset_ms > 0 &&
-                    page.ratelimit_remaining <
-                            page.ratelimit_limit * p->opts.slowdown_remaining) {
-                        /* Close: the window's budget is nearly spent.
-                         * Spread what is left over the time to reset
-                         * instead of running into a 429. */
-                        double left = page.ratelimit_remaining + 1;
-                        page.retry_after_ms =
-                                (int64_t)((double)page.ratelimit_reset_ms /
-                                          left) +
-                                1;
-                }
-                if (page.retry_after_ms > 0) {
-                        /* The upstream says its budget is nearly spent
-                         * (Close RateLimit): pause before the next call. */
-                        s->not_before_ms = eb_mono_ms() + page.retry_after_ms;
-                        s->st.slowdowns++;
-                }
-                handle_page(s, &page);
+                on_page_ok(s, &page);
                 break;
         case EB_RESP_RATE_LIMITED:
-                s->st.rate_limited++;
-                wait = page.retry_after_ms > 0
-                               ? page.retry_after_ms
-                               : next_backoff(s, p->opts.backoff_min_ms,
-                                              p->opts.backoff_max_ms);
-                note_error(s, "rate limited (429): %s", page.detail);
-                eb_warn("poller",
-                        "source=%s rate limited (429): waiting %lldms (%s)",
-                        s->cfg->name, (long long)wait, page.detail);
-                s->not_before_ms = eb_mono_ms() + wait;
-                host_slowdown(s, s->not_before_ms);
-                set_state(s, EB_SRC_WAITING);
-                src_schedule(s, wait);
+                on_rate_limited(s, &page);
                 break;
         case EB_RESP_BANNED:
-                s->st.banned = 1;
-                s->stopped = 1;
-                set_state(s, EB_SRC_STOPPED);
-                note_error(s, "banned by upstream (HTTP %ld): stopped",
-                           res->status);
-                eb_error("poller",
-                         "source=%s BANNED by upstream (HTTP %ld): polling "
-                         "of this source is STOPPED to avoid a longer ban. "
-                         "Check the rate limit and restart or reload. %s",
-                         s->cfg->name, res->status, page.detail);
+                on_stop_answer(s, res, &page, 0);
                 break;
         case EB_RESP_REFUSED:
-                s->st.errors_client++;
-                s->st.refused = 1;
-                s->stopped = 1;
-                set_state(s, EB_SRC_STOPPED);
-                eb_error("poller",
-                         "source=%s request REFUSED by upstream, which says "
-                         "not to repeat it: polling of this source is "
-                         "STOPPED (checkpoint kept). Fix the source's "
-                         "options and restart or reload. %s",
-                         s->cfg->name, page.detail);
+                on_stop_answer(s, res, &page, 1);
                 break;
         case EB_RESP_AUTH:
-                s->st.errors_auth++;
-                if (s->oauth && res->status == 401) {
-                        /* Expired or revoked early: renew it (before the
-                         * same page is asked again), once. A token just
-                         * issued and refused again is an error; after a
-                         * backoff the source renews again. */
-                        int fresh = s->oauth_fresh;
-
-                        eb_oauth_invalidate(s->oauth);
-                        s->oauth_fresh = 0;
-                        if (!fresh) {
-                                eb_info("poller",
-                                        "source=%s access token refused "
-                                        "(HTTP 401): renewing it",
-                                        s->cfg->name);
-                                src_step(s);
-                                break;
-                        }
-                        /* The upstream refuses a token it has just
-                         * issued: an error, retried (with a renewal)
-                         * after the usual growing backoff. */
-                        wait = next_backoff(s, p->opts.backoff_min_ms,
-                                            p->opts.backoff_max_ms);
-                        note_error(s, "access token refused right after its "
-                                      "renewal (HTTP 401)");
-                        eb_error("poller",
-                                 "source=%s Kommo refuses the access token "
-                                 "it has just issued (HTTP 401); renewing "
-                                 "again in %lld ms",
-                                 s->cfg->name, (long long)wait);
-                        backoff_retry(s, wait);
-                        break;
-                }
-                wait = next_backoff(s, p->opts.auth_backoff_ms,
-                                    p->opts.auth_backoff_ms * 4);
-                note_error(s, "authentication failed (HTTP %ld)", res->status);
-                eb_error("poller",
-                         "source=%s authentication failed (HTTP %ld): check "
-                         "its credentials; retry in %lldms",
-                         s->cfg->name, res->status, (long long)wait);
-                backoff_retry(s, wait);
+                on_auth_refused(s, res);
                 break;
         case EB_RESP_RETRY:
         case EB_RESP_BAD_BODY:
         case EB_RESP_CLIENT_ERROR:
-                if (page.kind == EB_RESP_RETRY)
-                        s->st.errors_5xx++;
-                else if (page.kind == EB_RESP_BAD_BODY)
-                        s->st.errors_body++;
-                else
-                        s->st.errors_client++;
-                wait = next_backoff(s, p->opts.backoff_min_ms,
-                                    p->opts.backoff_max_ms);
-                note_error(s, "HTTP %ld: %s", res->status, page.detail);
-                if (!s->st.stuck_since_ms)
-                        s->st.stuck_since_ms = eb_mono_ms();
-                eb_warn("poller",
-                        "source=%s HTTP %ld: %s; retry in %lldms (stuck for "
-                        "%llds)",
-                        s->cfg->name, res->status, page.detail, (long long)wait,
-                        (long long)((eb_mono_ms() - s->st.stuck_since_ms) /
-                                    1000));
-                backoff_retry(s, wait);
+                on_answer_error(s, res, &page);
                 break;
         }
         eb_page_fini(&page);
-        if (p->stopping && !s->publishing && s->state != EB_SRC_STOPPED) {
+        if (p->stopping && s->state != EB_SRCF_PUBLISHING &&
+            s->state != EB_SRCF_STOPPED) {
                 evtimer_del(s->timer);
-                set_state(s, EB_SRC_STOPPED);
+                set_state(s, EB_SRCF_STOPPED);
         }
 }
 
@@ -1228,7 +1299,7 @@ static int oauth_handover(struct src *s)
         if (n || s->p->stopping)
                 return 0; /* re-authorized successor, or the end */
         oauth_persist(s);
-        return s->publishing;
+        return s->state == EB_SRCF_PUBLISHING;
 }
 
 static void on_oauth_persisted(void *arg, int err)
@@ -1237,7 +1308,7 @@ static void on_oauth_persisted(void *arg, int err)
         eb_poller_t *p = s->p;
         int64_t wait;
 
-        s->publishing = 0;
+        set_state(s, EB_SRCF_PUBLISHED);
         if (s->removed) {
                 if (!err)
                         eb_oauth_persisted(s->oauth);
@@ -1250,7 +1321,8 @@ static void on_oauth_persisted(void *arg, int err)
                 s->st.errors_publish++;
                 note_error(s, "cannot persist the new OAuth token pair (%s)",
                            strerror(-err));
-                if (s->stopped || p->stopping) {
+                wait = retry_or_stop(s);
+                if (wait < 0)
                         /* Spent upstream and not durable: the next start
                          * has only the previous (now refused) token. */
                         eb_error("poller",
@@ -1259,17 +1331,12 @@ static void on_oauth_persisted(void *arg, int err)
                                  "next start will have to be re-authorized "
                                  "(new credentials.refresh_token)",
                                  s->cfg->name, strerror(-err));
-                        set_state(s, EB_SRC_STOPPED);
-                        return;
-                }
-                wait = next_backoff(s, p->opts.backoff_min_ms,
-                                    p->opts.backoff_max_ms);
-                eb_warn("poller",
-                        "source=%s cannot persist the new OAuth token pair "
-                        "(%s): it is not used until it is durable; retry in "
-                        "%lld ms",
-                        s->cfg->name, strerror(-err), (long long)wait);
-                backoff_retry(s, wait);
+                else
+                        eb_warn("poller",
+                                "source=%s cannot persist the new OAuth token "
+                                "pair (%s): it is not used until it is "
+                                "durable; retry in %lld ms",
+                                s->cfg->name, strerror(-err), (long long)wait);
                 return;
         }
         eb_oauth_persisted(s->oauth);
@@ -1278,11 +1345,11 @@ static void on_oauth_persisted(void *arg, int err)
         reset_backoff(s);
         eb_info("poller", "source=%s OAuth token pair renewed and persisted",
                 s->cfg->name);
-        if (s->stopped || p->stopping) {
-                set_state(s, EB_SRC_STOPPED);
+        if (src_stopping(s)) {
+                set_state(s, EB_SRCF_STOPPED);
                 return;
         }
-        set_state(s, EB_SRC_WAITING);
+        set_state(s, EB_SRCF_WAITING);
         src_step(s);
 }
 
@@ -1299,6 +1366,8 @@ static void oauth_persist(struct src *s)
                 eb_error("poller",
                          "source=%s cannot encrypt the new OAuth token pair",
                          s->cfg->name);
+                if (s->state == EB_SRCF_STOPPED)
+                        return; /* eb_poller_stop(): nothing is retried */
                 backoff_retry(s, next_backoff(s, p->opts.backoff_min_ms,
                                               p->opts.backoff_max_ms));
                 return;
@@ -1306,15 +1375,12 @@ static void oauth_persist(struct src *s)
         cp = eb_oauth_wrap(s->committed_cp, blob);
         json_decref(blob);
         evts = eb_xmalloc(sizeof(*evts)); /* the sink owns it */
-        set_state(s, EB_SRC_PUBLISHING);
-        s->publishing = 1;
+        set_state(s, EB_SRCF_PUBLISHING);
         rc = p->sink.publish(p->sink.opaque, s->cfg, evts, 0, cp,
                              on_oauth_persisted, s);
         json_decref(cp);
-        if (rc) {
-                s->publishing = 0;
+        if (rc)
                 on_oauth_persisted(s, rc);
-        }
 }
 
 static void on_oauth_response(const struct eb_http_result *res, void *opaque)
@@ -1324,7 +1390,7 @@ static void on_oauth_response(const struct eb_http_result *res, void *opaque)
         char detail[400];
         int64_t wait, hold;
 
-        s->fetching = 0;
+        set_state(s, EB_SRCF_FETCHED);
         if (s->removed) {
                 /* A new pair answered to a retired source goes to its
                  * successor or to Kafka, never nowhere. */
@@ -1347,7 +1413,7 @@ static void on_oauth_response(const struct eb_http_result *res, void *opaque)
                         "%lld ms",
                         s->cfg->name, res->errstr, (long long)wait);
                 if (p->stopping)
-                        set_state(s, EB_SRC_STOPPED);
+                        set_state(s, EB_SRCF_STOPPED);
                 else
                         backoff_retry(s, wait);
                 return;
@@ -1358,8 +1424,7 @@ static void on_oauth_response(const struct eb_http_result *res, void *opaque)
         case EB_OAUTH_REFUSED:
                 s->st.errors_auth++;
                 s->st.oauth_refused = 1;
-                s->stopped = 1;
-                set_state(s, EB_SRC_STOPPED);
+                set_state(s, EB_SRCF_STOPPED);
                 note_error(s,
                            "OAuth refresh refused (%s): re-authorize and set "
                            "credentials.refresh_token",
@@ -1387,7 +1452,7 @@ static void on_oauth_response(const struct eb_http_result *res, void *opaque)
                         "%lld ms",
                         s->cfg->name, detail, (long long)wait);
                 if (p->stopping)
-                        set_state(s, EB_SRC_STOPPED);
+                        set_state(s, EB_SRCF_STOPPED);
                 else
                         backoff_retry(s, wait);
                 return;
@@ -1408,7 +1473,7 @@ static void on_oauth_response(const struct eb_http_result *res, void *opaque)
                         "source=%s oauth test hold: new token pair received, "
                         "persisting it in %lld ms",
                         s->cfg->name, (long long)hold);
-                set_state(s, EB_SRC_WAITING);
+                set_state(s, EB_SRCF_WAITING);
                 src_schedule(s, hold);
                 return;
         }
@@ -1462,10 +1527,90 @@ static int oauth_step(struct src *s)
                                               p->opts.backoff_max_ms));
                 return 1;
         }
-        s->fetching = 1;
         s->st.requests++;
-        set_state(s, EB_SRC_FETCHING);
+        set_state(s, EB_SRCF_FETCHING);
         return 1;
+}
+
+/* Whatever the next request waits for: a retired twin's request, a
+ * rate-limit pause, the OAuth test hold, a token. @returns 1 when it
+ * waits (rescheduled), else 0 with a token taken. */
+static int src_pace(struct src *s)
+{
+        int64_t now = eb_mono_ms(), wait;
+
+        if (busy_twin(s)) {
+                /* The source was restarted (reload, shard moved back)
+                 * while its previous incarnation's request still runs:
+                 * one request at a time per account, always. */
+                set_state(s, EB_SRCF_WAITING);
+                src_schedule(s, EB_POLLER_TWIN_WAIT_MS);
+                return 1;
+        }
+        if (s->not_before_ms > now) {
+                set_state(s, EB_SRCF_WAITING);
+                src_schedule(s, s->not_before_ms - now);
+                return 1;
+        }
+        if (s->oauth && s->oauth_hold_ms > now) {
+                set_state(s, EB_SRCF_WAITING);
+                src_schedule(s, s->oauth_hold_ms - now);
+                return 1;
+        }
+        wait = take_token(s);
+        if (wait > 0) {
+                set_state(s, EB_SRCF_WAITING);
+                src_schedule(s, wait);
+                return 1;
+        }
+        return 0;
+}
+
+/* Begin a walk from the committed checkpoint. @returns 0, or -1 when
+ * the source stopped or backs off instead. */
+static int walk_start(struct src *s)
+{
+        eb_poller_t *p = s->p;
+        int rc;
+
+        eb_walk_init(&s->walk, s->prov, s->cfg, s->committed_cp, eb_now_ms());
+        if (s->prov->newest_first)
+                s->walk.slice_ms = s->slice_ms;
+        rc = s->prov->walk_begin(&s->walk);
+        if (rc == -EINVAL) {
+                /* A corrupt checkpoint, or one written by another
+                 * provider: starting over could re-publish or skip
+                 * a month of events. Stop and say so. */
+                eb_walk_fini(&s->walk);
+                set_state(s, EB_SRCF_STOPPED);
+                eb_error("poller",
+                         "source=%s has an unusable checkpoint; "
+                         "polling of this source is STOPPED. Fix or "
+                         "delete its checkpoint and restart.",
+                         s->cfg->name);
+                return -1;
+        }
+        if (rc) {
+                eb_error("poller",
+                         "source=%s cannot start a walk "
+                         "(%s); retrying",
+                         s->cfg->name, strerror(-rc));
+                eb_walk_fini(&s->walk);
+                backoff_retry(s, next_backoff(s, p->opts.backoff_min_ms,
+                                              p->opts.backoff_max_ms));
+                return -1;
+        }
+        s->in_walk = 1;
+        /* A resumed window cannot be cut any shorter. */
+        s->walk_partial = s->walk.resumed;
+        s->walk_had_full_page = 0;
+        s->walk_started_ms = eb_mono_ms();
+        s->walk_pages = 0;
+        s->walk_events = 0;
+        s->walk_oldest_ms = s->walk_newest_ms = 0;
+        if (!s->st.start_ms)
+                s->st.start_ms = s->walk.start_ms;
+        return 0;
 }
 
 /* Advance the source: begin a walk if needed, then send the next request
@@ -1476,79 +1621,16 @@ static void src_step(struct src *s)
         struct eb_http_request req;
         char *url = NULL, *auth = NULL;
         const char *headers[3];
-        int64_t now = eb_mono_ms(), wait;
         int rc;
 
-        if (s->stopped || p->stopping || s->removed || s->fetching ||
-            s->publishing)
+        if (s->state == EB_SRCF_STOPPED || p->stopping || s->removed || busy(s))
                 return;
-        if (busy_twin(s)) {
-                /* The source was restarted (reload, shard moved back)
-                 * while its previous incarnation's request still runs:
-                 * one request at a time per account, always. */
-                set_state(s, EB_SRC_WAITING);
-                src_schedule(s, EB_POLLER_TWIN_WAIT_MS);
+        if (src_pace(s))
                 return;
-        }
-        if (s->not_before_ms > now) {
-                set_state(s, EB_SRC_WAITING);
-                src_schedule(s, s->not_before_ms - now);
-                return;
-        }
-        if (s->oauth && s->oauth_hold_ms > now) {
-                set_state(s, EB_SRC_WAITING);
-                src_schedule(s, s->oauth_hold_ms - now);
-                return;
-        }
-        wait = take_token(s);
-        if (wait > 0) {
-                set_state(s, EB_SRC_WAITING);
-                src_schedule(s, wait);
-                return;
-        }
         if (s->oauth && oauth_step(s))
                 return; /* renewing or persisting the token pair first */
-        if (!s->in_walk) {
-                eb_walk_init(&s->walk, s->prov, s->cfg, s->committed_cp,
-                             eb_now_ms());
-                if (s->prov->newest_first)
-                        s->walk.slice_ms = s->slice_ms;
-                rc = s->prov->walk_begin(&s->walk);
-                if (rc == -EINVAL) {
-                        /* A corrupt checkpoint, or one written by another
-                         * provider: starting over could re-publish or skip
-                         * a month of events. Stop and say so. */
-                        eb_walk_fini(&s->walk);
-                        s->stopped = 1;
-                        set_state(s, EB_SRC_STOPPED);
-                        eb_error("poller",
-                                 "source=%s has an unusable checkpoint; "
-                                 "polling of this source is STOPPED. Fix or "
-                                 "delete its checkpoint and restart.",
-                                 s->cfg->name);
-                        return;
-                }
-                if (rc) {
-                        eb_error("poller",
-                                 "source=%s cannot start a walk "
-                                 "(%s); retrying",
-                                 s->cfg->name, strerror(-rc));
-                        eb_walk_fini(&s->walk);
-                        backoff_retry(s, next_backoff(s, p->opts.backoff_min_ms,
-                                                      p->opts.backoff_max_ms));
-                        return;
-                }
-                s->in_walk = 1;
-                /* A resumed window cannot be cut any shorter. */
-                s->walk_partial = s->walk.resumed;
-                s->walk_had_full_page = 0;
-                s->walk_started_ms = eb_mono_ms();
-                s->walk_pages = 0;
-                s->walk_events = 0;
-                s->walk_oldest_ms = s->walk_newest_ms = 0;
-                if (!s->st.start_ms)
-                        s->st.start_ms = s->walk.start_ms;
-        }
+        if (!s->in_walk && walk_start(s))
+                return;
         rc = s->prov->next_request(&s->walk, &url, &auth);
         if (rc) {
                 eb_error("poller", "source=%s cannot build a request (%s)",
@@ -1589,9 +1671,8 @@ static void src_step(struct src *s)
                                               p->opts.backoff_max_ms));
                 return;
         }
-        s->fetching = 1;
         s->st.requests++;
-        set_state(s, EB_SRC_FETCHING);
+        set_state(s, EB_SRCF_FETCHING);
 }
 
 int eb_poller_trigger(eb_poller_t *p, const char *name)
@@ -1600,9 +1681,9 @@ int eb_poller_trigger(eb_poller_t *p, const char *name)
 
         if (!s)
                 return -ENOENT;
-        if (s->stopped)
+        if (s->state == EB_SRCF_STOPPED)
                 return 0;
-        if (s->state == EB_SRC_IDLE) {
+        if (s->state == EB_SRCF_IDLE) {
                 src_schedule(s, 0); /* the token bucket still applies */
         } else {
                 s->trigger_pending = 1; /* coalesced: one walk follows */
@@ -1617,15 +1698,15 @@ void eb_poller_stop(eb_poller_t *p)
         p->stopping = 1;
         for (s = p->srcs; s; s = s->next) {
                 if (s->oauth && eb_oauth_pending(s->oauth) && !s->removed &&
-                    !s->fetching && !s->publishing) {
+                    !busy(s)) {
                         /* Spent upstream already: make it durable. */
                         evtimer_del(s->timer);
                         oauth_persist(s);
                         continue;
                 }
-                if (!s->fetching && !s->publishing) {
+                if (!busy(s)) {
                         evtimer_del(s->timer);
-                        set_state(s, EB_SRC_STOPPED);
+                        set_state(s, EB_SRCF_STOPPED);
                 }
         }
 }
@@ -1635,7 +1716,7 @@ int eb_poller_idle(const eb_poller_t *p)
         const struct src *s;
 
         for (s = p->srcs; s; s = s->next)
-                if (s->fetching || s->publishing)
+                if (busy(s))
                         return 0;
         return 1;
 }
@@ -1676,7 +1757,7 @@ json_t *eb_poller_status(const eb_poller_t *p)
                 json_object_set_new(o, "provider", json_string(s->prov->name));
                 json_object_set_new(
                         o, "state",
-                        json_string(eb_source_state_name(s->state)));
+                        json_string(eb_source_state_name(st->state)));
                 json_object_set_new(o, "oldest_event_time",
                                     time_or_null(st->oldest_event_ms));
                 json_object_set_new(o, "newest_event_time",
@@ -1690,7 +1771,7 @@ json_t *eb_poller_status(const eb_poller_t *p)
                                                1000)
                                 : json_null());
                 json_object_set_new(o, "next_poll",
-                                    s->state == EB_SRC_STOPPED
+                                    s->state == EB_SRCF_STOPPED
                                             ? json_null()
                                             : time_or_null(st->next_poll_ms));
                 json_object_set_new(o, "last_walk_end",
@@ -1770,7 +1851,7 @@ void eb_poller_free(eb_poller_t *p)
         while (p->srcs) {
                 struct src *s = p->srcs;
                 p->srcs = s->next;
-                if (s->fetching)
+                if (s->state == EB_SRCF_FETCHING)
                         eb_http_cancel(p->http, s->xfer_id);
                 src_free(s);
         }

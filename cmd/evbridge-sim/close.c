@@ -312,12 +312,36 @@ static json_t *other(json_t *snap, const char *key, const char *x,
         return json_string(cur && !strcmp(cur, x) ? y : x);
 }
 
+/* Kinds whose update flips one field between two texts. */
+static const struct flip {
+        int kind;
+        const char *field, *a, *b;
+} flips[] = {
+        {C_CONTACT, "title", "Head of Sales", "CTO"},
+        {C_TASK, "text", "Send the proposal", "Call back"},
+        {C_NOTE, "note", "Budget approved.", "Asked for a demo."},
+        {C_EMAIL, "subject", "Re: proposal", "Quick question"},
+        {C_CALL, "note", "Discussed pricing.", "Left a voicemail."},
+        {C_SMS, "text", "Are you free tomorrow?", "Thanks, talk soon."},
+};
+
+static const struct flip *flip_of(int kind)
+{
+        size_t i;
+
+        for (i = 0; i < sizeof(flips) / sizeof(flips[0]); i++)
+                if (flips[i].kind == kind)
+                        return &flips[i];
+        return NULL;
+}
+
 static void mutate(struct sim_account *a, struct sim_entity *e,
                    const char *action, const char *user, int64_t ms,
                    json_t *prev, json_t *changed)
 {
         struct sim_rng *r = &a->gen;
         json_t *s = e->snap;
+        const struct flip *fl;
         int which = (int)sim_rng_below(r, 3);
 
         if (!strcmp(action, "sent")) {
@@ -329,6 +353,9 @@ static void mutate(struct sim_account *a, struct sim_entity *e,
                        json_integer(sim_rng_range(r, 5, 900)));
         } else if (!strcmp(action, "completed")) {
                 change(s, prev, changed, "is_complete", json_true());
+        } else if ((fl = flip_of(e->kind)) != NULL) {
+                change(s, prev, changed, fl->field,
+                       other(s, fl->field, fl->a, fl->b));
         } else {
                 switch (e->kind) {
                 case C_LEAD:
@@ -346,10 +373,6 @@ static void mutate(struct sim_account *a, struct sim_entity *e,
                                        json_string(d));
                                 free(d);
                         }
-                        break;
-                case C_CONTACT:
-                        change(s, prev, changed, "title",
-                               other(s, "title", "Head of Sales", "CTO"));
                         break;
                 case C_OPP:
                         if (which == 0) {
@@ -374,31 +397,6 @@ static void mutate(struct sim_account *a, struct sim_entity *e,
                                 change(s, prev, changed, "value_formatted",
                                        json_string(fmt));
                         }
-                        break;
-                case C_TASK:
-                        change(s, prev, changed, "text",
-                               other(s, "text", "Send the proposal",
-                                     "Call back"));
-                        break;
-                case C_NOTE:
-                        change(s, prev, changed, "note",
-                               other(s, "note", "Budget approved.",
-                                     "Asked for a demo."));
-                        break;
-                case C_EMAIL:
-                        change(s, prev, changed, "subject",
-                               other(s, "subject", "Re: proposal",
-                                     "Quick question"));
-                        break;
-                case C_CALL:
-                        change(s, prev, changed, "note",
-                               other(s, "note", "Discussed pricing.",
-                                     "Left a voicemail."));
-                        break;
-                case C_SMS:
-                        change(s, prev, changed, "text",
-                               other(s, "text", "Are you free tomorrow?",
-                                     "Thanks, talk soon."));
                         break;
                 case C_LSC: {
                         size_t i = sim_rng_below(r, 4);

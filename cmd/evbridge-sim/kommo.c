@@ -132,6 +132,28 @@ static json_t *note_value(struct sim_account *a)
                 (json_int_t)(40000000 + sim_rng_below(&a->gen, 9000000)));
 }
 
+/* An integer @p field of @p key changes from @p *cur to @p nv: one
+ * value_before and one value_after entry. */
+static void change_int(json_t *vb, json_t *va, const char *key,
+                       const char *field, int64_t *cur, int64_t nv)
+{
+        json_array_append_new(
+                vb, json_pack("{s:{s:I}}", key, field, (json_int_t)*cur));
+        json_array_append_new(
+                va, json_pack("{s:{s:I}}", key, field, (json_int_t)nv));
+        *cur = nv;
+}
+
+/* The same for a string; @p nv (owned) replaces @p *cur. */
+static void change_str(json_t *vb, json_t *va, const char *key,
+                       const char *field, char **cur, char *nv)
+{
+        json_array_append_new(vb, json_pack("{s:{s:s}}", key, field, *cur));
+        json_array_append_new(va, json_pack("{s:{s:s}}", key, field, nv));
+        free(*cur);
+        *cur = nv;
+}
+
 /* Pick the next type for entity @p e and fill value_after/value_before;
  * updates the entity state. @returns static type name (or built in buf). */
 static const char *kommo_pick(struct sim_account *a, struct sim_entity *e,
@@ -235,13 +257,8 @@ static const char *kommo_pick(struct sim_account *a, struct sim_entity *e,
                 e->iv[IV_PIPELINE] = pipelines[np];
         } else if (!strcmp(t, "entity_responsible_changed")) {
                 int64_t nu = a->kusers[1 + sim_rng_below(r, a->nusers - 1)];
-                json_array_append_new(
-                        vb, json_pack("{s:{s:I}}", "responsible_user", "id",
-                                      (json_int_t)e->iv[IV_RESP]));
-                json_array_append_new(va,
-                                      json_pack("{s:{s:I}}", "responsible_user",
-                                                "id", (json_int_t)nu));
-                e->iv[IV_RESP] = nu;
+                change_int(vb, va, "responsible_user", "id", &e->iv[IV_RESP],
+                           nu);
         } else if (!strcmp(t, "custom_field_value_changed")) {
                 int64_t fid = 500000 + (int64_t)sim_rng_below(r, 5);
                 char *txt =
@@ -254,25 +271,13 @@ static const char *kommo_pick(struct sim_account *a, struct sim_entity *e,
                 free(txt);
         } else if (!strcmp(t, "sale_field_changed")) {
                 int64_t np = 100 * sim_rng_range(r, 1, 900);
-                json_array_append_new(
-                        vb, json_pack("{s:{s:I}}", "sale_field_value", "sale",
-                                      (json_int_t)e->iv[IV_PRICE]));
-                json_array_append_new(va,
-                                      json_pack("{s:{s:I}}", "sale_field_value",
-                                                "sale", (json_int_t)np));
-                e->iv[IV_PRICE] = np;
+                change_int(vb, va, "sale_field_value", "sale", &e->iv[IV_PRICE],
+                           np);
         } else if (!strcmp(t, "name_field_changed")) {
                 char *nn = eb_xasprintf(
                         "%s %s", sim_pick(r, sim_words, sim_words_n),
                         sim_pick(r, sim_last_names, sim_last_names_n));
-                json_array_append_new(vb,
-                                      json_pack("{s:{s:s}}", "name_field_value",
-                                                "name", e->name));
-                json_array_append_new(
-                        va,
-                        json_pack("{s:{s:s}}", "name_field_value", "name", nn));
-                free(e->name);
-                e->name = nn;
+                change_str(vb, va, "name_field_value", "name", &e->name, nn);
         } else if (!strcmp(t, "entity_tag_added") ||
                    !strcmp(t, "entity_tag_deleted")) {
                 json_t *dst = t[11] == 'a' ? va : vb;
@@ -304,21 +309,11 @@ static const char *kommo_pick(struct sim_account *a, struct sim_entity *e,
                         va, json_pack("{s:{s:s}}", "task", "text", e->name));
         } else if (!strcmp(t, "task_deadline_changed")) {
                 int64_t nd = ms / 1000 + sim_rng_range(r, 3600, 7 * 86400);
-                json_array_append_new(
-                        vb, json_pack("{s:{s:I}}", "task_deadline", "timestamp",
-                                      (json_int_t)e->iv[IV_DEADLINE]));
-                json_array_append_new(va,
-                                      json_pack("{s:{s:I}}", "task_deadline",
-                                                "timestamp", (json_int_t)nd));
-                e->iv[IV_DEADLINE] = nd;
+                change_int(vb, va, "task_deadline", "timestamp",
+                           &e->iv[IV_DEADLINE], nd);
         } else if (!strcmp(t, "task_type_changed")) {
                 int64_t nt = e->iv[IV_TTYPE] % 3 + 1;
-                json_array_append_new(vb,
-                                      json_pack("{s:{s:I}}", "task_type", "id",
-                                                (json_int_t)e->iv[IV_TTYPE]));
-                json_array_append_new(va, json_pack("{s:{s:I}}", "task_type",
-                                                    "id", (json_int_t)nt));
-                e->iv[IV_TTYPE] = nt;
+                change_int(vb, va, "task_type", "id", &e->iv[IV_TTYPE], nt);
         } else if (strstr(t, "_deleted") && strncmp(t, "entity_", 7)) {
                 e->deleted = 1;
         } else if (!strcmp(t, "task_completed")) {

@@ -440,6 +440,55 @@ static int parse_faults(const char *spec, struct sim_fault_rule **rules,
         return 0;
 }
 
+/* The words a setting of a word type accepts, and the value each sets. */
+static const struct {
+        int type;
+        const char *word;
+        int value;
+} words[] = {
+        {KT_BOOL, "on", 1},
+        {KT_BOOL, "true", 1},
+        {KT_BOOL, "1", 1},
+        {KT_BOOL, "yes", 1},
+        {KT_BOOL, "off", 0},
+        {KT_BOOL, "false", 0},
+        {KT_BOOL, "0", 0},
+        {KT_BOOL, "no", 0},
+        {KT_STRICT, "on", 1},
+        {KT_STRICT, "true", 1},
+        {KT_STRICT, "1", 1},
+        {KT_STRICT, "off", 0},
+        {KT_STRICT, "false", 0},
+        {KT_STRICT, "0", 0},
+        {KT_DOWN, "off", SIM_DOWN_OFF},
+        {KT_DOWN, "false", SIM_DOWN_OFF},
+        {KT_DOWN, "none", SIM_DOWN_OFF},
+        {KT_DOWN, "0", SIM_DOWN_OFF},
+        {KT_DOWN, "503", SIM_DOWN_503},
+        {KT_DOWN, "true", SIM_DOWN_503},
+        {KT_DOWN, "on", SIM_DOWN_503},
+        {KT_DOWN, "reset", SIM_DOWN_RESET},
+        {KT_KVER, "v1", 0},
+        {KT_KVER, "V1", 0},
+        {KT_KVER, "v2", 1},
+        {KT_KVER, "V2", 1},
+        {KT_CAPOL, "reject", 0},
+        {KT_CAPOL, "clamp", 1},
+        {KT_SCOPE, "address", 0},
+        {KT_SCOPE, "account", 1},
+};
+
+/* The value @p sv names for a setting of @p type, or -1. */
+static int word_value(int type, const char *sv)
+{
+        size_t i;
+
+        for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+                if (words[i].type == type && !strcmp(words[i].word, sv))
+                        return words[i].value;
+        return -1;
+}
+
 /* Render a value as a string for parsing; numbers keep their form. */
 static const char *val_str(const json_t *val, char *buf, size_t sz)
 {
@@ -531,24 +580,6 @@ int sim_setting_apply(struct sim_settings *s, const char *key,
                 *(int64_t *)(base + k->off) = v;
                 return 0;
         }
-        case KT_BOOL: {
-                int b;
-                if (!strcmp(sv, "on") || !strcmp(sv, "true") ||
-                    !strcmp(sv, "1") || !strcmp(sv, "yes"))
-                        b = 1;
-                else if (!strcmp(sv, "off") || !strcmp(sv, "false") ||
-                         !strcmp(sv, "0") || !strcmp(sv, "no"))
-                        b = 0;
-                else {
-                        snprintf(err, errsz,
-                                 "%s: expected on or off, got "
-                                 "'%s'",
-                                 key, sv);
-                        return -EINVAL;
-                }
-                *(int *)(base + k->off) = b;
-                return 0;
-        }
         case KT_STR: {
                 char **dst = (char **)(base + k->off);
                 size_t n = strlen(sv);
@@ -580,70 +611,25 @@ int sim_setting_apply(struct sim_settings *s, const char *key,
                 s->nfaults = nr;
                 return 0;
         }
+        case KT_BOOL:
         case KT_DOWN:
-                if (!strcmp(sv, "off") || !strcmp(sv, "false") ||
-                    !strcmp(sv, "none") || !strcmp(sv, "0"))
-                        s->down = SIM_DOWN_OFF;
-                else if (!strcmp(sv, "503") || !strcmp(sv, "true") ||
-                         !strcmp(sv, "on"))
-                        s->down = SIM_DOWN_503;
-                else if (!strcmp(sv, "reset"))
-                        s->down = SIM_DOWN_RESET;
-                else {
-                        snprintf(err, errsz,
-                                 "%s: expected off, 503 or "
-                                 "reset, got '%s'",
-                                 key, sv);
-                        return -EINVAL;
-                }
-                return 0;
         case KT_KVER:
-                if (!strcmp(sv, "v1") || !strcmp(sv, "V1"))
-                        s->kota_v2 = 0;
-                else if (!strcmp(sv, "v2") || !strcmp(sv, "V2"))
-                        s->kota_v2 = 1;
-                else {
-                        snprintf(err, errsz, "%s: expected v1 or v2", key);
-                        return -EINVAL;
-                }
-                return 0;
         case KT_CAPOL:
-                if (!strcmp(sv, "reject"))
-                        s->kota_clamp = 0;
-                else if (!strcmp(sv, "clamp"))
-                        s->kota_clamp = 1;
-                else {
-                        snprintf(err, errsz, "%s: expected reject or clamp",
-                                 key);
-                        return -EINVAL;
-                }
-                return 0;
+        case KT_SCOPE:
         case KT_STRICT: {
-                int on;
-                if (!strcmp(sv, "on") || !strcmp(sv, "true") ||
-                    !strcmp(sv, "1"))
-                        on = 1;
-                else if (!strcmp(sv, "off") || !strcmp(sv, "false") ||
-                         !strcmp(sv, "0"))
-                        on = 0;
-                else {
-                        snprintf(err, errsz, "%s: expected on or off", key);
+                int v = word_value(k->type, sv);
+
+                if (v < 0) {
+                        snprintf(err, errsz, "%s: expected %s, got '%s'", key,
+                                 k->arg, sv);
                         return -EINVAL;
                 }
-                set_strict(s, s->prov, on);
+                if (k->type == KT_STRICT)
+                        set_strict(s, s->prov, v);
+                else
+                        *(int *)(base + k->off) = v;
                 return 0;
         }
-        case KT_SCOPE:
-                if (!strcmp(sv, "address"))
-                        s->kommo_ban_account = 0;
-                else if (!strcmp(sv, "account"))
-                        s->kommo_ban_account = 1;
-                else {
-                        snprintf(err, errsz, "%s: expected address or account",
-                                 key);
-                        return -EINVAL;
-                }
-                return 0;
         }
         return -EINVAL;
 }

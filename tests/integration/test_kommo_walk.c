@@ -14,6 +14,7 @@
 #include "eb_poller.h"
 #include "eb_test.h"
 #include "eb_time.h"
+#include "eb_tloop.h"
 #include "sim_harness.h"
 
 #include <curl/curl.h>
@@ -24,12 +25,6 @@
 
 static struct event_base *base;
 
-struct pending {
-        eb_publish_done_cb *done;
-        void *arg;
-        struct event *ev;
-};
-
 struct sink {
         json_t *seen;      /* dedupe identity -> times accepted */
         long page_size;    /* of the source, for pages_needed */
@@ -37,24 +32,11 @@ struct sink {
         long publishes;
 };
 
-static void settle(evutil_socket_t fd, short what, void *arg)
-{
-        struct pending *pd = arg;
-
-        (void)fd;
-        (void)what;
-        pd->done(pd->arg, 0);
-        event_free(pd->ev);
-        free(pd);
-}
-
 static int publish(void *opaque, const struct eb_source_cfg *src,
                    struct eb_event **evts, size_t cnt, json_t *cp,
                    eb_publish_done_cb *done, void *arg)
 {
         struct sink *sk = opaque;
-        struct pending *pd = calloc(1, sizeof(*pd));
-        struct timeval tv = {0, 1000};
         long fresh = 0;
         size_t i;
 
@@ -75,50 +57,13 @@ static int publish(void *opaque, const struct eb_source_cfg *src,
         sk->pages_needed +=
                 fresh ? (fresh + sk->page_size - 1) / sk->page_size : 1;
         eb_events_free(evts, cnt);
-        pd->done = done;
-        pd->arg = arg;
-        pd->ev = evtimer_new(base, settle, pd);
-        evtimer_add(pd->ev, &tv);
+        eb_tsettle_later(base, done, arg, 0);
         return 0;
 }
 
-static void run_for(int ms)
-{
-        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-}
-
-/* Events in the truth the sink has not seen. */
-static int missing(struct eb_sim *sim, struct sink *sk)
-{
-        json_t *truth = eb_sim_truth(sim, "");
-        size_t i;
-        int miss = 0;
-
-        if (!truth)
-                return -1;
-        for (i = 0; i < json_array_size(truth); i++) {
-                json_t *t = json_array_get(truth, i);
-                char key[512];
-
-                snprintf(key, sizeof(key), "%s\x1f%s\x1f",
-                         json_string_value(json_object_get(t, "account")),
-                         json_string_value(json_object_get(t, "id")));
-                if (!json_object_get(sk->seen, key))
-                        miss++;
-        }
-        json_decref(truth);
-        return miss;
-}
-
 struct rig {
-        struct eb_sim sim;
+        struct eb_trig t;
         struct sink sk;
-        struct eb_config *cfg;
-        eb_http_t *http;
-        eb_poller_t *p;
 };
 
 /* The simulator with @p args (one Kommo account), and a source kommo-1
@@ -126,47 +71,28 @@ struct rig {
 static int rig_start(struct rig *r, const char *const *args, const char *poll,
                      int ps)
 {
-        struct eb_sink sink;
-        struct eb_poller_opts opts;
-        char json[4096], err[512];
+        struct eb_sink sink = {.publish = publish};
+        char json[4096];
 
-        memset(r, 0, sizeof(*r));
+        if (eb_trig_sim(&r->t, args) < 0)
+                return -1;
+        memset(&r->sk, 0, sizeof(r->sk));
         r->sk.seen = json_object();
         r->sk.page_size = ps;
-        if (eb_sim_start(args, &r->sim) < 0)
-                return -1;
+        sink.opaque = &r->sk;
         snprintf(json, sizeof(json),
                  "{\"sources\":[{\"name\":\"kommo-1\",\"provider\":"
                  "\"kommo\",\"base_url\":\"%s/kommo/kommo-1\","
                  "\"credentials\":{\"token\":\"kommo-token-kommo-1\"},"
                  "\"poll\":{%s,\"page_size\":%d}}]}",
-                 r->sim.origin, poll, ps);
-        r->cfg = eb_config_load_string(json, err, sizeof(err));
-        if (!r->cfg) {
-                fprintf(stderr, "config: %s\n", err);
-                return -1;
-        }
-        r->http = eb_http_new(base, err, sizeof(err));
-        sink.publish = publish;
-        sink.opaque = &r->sk;
-        memset(&opts, 0, sizeof(opts));
-        opts.backoff_min_ms = 50;
-        opts.backoff_max_ms = 200;
-        r->p = eb_poller_new(base, r->http, &sink, &opts);
-        return eb_poller_add(r->p, &r->cfg->sources[0], NULL, err, sizeof(err));
+                 r->t.sim.origin, poll, ps);
+        return eb_trig_poll(&r->t, base, json, &sink, &eb_trig_fast);
 }
 
 static void rig_stop(struct rig *r)
 {
-        if (r->p) {
-                eb_poller_stop(r->p);
-                run_for(300);
-                eb_poller_free(r->p);
-        }
-        eb_http_free(r->http);
-        eb_config_free(r->cfg);
+        eb_trig_stop(&r->t, base);
         json_decref(r->sk.seen);
-        EB_CHECK(eb_sim_stop(&r->sim) == 0);
 }
 
 static int run_until_complete(struct rig *r, int secs)
@@ -174,8 +100,8 @@ static int run_until_complete(struct rig *r, int secs)
         int i, miss = -1;
 
         for (i = 0; i < EB_T_TMOUT(secs) * 2; i++) {
-                run_for(500);
-                miss = missing(&r->sim, &r->sk);
+                eb_trun_for(base, 500);
+                miss = eb_tmissing(&r->t.sim, "", r->sk.seen, 0, NULL);
                 if (miss == 0)
                         break;
         }
@@ -185,7 +111,7 @@ static int run_until_complete(struct rig *r, int secs)
 /* Requests the simulator answered for kommo-1 since the last reset. */
 static long sim_requests(struct rig *r)
 {
-        json_t *st = eb_sim_get_json(&r->sim, "/_sim/stats?account=kommo-1");
+        json_t *st = eb_sim_get_json(&r->t.sim, "/_sim/stats?account=kommo-1");
         json_t *a = json_array_get(json_object_get(st, "accounts"), 0);
         long n = (long)eb_jfield_i64(a, "requests", -1);
 
@@ -197,7 +123,7 @@ static void sim_do(struct rig *r, const char *json)
 {
         struct eb_sim_resp resp;
 
-        EB_CHECK(eb_sim_control(&r->sim, json, &resp) == 200);
+        EB_CHECK(eb_sim_control(&r->t.sim, json, &resp) == 200);
         eb_sim_resp_free(&resp);
 }
 
@@ -233,7 +159,7 @@ static void test_ties_at_page_boundaries(void)
         EB_CHECK_INT(run_until_complete(&r, 60), 0);
         /* A second holding three pages, read alone. */
         sim_do(&r, "{\"generate\":30}");
-        run_for(1100);
+        eb_trun_for(base, 1100);
         sim_do(&r, "{\"generate\":30}");
         EB_CHECK_INT(run_until_complete(&r, 30), 0);
         rig_stop(&r);
@@ -265,12 +191,12 @@ static void test_idle_overlap_one_request(void)
                              "\"overlap\":\"10m\"",
                              250) == 0);
         EB_CHECK_INT(run_until_complete(&r, 60), 0);
-        run_for(1500); /* the walks that follow the backlog */
-        st = eb_poller_stats(r.p, "kommo-1");
+        eb_trun_for(base, 1500); /* the walks that follow the backlog */
+        st = eb_poller_stats(r.t.p, "kommo-1");
         EB_REQUIRE(st != NULL);
         req0 = sim_requests(&r);
         walks0 = (long)st->walks;
-        run_for(6000);
+        eb_trun_for(base, 6000);
         req = sim_requests(&r) - req0;
         walks = (long)st->walks - walks0;
         printf("# idle: %ld requests in %ld walks (poller: %llu requests)\n",
@@ -304,10 +230,10 @@ static void test_live_overlap_pages(void)
 
         EB_REQUIRE(rig_start(&r, args, "\"interval\":\"2s\",\"start\":\"10m\"",
                              250) == 0);
-        run_for(6000); /* the backlog, and the walks after it */
+        eb_trun_for(base, 6000); /* the backlog, and the walks after it */
         req0 = sim_requests(&r);
         need0 = r.sk.pages_needed;
-        run_for(12000);
+        eb_trun_for(base, 12000);
         req = sim_requests(&r) - req0;
         need = r.sk.pages_needed - need0;
         printf("# live: %ld requests, new events needed %ld pages\n", req,
@@ -340,7 +266,7 @@ static void test_late_events_no_lag(void)
                              "\"interval\":\"700ms\",\"start\":\"2m\","
                              "\"lag\":\"0s\"",
                              5) == 0);
-        run_for(10000);
+        eb_trun_for(base, 10000);
         sim_do(&r, "{\"set\":{\"rate\":0}}");
         EB_CHECK_INT(run_until_complete(&r, 30), 0);
         rig_stop(&r);

@@ -15,6 +15,7 @@
 #include "eb_test.h"
 #include "eb_time.h"
 #include "eb_tkafka.h"
+#include "eb_tloop.h"
 #include "eb_util.h"
 
 #include <errno.h>
@@ -25,35 +26,11 @@
 static struct event_base *base;
 static eb_tkafka_t *kafka;
 
-struct result {
-        int done;
-        int err;
-};
-
-static void on_done(void *arg, int err)
+/* How many records of TOPIC a read_committed consumer reads whose event
+ * has native id @p id (-1 if it cannot read). */
+static int committed_events(const char *id)
 {
-        struct result *r = arg;
-
-        r->done++;
-        r->err = err;
-}
-
-static struct eb_event **one_event(const char *id, int64_t time_ms)
-{
-        struct eb_event **evts = calloc(1, sizeof(*evts));
-        struct eb_event *e = eb_event_new();
-
-        e->id = strdup(id);
-        e->source_name = strdup("acme");
-        e->provider = strdup("kota");
-        e->account = strdup("pt_1");
-        e->entity_type = strdup("employee");
-        e->entity_id = strdup("ee_1");
-        e->action = strdup("created");
-        e->time_ms = time_ms;
-        e->native = json_pack("{s:s}", "id", id);
-        evts[0] = e;
-        return evts;
+        return eb_tcommitted_events(eb_tkafka_bootstrap(kafka), TOPIC, id);
 }
 
 static void spin(int ms)
@@ -62,35 +39,6 @@ static void spin(int ms)
 
         while (eb_mono_ms() < until)
                 event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-}
-
-static void wait_done(struct result *r, int ms)
-{
-        int64_t until = eb_mono_ms() + EB_T_TMOUT(ms);
-
-        while (!r->done && eb_mono_ms() < until)
-                event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-}
-
-/* How many records of TOPIC a read_committed consumer reads whose event
- * has native id @p id (-1 if it cannot read). */
-static int committed_events(const char *id)
-{
-        const char *const topics[] = {TOPIC, NULL};
-        struct eb_kmock_records recs;
-        char *needle = eb_xasprintf("\"%s\"", id);
-        int n = 0;
-        size_t i;
-
-        if (eb_kmock_consume_all(eb_tkafka_bootstrap(kafka), topics,
-                                 EB_T_TMOUT(20000), &recs) != 0)
-                n = -1;
-        for (i = 0; n >= 0 && i < recs.cnt; i++)
-                if (recs.v[i].value && strstr(recs.v[i].value, needle))
-                        n++;
-        eb_kmock_records_free(&recs);
-        free(needle);
-        return n;
 }
 
 static struct eb_config *make_cfg(const char *timeout_ms)
@@ -114,7 +62,7 @@ static void test_inflight_duplicate_waits(void)
         struct eb_source_cfg src = {0};
         eb_kafka_t *k;
         eb_pipeline_t *pl;
-        struct result a = {0, 0}, b = {0, 0};
+        struct eb_tresult a = {0, 0}, b = {0, 0};
         char err[256];
 
         EB_REQUIRE(kafka != NULL && !eb_tkafka_shared(kafka));
@@ -125,24 +73,24 @@ static void test_inflight_duplicate_waits(void)
         pl = eb_pipeline_new(base, cfg, k, err, sizeof(err));
         EB_REQUIRE(pl != NULL);
         /* Warm up the topic so the next produce goes out promptly. */
-        EB_REQUIRE(eb_pipeline_publish(pl, &src, one_event("evt_0", 1000), 1,
-                                       NULL, on_done, &a) == 0);
-        wait_done(&a, 10000);
+        EB_REQUIRE(eb_pipeline_publish(pl, &src, eb_tone_event("evt_0", 1000),
+                                       1, NULL, eb_tresult_done, &a) == 0);
+        eb_tresult_wait(base, &a, 10000);
         EB_REQUIRE(a.done == 1 && a.err == 0);
 
         memset(&a, 0, sizeof(a));
         EB_CHECK_INT(eb_tkafka_ctl(kafka, "pause", 0), 0);
-        EB_REQUIRE(eb_pipeline_publish(pl, &src, one_event("evt_1", 1000), 1,
-                                       NULL, on_done, &a) == 0);
+        EB_REQUIRE(eb_pipeline_publish(pl, &src, eb_tone_event("evt_1", 1000),
+                                       1, NULL, eb_tresult_done, &a) == 0);
         /* The same event again (a webhook racing a poll). */
-        EB_REQUIRE(eb_pipeline_publish(pl, &src, one_event("evt_1", 1000), 1,
-                                       NULL, on_done, &b) == 0);
+        EB_REQUIRE(eb_pipeline_publish(pl, &src, eb_tone_event("evt_1", 1000),
+                                       1, NULL, eb_tresult_done, &b) == 0);
         spin(800);
         EB_CHECK_INT(a.done, 0);
         EB_CHECK_INT(b.done, 0); /* must not be told "done" before a is */
         EB_CHECK_INT(eb_tkafka_ctl(kafka, "resume", 0), 0);
-        wait_done(&a, 15000);
-        wait_done(&b, 15000);
+        eb_tresult_wait(base, &a, 15000);
+        eb_tresult_wait(base, &b, 15000);
         EB_CHECK(a.done == 1 && a.err == 0);
         EB_CHECK(b.done == 1 && b.err == 0);
         EB_CHECK_INT(eb_pipeline_stats(pl, "acme")->published, 2);
@@ -159,7 +107,7 @@ static void test_inflight_duplicate_inherits_failure(void)
         struct eb_source_cfg src = {0};
         eb_kafka_t *k;
         eb_pipeline_t *pl;
-        struct result a = {0, 0}, b = {0, 0}, c = {0, 0};
+        struct eb_tresult a = {0, 0}, b = {0, 0}, c = {0, 0};
         char err[256];
         int i;
 
@@ -170,16 +118,16 @@ static void test_inflight_duplicate_inherits_failure(void)
         EB_REQUIRE(k != NULL);
         pl = eb_pipeline_new(base, cfg, k, err, sizeof(err));
         EB_REQUIRE(pl != NULL);
-        EB_REQUIRE(eb_pipeline_publish(pl, &src, one_event("evt_0", 1000), 1,
-                                       NULL, on_done, &c) == 0);
-        wait_done(&c, 10000);
+        EB_REQUIRE(eb_pipeline_publish(pl, &src, eb_tone_event("evt_0", 1000),
+                                       1, NULL, eb_tresult_done, &c) == 0);
+        eb_tresult_wait(base, &c, 10000);
         EB_CHECK_INT(eb_tkafka_ctl(kafka, "pause", 0), 0);
-        EB_REQUIRE(eb_pipeline_publish(pl, &src, one_event("evt_2", 1000), 1,
-                                       NULL, on_done, &a) == 0);
-        EB_REQUIRE(eb_pipeline_publish(pl, &src, one_event("evt_2", 1000), 1,
-                                       NULL, on_done, &b) == 0);
-        wait_done(&a, 15000);
-        wait_done(&b, 15000);
+        EB_REQUIRE(eb_pipeline_publish(pl, &src, eb_tone_event("evt_2", 1000),
+                                       1, NULL, eb_tresult_done, &a) == 0);
+        EB_REQUIRE(eb_pipeline_publish(pl, &src, eb_tone_event("evt_2", 1000),
+                                       1, NULL, eb_tresult_done, &b) == 0);
+        eb_tresult_wait(base, &a, 15000);
+        eb_tresult_wait(base, &b, 15000);
         EB_CHECK(a.done == 1 && a.err != 0);
         /* b's copy was only the one that failed: b fails too. */
         EB_CHECK(b.done == 1 && b.err != 0);
@@ -189,9 +137,9 @@ static void test_inflight_duplicate_inherits_failure(void)
         for (i = 0; i < 10; i++) {
                 memset(&a, 0, sizeof(a));
                 EB_REQUIRE(eb_pipeline_publish(pl, &src,
-                                               one_event("evt_2", 1000), 1,
-                                               NULL, on_done, &a) == 0);
-                wait_done(&a, 15000);
+                                               eb_tone_event("evt_2", 1000), 1,
+                                               NULL, eb_tresult_done, &a) == 0);
+                eb_tresult_wait(base, &a, 15000);
                 if (a.done == 1 && a.err == 0)
                         break;
                 spin(500);
@@ -232,7 +180,7 @@ static void test_lost_inflight_is_republished(void)
         struct eb_source_cfg src = {0};
         eb_kafka_t *k;
         eb_pipeline_t *pl;
-        struct result a = {0, 0};
+        struct eb_tresult a = {0, 0};
         char err[256];
         int i;
 
@@ -243,26 +191,27 @@ static void test_lost_inflight_is_republished(void)
         EB_REQUIRE(k != NULL);
         pl = eb_pipeline_new(base, cfg, k, err, sizeof(err));
         EB_REQUIRE(pl != NULL);
-        EB_REQUIRE(eb_pipeline_publish(pl, &src, one_event("evt_w", 1000), 1,
-                                       NULL, on_done, &a) == 0);
-        wait_done(&a, 10000);
+        EB_REQUIRE(eb_pipeline_publish(pl, &src, eb_tone_event("evt_w", 1000),
+                                       1, NULL, eb_tresult_done, &a) == 0);
+        eb_tresult_wait(base, &a, 10000);
         EB_CHECK(a.done == 1 && a.err == 0);
 
         memset(&a, 0, sizeof(a));
         EB_CHECK_INT(eb_tkafka_ctl(kafka, "pause", 0), 0);
-        EB_REQUIRE(eb_pipeline_publish(pl, &src, one_event("evt_lost", 1000), 1,
-                                       NULL, on_done, &a) == 0);
+        EB_REQUIRE(eb_pipeline_publish(pl, &src,
+                                       eb_tone_event("evt_lost", 1000), 1, NULL,
+                                       eb_tresult_done, &a) == 0);
         spin(300); /* the request goes out, into the paused broker's socket */
         EB_CHECK_INT(eb_tkafka_ctl(kafka, "kill", 1), 0);
-        wait_done(&a, 15000);
+        eb_tresult_wait(base, &a, 15000);
         EB_CHECK(a.done == 1 && a.err != 0);
         EB_CHECK_INT(eb_tkafka_ctl(kafka, "restart", 1), 0);
         for (i = 0; i < 20; i++) {
                 memset(&a, 0, sizeof(a));
-                EB_REQUIRE(eb_pipeline_publish(pl, &src,
-                                               one_event("evt_lost", 1000), 1,
-                                               NULL, on_done, &a) == 0);
-                wait_done(&a, 15000);
+                EB_REQUIRE(eb_pipeline_publish(
+                                   pl, &src, eb_tone_event("evt_lost", 1000), 1,
+                                   NULL, eb_tresult_done, &a) == 0);
+                eb_tresult_wait(base, &a, 15000);
                 if (a.done == 1 && a.err == 0)
                         break;
                 spin(500);
@@ -283,7 +232,7 @@ static void test_old_event_stays_deduplicated(void)
         struct eb_source_cfg src = {0};
         eb_kafka_t *k;
         eb_pipeline_t *pl;
-        struct result a = {0, 0}, b = {0, 0};
+        struct eb_tresult a = {0, 0}, b = {0, 0};
         char err[256];
         /* 2024-05-15: far outside the 72 h window. */
         int64_t old = 1715782950000LL;
@@ -295,13 +244,13 @@ static void test_old_event_stays_deduplicated(void)
         EB_REQUIRE(k != NULL);
         pl = eb_pipeline_new(base, cfg, k, err, sizeof(err));
         EB_REQUIRE(pl != NULL);
-        EB_REQUIRE(eb_pipeline_publish(pl, &src, one_event("evt_old", old), 1,
-                                       NULL, on_done, &a) == 0);
-        wait_done(&a, 10000);
+        EB_REQUIRE(eb_pipeline_publish(pl, &src, eb_tone_event("evt_old", old),
+                                       1, NULL, eb_tresult_done, &a) == 0);
+        eb_tresult_wait(base, &a, 10000);
         EB_REQUIRE(a.done == 1 && a.err == 0);
-        EB_REQUIRE(eb_pipeline_publish(pl, &src, one_event("evt_old", old), 1,
-                                       NULL, on_done, &b) == 0);
-        wait_done(&b, 10000);
+        EB_REQUIRE(eb_pipeline_publish(pl, &src, eb_tone_event("evt_old", old),
+                                       1, NULL, eb_tresult_done, &b) == 0);
+        eb_tresult_wait(base, &b, 10000);
         EB_CHECK(b.done == 1 && b.err == 0);
         EB_CHECK_INT(eb_pipeline_stats(pl, "acme")->published, 1);
         EB_CHECK_INT(eb_pipeline_stats(pl, "acme")->duplicates, 1);

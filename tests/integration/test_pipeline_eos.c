@@ -22,6 +22,7 @@
 #include "eb_test.h"
 #include "eb_time.h"
 #include "eb_tkafka.h"
+#include "eb_tloop.h"
 #include "eb_util.h"
 
 #include <errno.h>
@@ -35,73 +36,25 @@ static eb_tkafka_t *kafka;
 static struct eb_config *cfg;
 static eb_kafka_t *k;
 
-struct result {
-        int done;
-        int err;
-};
-
-static void on_done(void *arg, int err)
-{
-        struct result *r = arg;
-
-        r->done++;
-        r->err = err;
-}
-
-static void on_txn(void *arg, int err, const char *errstr)
-{
-        struct result *r = arg;
-
-        (void)errstr;
-        r->done++;
-        r->err = err;
-}
-
 static struct eb_event **one_event(const char *id)
 {
-        struct eb_event **evts = calloc(1, sizeof(*evts));
-        struct eb_event *e = eb_event_new();
-
-        e->id = strdup(id);
-        e->source_name = strdup("acme");
-        e->provider = strdup("kota");
-        e->account = strdup("pt_1");
-        e->entity_type = strdup("employee");
-        e->entity_id = strdup("ee_1");
-        e->action = strdup("created");
-        e->time_ms = eb_now_ms();
-        e->native = json_pack("{s:s}", "id", id);
-        evts[0] = e;
-        return evts;
+        return eb_tone_event(id, eb_now_ms());
 }
 
 /* How many records of TOPIC a read_committed consumer reads whose event
  * has native id @p id (-1 if it cannot read). */
 static int committed_events(const char *id)
 {
-        const char *const topics[] = {TOPIC, NULL};
-        struct eb_kmock_records recs;
-        char *needle = eb_xasprintf("\"%s\"", id);
-        int n = 0;
-        size_t i;
-
-        if (eb_kmock_consume_all(eb_kafka_bootstrap(k), topics,
-                                 EB_T_TMOUT(20000), &recs) != 0)
-                n = -1;
-        for (i = 0; n >= 0 && i < recs.cnt; i++)
-                if (recs.v[i].value && strstr(recs.v[i].value, needle))
-                        n++;
-        eb_kmock_records_free(&recs);
-        free(needle);
-        return n;
+        return eb_tcommitted_events(eb_kafka_bootstrap(k), TOPIC, id);
 }
 
-static void wait_done(struct result *r, int ms)
+static void on_txn(void *arg, int err, const char *errstr)
 {
-        int64_t until = eb_mono_ms() + EB_T_TMOUT(ms);
+        struct eb_tresult *r = arg;
 
-        while (!r->done && eb_mono_ms() < until)
-                event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        (void)errstr;
+        r->done++;
+        r->err = err;
 }
 
 static const struct eb_source_cfg *acme(void)
@@ -115,7 +68,7 @@ static const struct eb_source_cfg *acme(void)
 static void test_commit_and_restore(void)
 {
         char err[512];
-        struct result a = {0, 0}, b = {0, 0};
+        struct eb_tresult a = {0, 0}, b = {0, 0};
         struct eb_kafka_stats ks;
         struct eb_state_restore_stats st;
         eb_pipeline_t *pl, *pl2;
@@ -125,14 +78,14 @@ static void test_commit_and_restore(void)
         EB_REQUIRE(pl != NULL);
         EB_CHECK_INT(eb_pipeline_transactional(pl), 1);
         EB_REQUIRE(eb_pipeline_publish(pl, acme(), one_event("e1"), 1, cp,
-                                       on_done, &a) == 0);
+                                       eb_tresult_done, &a) == 0);
         /* the same event again (a webhook racing a poll) */
         EB_REQUIRE(eb_pipeline_publish(pl, acme(), one_event("e1"), 1, NULL,
-                                       on_done, &b) == 0);
+                                       eb_tresult_done, &b) == 0);
         EB_CHECK_INT(a.done, 0); /* never inside publish */
         EB_CHECK_INT(eb_pipeline_pending(pl), 2);
-        wait_done(&a, 20000);
-        wait_done(&b, 20000);
+        eb_tresult_wait(base, &a, 20000);
+        eb_tresult_wait(base, &b, 20000);
         EB_CHECK(a.done == 1 && a.err == 0);
         EB_CHECK(b.done == 1 && b.err == 0);
         EB_CHECK_INT(eb_pipeline_pending(pl), 0);
@@ -153,8 +106,8 @@ static void test_commit_and_restore(void)
         EB_CHECK(st.ids >= 1);
         memset(&a, 0, sizeof(a));
         EB_REQUIRE(eb_pipeline_publish(pl2, acme(), one_event("e1"), 1, NULL,
-                                       on_done, &a) == 0);
-        wait_done(&a, 5000);
+                                       eb_tresult_done, &a) == 0);
+        eb_tresult_wait(base, &a, 5000);
         EB_CHECK(a.done == 1 && a.err == 0);
         EB_CHECK_INT(eb_pipeline_stats(pl2, "acme")->duplicates, 1);
         EB_CHECK_INT(eb_pipeline_stats(pl2, "acme")->published, 0);
@@ -167,7 +120,7 @@ static void test_commit_and_restore(void)
 static void test_abortable_commit_is_redone(void)
 {
         char err[512];
-        struct result a = {0, 0};
+        struct eb_tresult a = {0, 0};
         struct eb_kafka_stats before, after;
         eb_pipeline_t *pl = eb_pipeline_new(base, cfg, k, err, sizeof(err));
 
@@ -178,8 +131,8 @@ static void test_abortable_commit_is_redone(void)
                 eb_kafka_mock_cluster(k), 26, 1,
                 RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID);
         EB_REQUIRE(eb_pipeline_publish(pl, acme(), one_event("e2"), 1, NULL,
-                                       on_done, &a) == 0);
-        wait_done(&a, 30000);
+                                       eb_tresult_done, &a) == 0);
+        eb_tresult_wait(base, &a, 30000);
         EB_CHECK(a.done == 1 && a.err == 0);
         eb_kafka_get_stats(k, &after);
         EB_CHECK(after.txn_aborted >= before.txn_aborted + 1);
@@ -198,15 +151,15 @@ static void test_abortable_commit_is_redone(void)
 static void test_fenced_by_second_instance(void)
 {
         char err[512];
-        struct result a = {0, 0}, init = {0, 0};
+        struct eb_tresult a = {0, 0}, init = {0, 0};
         struct eb_event **evts;
         eb_pipeline_t *pl = eb_pipeline_new(base, cfg, k, err, sizeof(err));
         eb_kafka_t *k2;
 
         EB_REQUIRE(pl != NULL);
         EB_REQUIRE(eb_pipeline_publish(pl, acme(), one_event("e3"), 1, NULL,
-                                       on_done, &a) == 0);
-        wait_done(&a, 20000);
+                                       eb_tresult_done, &a) == 0);
+        eb_tresult_wait(base, &a, 20000);
         EB_CHECK(a.done == 1 && a.err == 0);
 
         k2 = eb_kafka_new_ex(base, cfg, EB_KAFKA_NEW_F_TRANSACTIONS, err,
@@ -215,20 +168,20 @@ static void test_fenced_by_second_instance(void)
                 eb_pipeline_free(pl);
         EB_REQUIRE(k2 != NULL);
         EB_CHECK_INT(eb_kafka_txn_init(k2, on_txn, &init), 0);
-        wait_done(&init, 30000);
+        eb_tresult_wait(base, &init, 30000);
         EB_CHECK(init.done == 1 && init.err == 0);
 
         memset(&a, 0, sizeof(a));
         EB_REQUIRE(eb_pipeline_publish(pl, acme(), one_event("e4"), 1, NULL,
-                                       on_done, &a) == 0);
-        wait_done(&a, 30000);
+                                       eb_tresult_done, &a) == 0);
+        eb_tresult_wait(base, &a, 30000);
         EB_CHECK(a.done == 1 && a.err != 0);
         EB_CHECK_INT(eb_pipeline_pending(pl), 0);
         EB_CHECK_INT(eb_kafka_txn_state(k), EB_KAFKA_TXN_FATAL);
         evts = one_event("e5");
-        EB_CHECK_INT(
-                eb_pipeline_publish(pl, acme(), evts, 1, NULL, on_done, &a),
-                -EIO);
+        EB_CHECK_INT(eb_pipeline_publish(pl, acme(), evts, 1, NULL,
+                                         eb_tresult_done, &a),
+                     -EIO);
         EB_CHECK_INT(committed_events("e3"), 1);
         EB_CHECK_INT(committed_events("e4"), 0);
         EB_CHECK_INT(committed_events("e5"), 0);
@@ -250,7 +203,7 @@ static uint64_t committed_txns(void)
 static void test_idle_checkpoints(void)
 {
         char err[512];
-        struct result r;
+        struct eb_tresult r;
         eb_pipeline_t *pl;
         json_t *cp1 = json_pack("{s:i}", "wm", 100);
         json_t *cp2 = json_pack("{s:i}", "wm", 101);
@@ -262,33 +215,33 @@ static void test_idle_checkpoints(void)
         /* the first checkpoint of a source is written */
         memset(&r, 0, sizeof(r));
         before = committed_txns();
-        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp1, on_done, &r) ==
-                   0);
-        wait_done(&r, 20000);
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp1,
+                                       eb_tresult_done, &r) == 0);
+        eb_tresult_wait(base, &r, 20000);
         EB_CHECK(r.done == 1 && r.err == 0);
         EB_CHECK_INT(committed_txns() - before, 1);
         EB_CHECK(json_equal(eb_pipeline_checkpoint(pl, "acme"), cp1));
         /* the same checkpoint again: settled, no transaction */
         memset(&r, 0, sizeof(r));
         before = committed_txns();
-        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp1, on_done, &r) ==
-                   0);
-        wait_done(&r, 5000);
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp1,
+                                       eb_tresult_done, &r) == 0);
+        eb_tresult_wait(base, &r, 5000);
         EB_CHECK(r.done == 1 && r.err == 0);
         EB_CHECK_INT(committed_txns() - before, 0);
         /* a moved checkpoint without events, right after: not yet */
         memset(&r, 0, sizeof(r));
-        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp2, on_done, &r) ==
-                   0);
-        wait_done(&r, 5000);
+        EB_REQUIRE(eb_pipeline_publish(pl, acme(), NULL, 0, cp2,
+                                       eb_tresult_done, &r) == 0);
+        eb_tresult_wait(base, &r, 5000);
         EB_CHECK(r.done == 1 && r.err == 0);
         EB_CHECK_INT(committed_txns() - before, 0);
         EB_CHECK(json_equal(eb_pipeline_checkpoint(pl, "acme"), cp1));
         /* with an event it is written at once, with the event */
         memset(&r, 0, sizeof(r));
         EB_REQUIRE(eb_pipeline_publish(pl, acme(), one_event("idle-1"), 1, cp3,
-                                       on_done, &r) == 0);
-        wait_done(&r, 20000);
+                                       eb_tresult_done, &r) == 0);
+        eb_tresult_wait(base, &r, 20000);
         EB_CHECK(r.done == 1 && r.err == 0);
         EB_CHECK_INT(committed_txns() - before, 1);
         EB_CHECK(json_equal(eb_pipeline_checkpoint(pl, "acme"), cp3));
@@ -303,7 +256,7 @@ static void test_idle_checkpoints(void)
 static void setup_on(int embedded)
 {
         char err[1024];
-        struct result init = {0, 0};
+        struct eb_tresult init = {0, 0};
 
         eb_kafka_free(k);
         eb_config_free(cfg);
@@ -322,7 +275,7 @@ static void setup_on(int embedded)
                                           eb_kafka_mock_cluster(k), cfg, 1,
                                           30000, err, sizeof(err)) == 0);
         EB_REQUIRE(eb_kafka_txn_init(k, on_txn, &init) == 0);
-        wait_done(&init, 20000);
+        eb_tresult_wait(base, &init, 20000);
         EB_REQUIRE(init.done == 1 && init.err == 0);
 }
 

@@ -16,33 +16,14 @@
 #include "eb_provider.h"
 #include "eb_test.h"
 #include "eb_time.h"
+#include "eb_tloop.h"
 
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static struct event_base *base;
-
-struct result {
-        int done;
-        int err;
-};
-
-static void on_done(void *arg, int err)
-{
-        struct result *r = arg;
-
-        r->done++;
-        r->err = err;
-}
-
-static void wait_done(struct result *r, int ms)
-{
-        int64_t until = eb_mono_ms() + EB_T_TMOUT(ms);
-
-        while (!r->done && eb_mono_ms() < until)
-                event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-}
 
 /* A Close event as the list API returns it, with or without its data. */
 static json_t *close_event(const char *id, const char *action, int stripped)
@@ -77,12 +58,12 @@ static int publish(eb_pipeline_t *pl, const struct eb_source_cfg *src,
                    struct eb_event *evt)
 {
         struct eb_event **evts = calloc(1, sizeof(*evts));
-        struct result r = {0, 0};
+        struct eb_tresult r = {0, 0};
 
         evts[0] = evt;
-        if (eb_pipeline_publish(pl, src, evts, 1, NULL, on_done, &r))
+        if (eb_pipeline_publish(pl, src, evts, 1, NULL, eb_tresult_done, &r))
                 return -1;
-        wait_done(&r, 10000);
+        eb_tresult_wait(base, &r, 10000);
         return r.done == 1 ? r.err : -1;
 }
 
@@ -108,28 +89,51 @@ static void test_detected(void)
         eb_event_free(deleted);
 }
 
-static void test_never_shadows(void)
-{
-        struct eb_config *cfg = eb_config_new_default();
-        struct eb_source_cfg src = {0};
-        const struct eb_pipeline_stats *st;
+/* A pipeline on the embedded cluster, and the source acme-close. */
+struct rig {
+        struct eb_config *cfg;
+        struct eb_source_cfg src;
         eb_kafka_t *k;
         eb_pipeline_t *pl;
+};
+
+static int rig_start(struct rig *r)
+{
         char err[256];
 
-        cfg->dedupe_capacity = 1000;
-        src.name = (char *)"acme-close";
-        k = eb_kafka_new(base, cfg, err, sizeof(err));
-        EB_REQUIRE(k != NULL);
-        pl = eb_pipeline_new(base, cfg, k, err, sizeof(err));
-        EB_REQUIRE(pl != NULL);
+        memset(r, 0, sizeof(*r));
+        r->cfg = eb_config_new_default();
+        r->cfg->dedupe_capacity = 1000;
+        r->src.name = (char *)"acme-close";
+        r->k = eb_kafka_new(base, r->cfg, err, sizeof(err));
+        if (r->k)
+                r->pl = eb_pipeline_new(base, r->cfg, r->k, err, sizeof(err));
+        if (!r->pl)
+                fprintf(stderr, "  pipeline: %s\n", err);
+        return r->pl ? 0 : -1;
+}
+
+static void rig_stop(struct rig *r)
+{
+        eb_kafka_free(r->k);
+        eb_pipeline_free(r->pl);
+        eb_config_free(r->cfg);
+}
+
+static void test_never_shadows(void)
+{
+        struct rig r;
+        const struct eb_pipeline_stats *st;
+        eb_pipeline_t *pl;
+        const struct eb_source_cfg *src = &r.src;
+
+        EB_REQUIRE(rig_start(&r) == 0);
+        pl = r.pl;
 
         /* Full first (a live poll), then empty (a re-read an hour later):
          * the empty one is a duplicate. */
-        EB_CHECK_INT(publish(pl, &src, normalize(&src, "ev_1", "updated", 0)),
-                     0);
-        EB_CHECK_INT(publish(pl, &src, normalize(&src, "ev_1", "updated", 1)),
-                     0);
+        EB_CHECK_INT(publish(pl, src, normalize(src, "ev_1", "updated", 0)), 0);
+        EB_CHECK_INT(publish(pl, src, normalize(src, "ev_1", "updated", 1)), 0);
         st = eb_pipeline_stats(pl, "acme-close");
         EB_CHECK_INT(st->published, 1);
         EB_CHECK_INT(st->duplicates, 1);
@@ -138,51 +142,41 @@ static void test_never_shadows(void)
         /* Empty first (a backfill of old events), then the full version
          * (a webhook retry): both go out; the full one is not taken for a
          * duplicate of the empty one. */
-        EB_CHECK_INT(publish(pl, &src, normalize(&src, "ev_2", "updated", 1)),
-                     0);
-        EB_CHECK_INT(publish(pl, &src, normalize(&src, "ev_2", "updated", 0)),
-                     0);
+        EB_CHECK_INT(publish(pl, src, normalize(src, "ev_2", "updated", 1)), 0);
+        EB_CHECK_INT(publish(pl, src, normalize(src, "ev_2", "updated", 0)), 0);
         st = eb_pipeline_stats(pl, "acme-close");
         EB_CHECK_INT(st->published, 3);
         EB_CHECK_INT(st->stripped, 1);
         /* ... and the empty one again is a duplicate. */
-        EB_CHECK_INT(publish(pl, &src, normalize(&src, "ev_2", "updated", 1)),
-                     0);
+        EB_CHECK_INT(publish(pl, src, normalize(src, "ev_2", "updated", 1)), 0);
         st = eb_pipeline_stats(pl, "acme-close");
         EB_CHECK_INT(st->published, 3);
         EB_CHECK_INT(st->duplicates, 2);
 
-        eb_kafka_free(k);
-        eb_pipeline_free(pl);
-        eb_config_free(cfg);
+        rig_stop(&r);
 }
 
 /* A 1.5 MB poison event: its dead-letter record carries an excerpt, so it
  * fits in a Kafka message (1 MB by default) and the publish succeeds. */
 static void test_huge_poison_excerpt(void)
 {
-        struct eb_config *cfg = eb_config_new_default();
-        struct eb_source_cfg src = {0};
+        struct rig r;
         const struct eb_pipeline_stats *st;
-        eb_kafka_t *k;
+        const struct eb_source_cfg *src = &r.src;
         eb_pipeline_t *pl;
-        char err[256], *big;
+        char *big;
         json_t *native;
         size_t n = 1500 * 1024;
 
-        cfg->dedupe_capacity = 1000;
-        src.name = (char *)"acme-close";
-        k = eb_kafka_new(base, cfg, err, sizeof(err));
-        EB_REQUIRE(k != NULL);
-        pl = eb_pipeline_new(base, cfg, k, err, sizeof(err));
-        EB_REQUIRE(pl != NULL);
+        EB_REQUIRE(rig_start(&r) == 0);
+        pl = r.pl;
         big = malloc(n + 1);
         memset(big, 'x', n);
         big[n] = '\0';
         native = json_pack("{s:s}", "id", big);
         free(big);
-        EB_CHECK_INT(publish(pl, &src,
-                             eb_deadletter_event(&src, "close", native,
+        EB_CHECK_INT(publish(pl, src,
+                             eb_deadletter_event(src, "close", native,
                                                  "event: invalid \"id\"",
                                                  "page 1, data[0]")),
                      0);
@@ -190,9 +184,7 @@ static void test_huge_poison_excerpt(void)
         st = eb_pipeline_stats(pl, "acme-close");
         EB_CHECK_INT(st->published, 1);
         EB_CHECK_INT(st->deadlettered, 1);
-        eb_kafka_free(k);
-        eb_pipeline_free(pl);
-        eb_config_free(cfg);
+        rig_stop(&r);
 }
 
 int main(void)

@@ -13,6 +13,7 @@
 #include "eb_poller.h"
 #include "eb_test.h"
 #include "eb_time.h"
+#include "eb_tloop.h"
 #include "sim_harness.h"
 
 #include <curl/curl.h>
@@ -20,13 +21,6 @@
 #include <event2/event.h>
 
 static struct event_base *base;
-
-struct pending {
-        eb_publish_done_cb *done;
-        void *arg;
-        int err;
-        struct event *ev;
-};
 
 struct fake_sink {
         json_t *seen; /* dedupe key -> times accepted (1 expected) */
@@ -36,89 +30,44 @@ struct fake_sink {
         json_t *cp_at_fail; /* checkpoints (by source) offered on failure */
 };
 
-static void settle(evutil_socket_t fd, short what, void *arg)
-{
-        struct pending *pd = arg;
-
-        (void)fd;
-        (void)what;
-        pd->done(pd->arg, pd->err);
-        event_free(pd->ev);
-        free(pd);
-}
-
 static int publish(void *opaque, const struct eb_source_cfg *src,
                    struct eb_event **evts, size_t cnt, json_t *cp,
                    eb_publish_done_cb *done, void *arg)
 {
         struct fake_sink *fs = opaque;
-        struct pending *pd = calloc(1, sizeof(*pd));
-        struct timeval tv = {0, 1000};
+        int err = 0;
         size_t i;
 
         (void)cp;
         fs->publishes++;
-        pd->done = done;
-        pd->arg = arg;
         if (fs->fail_every && fs->publishes % fs->fail_every == 0 && cnt) {
                 /* Kafka said no: nothing of this page is kept. */
-                pd->err = -EIO;
+                err = -EIO;
                 fs->failed++;
         } else {
                 for (i = 0; i < cnt; i++) {
                         char *k = eb_event_dedupe_key(evts[i], NULL);
-                        json_t *n = json_object_get(fs->seen, k);
+
                         /* The real pipeline drops repeats (overlap); what
                          * matters is that each is accepted at least once
                          * and that accepted ones are counted. */
-                        json_object_set_new(
-                                fs->seen, k,
-                                json_integer(n ? json_integer_value(n) + 1
-                                               : 1));
+                        eb_tjson_bump(fs->seen, k);
                         free(k);
                 }
         }
         (void)src;
-        for (i = 0; i < cnt; i++)
-                eb_event_free(evts[i]);
-        free(evts);
-        pd->ev = evtimer_new(base, settle, pd);
-        evtimer_add(pd->ev, &tv);
+        eb_events_free(evts, cnt);
+        eb_tsettle_later(base, done, arg, err);
         return 0;
-}
-
-static void run_for(int ms)
-{
-        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
 }
 
 /* Every current version in the truth was accepted by the sink. */
 static int all_accepted(struct eb_sim *sim, struct fake_sink *fs, int *missing)
 {
-        json_t *truth = eb_sim_truth(sim, "");
-        size_t i;
-        int miss = 0;
+        int miss = eb_tmissing(sim, "", fs->seen, 1, NULL);
 
-        if (!truth)
+        if (miss < 0)
                 return 0;
-        for (i = 0; i < json_array_size(truth); i++) {
-                json_t *t = json_array_get(truth, i);
-                const char *ver =
-                        json_string_value(json_object_get(t, "version"));
-                char key[512];
-                if (json_is_true(json_object_get(t, "superseded")))
-                        continue;
-                snprintf(key, sizeof(key), "%s\x1f%s\x1f%s",
-                         json_string_value(json_object_get(t, "account")),
-                         json_string_value(json_object_get(t, "id")),
-                         ver ? ver : "");
-                if (!json_object_get(fs->seen, key))
-                        miss++;
-        }
-        json_decref(truth);
         *missing = miss;
         return miss == 0;
 }
@@ -140,21 +89,18 @@ static void test_failures_lose_nothing(void)
                               "--faults",
                               "500@every=4",
                               NULL};
-        struct eb_sim sim;
+        struct eb_trig t;
         struct fake_sink fs;
         struct eb_sink sink;
         struct eb_poller_opts opts;
-        struct eb_config *cfg = NULL;
-        eb_http_t *http = NULL;
-        eb_poller_t *p = NULL;
-        char json[4096], err[512];
+        char json[4096];
         const char *names[] = {"kommo-1", "close-1", "kota-1"};
         int i, missing = -1, rounds;
 
         memset(&fs, 0, sizeof(fs));
         fs.seen = json_object();
         fs.fail_every = 3;
-        EB_REQUIRE(eb_sim_start(args, &sim) == 0);
+        EB_REQUIRE(eb_trig_sim(&t, args) == 0);
         snprintf(json, sizeof(json),
                  "{\"kafka\":{},\"sources\":["
                  "{\"name\":\"kommo-1\",\"provider\":\"kommo\","
@@ -166,46 +112,36 @@ static void test_failures_lose_nothing(void)
                  "{\"name\":\"kota-1\",\"provider\":\"kota\","
                  "\"base_url\":\"%s\",\"credentials\":{\"api_key\":\"%s\"},"
                  "\"poll\":{\"interval\":\"300ms\",\"start\":\"1d\"}}]}",
-                 eb_sim_str(&sim, "kommo-1", "base_url"),
-                 eb_sim_str(&sim, "kommo-1", "credentials.token"),
-                 eb_sim_str(&sim, "close-1", "base_url"),
-                 eb_sim_str(&sim, "close-1", "credentials.api_key"),
-                 eb_sim_str(&sim, "kota-1", "base_url"),
-                 eb_sim_str(&sim, "kota-1", "credentials.api_key"));
-        cfg = eb_config_load_string(json, err, sizeof(err));
-        EB_REQUIRE(cfg != NULL);
-        http = eb_http_new(base, err, sizeof(err));
+                 eb_sim_str(&t.sim, "kommo-1", "base_url"),
+                 eb_sim_str(&t.sim, "kommo-1", "credentials.token"),
+                 eb_sim_str(&t.sim, "close-1", "base_url"),
+                 eb_sim_str(&t.sim, "close-1", "credentials.api_key"),
+                 eb_sim_str(&t.sim, "kota-1", "base_url"),
+                 eb_sim_str(&t.sim, "kota-1", "credentials.api_key"));
         sink.publish = publish;
         sink.opaque = &fs;
-        memset(&opts, 0, sizeof(opts));
-        opts.backoff_min_ms = 50;
-        opts.backoff_max_ms = 200;
-        p = eb_poller_new(base, http, &sink, &opts);
-        for (i = 0; i < 3; i++)
-                EB_REQUIRE(eb_poller_add(p, &cfg->sources[i], NULL, err,
-                                         sizeof(err)) == 0);
+        opts = eb_trig_fast;
+        EB_REQUIRE(eb_trig_poll(&t, base, json, &sink, &opts) == 0);
         for (rounds = 0; rounds < EB_T_TMOUT(60); rounds++) {
-                run_for(500);
-                if (all_accepted(&sim, &fs, &missing))
+                eb_trun_for(base, 500);
+                if (all_accepted(&t.sim, &fs, &missing))
                         break;
         }
         EB_CHECK_INT(missing, 0);
         EB_CHECK(fs.failed >= 3);
         for (i = 0; i < 3; i++) {
-                const struct eb_source_stats *st = eb_poller_stats(p, names[i]);
+                const struct eb_source_stats *st =
+                        eb_poller_stats(t.p, names[i]);
                 EB_REQUIRE(st != NULL);
                 /* Injected 500s were met and retried. */
                 EB_CHECK(st->errors_5xx >= 1);
-                EB_CHECK(eb_poller_checkpoint(p, names[i]) != NULL);
+                EB_CHECK(eb_poller_checkpoint(t.p, names[i]) != NULL);
         }
-        eb_poller_stop(p);
-        run_for(300);
-        EB_CHECK(eb_poller_idle(p));
-        eb_poller_free(p);
-        eb_http_free(http);
-        eb_config_free(cfg);
+        eb_poller_stop(t.p);
+        eb_trun_for(base, 300);
+        EB_CHECK(eb_poller_idle(t.p));
+        eb_trig_stop(&t, base);
         json_decref(fs.seen);
-        EB_CHECK(eb_sim_stop(&sim) == 0);
 }
 
 /* One Kota source, kota-1 of @p sim, polled every @p interval. */
@@ -234,26 +170,19 @@ static int publish_fail_second(void *opaque, const struct eb_source_cfg *src,
                                eb_publish_done_cb *done, void *arg)
 {
         struct cp_sink *cs = opaque;
-        struct pending *pd = calloc(1, sizeof(*pd));
-        struct timeval tv = {0, 1000};
-        size_t i;
+        int err = 0;
 
         (void)src;
         cs->calls++;
-        pd->done = done;
-        pd->arg = arg;
         /* The second that moves the checkpoint fails: pages are gathered
          * into parts of publish_max_events, and only a walk's last part
          * of a gathering carries the checkpoint. */
         if (cp && ++cs->cp_calls == 2) {
-                pd->err = -EIO;
+                err = -EIO;
                 cs->offered = json_deep_copy(cp);
         }
-        for (i = 0; i < cnt; i++)
-                eb_event_free(evts[i]);
-        free(evts);
-        pd->ev = evtimer_new(base, settle, pd);
-        evtimer_add(pd->ev, &tv);
+        eb_events_free(evts, cnt);
+        eb_tsettle_later(base, done, arg, err);
         return 0;
 }
 
@@ -289,24 +218,24 @@ static void test_checkpoint_waits_for_ack(void)
                    0);
         /* Run until the second checkpoint's publish has failed. */
         for (i = 0; i < 200 && !cs.offered; i++)
-                run_for(20);
+                eb_trun_for(base, 20);
         EB_REQUIRE(cs.offered != NULL);
         calls = cs.calls;
-        run_for(20);
+        eb_trun_for(base, 20);
         before = json_deep_copy(eb_poller_checkpoint(p, "kota-1"));
         EB_REQUIRE(before != NULL && cs.offered != NULL);
         /* The failed page's checkpoint was offered but not committed. */
         EB_CHECK(!json_equal(before, cs.offered));
         /* After the retry succeeds, the checkpoint moves on to it. */
         for (i = 0; i < 200 && cs.calls < calls + 2; i++)
-                run_for(20);
+                eb_trun_for(base, 20);
         after = eb_poller_checkpoint(p, "kota-1");
         EB_CHECK(after != NULL && !json_equal(before, after));
         EB_CHECK(cs.calls > calls);
         json_decref(before);
         json_decref(cs.offered);
         eb_poller_stop(p);
-        run_for(200);
+        eb_trun_for(base, 200);
         eb_poller_free(p);
         eb_http_free(http);
         eb_config_free(cfg);
@@ -320,7 +249,7 @@ static void wait_fetching(eb_poller_t *p, const char *name)
 
         for (i = 0;
              i < 300 && eb_poller_stats(p, name)->state != EB_SRC_FETCHING; i++)
-                run_for(5);
+                eb_trun_for(base, 5);
 }
 
 /* A source restarted (reload, shard handed back and forth) while its
@@ -361,13 +290,13 @@ static void test_restart_never_overlaps(void)
         EB_CHECK(eb_poller_stats(p, "kota-1") == NULL);
         EB_REQUIRE(eb_poller_add(p, &cfg->sources[0], NULL, err, sizeof(err)) ==
                    0);
-        run_for(450);
+        eb_trun_for(base, 450);
         wait_fetching(p, "kota-1");
         eb_poller_remove(p, "kota-1");
         EB_REQUIRE(eb_poller_add(p, &cfg->sources[0], NULL, err, sizeof(err)) ==
                    0);
         for (i = 0; i < EB_T_TMOUT(20) * 10; i++) {
-                run_for(100);
+                eb_trun_for(base, 100);
                 if (all_accepted(&sim, &fs, &missing))
                         break;
         }
@@ -415,8 +344,6 @@ static int publish_sliced(void *opaque, const struct eb_source_cfg *src,
                           eb_publish_done_cb *done, void *arg)
 {
         struct slice_sink *ss = opaque;
-        struct pending *pd = calloc(1, sizeof(*pd));
-        struct timeval tv = {0, 1000};
         int k = strcmp(src->name, ss->names[0]) ? 1 : 0;
         size_t i;
 
@@ -443,10 +370,7 @@ static int publish_sliced(void *opaque, const struct eb_source_cfg *src,
                 eb_event_free(evts[i]);
         }
         free(evts);
-        pd->done = done;
-        pd->arg = arg;
-        pd->ev = evtimer_new(base, settle, pd);
-        evtimer_add(pd->ev, &tv);
+        eb_tsettle_later(base, done, arg, 0);
         return 0;
 }
 
@@ -467,22 +391,19 @@ static void test_slices_bound_walks(void)
                               "--consolidate",
                               "0",
                               NULL};
-        struct eb_sim sim;
+        struct eb_trig t;
         struct slice_sink ss;
         struct fake_sink fs;
         struct eb_sink sink;
         struct eb_poller_opts opts;
-        struct eb_config *cfg = NULL;
-        eb_http_t *http = NULL;
-        eb_poller_t *p = NULL;
-        char json[4096], err[512];
+        char json[4096];
         int i, missing = -1, rounds;
 
         memset(&ss, 0, sizeof(ss));
         ss.seen = json_object();
         ss.names[0] = "kommo-1";
         ss.names[1] = "close-1";
-        EB_REQUIRE(eb_sim_start(args, &sim) == 0);
+        EB_REQUIRE(eb_trig_sim(&t, args) == 0);
         snprintf(json, sizeof(json),
                  "{\"kafka\":{},\"sources\":["
                  "{\"name\":\"kommo-1\",\"provider\":\"kommo\","
@@ -495,28 +416,20 @@ static void test_slices_bound_walks(void)
                  "\"rate_limit\":{\"rps\":200},"
                  "\"poll\":{\"interval\":\"300ms\",\"start\":\"3d\","
                  "\"max_buffered_events\":300}}]}",
-                 eb_sim_str(&sim, "kommo-1", "base_url"),
-                 eb_sim_str(&sim, "kommo-1", "credentials.token"),
-                 eb_sim_str(&sim, "close-1", "base_url"),
-                 eb_sim_str(&sim, "close-1", "credentials.api_key"));
-        cfg = eb_config_load_string(json, err, sizeof(err));
-        EB_REQUIRE(cfg != NULL);
-        http = eb_http_new(base, err, sizeof(err));
+                 eb_sim_str(&t.sim, "kommo-1", "base_url"),
+                 eb_sim_str(&t.sim, "kommo-1", "credentials.token"),
+                 eb_sim_str(&t.sim, "close-1", "base_url"),
+                 eb_sim_str(&t.sim, "close-1", "credentials.api_key"));
         sink.publish = publish_sliced;
         sink.opaque = &ss;
-        memset(&opts, 0, sizeof(opts));
-        opts.backoff_min_ms = 50;
-        opts.backoff_max_ms = 200;
+        opts = eb_trig_fast;
         opts.publish_max_events = 100;
-        p = eb_poller_new(base, http, &sink, &opts);
-        for (i = 0; i < 2; i++)
-                EB_REQUIRE(eb_poller_add(p, &cfg->sources[i], NULL, err,
-                                         sizeof(err)) == 0);
+        EB_REQUIRE(eb_trig_poll(&t, base, json, &sink, &opts) == 0);
         memset(&fs, 0, sizeof(fs));
         fs.seen = ss.seen;
         for (rounds = 0; rounds < EB_T_TMOUT(60); rounds++) {
-                run_for(500);
-                if (all_accepted(&sim, &fs, &missing))
+                eb_trun_for(base, 500);
+                if (all_accepted(&t.sim, &fs, &missing))
                         break;
         }
         EB_CHECK_INT(missing, 0);
@@ -524,7 +437,7 @@ static void test_slices_bound_walks(void)
         EB_CHECK(ss.max_publish <= 100);
         for (i = 0; i < 2; i++) {
                 const struct eb_source_stats *st =
-                        eb_poller_stats(p, ss.names[i]);
+                        eb_poller_stats(t.p, ss.names[i]);
 
                 EB_REQUIRE(st != NULL);
                 EB_CHECK(ss.max_held[i] > 0 && ss.max_held[i] <= 300);
@@ -532,14 +445,11 @@ static void test_slices_bound_walks(void)
                 EB_CHECK(st->slice_splits >= 1);
                 EB_CHECK_INT(st->errors_publish, 0);
         }
-        eb_poller_stop(p);
-        run_for(300);
-        EB_CHECK(eb_poller_idle(p));
-        eb_poller_free(p);
-        eb_http_free(http);
-        eb_config_free(cfg);
+        eb_poller_stop(t.p);
+        eb_trun_for(base, 300);
+        EB_CHECK(eb_poller_idle(t.p));
+        eb_trig_stop(&t, base);
         json_decref(ss.seen);
-        EB_CHECK(eb_sim_stop(&sim) == 0);
 }
 
 int main(void)

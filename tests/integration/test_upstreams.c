@@ -12,6 +12,7 @@
 #include "eb_poller.h"
 #include "eb_test.h"
 #include "eb_time.h"
+#include "eb_tloop.h"
 #include "sim_harness.h"
 
 #include <arpa/inet.h>
@@ -27,43 +28,16 @@
 
 static struct event_base *base;
 
-struct pending {
-        eb_publish_done_cb *done;
-        void *arg;
-        struct event *ev;
-};
-
 struct sink {
         json_t *seen;         /* dedupe identity -> times accepted */
         json_t *api_versions; /* Kota: api_version -> count */
 };
-
-static void settle(evutil_socket_t fd, short what, void *arg)
-{
-        struct pending *pd = arg;
-
-        (void)fd;
-        (void)what;
-        pd->done(pd->arg, 0);
-        event_free(pd->ev);
-        free(pd);
-}
-
-static void bump(json_t *obj, const char *key)
-{
-        json_t *n = json_object_get(obj, key);
-
-        json_object_set_new(obj, key,
-                            json_integer(n ? json_integer_value(n) + 1 : 1));
-}
 
 static int publish(void *opaque, const struct eb_source_cfg *src,
                    struct eb_event **evts, size_t cnt, json_t *cp,
                    eb_publish_done_cb *done, void *arg)
 {
         struct sink *sk = opaque;
-        struct pending *pd = calloc(1, sizeof(*pd));
-        struct timeval tv = {0, 1000};
         size_t i;
 
         (void)src;
@@ -72,65 +46,19 @@ static int publish(void *opaque, const struct eb_source_cfg *src,
                 char *k = eb_event_dedupe_key(evts[i], NULL);
                 const char *v = json_string_value(
                         json_object_get(evts[i]->fields, "api_version"));
-                bump(sk->seen, k);
+                eb_tjson_bump(sk->seen, k);
                 if (!strcmp(evts[i]->provider, "kota"))
-                        bump(sk->api_versions, v ? v : "(none)");
+                        eb_tjson_bump(sk->api_versions, v ? v : "(none)");
                 free(k);
         }
         eb_events_free(evts, cnt);
-        pd->done = done;
-        pd->arg = arg;
-        pd->ev = evtimer_new(base, settle, pd);
-        evtimer_add(pd->ev, &tv);
+        eb_tsettle_later(base, done, arg, 0);
         return 0;
 }
 
-static void run_for(int ms)
-{
-        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-}
-
-/* Current versions in the truth (of @p query) that the sink has not seen
- * and for which @p want(native) holds (NULL: all). */
-static int missing(struct eb_sim *sim, struct sink *sk, const char *query,
-                   int (*want)(const json_t *native))
-{
-        json_t *truth = eb_sim_truth(sim, query);
-        size_t i;
-        int miss = 0;
-
-        if (!truth)
-                return -1;
-        for (i = 0; i < json_array_size(truth); i++) {
-                json_t *t = json_array_get(truth, i);
-                const char *ver =
-                        json_string_value(json_object_get(t, "version"));
-                char key[512];
-
-                if (json_is_true(json_object_get(t, "superseded")))
-                        continue;
-                if (want && !want(json_object_get(t, "native")))
-                        continue;
-                snprintf(key, sizeof(key), "%s\x1f%s\x1f%s",
-                         json_string_value(json_object_get(t, "account")),
-                         json_string_value(json_object_get(t, "id")),
-                         ver ? ver : "");
-                if (!json_object_get(sk->seen, key))
-                        miss++;
-        }
-        json_decref(truth);
-        return miss;
-}
-
 struct rig {
-        struct eb_sim sim;
+        struct eb_trig t;
         struct sink sk;
-        struct eb_config *cfg;
-        eb_http_t *http;
-        eb_poller_t *p;
 };
 
 /* @p out = @p in with every "%s" replaced by @p origin. */
@@ -156,48 +84,24 @@ static void fill_origin(char *out, size_t sz, const char *in,
 static int rig_start(struct rig *r, const char *const *args,
                      const char *cfg_fmt)
 {
-        struct eb_sink sink;
-        struct eb_poller_opts opts;
-        char json[4096], err[512];
-        size_t i;
+        struct eb_sink sink = {.publish = publish};
+        char json[4096];
 
-        memset(r, 0, sizeof(*r));
+        if (eb_trig_sim(&r->t, args) < 0)
+                return -1;
+        memset(&r->sk, 0, sizeof(r->sk));
         r->sk.seen = json_object();
         r->sk.api_versions = json_object();
-        if (eb_sim_start(args, &r->sim) < 0)
-                return -1;
-        fill_origin(json, sizeof(json), cfg_fmt, r->sim.origin);
-        r->cfg = eb_config_load_string(json, err, sizeof(err));
-        if (!r->cfg) {
-                fprintf(stderr, "config: %s\n", err);
-                return -1;
-        }
-        r->http = eb_http_new(base, err, sizeof(err));
-        sink.publish = publish;
         sink.opaque = &r->sk;
-        memset(&opts, 0, sizeof(opts));
-        opts.backoff_min_ms = 50;
-        opts.backoff_max_ms = 200;
-        r->p = eb_poller_new(base, r->http, &sink, &opts);
-        for (i = 0; i < r->cfg->sources_cnt; i++)
-                if (eb_poller_add(r->p, &r->cfg->sources[i], NULL, err,
-                                  sizeof(err)) < 0)
-                        return -1;
-        return 0;
+        fill_origin(json, sizeof(json), cfg_fmt, r->t.sim.origin);
+        return eb_trig_poll(&r->t, base, json, &sink, &eb_trig_fast);
 }
 
 static void rig_stop(struct rig *r)
 {
-        if (r->p) {
-                eb_poller_stop(r->p);
-                run_for(300);
-                eb_poller_free(r->p);
-        }
-        eb_http_free(r->http);
-        eb_config_free(r->cfg);
+        eb_trig_stop(&r->t, base);
         json_decref(r->sk.seen);
         json_decref(r->sk.api_versions);
-        EB_CHECK(eb_sim_stop(&r->sim) == 0);
 }
 
 /* Run until nothing of @p query is missing (or @p secs pass). */
@@ -207,8 +111,8 @@ static int run_until_complete(struct rig *r, const char *query,
         int i, miss = -1;
 
         for (i = 0; i < EB_T_TMOUT(secs) * 2; i++) {
-                run_for(500);
-                miss = missing(&r->sim, &r->sk, query, want);
+                eb_trun_for(base, 500);
+                miss = eb_tmissing(&r->t.sim, query, r->sk.seen, 1, want);
                 if (miss == 0)
                         break;
         }
@@ -255,7 +159,7 @@ static void test_kommo_filters_comma_form(void)
         EB_CHECK_INT(run_until_complete(&r, "?provider=kommo",
                                         kommo_lead_added_or_status, 20),
                      0);
-        st = eb_poller_stats(r.p, "kommo-1");
+        st = eb_poller_stats(r.t.p, "kommo-1");
         EB_REQUIRE(st != NULL);
         EB_CHECK_INT((long)st->errors_client, 0);
         EB_CHECK(json_object_size(r.sk.seen) > 0);
@@ -275,8 +179,8 @@ static void test_kota_refusal_stops_source(void)
                              "\"%s/kota/kota-9\",\"credentials\":{\"api_key\":"
                              "\"pk_test_kota-1\"},\"poll\":{\"interval\":"
                              "\"100ms\",\"start\":\"1h\"}}]}") == 0);
-        run_for(1500);
-        st = eb_poller_stats(r.p, "kota-x");
+        eb_trun_for(base, 1500);
+        st = eb_poller_stats(r.t.p, "kota-x");
         EB_REQUIRE(st != NULL);
         EB_CHECK_INT((long)st->requests, 1);
         EB_CHECK_INT(st->refused, 1);
@@ -307,7 +211,7 @@ static void test_kota_version_not_sent(void)
                              "\"%s/kota/kota-1\",\"credentials\":{\"api_key\":"
                              "\"pk_test_kota-1\"},\"poll\":{\"interval\":"
                              "\"300ms\",\"start\":\"1h\"}}]}") == 0);
-        run_for(2000);
+        eb_trun_for(base, 2000);
         /* v1 renderings only: the account's default, not a forced v2 */
         EB_CHECK(json_integer_value(json_object_get(r.sk.api_versions, "1.0")) >
                  0);
@@ -350,7 +254,7 @@ static void test_close_expired_cursors(void)
                              "\"interval\":\"300ms\",\"start\":\"1h\"}}]}") ==
                    0);
         EB_CHECK_INT(run_until_complete(&r, "?provider=close", NULL, 40), 0);
-        st = eb_poller_stats(r.p, "close-1");
+        st = eb_poller_stats(r.t.p, "close-1");
         EB_REQUIRE(st != NULL);
         EB_CHECK(st->errors_5xx >= 2); /* the refusals, retried */
         rig_stop(&r);
@@ -389,9 +293,9 @@ static void test_late_events_caught(void)
                           "\"%s/kota/kota-1\",\"credentials\":{\"api_key\":"
                           "\"pk_test_kota-1\"},\"poll\":{\"interval\":"
                           "\"500ms\",\"start\":\"10m\"}}]}") == 0);
-        run_for(8000);
+        eb_trun_for(base, 8000);
         /* stop the arrivals, then everything must arrive */
-        EB_CHECK(eb_sim_control(&r.sim, "{\"set\":{\"rate\":0}}", &resp) ==
+        EB_CHECK(eb_sim_control(&r.t.sim, "{\"set\":{\"rate\":0}}", &resp) ==
                  200);
         eb_sim_resp_free(&resp);
         EB_CHECK_INT(run_until_complete(&r, "", NULL, 30), 0);
@@ -441,13 +345,13 @@ static void test_kota_failed_webhook_polled(void)
                  "{\"target\":\"kota-1\",\"set\":{\"webhook_url\":"
                  "\"http://127.0.0.1:%d/hook\"},\"generate\":5}",
                  port);
-        EB_CHECK(eb_sim_control(&r.sim, body, &resp) == 200);
+        EB_CHECK(eb_sim_control(&r.t.sim, body, &resp) == 200);
         eb_sim_resp_free(&resp);
         EB_CHECK_INT(run_until_complete(&r, "?provider=kota", NULL, 20), 0);
-        run_for(1500);
+        eb_trun_for(base, 1500);
         /* one attempt per event, never a retry */
         EB_CHECK_INT(hooks, 5);
-        stats = eb_sim_get_json(&r.sim, "/_sim/stats");
+        stats = eb_sim_get_json(&r.t.sim, "/_sim/stats");
         EB_CHECK_INT(
                 json_integer_value(json_object_get(
                         json_object_get(
@@ -492,9 +396,9 @@ static void test_kommo_429_slows_the_host(void)
                           "\"%s/kommo/kommo-2\",\"credentials\":{\"token\":"
                           "\"kommo-token-kommo-2\"},\"poll\":{\"interval\":"
                           "\"100ms\",\"start\":\"1h\"}}]}") == 0);
-        run_for(2500);
-        s1 = eb_poller_stats(r.p, "kommo-1");
-        s2 = eb_poller_stats(r.p, "kommo-2");
+        eb_trun_for(base, 2500);
+        s1 = eb_poller_stats(r.t.p, "kommo-1");
+        s2 = eb_poller_stats(r.t.p, "kommo-2");
         EB_REQUIRE(s1 && s2);
         EB_CHECK(s1->rate_limited >= 1);
         /* kommo-2 never got a 429 of its own, yet it waited */
@@ -533,9 +437,9 @@ static void test_kommo_account_shares_budget(void)
                           "\"kommo-token-kommo-1\"},\"poll\":{\"interval\":"
                           "\"100ms\",\"start\":\"1h\",\"page_size\":1}}]}") ==
                 0);
-        run_for(5000);
-        a = eb_poller_stats(r.p, "kommo-a");
-        b = eb_poller_stats(r.p, "kommo-b");
+        eb_trun_for(base, 5000);
+        a = eb_poller_stats(r.t.p, "kommo-a");
+        b = eb_poller_stats(r.t.p, "kommo-b");
         EB_REQUIRE(a && b);
         /* both made progress, and about 7/s together */
         EB_CHECK(a->requests >= 5 && b->requests >= 5);

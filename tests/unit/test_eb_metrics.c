@@ -356,7 +356,13 @@ static void test_collect_process(void)
                      "# HELP evbridge_process_start_time_seconds Unix time "
                      "the process started.\n"
                      "# TYPE evbridge_process_start_time_seconds gauge\n"
-                     "evbridge_process_start_time_seconds 1700000000.25\n");
+                     "evbridge_process_start_time_seconds 1700000000.25\n"
+                     "# HELP evbridge_state_transitions_illegal_total State "
+                     "changes that their machine's table does not allow (a "
+                     "bug, logged with both states); 0 is healthy.\n"
+                     "# TYPE evbridge_state_transitions_illegal_total "
+                     "counter\n"
+                     "evbridge_state_transitions_illegal_total 0\n");
         free(out);
 
         /* Unknown start time: the family is left out, not written as 0. */
