@@ -408,7 +408,7 @@ static void test_kommo_429_slows_the_host(void)
 }
 
 /* Two sources on one Kommo account share its budget of 7 requests/s: each
- * set to 6.9/s on its own, together they never get a 429. */
+ * at the default 6/s on its own, together they never get a 429. */
 static void test_kommo_account_shares_budget(void)
 {
         const char *args[] = {"--accounts",

@@ -113,7 +113,7 @@ def main():
     for t in sorted(tops - named):
         bad.append("%s: the top-level key list leaves out `%s`" % (cfg_md, t))
     # Each provider's paragraph in configuration.md: "the adapter's
-    # defaults are `page_size` 250, `rps` 6.9, `burst` 1, `overlap` 2m and
+    # defaults are `page_size` 250, `rps` 6, `burst` 1, `overlap` 2m and
     # `lag` 5s".
     for prov in sorted({k.split(".")[1] for k in code if k.startswith("provider.")}):
         sec = re.search(r"^### %s\n(.*?)(?=^### |\Z)" % prov, text, re.S | re.M)
