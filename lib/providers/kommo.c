@@ -50,6 +50,7 @@
 #include <string.h>
 
 #include "eb_ratelimit.h"
+#include "eb_seen.h"
 #include "eb_util.h"
 #include "eb_webhook_sig.h"
 
@@ -307,35 +308,13 @@ static int64_t floor_div(int64_t a, int64_t b)
  * unreadable record is ignored: it only saves requests. */
 static void kommo_load_seen(struct eb_walk *w, const json_t *cp, int64_t wm)
 {
-        const json_t *seen = json_object_get(cp, "seen"), *e;
-        int64_t span = eb_jfield_i64(cp, "seen_span", -1), d, c;
-        json_t *prev;
-        char key[32];
-        size_t i;
+        int64_t lo;
+        json_t *prev = eb_seen_load(cp, wm, KOMMO_MAX_SEEN, &lo);
 
-        if (!json_is_array(seen) || span < 0 || span > wm ||
-            json_array_size(seen) > KOMMO_MAX_SEEN)
+        if (!prev)
                 return;
-        prev = json_object();
-        json_array_foreach(seen, i, e)
-        {
-                if (!json_is_array(e) || json_array_size(e) != 2 ||
-                    !json_is_integer(json_array_get(e, 0)) ||
-                    !json_is_integer(json_array_get(e, 1))) {
-                        json_decref(prev);
-                        return;
-                }
-                d = json_integer_value(json_array_get(e, 0));
-                c = json_integer_value(json_array_get(e, 1));
-                if (d < 0 || d > span || c < 1) {
-                        json_decref(prev);
-                        return;
-                }
-                snprintf(key, sizeof(key), "%" PRId64, wm - d);
-                json_object_set_new(prev, key, json_integer(c));
-        }
         json_object_set_new(w->state, "prev", prev);
-        eb_walk_set(w, "prev_lo", wm - span);
+        eb_walk_set(w, "prev_lo", lo);
 }
 
 static int kommo_walk_begin(struct eb_walk *w)
@@ -642,25 +621,6 @@ static int64_t kommo_event_second(const struct eb_event *evt)
         return s >= 0 && s <= KOMMO_MAX_TS ? s : -1;
 }
 
-static void count_second(json_t *cnt, int64_t sec, int64_t n)
-{
-        char key[32];
-        json_t *v;
-
-        snprintf(key, sizeof(key), "%" PRId64, sec);
-        v = json_object_get(cnt, key);
-        json_object_set_new(cnt, key,
-                            json_integer((v ? json_integer_value(v) : 0) + n));
-}
-
-static int64_t second_count(const json_t *cnt, int64_t sec)
-{
-        char key[32];
-
-        snprintf(key, sizeof(key), "%" PRId64, sec);
-        return eb_jfield_i64(cnt, key, 0);
-}
-
 /* Seconds a walk re-reads below the watermark whatever it finds: those
  * in which an event could have become visible after the last walk read
  * them (the visibility time beyond the lag, and the watermark's own
@@ -697,14 +657,14 @@ static int kommo_overlap_known(const struct eb_walk *w, const json_t *cnt,
         {
                 s = strtoll(key, NULL, 10);
                 if (s > smin && s <= hi &&
-                    json_integer_value(v) != second_count(prev, s))
+                    json_integer_value(v) != eb_seen_get(prev, s))
                         return 0;
         }
         json_object_foreach((json_t *)prev, key, v)
         {
                 s = strtoll(key, NULL, 10);
                 if (s > smin && s <= hi &&
-                    json_integer_value(v) != second_count(cnt, s))
+                    json_integer_value(v) != eb_seen_get(cnt, s))
                         return 0;
         }
         return 1;
@@ -739,7 +699,7 @@ static int64_t kommo_dense_step(struct eb_walk *w, const struct eb_page *page,
                 total = (pg - 1) * w->page_size + (int64_t)raw;
                 if ((int64_t)json_object_size(ndids) >= total ||
                     eb_walk_get(w, "dpass") >= KOMMO_DENSE_PASSES) {
-                        count_second(cnt, ds, (int64_t)json_object_size(ndids));
+                        eb_seen_add(cnt, ds, (int64_t)json_object_size(ndids));
                         json_object_set_new(p, "leave", json_true());
                         json_object_set_new(p, "cnt_lo", json_integer(ds));
                         json_object_set_new(p, "upper", json_integer(ds - 1));
@@ -823,7 +783,7 @@ static void kommo_walk_step(struct eb_walk *w, struct eb_page *page,
                 for (i = 0; i < raw; i++) {
                         s = kommo_event_second(page->events[i]);
                         if (s >= 0)
-                                count_second(cnt, s, 1);
+                                eb_seen_add(cnt, s, 1);
                 }
                 json_object_set_new(p, "cnt_lo", json_integer(from));
         } else if (smin < smax) {
@@ -832,7 +792,7 @@ static void kommo_walk_step(struct eb_walk *w, struct eb_page *page,
                 for (i = 0; i < raw; i++) {
                         s = kommo_event_second(page->events[i]);
                         if (s > smin)
-                                count_second(cnt, s, 1);
+                                eb_seen_add(cnt, s, 1);
                 }
                 json_object_set_new(p, "cnt_lo", json_integer(smin + 1));
                 json_object_set_new(p, "upper", json_integer(smin));
@@ -1044,11 +1004,9 @@ static void kommo_add_seen(struct eb_walk *w, int64_t end)
         json_t *cnt = json_object_get(w->state, "cnt");
         json_t *prev = json_object_get(w->state, "prev");
         int64_t lo = eb_walk_get(w, "cnt_lo"), wm = eb_walk_get(w, "wm");
-        int64_t keep = end - (w->overlap_ms + 999) / 1000, s, c, plo;
-        json_t *all = json_object(), *v, *seen;
+        int64_t keep = end - (w->overlap_ms + 999) / 1000, s, plo;
+        json_t *all = json_object(), *v;
         const char *key;
-        int64_t *secs;
-        size_t n = 0, i, j;
 
         if (eb_walk_has(w, "nocount") || !cnt) {
                 json_decref(all);
@@ -1073,38 +1031,7 @@ static void kommo_add_seen(struct eb_walk *w, int64_t end)
         }
         if (lo < keep)
                 lo = keep;
-        if (lo > end) {
-                json_decref(all);
-                return;
-        }
-        secs = eb_xmalloc((json_object_size(all) + 1) * sizeof(*secs));
-        json_object_foreach(all, key, v)
-        {
-                s = strtoll(key, NULL, 10);
-                if (s >= lo && s <= end && json_integer_value(v) > 0)
-                        secs[n++] = s;
-        }
-        /* newest first (insertion sort: at most a few thousand) */
-        for (i = 1; i < n; i++) {
-                s = secs[i];
-                for (j = i; j > 0 && secs[j - 1] < s; j--)
-                        secs[j] = secs[j - 1];
-                secs[j] = s;
-        }
-        if (n > KOMMO_MAX_SEEN) {
-                n = KOMMO_MAX_SEEN;
-                lo = secs[n - 1];
-        }
-        seen = json_array();
-        for (i = 0; i < n; i++) {
-                c = second_count(all, secs[i]);
-                json_array_append_new(
-                        seen, json_pack("[II]", (json_int_t)(end - secs[i]),
-                                        (json_int_t)c));
-        }
-        json_object_set_new(w->cp, "seen", seen);
-        json_object_set_new(w->cp, "seen_span", json_integer(end - lo));
-        free(secs);
+        eb_seen_store(w->cp, all, lo, end, KOMMO_MAX_SEEN);
         json_decref(all);
 }
 
