@@ -38,7 +38,135 @@ struct t_fx {
         const char *last;     /* a last page with events, fed after first */
         const char *garbage[4];
         long min_fed; /* garbage bodies fed at the least */
+        /* checkpoints its walk_begin refuses (NULL-terminated) */
+        const char *const *bad_cps;
+        /* native events its normalize refuses, with the exact reason
+         * (ended by a NULL json) */
+        const struct t_reject *rejects;
 };
+
+static const char *const kommo_bad_cps[] = {
+        "[]",
+        "{}",
+        "{\"wm\":\"2024-01-01T00:00:00.000Z\"}",
+        "{\"wm\":-5}",
+        "{\"wm\":1699990000,\"from\":1699989880}",
+        "{\"wm\":1699990000,\"from\":1699989880,\"to\":1699995000,"
+        "\"page\":0}",
+        "{\"wm\":1699990000,\"from\":1699995000,\"to\":1699989880,"
+        "\"page\":2}",
+        "{\"wm\":1699990000,\"from\":\"x\",\"to\":1699995000,"
+        "\"page\":2}",
+        NULL};
+
+static const struct t_reject kommo_rejects[] = {
+        {"{\"type\":\"lead_added\",\"entity_type\":\"lead\","
+         "\"created_at\":1}",
+         "event (no id): missing or invalid \"id\""},
+        {"{\"id\":\"\",\"type\":\"lead_added\",\"entity_type\":"
+         "\"lead\",\"created_at\":1}",
+         "event (no id): missing or invalid \"id\""},
+        {"{\"id\":\"e1\",\"entity_type\":\"lead\",\"created_at\":1}",
+         "event e1: missing or invalid \"type\""},
+        {"{\"id\":\"e1\",\"type\":7,\"entity_type\":\"lead\","
+         "\"created_at\":1}",
+         "event e1: missing or invalid \"type\""},
+        {"{\"id\":\"e1\",\"type\":\"lead_added\",\"created_at\":1}",
+         "event e1: missing or invalid \"entity_type\""},
+        {"{\"id\":\"e1\",\"type\":\"lead_added\",\"entity_type\":"
+         "\"lead\"}",
+         "event e1: missing or invalid \"created_at\" (unix "
+         "seconds)"},
+        {"{\"id\":\"e1\",\"type\":\"lead_added\",\"entity_type\":"
+         "\"lead\",\"created_at\":\"1665064411\"}",
+         "event e1: missing or invalid \"created_at\" (unix "
+         "seconds)"},
+        {"{\"id\":\"e1\",\"type\":\"lead_added\",\"entity_type\":"
+         "\"lead\",\"created_at\":-1}",
+         "event e1: missing or invalid \"created_at\" (unix "
+         "seconds)"},
+        {"{\"id\":\"e1\",\"type\":\"lead_added\",\"entity_type\":"
+         "\"lead\",\"created_at\":1,\"entity_id\":{}}",
+         "event e1: invalid \"entity_id\""},
+        {"{\"id\":\"e1\",\"type\":\"lead_added\",\"entity_type\":"
+         "\"lead\",\"created_at\":1,\"created_by\":[1]}",
+         "event e1: invalid \"created_by\""},
+        {"{\"id\":\"e1\",\"type\":\"lead_added\",\"entity_type\":"
+         "\"lead\",\"created_at\":1,\"account_id\":true}",
+         "event e1: invalid \"account_id\""},
+        {NULL, NULL}};
+
+static const char *const close_bad_cps[] = {
+        "{}",
+        "{\"wm\":1699999995}",
+        "{\"wm\":\"yesterday\"}",
+        "{\"wm\":\"2023-11-14T21:00:00.000Z\",\"cursor\":5}",
+        "{\"wm\":\"2023-11-14T21:00:00.000Z\",\"cursor\":\"c\"}",
+        "{\"wm\":\"2023-11-14T21:00:00.000Z\",\"cursor\":\"c\","
+        "\"gte\":\"2023-11-14T20:55:00.000Z\",\"started\":\"x\"}",
+        "{\"wm\":\"2023-11-14T21:00:00.000Z\",\"cursor\":\"c\","
+        "\"gte\":\"2023-11-14T20:55:00.000Z\",\"started\":"
+        "\"2023-11-14T21:10:00.000Z\",\"max\":17}",
+        NULL};
+
+static const struct t_reject close_rejects[] = {
+        {"{\"object_type\":\"lead\",\"action\":\"created\","
+         "\"date_updated\":\"2023-11-14T22:00:00\"}",
+         "event (no id): missing or invalid \"id\""},
+        {"{\"id\":\"ev_1\",\"action\":\"created\","
+         "\"date_updated\":\"2023-11-14T22:00:00\"}",
+         "event ev_1: missing or invalid \"object_type\""},
+        {"{\"id\":\"ev_1\",\"object_type\":\"lead\","
+         "\"date_updated\":\"2023-11-14T22:00:00\"}",
+         "event ev_1: missing or invalid \"action\""},
+        {"{\"id\":\"ev_1\",\"object_type\":\"lead\",\"action\":"
+         "\"created\",\"date_updated\":\"2023-11-14T22:00:00\","
+         "\"user_id\":{}}",
+         "event ev_1: invalid \"user_id\""},
+        {"{\"id\":\"ev_1\",\"object_type\":\"lead\",\"action\":"
+         "\"created\",\"date_updated\":\"2023-11-14T22:00:00\","
+         "\"object_id\":[]}",
+         "event ev_1: invalid \"object_id\""},
+        {"{\"id\":\"ev_1\",\"object_type\":\"lead\",\"action\":"
+         "\"created\",\"date_updated\":\"2023-11-14T22:00:00\","
+         "\"organization_id\":false}",
+         "event ev_1: invalid \"organization_id\""},
+        {"{\"event\":5}", "event (no id): missing or invalid \"id\""},
+        {NULL, NULL}};
+
+static const char *const kota_bad_cps[] = {
+        "{}",
+        "[]",
+        "{\"wm\":1699999995}",
+        "{\"wm\":\"2023-11-14T11:00:00.500Z\",\"page\":2}",
+        "{\"wm\":\"2023-11-14T11:00:00.500Z\",\"page\":0,"
+        "\"created_after\":\"2023-11-13T22:13:20.000Z\"}",
+        "{\"wm\":\"2023-11-14T11:00:00.500Z\",\"page\":\"2\","
+        "\"created_after\":\"2023-11-13T22:13:20.000Z\"}",
+        "{\"wm\":\"2023-11-14T11:00:00.500Z\",\"created_after\":"
+        "\"2023-11-13T22:13:20.000Z\"}",
+        NULL};
+
+static const struct t_reject kota_rejects[] = {
+        {"{\"type\":\"employee.created\",\"created\":"
+         "\"2023-11-14T10:00:00Z\"}",
+         "event (no id): missing or invalid \"id\""},
+        {"{\"id\":\"evt_1\",\"created\":\"2023-11-14T10:00:00Z\"}",
+         "event evt_1: missing or invalid \"type\""},
+        {"{\"id\":\"evt_1\",\"type\":\"employee.created\"}",
+         "event evt_1: missing or invalid \"created\" / "
+         "\"created_at\""},
+        {"{\"id\":\"evt_1\",\"type\":\"employee.created\","
+         "\"created\":\"last tuesday\"}",
+         "event evt_1: missing or invalid \"created\" / "
+         "\"created_at\""},
+        {"{\"id\":\"evt_1\",\"type\":\"employee.created\","
+         "\"created\":\"2023-11-14T10:00:00Z\",\"data\":\"x\"}",
+         "event evt_1: \"data\" is not an object"},
+        {"{\"id\":\"evt_1\",\"type\":\"employee.created\","
+         "\"created\":\"2023-11-14T10:00:00Z\",\"platform_id\":{}}",
+         "event evt_1: invalid \"platform_id\""},
+        {NULL, NULL}};
 
 static const struct t_fx fixtures[] = {
         {"kommo",
@@ -52,7 +180,9 @@ static const struct t_fx fixtures[] = {
          {"providers/kommo/list_page1.json",
           "providers/kommo/list_page2_last.json",
           "providers/kommo/error_429.json"},
-         2500},
+         2500,
+         kommo_bad_cps,
+         kommo_rejects},
         {"close",
          NULL,
          NULL,
@@ -61,7 +191,9 @@ static const struct t_fx fixtures[] = {
          "providers/close/page2_last.json",
          {"providers/close/page1.json", "providers/close/page2_last.json",
           "providers/close/webhook_example4.json"},
-         3500},
+         3500,
+         close_bad_cps,
+         close_rejects},
         {"kota",
          NULL,
          "{\"types\":[\"employee.created\"]}",
@@ -71,7 +203,9 @@ static const struct t_fx fixtures[] = {
           * request after page 1 is page 1 from that second */
          "providers/kota/v2_last_page1.json",
          {"providers/kota/v1_page1.json", "providers/kota/v2_page2.json"},
-         1500},
+         1500,
+         kota_bad_cps,
+         kota_rejects},
         {"example",
          NULL,
          NULL,
@@ -79,7 +213,9 @@ static const struct t_fx fixtures[] = {
          "providers/example/page1.json",
          "providers/example/page2_last.json",
          {"providers/example/page1.json", "providers/example/page2_last.json"},
-         500},
+         500,
+         NULL,
+         NULL},
 };
 
 static const struct t_fx *fx_of(const struct eb_provider *prov)
@@ -364,6 +500,17 @@ static void test_bad_checkpoints(void)
                         eb_walk_fini(&w);
                         json_decref(cp);
                 }
+                for (i = 0;
+                     fx_of(p) && fx_of(p)->bad_cps && fx_of(p)->bad_cps[i];
+                     i++) {
+                        json_t *cp = json_loads(fx_of(p)->bad_cps[i], 0, NULL);
+
+                        EB_REQUIRE(cp);
+                        begin(&w, p, &s, cp);
+                        EB_CHECK_INT(p->walk_begin(&w), -EINVAL);
+                        eb_walk_fini(&w);
+                        json_decref(cp);
+                }
                 /* a walk not begun builds nothing and takes nothing */
                 begin(&w, p, &s, NULL);
                 EB_CHECK(t_url(&w, NULL) == NULL);
@@ -442,7 +589,7 @@ static void test_normalize_rejects(void)
         {
                 const struct eb_provider *p = *pp;
                 struct eb_source_cfg s;
-                size_t i;
+                size_t i, n;
 
                 src_init(&s, p, fx_of(p));
                 for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -455,6 +602,12 @@ static void test_normalize_rejects(void)
                         EB_CHECK(err[0] != '\0');
                         json_decref(ev);
                 }
+                for (n = 0;
+                     fx_of(p) && fx_of(p)->rejects && fx_of(p)->rejects[n].json;
+                     n++)
+                        ;
+                if (n)
+                        t_check_rejects(p, &s, fx_of(p)->rejects, n);
                 t_src_fini(&s);
         }
 }
