@@ -51,12 +51,11 @@ OPT      := -O2 -g
 ifeq ($(BUILD),release)
 OPT      += -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 else
-# Debug builds (asan, ubsan): internal consistency checks abort
-# (e.g. an illegal transaction state transition, lib/eb_txn.c).
-OPT      := -O1 -g -DEB_DEBUG=1
+OPT      := -O1 -g
 endif
-# EB_DEBUG=1: checked state machines (lib/eb_fsm.h) abort on an illegal
-# transition instead of logging and counting it. On in every build but
+# EB_DEBUG=1: checked state machines (lib/eb_fsm.h, and the transaction
+# machine of lib/eb_txn.c) abort on an illegal transition instead of
+# logging and counting it. On in every build but
 # release (so the ASan and UBSan test runs stop at the first one);
 # `make EB_DEBUG=1` turns it on in a release build too.
 ifeq ($(BUILD),release)

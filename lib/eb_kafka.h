@@ -379,6 +379,10 @@ eb_kafka_txn_state_t eb_kafka_txn_state(const eb_kafka_t *k);
 /** @returns static name of @p st ("ready", "in_txn", ...). */
 const char *eb_kafka_txn_state_name(eb_kafka_txn_state_t st);
 
+/** Illegal transaction state transitions seen by this process (a bug;
+ *  part of evbridge_state_transitions_illegal_total). */
+uint64_t eb_kafka_txn_illegal_total(void);
+
 /**
  * @brief Start init_transactions: get a producer id and epoch from the
  * transaction coordinator, fencing any older producer with the same

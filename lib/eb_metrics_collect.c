@@ -7,6 +7,7 @@
 
 #include "eb_dedupe.h"
 #include "eb_fsm.h"
+#include "eb_kafka.h"
 #include "eb_time.h"
 #include "eb_util.h"
 
@@ -446,7 +447,9 @@ void eb_metrics_collect_process(struct eb_prom *w, void *opaque)
                        "State changes that their machine's table does not "
                        "allow (a bug, logged with both states); 0 is "
                        "healthy.");
-        eb_prom_sample(w, NULL, NULL, (double)eb_fsm_illegal_total());
+        eb_prom_sample(w, NULL, NULL,
+                       (double)(eb_fsm_illegal_total() +
+                                eb_kafka_txn_illegal_total()));
 }
 
 void eb_metrics_register_app(eb_metrics_t *m, const struct eb_metrics_app *a)

@@ -58,7 +58,8 @@ static const unsigned txn_next[] = {
 
 #define TXN_NSTATES (sizeof(txn_next) / sizeof(txn_next[0]))
 
-#ifdef EB_DEBUG
+/* EB_DEBUG is defined in every build (0 in release, Makefile). */
+#if defined(EB_DEBUG) && EB_DEBUG
 #define TXN_ABORT_DEFAULT 1
 #else
 #define TXN_ABORT_DEFAULT 0
@@ -96,6 +97,11 @@ int eb_txn_state_set(eb_kafka_txn_state_t *st, eb_kafka_txn_state_t to,
 uint64_t eb_txn_illegal_count(void)
 {
         return atomic_load(&txn_illegal);
+}
+
+uint64_t eb_kafka_txn_illegal_total(void)
+{
+        return eb_txn_illegal_count();
 }
 
 int eb_txn_abort_on_illegal(int on)
