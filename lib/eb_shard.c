@@ -52,7 +52,9 @@ struct shard {
 
 struct eb_shards_s {
         struct event_base *base;
-        const struct eb_config *cfg; /* borrowed, current */
+        const struct eb_config *cfg;  /* borrowed, current */
+        const struct eb_config *boot; /* borrowed: eb_shards_new()'s, which
+                                       * the owner keeps until the end */
         eb_poller_t *poller;
         eb_shards_fatal_cb *fatal;
         void *fatal_opaque;
@@ -618,7 +620,10 @@ static void shard_start(eb_shards_t *m, int n)
         sh->n = n;
         sh->state = EB_SHARD_STARTING; /* initial state, not a change */
         sh->txn_id = eb_xasprintf("%s-shard-%d", m->cfg->state_prefix, n);
-        sh->cfg = *m->cfg;
+        /* The producer and pipeline settings need a restart (a reload
+         * warns so): the start-up configuration's, which outlives every
+         * shard, never a reloaded one that may be freed before it. */
+        sh->cfg = *m->boot;
         sh->cfg.transactional_id = sh->txn_id;
         sh->cfg.sources = NULL;
         sh->cfg.sources_cnt = 0;
@@ -1136,6 +1141,7 @@ eb_shards_t *eb_shards_new(struct event_base *base, const struct eb_config *cfg,
 
         m->base = base;
         m->cfg = cfg;
+        m->boot = cfg;
         m->poller = poller;
         m->fatal = fatal;
         m->fatal_opaque = opaque;
