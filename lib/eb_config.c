@@ -939,9 +939,10 @@ bad:
                        quote(s, got, sizeof(got)));
 }
 
-/* [A-Za-z0-9._-], 1..EB_CFG_TOPIC_PART_MAX: part of a Kafka topic name. */
-static int check_topic_part(struct cfg_ctx *ctx, const char *s,
-                            const char *path)
+/* 1..@p max characters of [A-Za-z0-9._-]; the error says so, with
+ * @p why after the class when not NULL. */
+static int check_name_chars(struct cfg_ctx *ctx, const char *s,
+                            const char *path, size_t max, const char *why)
 {
         char got[96];
         size_t n = strlen(s), i;
@@ -950,14 +951,21 @@ static int check_topic_part(struct cfg_ctx *ctx, const char *s,
                 if (!is_name_char((unsigned char)s[i]))
                         break;
         }
-        if (n == 0 || n > EB_CFG_TOPIC_PART_MAX || i < n)
+        if (n == 0 || n > max || i < n)
                 return cfg_err(ctx, path,
-                               "expected 1 to %d characters of "
-                               "[A-Za-z0-9._-] (legal in a Kafka topic "
-                               "name), got %s",
-                               EB_CFG_TOPIC_PART_MAX,
-                               quote(s, got, sizeof(got)));
+                               "expected 1 to %zu characters of "
+                               "[A-Za-z0-9._-]%s%s%s, got %s",
+                               max, why ? " (" : "", why ? why : "",
+                               why ? ")" : "", quote(s, got, sizeof(got)));
         return 0;
+}
+
+/* Part of a Kafka topic name. */
+static int check_topic_part(struct cfg_ctx *ctx, const char *s,
+                            const char *path)
+{
+        return check_name_chars(ctx, s, path, EB_CFG_TOPIC_PART_MAX,
+                                "legal in a Kafka topic name");
 }
 
 static int check_template(struct cfg_ctx *ctx, const char *s, const char *path)
@@ -1310,19 +1318,7 @@ static const struct cfg_key shutdown_keys[] = {
 static int check_source_name(struct cfg_ctx *ctx, const char *s,
                              const char *path)
 {
-        char got[96];
-        size_t n = strlen(s), i;
-
-        for (i = 0; i < n; i++) {
-                if (!is_name_char((unsigned char)s[i]))
-                        break;
-        }
-        if (n == 0 || n > EB_CFG_NAME_MAX || i < n)
-                return cfg_err(ctx, path,
-                               "expected 1 to %d characters of "
-                               "[A-Za-z0-9._-], got %s",
-                               EB_CFG_NAME_MAX, quote(s, got, sizeof(got)));
-        return 0;
+        return check_name_chars(ctx, s, path, EB_CFG_NAME_MAX, NULL);
 }
 
 static int check_start(struct cfg_ctx *ctx, const char *s, const char *path)
