@@ -19,6 +19,7 @@
 #include "eb_shard.h"
 #include "eb_state.h"
 #include "eb_time.h"
+#include "eb_unit.h"
 #include "eb_util.h"
 #include "eb_webhook.h"
 
@@ -986,6 +987,7 @@ static void on_gate_tick(evutil_socket_t fd, short what, void *arg)
 eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
 {
         eb_app_t *app = eb_xcalloc(1, sizeof(*app));
+        struct eb_unit unit;
         struct eb_sink sink;
         struct eb_poller_opts popts;
 
@@ -1014,12 +1016,13 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
                         goto err;
                 goto signals;
         }
-        app->kafka = eb_kafka_new_ex(app->base, cfg,
-                                     app->eos ? EB_KAFKA_NEW_F_TRANSACTIONS : 0,
-                                     errstr, errstr_size);
-        if (!app->kafka)
+        /* The same start as a shard's (eb_unit): producer and pipeline. */
+        if (eb_unit_open(&unit, app->base, cfg,
+                         app->eos ? EB_KAFKA_NEW_F_TRANSACTIONS : 0,
+                         on_kafka_fatal, app, errstr, errstr_size))
                 goto err;
-        eb_kafka_set_fatal_cb(app->kafka, on_kafka_fatal, app);
+        app->kafka = unit.kafka;
+        app->pipeline = unit.pipeline;
         /* The embedded cluster is there at once; real brokers are probed
          * from the loop (on_gate_tick) and nothing starts before. */
         app->kafka_ok = eb_kafka_embedded(app->kafka);
@@ -1042,10 +1045,6 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
                  "waiting for the Kafka cluster at %s", cfg->brokers);
         app->http = eb_http_new(app->base, errstr, errstr_size);
         if (!app->http)
-                goto err;
-        app->pipeline = eb_pipeline_new(app->base, cfg, app->kafka, errstr,
-                                        errstr_size);
-        if (!app->pipeline)
                 goto err;
         sink = eb_pipeline_sink(app->pipeline);
         app->poller = eb_poller_new(app->base, app->http, &sink,

@@ -13,6 +13,7 @@
 #include "eb_shard_state.h"
 #include "eb_state.h"
 #include "eb_time.h"
+#include "eb_unit.h"
 #include "eb_util.h"
 
 #define MOD "shard"
@@ -605,6 +606,7 @@ static void on_shard_init(void *opaque, int err, const char *errstr)
 
 static void shard_start(eb_shards_t *m, int n)
 {
+        struct eb_unit u;
         struct shard *sh;
         char err[512];
 
@@ -628,16 +630,12 @@ static void shard_start(eb_shards_t *m, int n)
         sh->cfg.sources = NULL;
         sh->cfg.sources_cnt = 0;
         m->sh[n] = sh;
-        sh->kafka =
-                eb_kafka_new_ex(m->base, &sh->cfg, EB_KAFKA_NEW_F_TRANSACTIONS,
-                                err, sizeof(err));
-        if (sh->kafka) {
-                eb_kafka_set_fatal_cb(sh->kafka, shard_fatal_cb, sh);
-                sh->pipeline = eb_pipeline_new(m->base, &sh->cfg, sh->kafka,
-                                               err, sizeof(err));
+        if (eb_unit_open(&u, m->base, &sh->cfg, EB_KAFKA_NEW_F_TRANSACTIONS,
+                         shard_fatal_cb, sh, err, sizeof(err)) == 0) {
+                sh->kafka = u.kafka;
+                sh->pipeline = u.pipeline;
         }
-        if (!sh->kafka || !sh->pipeline ||
-            eb_kafka_txn_init(sh->kafka, on_shard_init, sh)) {
+        if (!sh->kafka || eb_kafka_txn_init(sh->kafka, on_shard_init, sh)) {
                 char why[700];
 
                 snprintf(why, sizeof(why), "shard %d cannot start: %s", n, err);
