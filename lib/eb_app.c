@@ -19,6 +19,7 @@
 #include "eb_shard.h"
 #include "eb_state.h"
 #include "eb_time.h"
+#include "eb_unit.h"
 #include "eb_util.h"
 #include "eb_webhook.h"
 
@@ -57,7 +58,8 @@ struct kafka_probe {
 
 struct eb_app_s {
         struct event_base *base;
-        struct eb_config *cfg;
+        struct eb_config *cfg;      /* current */
+        struct eb_config *boot_cfg; /* the start-up one: see "retired" */
         eb_kafka_t *kafka;
         eb_http_t *http;
         eb_pipeline_t *pipeline;
@@ -77,11 +79,17 @@ struct eb_app_s {
         int kafka_fatal; /* the producer reported a fatal error */
         int drained;     /* drain over: webhooks answered, no accept */
         int64_t flush_deadline_ms;
-        /* Configurations replaced by SIGHUP reloads: sources, batches and
-         * held requests may still point into them, so they live until
-         * eb_app_free(). A few KB per reload. */
+        /* Configurations replaced by SIGHUP reloads. boot_cfg is kept until
+         * eb_app_free(): the producer, pipeline, listener, shards, probe
+         * and instance guard borrow it (their settings need a restart).
+         * Any later one replaced is kept here only while something still
+         * borrows it (retired_borrowed(): a source the poller runs or
+         * settles, a held webhook, a publish in flight), then freed by
+         * retire_sweep(), run at each reload and every second while the
+         * list is not empty. */
         struct eb_config **retired;
         size_t nretired;
+        struct event *retire_timer;
         uint64_t reloads, reload_failures;
         /* Exactly-once: sources start and the process reports ready only
          * once eb_kafka_txn_init() and the state restore are done. */
@@ -235,6 +243,94 @@ static void warn_restart_only(const struct eb_config *o,
                                "effect after a restart");
 }
 
+struct live_names {
+        const struct eb_config *cfg;
+        int found;
+};
+
+/* The poller passes each running source's name as borrowed from the
+ * configuration it was started with: the same pointer means that one. */
+static void live_name(const char *name, const char *provider,
+                      const struct eb_source_stats *st, void *opaque)
+{
+        struct live_names *l = opaque;
+        size_t i;
+
+        (void)provider;
+        (void)st;
+        for (i = 0; i < l->cfg->sources_cnt && !l->found; i++)
+                l->found = name == l->cfg->sources[i].name;
+}
+
+/* @returns 1 while something may still point into retired @p c. */
+static int retired_borrowed(eb_app_t *app, const struct eb_config *c)
+{
+        struct live_names l = {c, 0};
+        size_t i;
+
+        if (app->webhook && (eb_webhook_held(app->webhook) > 0 ||
+                             eb_webhook_pending(app->webhook) > 0))
+                return 1;
+        if ((app->pipeline && eb_pipeline_pending(app->pipeline) > 0) ||
+            (app->shards && !eb_shards_idle(app->shards)))
+                return 1;
+        if (!app->poller)
+                return 0;
+        eb_poller_foreach(app->poller, live_name, &l);
+        if (l.found)
+                return 1;
+        /* a source removed or restarted by a reload: its earlier run may
+         * still have a request or publish in flight */
+        for (i = 0; i < c->sources_cnt; i++)
+                if (eb_poller_busy(app->poller, c->sources[i].name))
+                        return 1;
+        return 0;
+}
+
+/* Free the retired configurations nothing borrows any more. */
+static void retire_sweep(eb_app_t *app)
+{
+        size_t i, kept = 0;
+
+        for (i = 0; i < app->nretired; i++) {
+                if (retired_borrowed(app, app->retired[i]))
+                        app->retired[kept++] = app->retired[i];
+                else
+                        eb_config_free(app->retired[i]);
+        }
+        if (kept < app->nretired)
+                eb_info("app",
+                        "freed %zu configuration(s) replaced by reloads, "
+                        "%zu still in use",
+                        app->nretired - kept, kept);
+        app->nretired = kept;
+        if (kept && app->retire_timer &&
+            !evtimer_pending(app->retire_timer, NULL)) {
+                struct timeval tv = {1, 0};
+
+                evtimer_add(app->retire_timer, &tv);
+        }
+}
+
+static void on_retire_tick(evutil_socket_t fd, short what, void *arg)
+{
+        (void)fd;
+        (void)what;
+        retire_sweep(arg);
+}
+
+/* evbridge_config_retired: configurations a reload replaced that are
+ * still borrowed (0 once what they started has settled). */
+static void retired_collect(struct eb_prom *w, void *opaque)
+{
+        eb_app_t *app = opaque;
+
+        eb_prom_family(w, "evbridge_config_retired", "gauge",
+                       "Configurations replaced by a reload and still in "
+                       "use by work in flight.");
+        eb_prom_sample(w, NULL, NULL, (double)app->nretired);
+}
+
 void eb_app_reload(eb_app_t *app)
 {
         struct eb_config *old = app->cfg, *ncfg;
@@ -274,7 +370,7 @@ void eb_app_reload(eb_app_t *app)
         }
         /* Against what runs (the configuration the process started
          * with), so that a revert to it is not a change. */
-        warn_restart_only(app->nretired ? app->retired[0] : old, ncfg);
+        warn_restart_only(app->boot_cfg, ncfg);
         eb_log_set_level(ncfg->log_level);
         eb_log_set_format(ncfg->log_format);
 
@@ -289,9 +385,12 @@ void eb_app_reload(eb_app_t *app)
                 goto swap;
         eb_config_diff_sources(old, ncfg, reload_source, &r);
 swap:
-        app->retired = eb_xrealloc(app->retired,
-                                   (app->nretired + 1) * sizeof(*app->retired));
-        app->retired[app->nretired++] = old;
+        if (old != app->boot_cfg) {
+                app->retired = eb_xrealloc(app->retired,
+                                           (app->nretired + 1) *
+                                                   sizeof(*app->retired));
+                app->retired[app->nretired++] = old;
+        }
         app->cfg = ncfg;
         app->reloads++;
         eb_info("app",
@@ -299,6 +398,7 @@ swap:
                 "source(s) in total",
                 tally.added, tally.removed, tally.changed,
                 eb_config_enabled_sources(ncfg));
+        retire_sweep(app);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -735,7 +835,7 @@ static int probe_start(eb_app_t *app)
         struct kafka_probe *p = &app->probe;
 
         p->rk = eb_kafka_rk(app->kafka);
-        p->cfg = app->cfg;
+        p->cfg = app->boot_cfg;
         p->done = 0;
         p->rc = 0;
         p->errstr[0] = '\0';
@@ -793,7 +893,7 @@ static void gate_pass(eb_app_t *app, int attempts)
                  * waits here until the other one is gone. */
                 app->guard = eb_instance_new(app->base,
                                              eb_kafka_bootstrap(app->kafka),
-                                             app->cfg, ebuf, sizeof(ebuf));
+                                             app->boot_cfg, ebuf, sizeof(ebuf));
                 if (!app->guard) {
                         eb_error("app", "%s", ebuf);
                         eb_app_shutdown(app, "Kafka transactions cannot start",
@@ -887,11 +987,14 @@ static void on_gate_tick(evutil_socket_t fd, short what, void *arg)
 eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
 {
         eb_app_t *app = eb_xcalloc(1, sizeof(*app));
+        struct eb_unit unit;
         struct eb_sink sink;
         struct eb_poller_opts popts;
 
         app->cfg = cfg;
+        app->boot_cfg = cfg;
         app->metrics = eb_metrics_new();
+        eb_metrics_add_collector(app->metrics, retired_collect, app);
         app->metrics_src.start_time_ms = eb_now_ms();
         eb_log_set_level(cfg->log_level);
         eb_log_set_format(cfg->log_format);
@@ -913,12 +1016,13 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
                         goto err;
                 goto signals;
         }
-        app->kafka = eb_kafka_new_ex(app->base, cfg,
-                                     app->eos ? EB_KAFKA_NEW_F_TRANSACTIONS : 0,
-                                     errstr, errstr_size);
-        if (!app->kafka)
+        /* The same start as a shard's (eb_unit): producer and pipeline. */
+        if (eb_unit_open(&unit, app->base, cfg,
+                         app->eos ? EB_KAFKA_NEW_F_TRANSACTIONS : 0,
+                         on_kafka_fatal, app, errstr, errstr_size))
                 goto err;
-        eb_kafka_set_fatal_cb(app->kafka, on_kafka_fatal, app);
+        app->kafka = unit.kafka;
+        app->pipeline = unit.pipeline;
         /* The embedded cluster is there at once; real brokers are probed
          * from the loop (on_gate_tick) and nothing starts before. */
         app->kafka_ok = eb_kafka_embedded(app->kafka);
@@ -940,10 +1044,6 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
                  "waiting for the Kafka cluster at %s", cfg->brokers);
         app->http = eb_http_new(app->base, errstr, errstr_size);
         if (!app->http)
-                goto err;
-        app->pipeline = eb_pipeline_new(app->base, cfg, app->kafka, errstr,
-                                        errstr_size);
-        if (!app->pipeline)
                 goto err;
         sink = eb_pipeline_sink(app->pipeline);
         app->poller = eb_poller_new(app->base, app->http, &sink,
@@ -970,8 +1070,9 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
         app->sig_int = evsignal_new(app->base, SIGINT, on_signal, app);
         app->sig_hup = evsignal_new(app->base, SIGHUP, on_signal, app);
         app->drain_timer = evtimer_new(app->base, on_drain_tick, app);
+        app->retire_timer = evtimer_new(app->base, on_retire_tick, app);
         if (!app->sig_term || !app->sig_int || !app->sig_hup ||
-            !app->drain_timer) {
+            !app->drain_timer || !app->retire_timer) {
                 snprintf(errstr, errstr_size, "cannot create signal events");
                 goto err;
         }
@@ -994,6 +1095,7 @@ eb_app_t *eb_app_new(struct eb_config *cfg, char *errstr, size_t errstr_size)
         return app;
 err:
         app->cfg = NULL; /* the caller keeps it on failure */
+        app->boot_cfg = NULL;
         eb_app_free(app);
         return NULL;
 }
@@ -1053,6 +1155,8 @@ void eb_app_free(eb_app_t *app)
         eb_metrics_free(app->metrics);
         if (app->drain_timer)
                 event_free(app->drain_timer);
+        if (app->retire_timer)
+                event_free(app->retire_timer);
         if (app->gate_timer)
                 event_free(app->gate_timer);
         if (app->restore_timer)
@@ -1095,6 +1199,8 @@ void eb_app_free(eb_app_t *app)
                 event_free(app->sig_hup);
         if (app->base)
                 event_base_free(app->base);
+        if (app->boot_cfg != app->cfg)
+                eb_config_free(app->boot_cfg);
         eb_config_free(app->cfg);
         for (size_t i = 0; i < app->nretired; i++)
                 eb_config_free(app->retired[i]);

@@ -42,7 +42,10 @@ void eb_app_shutdown(eb_app_t *app, const char *reason, int fatal);
  * removed or changed take effect at once, without dropping checkpoints or
  * dedupe state and without restarting the Kafka clients. Settings that
  * need a restart (kafka.*, http.*, dedupe.*) are reported, not applied.
- * A broken file is reported and changes nothing.
+ * A broken file is reported and changes nothing. The configuration it
+ * replaces is freed once nothing started from it is in flight; the one
+ * the process started with is kept until eb_app_free() (the Kafka
+ * clients, the listener and the shards use it).
  */
 void eb_app_reload(eb_app_t *app);
 

@@ -470,6 +470,7 @@ enum cfg_type {
         CFG_OBJ,      /* nested object, same target struct, table sub */
         CFG_FREEFORM, /* any object (provider options): src->json only */
         CFG_FN,       /* custom: fn(ctx, value, path, field) */
+        CFG_ENUM,     /* enum (int-sized) from one of the names in enums */
 };
 
 #define CFG_F_REQUIRED 0x1 /* absent key is an error */
@@ -480,15 +481,22 @@ typedef int (*cfg_fn)(struct cfg_ctx *ctx, json_t *val, const char *path,
                       void *base, void *field);
 typedef int (*cfg_check)(struct cfg_ctx *ctx, const char *s, const char *path);
 
+/* One accepted spelling of a CFG_ENUM key and the value it stores. */
+struct cfg_enum {
+        const char *name;
+        int value;
+};
+
 struct cfg_key {
         const char *name;
         enum cfg_type type;
         size_t off; /* field offset in the target struct */
         int64_t min, max;
         int flags;
-        const struct cfg_key *sub; /* CFG_OBJ */
-        cfg_fn fn;                 /* CFG_FN */
-        cfg_check check;           /* CFG_STR */
+        const struct cfg_key *sub;    /* CFG_OBJ */
+        cfg_fn fn;                    /* CFG_FN */
+        cfg_check check;              /* CFG_STR */
+        const struct cfg_enum *enums; /* CFG_ENUM: ends with name NULL */
 };
 
 #define K_STR(st, n, f, fl, chk)                                               \
@@ -513,6 +521,12 @@ struct cfg_key {
         {                                                                      \
                 .name = n, .type = CFG_FN, .off = offsetof(st, f), .fn = func  \
         }
+/* The field is an enum or int: every enum here is int-sized (below). */
+#define K_ENUM(st, n, f, tab)                                                  \
+        {                                                                      \
+                .name = n, .type = CFG_ENUM, .off = offsetof(st, f),           \
+                .enums = tab                                                   \
+        }
 #define K_FREEFORM(n)                                                          \
         {                                                                      \
                 .name = n, .type = CFG_FREEFORM                                \
@@ -522,6 +536,8 @@ struct cfg_key {
                 .name = NULL                                                   \
         }
 
+static int parse_enum(struct cfg_ctx *ctx, json_t *val, const char *path,
+                      const struct cfg_enum *tab, void *field);
 static int parse_object(struct cfg_ctx *ctx, json_t *obj, const char *path,
                         const struct cfg_key *tab, void *base);
 
@@ -788,6 +804,8 @@ static int parse_value(struct cfg_ctx *ctx, const struct cfg_key *k,
                 return 0;
         case CFG_FN:
                 return k->fn(ctx, val, path, base, field);
+        case CFG_ENUM:
+                return parse_enum(ctx, val, path, k->enums, field);
         }
         return cfg_err(ctx, path, "internal error: bad key type");
 }
@@ -824,9 +842,10 @@ static int parse_object(struct cfg_ctx *ctx, json_t *obj, const char *path,
         return 0;
 }
 
-/* One of @p names (exact match). @returns its index or -EINVAL. */
+/* One of the names in @p tab (exact match), stored in the int-sized
+ * enum at @p field. @returns 0 or -EINVAL naming every accepted one. */
 static int parse_enum(struct cfg_ctx *ctx, json_t *val, const char *path,
-                      const char *const *names, size_t n)
+                      const struct cfg_enum *tab, void *field)
 {
         char want[256], got[96];
         size_t i, o = 0;
@@ -836,22 +855,35 @@ static int parse_enum(struct cfg_ctx *ctx, json_t *val, const char *path,
                 return cfg_err(ctx, path, "expected a string, got %s",
                                json_kind(val));
         s = json_string_value(val);
-        for (i = 0; i < n; i++) {
-                if (!strcmp(s, names[i]))
-                        return (int)i;
+        for (i = 0; tab[i].name; i++) {
+                if (!strcmp(s, tab[i].name)) {
+                        *(int *)field = tab[i].value;
+                        return 0;
+                }
         }
-        for (i = 0; i < n && o < sizeof(want); i++) {
+        for (i = 0; tab[i].name && o < sizeof(want); i++) {
                 int w = snprintf(want + o, sizeof(want) - o, "%s\"%s\"",
-                                 i == 0       ? ""
-                                 : i == n - 1 ? " or "
-                                              : ", ",
-                                 names[i]);
+                                 i == 0             ? ""
+                                 : !tab[i + 1].name ? " or "
+                                                    : ", ",
+                                 tab[i].name);
                 if (w < 0)
                         break;
                 o += (size_t)w;
         }
         return cfg_err(ctx, path, "expected %s, got %s", want,
                        quote(s, got, sizeof(got)));
+}
+
+/* @returns the name of the value stored at @p field, NULL if none. */
+static const char *enum_name(const struct cfg_enum *tab, const void *field)
+{
+        int v = *(const int *)field;
+
+        for (; tab->name; tab++)
+                if (tab->value == v)
+                        return tab->name;
+        return NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -907,9 +939,10 @@ bad:
                        quote(s, got, sizeof(got)));
 }
 
-/* [A-Za-z0-9._-], 1..EB_CFG_TOPIC_PART_MAX: part of a Kafka topic name. */
-static int check_topic_part(struct cfg_ctx *ctx, const char *s,
-                            const char *path)
+/* 1..@p max characters of [A-Za-z0-9._-]; the error says so, with
+ * @p why after the class when not NULL. */
+static int check_name_chars(struct cfg_ctx *ctx, const char *s,
+                            const char *path, size_t max, const char *why)
 {
         char got[96];
         size_t n = strlen(s), i;
@@ -918,14 +951,21 @@ static int check_topic_part(struct cfg_ctx *ctx, const char *s,
                 if (!is_name_char((unsigned char)s[i]))
                         break;
         }
-        if (n == 0 || n > EB_CFG_TOPIC_PART_MAX || i < n)
+        if (n == 0 || n > max || i < n)
                 return cfg_err(ctx, path,
-                               "expected 1 to %d characters of "
-                               "[A-Za-z0-9._-] (legal in a Kafka topic "
-                               "name), got %s",
-                               EB_CFG_TOPIC_PART_MAX,
-                               quote(s, got, sizeof(got)));
+                               "expected 1 to %zu characters of "
+                               "[A-Za-z0-9._-]%s%s%s, got %s",
+                               max, why ? " (" : "", why ? why : "",
+                               why ? ")" : "", quote(s, got, sizeof(got)));
         return 0;
+}
+
+/* Part of a Kafka topic name. */
+static int check_topic_part(struct cfg_ctx *ctx, const char *s,
+                            const char *path)
+{
+        return check_name_chars(ctx, s, path, EB_CFG_TOPIC_PART_MAX,
+                                "legal in a Kafka topic name");
 }
 
 static int check_template(struct cfg_ctx *ctx, const char *s, const char *path)
@@ -975,32 +1015,37 @@ static int check_template(struct cfg_ctx *ctx, const char *s, const char *path)
         return 0;
 }
 
-static int parse_delivery(struct cfg_ctx *ctx, json_t *val, const char *path,
-                          void *base, void *field)
-{
-        static const char *const names[] = {"exactly-once", "at-least-once"};
-        int i = parse_enum(ctx, val, path, names, 2);
+static const struct cfg_enum delivery_names[] = {
+        {"exactly-once", EB_DELIVERY_EXACTLY_ONCE},
+        {"at-least-once", EB_DELIVERY_AT_LEAST_ONCE},
+        {NULL, 0},
+};
 
-        (void)base;
-        if (i < 0)
-                return i;
-        *(eb_delivery_t *)field =
-                i == 0 ? EB_DELIVERY_EXACTLY_ONCE : EB_DELIVERY_AT_LEAST_ONCE;
-        return 0;
-}
+static const struct cfg_enum envelope_names[] = {
+        {"structured", 0},
+        {"binary", 1},
+        {NULL, 0},
+};
 
-static int parse_envelope(struct cfg_ctx *ctx, json_t *val, const char *path,
-                          void *base, void *field)
-{
-        static const char *const names[] = {"structured", "binary"};
-        int i = parse_enum(ctx, val, path, names, 2);
+static const struct cfg_enum log_level_names[] = {
+        {"debug", EB_LOG_DEBUG},
+        {"info", EB_LOG_INFO},
+        {"warn", EB_LOG_WARN},
+        {"error", EB_LOG_ERROR},
+        {NULL, 0},
+};
 
-        (void)base;
-        if (i < 0)
-                return i;
-        *(int *)field = i == 1;
-        return 0;
-}
+static const struct cfg_enum log_format_names[] = {
+        {"text", EB_LOG_FMT_TEXT},
+        {"json", EB_LOG_FMT_JSON},
+        {NULL, 0},
+};
+
+/* K_ENUM stores through an int *. */
+_Static_assert(sizeof(eb_delivery_t) == sizeof(int) &&
+                       sizeof(eb_log_level_t) == sizeof(int) &&
+                       sizeof(eb_log_format_t) == sizeof(int),
+               "K_ENUM fields must be int-sized");
 
 /* librdkafka properties whose values are credentials. */
 static int is_secret_property(const char *key)
@@ -1117,8 +1162,8 @@ static const struct cfg_key kafka_keys[] = {
               check_topic_part),
         K_STR(struct eb_config, "transactional_id", transactional_id,
               CFG_F_NONEMPTY, NULL),
-        K_FN(struct eb_config, "delivery", delivery, parse_delivery),
-        K_FN(struct eb_config, "envelope", envelope_binary, parse_envelope),
+        K_ENUM(struct eb_config, "delivery", delivery, delivery_names),
+        K_ENUM(struct eb_config, "envelope", envelope_binary, envelope_names),
         K_OBJ("batch", batch_keys),
         K_NUM(struct eb_config, CFG_COUNT, "queue_max_messages",
               queue_max_messages, 1000, 10000000),
@@ -1244,37 +1289,9 @@ static const struct cfg_key dedupe_keys[] = {
         K_END,
 };
 
-static int parse_log_level(struct cfg_ctx *ctx, json_t *val, const char *path,
-                           void *base, void *field)
-{
-        static const char *const names[] = {"debug", "info", "warn", "error"};
-        static const eb_log_level_t levels[] = {EB_LOG_DEBUG, EB_LOG_INFO,
-                                                EB_LOG_WARN, EB_LOG_ERROR};
-        int i = parse_enum(ctx, val, path, names, 4);
-
-        (void)base;
-        if (i < 0)
-                return i;
-        *(eb_log_level_t *)field = levels[i];
-        return 0;
-}
-
-static int parse_log_format(struct cfg_ctx *ctx, json_t *val, const char *path,
-                            void *base, void *field)
-{
-        static const char *const names[] = {"text", "json"};
-        int i = parse_enum(ctx, val, path, names, 2);
-
-        (void)base;
-        if (i < 0)
-                return i;
-        *(eb_log_format_t *)field = i == 0 ? EB_LOG_FMT_TEXT : EB_LOG_FMT_JSON;
-        return 0;
-}
-
 static const struct cfg_key log_keys[] = {
-        K_FN(struct eb_config, "level", log_level, parse_log_level),
-        K_FN(struct eb_config, "format", log_format, parse_log_format),
+        K_ENUM(struct eb_config, "level", log_level, log_level_names),
+        K_ENUM(struct eb_config, "format", log_format, log_format_names),
         K_END,
 };
 
@@ -1301,19 +1318,7 @@ static const struct cfg_key shutdown_keys[] = {
 static int check_source_name(struct cfg_ctx *ctx, const char *s,
                              const char *path)
 {
-        char got[96];
-        size_t n = strlen(s), i;
-
-        for (i = 0; i < n; i++) {
-                if (!is_name_char((unsigned char)s[i]))
-                        break;
-        }
-        if (n == 0 || n > EB_CFG_NAME_MAX || i < n)
-                return cfg_err(ctx, path,
-                               "expected 1 to %d characters of "
-                               "[A-Za-z0-9._-], got %s",
-                               EB_CFG_NAME_MAX, quote(s, got, sizeof(got)));
-        return 0;
+        return check_name_chars(ctx, s, path, EB_CFG_NAME_MAX, NULL);
 }
 
 static int check_start(struct cfg_ctx *ctx, const char *s, const char *path)
@@ -1590,27 +1595,12 @@ static void fn_default(const struct cfg_key *k, const void *base, int is_src,
                        char *buf, size_t size)
 {
         const struct eb_config *cfg = base;
-        static const char *const levels[] = {"debug", "info", "warn", "error"};
 
         snprintf(buf, size, "-");
         if (is_src)
                 return;
         if (!strcmp(k->name, "listen"))
                 snprintf(buf, size, "\"%s\"", cfg->listen);
-        else if (!strcmp(k->name, "delivery"))
-                snprintf(buf, size, "\"%s\"",
-                         cfg->delivery == EB_DELIVERY_EXACTLY_ONCE
-                                 ? "exactly-once"
-                                 : "at-least-once");
-        else if (!strcmp(k->name, "envelope"))
-                snprintf(buf, size, "\"%s\"",
-                         cfg->envelope_binary ? "binary" : "structured");
-        else if (!strcmp(k->name, "level") && cfg->log_level >= 0 &&
-                 cfg->log_level <= 3)
-                snprintf(buf, size, "\"%s\"", levels[cfg->log_level]);
-        else if (!strcmp(k->name, "format"))
-                snprintf(buf, size, "\"%s\"",
-                         cfg->log_format == EB_LOG_FMT_JSON ? "json" : "text");
         else if (!strcmp(k->name, "properties"))
                 snprintf(buf, size, "{}");
 }
@@ -1674,6 +1664,16 @@ static void describe_key(const struct cfg_key *k, const void *base, int is_src,
                 type = "object";
                 snprintf(dflt, sizeof(dflt), "{}");
                 break;
+        case CFG_ENUM: {
+                const char *name = enum_name(k->enums, field);
+
+                type = "string";
+                if (name)
+                        snprintf(dflt, sizeof(dflt), "\"%s\"", name);
+                else
+                        snprintf(dflt, sizeof(dflt), "-");
+                break;
+        }
         case CFG_FN:
                 type = !strcmp(k->name, "properties") ? "object"
                        : !strcmp(k->name, "rps")      ? "number"

@@ -10,22 +10,18 @@
 #include "eb_json.h"
 #include "eb_kafka.h"
 #include "eb_log.h"
+#include "eb_shard_state.h"
 #include "eb_state.h"
 #include "eb_time.h"
+#include "eb_unit.h"
 #include "eb_util.h"
 
 #define MOD "shard"
 
-enum sh_state {
-        SH_STARTING = 0, /* txn init / restore */
-        SH_RUNNING,      /* sources polling, intake consumed */
-        SH_STOPPING,     /* sources removed, last transaction settling */
-};
-
 struct shard {
         eb_shards_t *m;
         int n;
-        enum sh_state state;
+        enum eb_shard_state state; /* only through set_state() */
         struct eb_config cfg; /* shallow copy: transactional.id, no sources */
         char *txn_id;
         eb_kafka_t *kafka;
@@ -57,7 +53,9 @@ struct shard {
 
 struct eb_shards_s {
         struct event_base *base;
-        const struct eb_config *cfg; /* borrowed, current */
+        const struct eb_config *cfg;  /* borrowed, current */
+        const struct eb_config *boot; /* borrowed: eb_shards_new()'s, which
+                                       * the owner keeps until the end */
         eb_poller_t *poller;
         eb_shards_fatal_cb *fatal;
         void *fatal_opaque;
@@ -76,6 +74,7 @@ struct eb_shards_s {
         int layout_noted; /* legacy_layout_note(): bit per state topic */
         /* metrics */
         uint64_t rebalances, revoked_total;
+        uint64_t illegal_transitions; /* eb_shard_state_set() refused */
         uint64_t intake_written, intake_write_failed, intake_consumed,
                 intake_skipped, intake_publish_failed;
 };
@@ -85,6 +84,12 @@ int eb_shard_of(const char *name, int nshards)
         if (nshards <= 1)
                 return 0;
         return (int)(eb_fnv1a64(name, strlen(name)) % (uint64_t)nshards);
+}
+
+static int set_state(struct shard *sh, enum eb_shard_state to)
+{
+        return eb_shard_state_set(&sh->state, to, sh->n,
+                                  &sh->m->illegal_transitions);
 }
 
 static void fail(eb_shards_t *m, const char *why)
@@ -348,7 +353,7 @@ static void shard_fatal_cb(void *opaque, const char *reason)
          * that has already moved on (the next owner's InitProducerId, or
          * INVALID_TXN_STATE for an end it cut short) answers that with a
          * fatal error. The producer is going anyway: nothing to fail. */
-        if (sh->state == SH_STOPPING) {
+        if (sh->state == EB_SHARD_STOPPING) {
                 eb_warn(MOD,
                         "shard %d: producer error while handing it back "
                         "(ignored, the shard is stopped): %s",
@@ -523,7 +528,7 @@ static void on_shard_init(void *opaque, int err, const char *errstr)
         json_t *cps;
         int rc;
 
-        if (err == -ESHUTDOWN || sh->state != SH_STARTING)
+        if (err == -ESHUTDOWN || sh->state != EB_SHARD_STARTING)
                 return;
         if (err) {
                 snprintf(ebuf, sizeof(ebuf),
@@ -586,7 +591,7 @@ static void on_shard_init(void *opaque, int err, const char *errstr)
         legacy_layout_note(m, &st);
         shard_add_sources(sh, cps);
         json_decref(cps);
-        sh->state = SH_RUNNING;
+        set_state(sh, EB_SHARD_RUNNING);
         eb_pipeline_set_consumer(sh->pipeline, m->intake_topic, m->intake);
         intake_assign(m, sh, 1);
         eb_info(MOD,
@@ -601,6 +606,7 @@ static void on_shard_init(void *opaque, int err, const char *errstr)
 
 static void shard_start(eb_shards_t *m, int n)
 {
+        struct eb_unit u;
         struct shard *sh;
         char err[512];
 
@@ -614,23 +620,22 @@ static void shard_start(eb_shards_t *m, int n)
         sh = eb_xcalloc(1, sizeof(*sh));
         sh->m = m;
         sh->n = n;
-        sh->state = SH_STARTING;
+        sh->state = EB_SHARD_STARTING; /* initial state, not a change */
         sh->txn_id = eb_xasprintf("%s-shard-%d", m->cfg->state_prefix, n);
-        sh->cfg = *m->cfg;
+        /* The producer and pipeline settings need a restart (a reload
+         * warns so): the start-up configuration's, which outlives every
+         * shard, never a reloaded one that may be freed before it. */
+        sh->cfg = *m->boot;
         sh->cfg.transactional_id = sh->txn_id;
         sh->cfg.sources = NULL;
         sh->cfg.sources_cnt = 0;
         m->sh[n] = sh;
-        sh->kafka =
-                eb_kafka_new_ex(m->base, &sh->cfg, EB_KAFKA_NEW_F_TRANSACTIONS,
-                                err, sizeof(err));
-        if (sh->kafka) {
-                eb_kafka_set_fatal_cb(sh->kafka, shard_fatal_cb, sh);
-                sh->pipeline = eb_pipeline_new(m->base, &sh->cfg, sh->kafka,
-                                               err, sizeof(err));
+        if (eb_unit_open(&u, m->base, &sh->cfg, EB_KAFKA_NEW_F_TRANSACTIONS,
+                         shard_fatal_cb, sh, err, sizeof(err)) == 0) {
+                sh->kafka = u.kafka;
+                sh->pipeline = u.pipeline;
         }
-        if (!sh->kafka || !sh->pipeline ||
-            eb_kafka_txn_init(sh->kafka, on_shard_init, sh)) {
+        if (!sh->kafka || eb_kafka_txn_init(sh->kafka, on_shard_init, sh)) {
                 char why[700];
 
                 snprintf(why, sizeof(why), "shard %d cannot start: %s", n, err);
@@ -642,11 +647,11 @@ static void shard_start(eb_shards_t *m, int n)
 
 static void shard_stop(eb_shards_t *m, struct shard *sh, const char *why)
 {
-        if (sh->state == SH_STOPPING)
+        if (sh->state == EB_SHARD_STOPPING)
                 return;
         eb_info(MOD, "shard %d: stopping (%s): %zu source(s)", sh->n, why,
                 sh->nsources);
-        sh->state = SH_STOPPING;
+        set_state(sh, EB_SHARD_STOPPING);
         sh->stop_deadline_ms =
                 eb_mono_ms() + m->cfg->scale_rebalance_timeout_ms;
         (void)each_source(sh, retire_source);
@@ -658,6 +663,7 @@ static void shard_free(struct shard *sh)
         /* eb_kafka_free() settles every publish (callbacks into the
          * pipeline and the poller's removed sources) before the pipeline
          * goes. */
+        set_state(sh, EB_SHARD_STOPPED);
         if (sh->restore_ev)
                 event_free(sh->restore_ev);
         eb_kafka_free(sh->kafka);
@@ -825,7 +831,7 @@ static void intake_handle(eb_shards_t *m, rd_kafka_message_t *msg)
         if (msg->partition < 0 || msg->partition >= m->n)
                 return;
         sh = m->sh[msg->partition];
-        if (!sh || sh->state != SH_RUNNING || sh->intake_bad)
+        if (!sh || sh->state != EB_SHARD_RUNNING || sh->intake_bad)
                 return; /* released: the next owner reads it */
         m->intake_consumed++;
         if (eb_intake_decode(msg->payload, msg->len, &source, &evt, &trigger)) {
@@ -915,11 +921,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
                 if (!sh)
                         continue;
-                if (sh->intake_bad && sh->state == SH_RUNNING) {
+                if (sh->intake_bad && sh->state == EB_SHARD_RUNNING) {
                         sh->restart = m->assigned[i];
                         shard_stop(m, sh, "intake publish failed");
                 }
-                if (sh->state != SH_STOPPING)
+                if (sh->state != EB_SHARD_STOPPING)
                         continue;
                 /* Handed back only once its sources' requests are over
                  * (the next owner's must not overlap them at the
@@ -968,7 +974,7 @@ static int poll_publish(void *opaque, const struct eb_source_cfg *src,
         eb_shards_t *m = opaque;
         struct shard *sh = m->sh[eb_shard_of(src->name, m->n)];
 
-        if (sh && sh->state == SH_RUNNING)
+        if (sh && sh->state == EB_SHARD_RUNNING)
                 return eb_pipeline_publish(sh->pipeline, src, evts, cnt, cp,
                                            done, arg);
         eb_events_free(evts, cnt);
@@ -1133,6 +1139,7 @@ eb_shards_t *eb_shards_new(struct event_base *base, const struct eb_config *cfg,
 
         m->base = base;
         m->cfg = cfg;
+        m->boot = cfg;
         m->poller = poller;
         m->fatal = fatal;
         m->fatal_opaque = opaque;
@@ -1233,7 +1240,7 @@ static void reload_source(const struct eb_source_cfg *o,
 
         /* A starting shard starts the new configuration's sources; a
          * stopping one has retired its own already. */
-        if (!sh || sh->state != SH_RUNNING)
+        if (!sh || sh->state != EB_SHARD_RUNNING)
                 return;
         (void)eb_poller_replace(
                 r->m->poller, o, n,
@@ -1276,7 +1283,7 @@ int eb_shards_owned(const eb_shards_t *m)
         int i, n = 0;
 
         for (i = 0; i < m->n; i++)
-                n += m->sh[i] && m->sh[i]->state != SH_STOPPING;
+                n += m->sh[i] && m->sh[i]->state != EB_SHARD_STOPPING;
         return n;
 }
 
@@ -1301,6 +1308,10 @@ void eb_shards_collect(struct eb_prom *w, void *opaque)
                        "Shards taken away from this replica (lost ones "
                        "included).");
         eb_prom_sample(w, NULL, NULL, (double)m->revoked_total);
+        eb_prom_family(w, "evbridge_shard_illegal_transitions_total", "counter",
+                       "Shard state changes refused as illegal (a bug: "
+                       "each is logged with both states).");
+        eb_prom_sample(w, NULL, NULL, (double)m->illegal_transitions);
         eb_prom_family(w, "evbridge_shard_running", "gauge",
                        "1 for an owned shard that polls, 0 while it starts "
                        "or stops.");
@@ -1308,7 +1319,8 @@ void eb_shards_collect(struct eb_prom *w, void *opaque)
                 if (!m->sh[i])
                         continue;
                 snprintf(num, sizeof(num), "%d", i);
-                eb_prom_sample(w, NULL, lab, m->sh[i]->state == SH_RUNNING);
+                eb_prom_sample(w, NULL, lab,
+                               m->sh[i]->state == EB_SHARD_RUNNING);
         }
         eb_prom_family(w, "evbridge_shard_restored_ids", "gauge",
                        "Dedupe ids restored when the shard was assigned.");

@@ -80,7 +80,8 @@ typedef void eb_shards_fatal_cb(void *opaque, const char *why);
 
 /**
  * @brief Set up sharding for @p cfg (scale.shards > 0; borrowed, must
- * outlive the manager or be replaced by eb_shards_reload()): check or
+ * outlive the manager: every shard's producer and pipeline use its
+ * settings, also after eb_shards_reload()): check or
  * create the control and intake topics (N partitions each; a different
  * partition count is an error naming the fix), create the intake producer
  * and the two consumers, and join the group. Blocks briefly (metadata).
@@ -104,8 +105,9 @@ struct eb_sink eb_shards_intake_sink(eb_shards_t *m);
  */
 int eb_shards_trigger(eb_shards_t *m, const char *source);
 
-/** @brief SIGHUP: switch to @p cfg (borrowed); owned shards add, remove
- *  and restart their changed sources. */
+/** @brief SIGHUP: switch the sources to @p cfg's (borrowed until the
+ *  next reload and the work of the sources started from it settled);
+ *  owned shards add, remove and restart their changed sources. */
 void eb_shards_reload(eb_shards_t *m, const struct eb_config *cfg,
                       struct eb_reload_tally *tally);
 

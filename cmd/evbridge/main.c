@@ -166,94 +166,36 @@ static int write_port_file(const char *path, int port)
         return 0;
 }
 
-int main(int argc, char **argv)
+/* `evbridge status [URL]`: the running process's /status, summarized. */
+static int status_command(int argc, char **argv)
 {
-        static const struct option opts[] = {
-                {"config", required_argument, NULL, 'c'},
-                {"check-config", required_argument, NULL, 'C'},
-                {"shape-only", no_argument, NULL, 'S'},
-                {"print-defaults", no_argument, NULL, 'D'},
-                {"bootstrap-file", required_argument, NULL, 'B'},
-                {"port-file", required_argument, NULL, 'P'},
-                {"log-level", required_argument, NULL, 'l'},
-                {"version", no_argument, NULL, 'V'},
-                {"help", no_argument, NULL, 'h'},
-                {NULL, 0, NULL, 0},
-        };
-        const char *config = NULL, *bootstrap_file = NULL, *level = NULL;
-        const char *port_file = NULL, *check = NULL;
-        int shape_only = 0;
-        struct eb_config *cfg;
-        eb_app_t *app;
-        char errstr[1024];
-        int c, rc;
+        struct eb_config *dflt;
+        char url[64];
+        int rc;
 
-        if (argc >= 2 && !strcmp(argv[1], "status")) {
-                if (argc > 3) {
-                        usage(stderr);
-                        return 2;
-                }
-                struct eb_config *dflt = eb_config_new_default();
-                char url[64];
-
-                /* The default listener's port, from the one default. */
-                snprintf(url, sizeof(url), "http://127.0.0.1:%d",
-                         dflt->listen_port);
-                eb_config_free(dflt);
-                curl_global_init(CURL_GLOBAL_DEFAULT);
-                rc = eb_status_main(argc == 3 ? argv[2] : url);
-                curl_global_cleanup();
-                return rc;
-        }
-        while ((c = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {
-                switch (c) {
-                case 'c':
-                        config = optarg;
-                        break;
-                case 'C':
-                        check = optarg;
-                        break;
-                case 'S':
-                        shape_only = 1;
-                        break;
-                case 'D':
-                        return print_defaults();
-                case 'B':
-                        bootstrap_file = optarg;
-                        break;
-                case 'P':
-                        port_file = optarg;
-                        break;
-                case 'l':
-                        level = optarg;
-                        break;
-                case 'V':
-                        printf("evbridge %s (%s)\n", EB_VERSION, EB_GITREV);
-                        return 0;
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                default:
-                        usage(stderr);
-                        return 2;
-                }
-        }
-        if (optind < argc) {
-                fprintf(stderr, "evbridge: unexpected argument: %s\n",
-                        argv[optind]);
+        if (argc > 3) {
                 usage(stderr);
                 return 2;
         }
-        if (shape_only && !check) {
-                fprintf(stderr, "evbridge: --shape-only goes with "
-                                "--check-config\n");
-                return 2;
-        }
-        if (check) {
-                rc = check_config(check, shape_only);
-                eb_log_shutdown();
-                return rc;
-        }
+        dflt = eb_config_new_default();
+        /* The default listener's port, from the one default. */
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d", dflt->listen_port);
+        eb_config_free(dflt);
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        rc = eb_status_main(argc == 3 ? argv[2] : url);
+        curl_global_cleanup();
+        return rc;
+}
+
+/* Load the configuration, build the application and run it until it
+ * stops. @returns the exit code. */
+static int run_daemon(const char *config, const char *level,
+                      const char *bootstrap_file, const char *port_file)
+{
+        struct eb_config *cfg;
+        eb_app_t *app;
+        char errstr[1024];
+        int rc;
 
         /* Before any thread exists (librdkafka starts several). */
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -314,4 +256,78 @@ done:
         curl_global_cleanup();
         eb_log_shutdown();
         return rc;
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"check-config", required_argument, NULL, 'C'},
+                {"shape-only", no_argument, NULL, 'S'},
+                {"print-defaults", no_argument, NULL, 'D'},
+                {"bootstrap-file", required_argument, NULL, 'B'},
+                {"port-file", required_argument, NULL, 'P'},
+                {"log-level", required_argument, NULL, 'l'},
+                {"version", no_argument, NULL, 'V'},
+                {"help", no_argument, NULL, 'h'},
+                {NULL, 0, NULL, 0},
+        };
+        const char *config = NULL, *bootstrap_file = NULL, *level = NULL;
+        const char *port_file = NULL, *check = NULL;
+        int shape_only = 0;
+        int c, rc;
+
+        if (argc >= 2 && !strcmp(argv[1], "status"))
+                return status_command(argc, argv);
+        while ((c = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        config = optarg;
+                        break;
+                case 'C':
+                        check = optarg;
+                        break;
+                case 'S':
+                        shape_only = 1;
+                        break;
+                case 'D':
+                        return print_defaults();
+                case 'B':
+                        bootstrap_file = optarg;
+                        break;
+                case 'P':
+                        port_file = optarg;
+                        break;
+                case 'l':
+                        level = optarg;
+                        break;
+                case 'V':
+                        printf("evbridge %s (%s)\n", EB_VERSION, EB_GITREV);
+                        return 0;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "evbridge: unexpected argument: %s\n",
+                        argv[optind]);
+                usage(stderr);
+                return 2;
+        }
+        if (shape_only && !check) {
+                fprintf(stderr, "evbridge: --shape-only goes with "
+                                "--check-config\n");
+                return 2;
+        }
+        if (check) {
+                rc = check_config(check, shape_only);
+                eb_log_shutdown();
+                return rc;
+        }
+
+        return run_daemon(config, level, bootstrap_file, port_file);
 }
