@@ -8,6 +8,7 @@
 #include "eb_dedupe.h"
 #include "eb_fsm.h"
 #include "eb_kafka.h"
+#include "eb_shard_state.h"
 #include "eb_time.h"
 #include "eb_util.h"
 
@@ -449,7 +450,8 @@ void eb_metrics_collect_process(struct eb_prom *w, void *opaque)
                        "healthy.");
         eb_prom_sample(w, NULL, NULL,
                        (double)(eb_fsm_illegal_total() +
-                                eb_kafka_txn_illegal_total()));
+                                eb_kafka_txn_illegal_total() +
+                                eb_shard_state_illegal_total()));
 }
 
 void eb_metrics_register_app(eb_metrics_t *m, const struct eb_metrics_app *a)

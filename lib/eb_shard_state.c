@@ -1,11 +1,13 @@
 #include "eb_shard_state.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "eb_log.h"
 
-#if defined(EB_DEBUG) || defined(__SANITIZE_ADDRESS__)
+/* EB_DEBUG is defined in every build (0 in release, Makefile). */
+#if (defined(EB_DEBUG) && EB_DEBUG) || defined(__SANITIZE_ADDRESS__)
 #define STRICT_DEFAULT 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -17,6 +19,12 @@
 #endif
 
 int eb_shard_state_strict = STRICT_DEFAULT;
+static atomic_uint_least64_t illegal_total;
+
+uint64_t eb_shard_state_illegal_total(void)
+{
+        return atomic_load(&illegal_total);
+}
 
 static const char *const names[EB_SHARD_STATES] = {
         [EB_SHARD_STARTING] = "starting",
@@ -55,6 +63,7 @@ int eb_shard_state_set(enum eb_shard_state *st, enum eb_shard_state to,
                  eb_shard_state_name(*st), eb_shard_state_name(to),
                  eb_shard_state_name(*st));
         (*illegal)++;
+        atomic_fetch_add(&illegal_total, 1);
         if (eb_shard_state_strict)
                 abort();
         return -EPERM;

@@ -45,4 +45,8 @@ int eb_shard_state_legal(enum eb_shard_state from, enum eb_shard_state to);
 int eb_shard_state_set(enum eb_shard_state *st, enum eb_shard_state to,
                        int shard, uint64_t *illegal);
 
+/** Illegal transitions of every shard of this process (part of
+ *  evbridge_state_transitions_illegal_total). */
+uint64_t eb_shard_state_illegal_total(void);
+
 #endif /* EB_SHARD_STATE_H */

@@ -110,8 +110,21 @@ static void test_strict_aborts(void)
         EB_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
 }
 
+/* The default follows the build: strict with EB_DEBUG=1 (every build but
+ * release, which defines it 0) or under ASan, not otherwise. Runs first,
+ * before the tests that set eb_shard_state_strict. */
+static void test_default(void)
+{
+#if (defined(EB_DEBUG) && EB_DEBUG) || defined(__SANITIZE_ADDRESS__)
+        EB_CHECK_INT(eb_shard_state_strict, 1);
+#else
+        EB_CHECK_INT(eb_shard_state_strict, 0);
+#endif
+}
+
 int main(void)
 {
+        EB_RUN(test_default);
         EB_RUN(test_walk_legal);
         EB_RUN(test_every_pair);
         EB_RUN(test_strict_aborts);
