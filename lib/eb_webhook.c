@@ -138,6 +138,9 @@ struct wh_src {
         /* log rate limit */
         int64_t log_quiet_until;
         uint64_t log_suppressed;
+        /* held requests and publishes pointing here: a table a reload
+         * replaced is freed once all its sources are at 0 */
+        unsigned refs;
 };
 
 /* A request waiting for its answer. */
@@ -170,7 +173,7 @@ static const double ack_bounds[] = {
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 /* A source table replaced by a reload: requests and publishes in flight
- * may still point into it, so it lives until eb_webhook_free(). */
+ * may still point into it, so it lives until none does (retired_sweep()). */
 struct wh_retired {
         struct wh_retired *next;
         struct wh_src *srcs;
@@ -382,6 +385,7 @@ static void pub_remove(eb_webhook_t *wh, struct wh_pub *pub)
 
 static void pub_free(struct wh_pub *pub)
 {
+        pub->src->refs--;
         free(pub->key);
         free(pub);
 }
@@ -408,6 +412,7 @@ static void held_release(struct wh_held *hd)
         if (hd->next)
                 hd->next->prev = hd->prev;
         wh->nheld--;
+        hd->src->refs--;
         if (hd->deadline)
                 event_free(hd->deadline);
         free(hd);
@@ -475,6 +480,7 @@ static int hold(eb_webhook_t *wh, eb_httpd_t *h, struct evhttp_request *req,
         hd->wh = wh;
         hd->h = h;
         hd->src = src;
+        src->refs++;
         hd->req = req;
         hd->pub = pub;
         hd->attached = attached;
@@ -608,6 +614,7 @@ static void publish(eb_webhook_t *wh, eb_httpd_t *h, struct evhttp_request *req,
         pub = eb_xcalloc(1, sizeof(*pub));
         pub->wh = wh;
         pub->src = src;
+        src->refs++;
         pub->key = key;
         pub->klen = klen;
         pub->hash = hash;
@@ -815,11 +822,15 @@ static void take_event(eb_webhook_t *wh, eb_httpd_t *h,
         publish(wh, h, req, src, evt, start_us);
 }
 
+static void retired_sweep(eb_webhook_t *wh);
+
 void eb_webhook_handle(eb_httpd_t *h, struct evhttp_request *req,
                        const char *rest, void *opaque)
 {
         eb_webhook_t *wh = opaque;
         int64_t start_us = eb_mono_us();
+
+        retired_sweep(wh);
         const char *slash = strchr(rest, '/');
         const unsigned char *body;
         struct evbuffer *in;
@@ -900,6 +911,37 @@ static void free_sources(struct wh_src *srcs, size_t n)
                         event_free(srcs[i].trigger_timer);
         }
         free(srcs);
+}
+
+/* Free the tables reloads replaced that nothing points into any more.
+ * Called where no callback is running that could still hold one of their
+ * sources: at a reload and when a request comes in. */
+static void retired_sweep(eb_webhook_t *wh)
+{
+        struct wh_retired **rp = &wh->retired, *r;
+        size_t i;
+
+        while ((r = *rp)) {
+                for (i = 0; i < r->nsrcs && !r->srcs[i].refs; i++)
+                        ;
+                if (i < r->nsrcs) {
+                        rp = &r->next;
+                        continue;
+                }
+                *rp = r->next;
+                free_sources(r->srcs, r->nsrcs);
+                free(r);
+        }
+}
+
+size_t eb_webhook_retired(const eb_webhook_t *wh)
+{
+        const struct wh_retired *r;
+        size_t n = 0;
+
+        for (r = wh->retired; r; r = r->next)
+                n++;
+        return n;
 }
 
 /* Build the per-source table of @p cfg. On error nothing is left to free
@@ -983,6 +1025,7 @@ int eb_webhook_reload(eb_webhook_t *wh, const struct eb_config *cfg,
         wh->srcs = srcs;
         wh->nsrcs = n;
         wh->cfg = cfg;
+        retired_sweep(wh);
         return 0;
 }
 

@@ -100,9 +100,11 @@ eb_webhook_t *eb_webhook_new(struct event_base *base,
 
 /**
  * @brief Switch to the sources of @p cfg (SIGHUP reload; borrowed, must
- * outlive the intake). Sources that keep their name keep their counters;
- * the old table stays alive (requests in flight point into it) until
- * eb_webhook_free(). The global http.* limits are not reloaded.
+ * stay alive until the next reload has replaced it and
+ * eb_webhook_retired() no longer counts its table). Sources that keep
+ * their name keep their counters; the old table stays alive while held
+ * requests or publishes point into it, and is freed at the next reload
+ * or webhook after that. The global http.* limits are not reloaded.
  * @returns 0, or -EINVAL with @p errstr (the old sources stay in force).
  */
 int eb_webhook_reload(eb_webhook_t *wh, const struct eb_config *cfg,
@@ -124,6 +126,9 @@ void eb_webhook_handle(eb_httpd_t *h, struct evhttp_request *req,
  * their callbacks run (eb_kafka_free() runs them all).
  */
 void eb_webhook_shutdown(eb_webhook_t *wh);
+
+/** @returns source tables replaced by reloads and not freed yet. */
+size_t eb_webhook_retired(const eb_webhook_t *wh);
 
 /** @returns requests held (unanswered) now. */
 int eb_webhook_held(const eb_webhook_t *wh);

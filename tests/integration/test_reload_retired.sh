@@ -5,9 +5,9 @@
 # after it is freed (run it under ASan too: EB_BUILD_DIR=build/asan).
 # Run 1: listener and webhooks on, sources changed, added and removed
 # while webhooks arrive; evbridge_config_retired goes back to 0. Run 2:
-# no listener (the webhook intake keeps a small table per reload of its
-# own), each configuration with 2000 disabled sources, so one kept per
-# reload would show in VmRSS.
+# no listener (the webhook intake's own tables are covered by
+# test_webhook_intake's test_reload_frees_tables), each configuration with
+# 2000 disabled sources, so one kept per reload would show in VmRSS.
 set -u
 cd "$(dirname "$0")/../.."
 . tests/integration/lib_e2e.sh

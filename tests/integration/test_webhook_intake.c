@@ -578,6 +578,38 @@ static void test_retry_joins_inflight(void)
         rig_stop(&r);
 }
 
+/* A source table a reload replaced is freed once no held request or
+ * publish points into it: at once when none does, else at the next
+ * webhook after they settled. */
+static void test_reload_frees_tables(void)
+{
+        struct rig r;
+        struct resp a, b;
+        char err[256];
+        int i;
+
+        EB_REQUIRE(rig_start(&r, 0, EB_T_TMOUT(5000), 10, 0) == 0);
+        for (i = 0; i < 50; i++)
+                EB_CHECK_INT(eb_webhook_reload(r.wh, r.cfg, err, sizeof(err)),
+                             0);
+        EB_CHECK_INT((int)eb_webhook_retired(r.wh), 0);
+        post_close(&r, "ev_r1", &a, 0);
+        EB_REQUIRE(wait_held(&r, 1, 5000) == 0);
+        EB_CHECK_INT(eb_webhook_reload(r.wh, r.cfg, err, sizeof(err)), 0);
+        EB_CHECK_INT((int)eb_webhook_retired(r.wh), 1);
+        EB_CHECK_INT(settle_id(&r, "ev_r1", 0), 0);
+        EB_CHECK_INT(run_until(&r, &a.done, 5000), 0);
+        EB_CHECK_INT(a.code, 200);
+        post_close(&r, "ev_r2", &b, 0);
+        EB_REQUIRE(wait_held(&r, 1, 5000) == 0);
+        EB_CHECK_INT((int)eb_webhook_retired(r.wh), 0);
+        EB_CHECK_INT(settle_id(&r, "ev_r2", 0), 0);
+        EB_CHECK_INT(run_until(&r, &b.done, 5000), 0);
+        /* ev_r2 (ev_r1 was counted in the table it came in on) */
+        EB_CHECK_INT(count(&r, "close-1", "published"), 1);
+        rig_stop(&r);
+}
+
 static void test_queue_full_and_cap(void)
 {
         struct rig r;
@@ -1013,6 +1045,7 @@ int main(void)
         EB_RUN(test_publish_then_200);
         EB_RUN(test_deadline_then_late_settle);
         EB_RUN(test_retry_joins_inflight);
+        EB_RUN(test_reload_frees_tables);
         EB_RUN(test_queue_full_and_cap);
         EB_RUN(test_shutdown_answers_held);
         EB_RUN(test_rejections);
