@@ -446,6 +446,19 @@ void eb_page_fail(struct eb_page *page, eb_resp_kind_t kind, const char *fmt,
         va_end(ap);
 }
 
+int eb_page_check_number(struct eb_page *page, const json_t *root,
+                         const char *key, int64_t want)
+{
+        const json_t *v = json_object_get(root, key);
+
+        if (!json_is_integer(v) || json_integer_value(v) == want)
+                return 0;
+        eb_page_fail(page, EB_RESP_BAD_BODY,
+                     "asked for page %" PRId64 ", got a different %s", want,
+                     key);
+        return -1;
+}
+
 const char *eb_resp_kind_name(eb_resp_kind_t kind)
 {
         switch (kind) {

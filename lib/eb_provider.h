@@ -318,6 +318,15 @@ struct eb_event *eb_walk_normalize(const struct eb_walk *w, json_t *native,
                                    int64_t page_no, const char *array,
                                    size_t i);
 
+/**
+ * @brief A page that says which page it is (integer member @p key of
+ * @p root) must be the one asked for, @p want: otherwise @p page becomes
+ * EB_RESP_BAD_BODY "asked for page N, got a different <key>".
+ * @returns 0, or -1 when @p page failed.
+ */
+int eb_page_check_number(struct eb_page *page, const json_t *root,
+                         const char *key, int64_t want);
+
 /** @brief Make @p page a @p kind page with no events and a printf-style
  * detail (control characters become spaces). */
 void eb_page_fail(struct eb_page *page, eb_resp_kind_t kind, const char *fmt,

@@ -921,14 +921,8 @@ static void kommo_page_ok(struct eb_walk *w, const struct eb_response *resp,
                              req_page);
                 goto out;
         }
-        if (json_is_integer(json_object_get(root, "_page")) &&
-            eb_jfield_i64(root, "_page", -1) != req_page) {
-                eb_page_fail(page, EB_RESP_BAD_BODY,
-                             "asked for page %" PRId64 ", got a different "
-                             "_page",
-                             req_page);
+        if (eb_page_check_number(page, root, "_page", req_page))
                 goto out;
-        }
         if (next && !json_is_object(next)) {
                 eb_page_fail(page, EB_RESP_BAD_BODY,
                              "page %" PRId64 ": _links.next is not an object",

@@ -586,14 +586,8 @@ static void kota_page_ok(struct eb_walk *w, const struct eb_response *resp,
                              req_page);
                 goto out;
         }
-        if (json_is_integer(json_object_get(root, "page")) &&
-            eb_jfield_i64(root, "page", -1) != req_page) {
-                eb_page_fail(page, EB_RESP_BAD_BODY,
-                             "asked for page %" PRId64 ", got a different "
-                             "page",
-                             req_page);
+        if (eb_page_check_number(page, root, "page", req_page))
                 goto out;
-        }
         if (json_array_size(items) > EB_PROVIDER_MAX_PAGE_EVENTS) {
                 eb_page_fail(page, EB_RESP_BAD_BODY,
                              "page %" PRId64 ": %zu events, more than %d",

@@ -433,6 +433,28 @@ static void test_kommo_restart(void)
 
 /* ---- status classification ---------------------------------------- */
 
+/* A page that says it is another page than the one asked for is a bad
+ * body (eb_page_check_number). */
+static void test_kommo_wrong_page(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        struct eb_page page;
+
+        t_src_init(&s, "kommo", KOMMO_BASE, NULL);
+        begin(&w, &s, NULL, T_NOW_MS);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        t_feed(&w, 200,
+               "{\"_page\":3,\"_embedded\":{\"events\":[]},\"_links\":{}}", HAL,
+               &page);
+        EB_CHECK_INT(page.kind, EB_RESP_BAD_BODY);
+        EB_CHECK_STR(page.detail, "asked for page 1, got a different _page");
+        EB_CHECK_INT(page.events_cnt, 0);
+        eb_page_fini(&page);
+        eb_walk_fini(&w);
+        t_src_fini(&s);
+}
+
 static void test_kommo_statuses(void)
 {
         static const struct t_status cases[] = {
@@ -815,6 +837,7 @@ int main(void)
         EB_RUN(test_kommo_slices);
         EB_RUN(test_kommo_walk);
         EB_RUN(test_kommo_restart);
+        EB_RUN(test_kommo_wrong_page);
         EB_RUN(test_kommo_statuses);
         EB_RUN(test_kommo_normalize_fixture);
         EB_RUN(test_kommo_type_table);

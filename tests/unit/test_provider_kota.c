@@ -514,6 +514,27 @@ static void test_kota_types_filter(void)
 
 /* ---- statuses -------------------------------------------------------- */
 
+/* A page that says it is another page than the one asked for is a bad
+ * body (eb_page_check_number). */
+static void test_kota_wrong_page(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        struct eb_page page;
+
+        t_src_init(&s, "kota", NULL, NULL);
+        begin(&w, &s, NULL, T_NOW_MS);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        t_feed(&w, 200, "{\"items\":[],\"page\":3,\"has_next_page\":false}",
+               JSON, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_BAD_BODY);
+        EB_CHECK_STR(page.detail, "asked for page 1, got a different page");
+        EB_CHECK_INT(page.events_cnt, 0);
+        eb_page_fini(&page);
+        eb_walk_fini(&w);
+        t_src_fini(&s);
+}
+
 static void test_kota_statuses(void)
 {
         static const struct t_status cases[] = {
@@ -784,6 +805,7 @@ int main(void)
         EB_RUN(test_kota_overlap);
         EB_RUN(test_kota_restart);
         EB_RUN(test_kota_types_filter);
+        EB_RUN(test_kota_wrong_page);
         EB_RUN(test_kota_statuses);
         EB_RUN(test_kota_normalize_list);
         EB_RUN(test_kota_normalize_webhooks);
