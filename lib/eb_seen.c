@@ -35,6 +35,27 @@ int64_t eb_seen_get(const json_t *cnt, int64_t sec)
         return json_is_integer(v) ? json_integer_value(v) : 0;
 }
 
+static int covers(const json_t *a, const json_t *b, int64_t lo, int64_t hi)
+{
+        const char *key;
+        json_t *v;
+        int64_t s;
+
+        json_object_foreach((json_t *)a, key, v)
+        {
+                s = strtoll(key, NULL, 10);
+                if (s > lo && s <= hi &&
+                    json_integer_value(v) != eb_seen_get(b, s))
+                        return 0;
+        }
+        return 1;
+}
+
+int eb_seen_same(const json_t *a, const json_t *b, int64_t lo, int64_t hi)
+{
+        return covers(a, b, lo, hi) && covers(b, a, lo, hi);
+}
+
 json_t *eb_seen_load(const json_t *cp, int64_t top, size_t max, int64_t *lo)
 {
         const json_t *seen = json_object_get(cp, "seen"), *e;

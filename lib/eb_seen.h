@@ -24,6 +24,10 @@ void eb_seen_add(json_t *cnt, int64_t sec, int64_t n);
 /** @returns the count of second @p sec (0 when absent). */
 int64_t eb_seen_get(const json_t *cnt, int64_t sec);
 
+/** @returns 1 when @p a and @p b hold the same count for every second in
+ *  (@p lo, @p hi] (a second absent from one holds 0 there). */
+int eb_seen_same(const json_t *a, const json_t *b, int64_t lo, int64_t hi);
+
 /**
  * @brief The counts of checkpoint @p cp ("seen", "seen_span") whose top
  * second is @p top; *lo gets the oldest second they cover.

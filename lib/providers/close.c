@@ -34,12 +34,19 @@
 #include <string.h>
 
 #include "eb_ratelimit.h"
+#include "eb_seen.h"
 #include "eb_time.h"
 #include "eb_util.h"
 #include "eb_webhook_sig.h"
 
 #define CLOSE_MAX_FILTER 200
 #define CLOSE_MAX_DATE   64
+/* Close: events may become visible out of order; re-scan the latest five
+ * minutes (its events reference). Plus clock skew between Close and us. */
+#define CLOSE_VISIBILITY_MS (5 * 60 * 1000LL)
+#define CLOSE_SKEW_MS       5000LL
+/* Most seconds with events a checkpoint's "seen" lists. */
+#define CLOSE_MAX_SEEN 2000
 
 /* Filter options, in the order they appear in the query string. */
 enum {
@@ -174,6 +181,52 @@ static const char *st_cursor(const struct eb_walk *w)
         return json_string_value(json_object_get(w->state, "cursor"));
 }
 
+/*
+ * Overlap without downloading it again. A finished walk leaves how many
+ * events each second of [wm - overlap, wm] held ("seen", "seen_span", as
+ * Kommo's, lib/eb_seen.h) and when it began ("seen_at"). Seconds older
+ * than that start minus Close's five minutes of late visibility (and clock
+ * skew), below "rs", cannot have changed after it read them. The next walk
+ * reads down from now as before, through the lag and everything newer
+ * than rs, and stops at the first page whose whole seconds below rs hold
+ * exactly those counts: the rest of the overlap is the same. A count that
+ * differs (an event that became visible later still, or one Close
+ * consolidated into a newer date_updated) sends the walk on down to
+ * date_updated__gte.
+ */
+static void close_load_seen(struct eb_walk *w, const json_t *cp, int64_t wm)
+{
+        int64_t at = eb_jfield_i64(cp, "seen_at", -1), top = wm / 1000, lo, rs;
+        json_t *prev;
+
+        if (at < 0)
+                return;
+        prev = eb_seen_load(cp, top, CLOSE_MAX_SEEN, &lo);
+        if (!prev)
+                return;
+        rs = (at - CLOSE_VISIBILITY_MS - CLOSE_SKEW_MS) / 1000;
+        if (rs > top + 1)
+                rs = top + 1;
+        json_object_set_new(w->state, "prev", prev);
+        eb_walk_set(w, "prev_lo", lo);
+        eb_walk_set(w, "rs", rs);
+}
+
+/* After a page whose oldest second is @p smin, with this walk's counts
+ * @p cnt (this page's included): @returns 1 when the seconds below rs
+ * that are whole now, (smin, rs - 1], hold the last walk's counts. */
+static int close_overlap_known(const struct eb_walk *w, const json_t *cnt,
+                               int64_t smin)
+{
+        const json_t *prev = json_object_get(w->state, "prev");
+        int64_t hi = eb_walk_get(w, "rs") - 1;
+
+        if (!prev || eb_walk_has(w, "nocount") || smin >= hi ||
+            smin + 1 < eb_walk_get(w, "prev_lo"))
+                return 0;
+        return eb_seen_same(cnt, prev, smin, hi);
+}
+
 static int close_walk_begin(struct eb_walk *w)
 {
         char err[256];
@@ -241,6 +294,12 @@ static int close_walk_begin(struct eb_walk *w)
                 eb_walk_set(w, "low", low);
         if (cursor)
                 json_object_set_new(w->state, "cursor", json_string(cursor));
+        json_object_set_new(w->state, "cnt", json_object());
+        eb_walk_set(w, "cnt_lo", gte / 1000 + 1);
+        if (cursor || has_lt || !cp || json_is_true(json_object_get(cp, "cut")))
+                eb_walk_set(w, "nocount", 1);
+        else
+                close_load_seen(w, cp, wm);
         return 0;
 }
 
@@ -377,6 +436,41 @@ static struct eb_event *close_normalize(const struct eb_source_cfg *src,
 
 /* ---- responses ------------------------------------------------------- */
 
+/* This page's events by second, into w->state "pcnt" for page_done.
+ * @returns 1 when, with them, the overlap below is known
+ * (close_overlap_known): the walk stops here, and its counts are whole
+ * from the second above @p smin ("pstop"). */
+static int close_count_page(struct eb_walk *w, const struct eb_page *page,
+                            int64_t smin)
+{
+        json_t *pcnt = json_object(), *all;
+        size_t i;
+        int known;
+
+        for (i = 0; i < page->events_cnt; i++) {
+                const struct eb_event *evt = page->events[i];
+
+                if (!evt->deadletter && evt->time_ms > 0)
+                        eb_seen_add(pcnt, evt->time_ms / 1000, 1);
+        }
+        json_object_set_new(w->state, "pcnt", pcnt);
+        all = json_deep_copy(json_object_get(w->state, "cnt"));
+        if (!all)
+                return 0;
+        {
+                const char *key;
+                json_t *v;
+
+                json_object_foreach(pcnt, key, v) eb_seen_add(
+                        all, strtoll(key, NULL, 10), json_integer_value(v));
+        }
+        known = close_overlap_known(w, all, smin);
+        json_decref(all);
+        if (known)
+                eb_walk_set(w, "pstop", smin + 1);
+        return known;
+}
+
 static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
                           struct eb_page *page)
 {
@@ -437,6 +531,8 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
          * rest of the log is older still (a cursor that dropped the date
          * filter would otherwise walk 30 days). */
         page->more = next && page->events_cnt && (!nvalid || pmin >= gte);
+        if (page->more && nvalid && close_count_page(w, page, pmin / 1000))
+                page->more = 0; /* the rest of the overlap is known */
         page->full = page->events_cnt >= (size_t)w->page_size;
         if (nvalid) {
                 eb_walk_set(w, "pmax", pmax);
@@ -447,7 +543,8 @@ static void close_page_ok(struct eb_walk *w, const struct eb_response *resp,
                 json_object_set_new(w->state, "pnext", json_string(next));
         snprintf(page->detail, sizeof(page->detail), "%zu events%s%s",
                  page->events_cnt, page->more ? ", more" : "",
-                 next && !page->more && page->events_cnt
+                 eb_walk_has(w, "pstop") ? " (the overlap below is unchanged)"
+                 : next && !page->more && page->events_cnt
                          ? " (reached date_updated__gte)"
                          : "");
 out:
@@ -475,6 +572,8 @@ static void close_handle_response(struct eb_walk *w,
         if (rc)
                 return;
         json_object_del(w->state, "pmin");
+        json_object_del(w->state, "pcnt");
+        json_object_del(w->state, "pstop");
         if (resp->status == 200) {
                 close_page_ok(w, resp, page);
         } else if (resp->status == 400 && st_cursor(w)) {
@@ -491,6 +590,8 @@ static void close_handle_response(struct eb_walk *w,
                 } else {
                         json_object_del(w->state, "cursor");
                         eb_walk_set(w, "refused", 0);
+                        /* pages may repeat: keep no counts */
+                        eb_walk_set(w, "nocount", 1);
                         snprintf(page->detail + n, sizeof(page->detail) - n,
                                  " (cursor refused twice: going on from the "
                                  "checkpoint with date_updated__lte)");
@@ -512,6 +613,59 @@ static void close_handle_response(struct eb_walk *w,
             page->ratelimit_remaining < 1 && page->ratelimit_reset_ms > 0)
                 page->retry_after_ms = page->ratelimit_reset_ms;
         eb_walk_response_end(w, page);
+}
+
+/* page_done: the acknowledged page's counts join the walk's. */
+static void close_take_counts(struct eb_walk *w)
+{
+        json_t *cnt = json_object_get(w->state, "cnt"), *v;
+        const char *key;
+
+        json_object_foreach(json_object_get(w->state, "pcnt"), key, v)
+        {
+                if (cnt)
+                        eb_seen_add(cnt, strtoll(key, NULL, 10),
+                                    json_integer_value(v));
+        }
+        if (eb_walk_has(w, "pstop")) {
+                eb_walk_set(w, "cnt_lo", eb_walk_get(w, "pstop"));
+                eb_walk_set(w, "stopped", 1);
+        }
+        json_object_del(w->state, "pcnt");
+        json_object_del(w->state, "pstop");
+}
+
+/* The counts a finished walk leaves for the next one: its own whole
+ * seconds from cnt_lo, below them the last walk's where it stopped early,
+ * from wm - overlap up to wm (the seconds the next walk's overlap can
+ * skip are all below it). */
+static void close_store_seen(struct eb_walk *w, int64_t wm)
+{
+        json_t *cnt = json_object_get(w->state, "cnt");
+        json_t *prev = json_object_get(w->state, "prev"), *all, *v;
+        int64_t top = wm / 1000, lo = eb_walk_get(w, "cnt_lo"), s;
+        int64_t keep = top - (w->overlap_ms + 999) / 1000;
+        const char *key;
+
+        if (!cnt || eb_walk_get(w, "nocount"))
+                return;
+        all = json_deep_copy(cnt);
+        if (eb_walk_get(w, "stopped") && prev) {
+                int64_t plo = eb_walk_get(w, "prev_lo");
+
+                json_object_foreach(prev, key, v)
+                {
+                        s = strtoll(key, NULL, 10);
+                        if (s >= plo && s < lo)
+                                json_object_set(all, key, v);
+                }
+                if (plo < lo)
+                        lo = plo;
+        }
+        eb_seen_store(w->cp, all, lo > keep ? lo : keep, top, CLOSE_MAX_SEEN);
+        json_object_set_new(w->cp, "seen_at",
+                            json_integer(eb_walk_get(w, "started")));
+        json_decref(all);
 }
 
 static void close_finalize(struct eb_walk *w)
@@ -539,6 +693,7 @@ static void close_finalize(struct eb_walk *w)
         json_decref(w->cp);
         w->cp = json_object();
         eb_jfield_set_rfc3339(w->cp, "wm", wm);
+        close_store_seen(w, wm);
 }
 
 static void close_page_done(struct eb_walk *w)
@@ -547,6 +702,7 @@ static void close_page_done(struct eb_walk *w)
 
         if (!eb_walk_page_ack(w))
                 return;
+        close_take_counts(w);
         if (eb_walk_has(w, "pmax") &&
             (!eb_walk_has(w, "max") ||
              eb_walk_get(w, "pmax") > eb_walk_get(w, "max")))

@@ -643,9 +643,7 @@ static int kommo_overlap_known(const struct eb_walk *w, const json_t *cnt,
                                int64_t smin, int64_t upper)
 {
         const json_t *prev = json_object_get(w->state, "prev");
-        int64_t wm = eb_walk_get(w, "wm"), hi = wm - kommo_recheck_s(w), s;
-        const char *key;
-        json_t *v;
+        int64_t wm = eb_walk_get(w, "wm"), hi = wm - kommo_recheck_s(w);
 
         if (!prev || !eb_walk_has(w, "prev_lo") || eb_walk_has(w, "nocount"))
                 return 0;
@@ -653,21 +651,7 @@ static int kommo_overlap_known(const struct eb_walk *w, const json_t *cnt,
                 hi = upper;
         if (smin >= hi || smin + 1 < eb_walk_get(w, "prev_lo"))
                 return 0;
-        json_object_foreach((json_t *)cnt, key, v)
-        {
-                s = strtoll(key, NULL, 10);
-                if (s > smin && s <= hi &&
-                    json_integer_value(v) != eb_seen_get(prev, s))
-                        return 0;
-        }
-        json_object_foreach((json_t *)prev, key, v)
-        {
-                s = strtoll(key, NULL, 10);
-                if (s > smin && s <= hi &&
-                    json_integer_value(v) != eb_seen_get(cnt, s))
-                        return 0;
-        }
-        return 1;
+        return eb_seen_same(cnt, prev, smin, hi);
 }
 
 /*

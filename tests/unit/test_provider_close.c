@@ -207,7 +207,10 @@ static void test_close_walk(void)
         eb_page_fini(&page);
         w.prov->page_done(&w);
         w.prov->walk_end(&w);
-        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T22:08:20.000Z\"}");
+        /* A walk from a checkpoint leaves its overlap's counts: none. */
+        T_CHECK_CP(&w, "{\"seen\":[],\"seen_at\":1700000060000,"
+                       "\"seen_span\":299,"
+                       "\"wm\":\"2023-11-14T22:08:20.000Z\"}");
         eb_walk_fini(&w);
         t_src_fini(&s);
 
@@ -231,12 +234,80 @@ static void test_close_walk(void)
         eb_page_fini(&page);
         w.prov->page_done(&w);
         w.prov->walk_end(&w);
-        T_CHECK_CP(&w, "{\"wm\":\"2023-11-14T22:05:00.000Z\"}");
+        T_CHECK_CP(&w, "{\"seen\":[],\"seen_at\":1700000000000,"
+                       "\"seen_span\":299,"
+                       "\"wm\":\"2023-11-14T22:05:00.000Z\"}");
         eb_walk_fini(&w);
         t_src_fini(&s);
 
         free(p1);
         free(p2);
+}
+
+/* The last walk (watermark 22:08:20, begun at 22:13:20) counted one event
+ * at 22:06:00 and one at 22:07:00. Seconds before 22:08:15 (its start
+ * minus Close's five minutes and 5 s of skew) cannot have changed since. */
+#define OV_CP                                                                  \
+        "{\"wm\":\"2023-11-14T22:08:20.000Z\",\"seen\":[[80,1],[140,1]],"      \
+        "\"seen_span\":300,\"seen_at\":1700000000000}"
+#define OV_EV(id, t)                                                           \
+        "{\"id\":\"" id "\",\"object_type\":\"lead\",\"action\":"              \
+        "\"updated\",\"date_updated\":\"2023-11-14T" t "\"}"
+
+/*
+ * The overlap is not downloaded again: the walk reads down through what is
+ * new and the last five minutes, and stops at the first page whose whole
+ * seconds below 22:08:15 hold the last walk's counts, although Close has
+ * more pages. A second whose count changed sends it on down.
+ */
+static void test_close_overlap(void)
+{
+        struct eb_source_cfg s;
+        struct eb_walk w;
+        struct eb_page page;
+        json_t *cp = json_loads(OV_CP, 0, NULL);
+        const char *pa = "{\"data\":[" OV_EV("e1", "22:14:00") "," OV_EV(
+                "e2",
+                "22:09:00") "," OV_EV("e3",
+                                      "22:07:00") "],"
+                                                  "\"cursor_next\":\"c2\"}";
+
+        EB_REQUIRE(cp != NULL);
+        t_src_init(&s, "close", NULL, NULL);
+        begin(&w, &s, cp, T_NOW_MS + 60000);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        t_feed(&w, 200, pa, JSON, &page);
+        EB_CHECK_INT(page.kind, EB_RESP_OK);
+        EB_CHECK_INT(page.events_cnt, 3);
+        EB_CHECK_INT(page.more, 0);
+        EB_CHECK(strstr(page.detail, "overlap below is unchanged") != NULL);
+        eb_page_fini(&page);
+        w.prov->page_done(&w);
+        /* wm = started - lag = 22:09:20; the counts: 22:09:00 from this
+         * walk, 22:07:00 and 22:06:00 from the last one. */
+        T_CHECK_CP(&w, "{\"seen\":[[20,1],[140,1],[200,1]],"
+                       "\"seen_at\":1700000060000,\"seen_span\":300,"
+                       "\"wm\":\"2023-11-14T22:09:20.000Z\"}");
+        eb_walk_fini(&w);
+        json_decref(cp);
+
+        /* The last walk also counted an event at 22:08:00, now gone
+         * (consolidated into a newer one): read on. */
+        cp = json_loads("{\"wm\":\"2023-11-14T22:08:20.000Z\",\"seen\":"
+                        "[[20,1],[80,1],[140,1]],\"seen_span\":300,"
+                        "\"seen_at\":1700000000000}",
+                        0, NULL);
+        EB_REQUIRE(cp != NULL);
+        begin(&w, &s, cp, T_NOW_MS + 60000);
+        EB_REQUIRE(w.prov->walk_begin(&w) == 0);
+        t_feed(&w, 200, pa, JSON, &page);
+        EB_CHECK_INT(page.more, 1);
+        eb_page_fini(&page);
+        w.prov->page_done(&w);
+        T_CHECK_URL(&w, EV_URL "?_cursor=c2&_limit=50");
+        eb_walk_fini(&w);
+        json_decref(cp);
+        t_src_fini(&s);
 }
 
 static void test_close_walk_guards(void)
@@ -794,6 +865,7 @@ int main(void)
         EB_RUN(test_close_combinations);
         EB_RUN(test_close_first_url);
         EB_RUN(test_close_walk);
+        EB_RUN(test_close_overlap);
         EB_RUN(test_close_walk_guards);
         EB_RUN(test_close_slices);
         EB_RUN(test_close_restart);
