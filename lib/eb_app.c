@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -298,11 +301,19 @@ static void retire_sweep(eb_app_t *app)
                 else
                         eb_config_free(app->retired[i]);
         }
-        if (kept < app->nretired)
+        if (kept < app->nretired) {
                 eb_info("app",
                         "freed %zu configuration(s) replaced by reloads, "
                         "%zu still in use",
                         app->nretired - kept, kept);
+#ifdef __GLIBC__
+                /* A configuration is thousands of small blocks; glibc
+                 * keeps the pages they leave, scattered between blocks
+                 * still in use, so the process grew with every reload of
+                 * a large one although each was freed. Give them back. */
+                malloc_trim(0);
+#endif
+        }
         app->nretired = kept;
         if (kept && app->retire_timer &&
             !evtimer_pending(app->retire_timer, NULL)) {
