@@ -3,8 +3,8 @@
 # per provider, a backlog, live arrivals, Close consolidation, the
 # platforms' rate limits and injected faults, and the strict simulator's
 # late events, unstable same-second order, expiring Close cursors and one
-# poison event per account), publishing to a standalone
-# mock cluster. Kafka must hold exactly the simulator's ground truth: no
+# poison event per account), publishing to a real Kafka broker started
+# here. Kafka must hold exactly the simulator's ground truth: no
 # event missing, none twice, each on its topic with its key, and every
 # entity's events in order. A source whose upstream is down must not stall
 # the others, and a compliant run never gets a Kommo 403.
