@@ -505,4 +505,19 @@ int eb_kafka_create_topics(rd_kafka_t *rk, struct eb_kafka_topic_spec *t,
                            size_t n, int timeout_ms, char *errstr,
                            size_t errstr_size) EB_WUR;
 
+/**
+ * @brief Make sure @p topic exists: create it with @p partitions when it
+ * does not, and wait until the brokers' metadata shows it (up to 10 s).
+ * Asks for the metadata of every topic, never of @p topic alone, so a
+ * broker with auto.create.topics.enable does not create it first with
+ * its default partition count.
+ * @returns the topic's partition count (which may differ from
+ * @p partitions for a topic that existed), 0 if it is still not visible,
+ * or -errno with @p errstr.
+ * @remark Blocking; start-up (the shard group's control and intake
+ * topics).
+ */
+int eb_kafka_topic_ensure(eb_kafka_t *k, const char *topic, int partitions,
+                          char *errstr, size_t errstr_size);
+
 #endif /* EB_KAFKA_H */

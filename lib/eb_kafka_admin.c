@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "eb_kafka_int.h"
 #include "eb_state.h"
@@ -402,4 +403,103 @@ int eb_kafka_ensure_state_topics(eb_kafka_t *k, const struct eb_config *cfg,
 {
         return eb_state_ensure_topics(k->rk, k->mock, cfg, partitions_seen,
                                       timeout_ms, errstr, errstr_size);
+}
+
+/* ---- topics of a fixed partition count (the shard group) ------------ */
+
+/* @returns the metadata entry of @p topic in @p md, or NULL. */
+static const rd_kafka_metadata_topic_t *
+find_topic(const struct rd_kafka_metadata *md, const char *topic)
+{
+        int i;
+
+        for (i = 0; i < md->topic_cnt; i++)
+                if (!strcmp(md->topics[i].topic, topic))
+                        return &md->topics[i];
+        return NULL;
+}
+
+/* @returns partitions of @p topic, 0 if it does not exist, -errno.
+ *
+ * Asks for the metadata of every topic, never of @p topic alone: a
+ * producer's Metadata request for one topic lets a broker with
+ * auto.create.topics.enable create it on the spot, with the broker's
+ * default partition count, before CreateTopics can give it one per
+ * shard. */
+static int topic_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
+                            size_t errstr_size)
+{
+        const struct rd_kafka_metadata *md = NULL;
+        const rd_kafka_metadata_topic_t *t = NULL;
+        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        int n = 0, tries;
+
+        for (tries = 0; tries < 20; tries++) {
+                err = rd_kafka_metadata(rk, 1, NULL, &md, 5000);
+                if (err) {
+                        md = NULL;
+                        continue;
+                }
+                t = find_topic(md, topic);
+                if (t && t->err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
+                        rd_kafka_metadata_destroy(md);
+                        md = NULL;
+                        continue;
+                }
+                break;
+        }
+        if (!md) {
+                snprintf(errstr, errstr_size, "metadata of %s: %s", topic,
+                         rd_kafka_err2str(err));
+                return -ETIMEDOUT;
+        }
+        if (t && !t->err)
+                n = t->partition_cnt;
+        else if (t && t->err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+                snprintf(errstr, errstr_size, "metadata of %s: %s", topic,
+                         rd_kafka_err2str(t->err));
+                n = -EIO;
+        }
+        rd_kafka_metadata_destroy(md);
+        return n;
+}
+
+static int create_one(rd_kafka_t *rk, const char *topic, int partitions,
+                      char *errstr, size_t errstr_size)
+{
+        struct eb_kafka_topic_spec t;
+        char msg[256];
+
+        memset(&t, 0, sizeof(t));
+        t.name = topic;
+        t.partitions = partitions;
+        if (eb_kafka_create_topics(rk, &t, 1, 10000, msg, sizeof(msg))) {
+                snprintf(errstr, errstr_size, "create %s: %s", topic, msg);
+                return -EIO;
+        }
+        if (t.err && t.err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                snprintf(errstr, errstr_size, "create %s: %s", topic, t.errstr);
+                return -EIO;
+        }
+        return 0;
+}
+
+int eb_kafka_topic_ensure(eb_kafka_t *k, const char *topic, int partitions,
+                          char *errstr, size_t errstr_size)
+{
+        rd_kafka_t *rk = eb_kafka_rk(k);
+        int have = topic_partitions(rk, topic, errstr, errstr_size);
+
+        if (have != 0)
+                return have;
+        if (create_one(rk, topic, partitions, errstr, errstr_size))
+                return -EIO;
+        /* A created topic reaches the brokers' metadata a moment after
+         * CreateTopics answers. */
+        for (int i = 0; i < 50 && have == 0; i++) {
+                if (i)
+                        usleep(200 * 1000);
+                have = topic_partitions(rk, topic, errstr, errstr_size);
+        }
+        return have;
 }

@@ -226,104 +226,14 @@ int eb_intake_decode(const void *buf, size_t len, char **sourcep,
 /* ---- topics ---------------------------------------------------------------
  */
 
-/* @returns the metadata entry of @p topic in @p md, or NULL. */
-static const rd_kafka_metadata_topic_t *
-find_topic(const struct rd_kafka_metadata *md, const char *topic)
-{
-        int i;
-
-        for (i = 0; i < md->topic_cnt; i++)
-                if (!strcmp(md->topics[i].topic, topic))
-                        return &md->topics[i];
-        return NULL;
-}
-
-/* @returns partitions of @p topic, 0 if it does not exist, -errno.
- *
- * Asks for the metadata of every topic, never of @p topic alone: a
- * producer's Metadata request for one topic lets a broker with
- * auto.create.topics.enable create it on the spot, with the broker's
- * default partition count, before CreateTopics can give it one per
- * shard. */
-static int topic_partitions(rd_kafka_t *rk, const char *topic, char *errstr,
-                            size_t errstr_size)
-{
-        const struct rd_kafka_metadata *md = NULL;
-        const rd_kafka_metadata_topic_t *t = NULL;
-        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-        int n = 0, tries;
-
-        for (tries = 0; tries < 20; tries++) {
-                err = rd_kafka_metadata(rk, 1, NULL, &md, 5000);
-                if (err) {
-                        md = NULL;
-                        continue;
-                }
-                t = find_topic(md, topic);
-                if (t && t->err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
-                        rd_kafka_metadata_destroy(md);
-                        md = NULL;
-                        continue;
-                }
-                break;
-        }
-        if (!md) {
-                snprintf(errstr, errstr_size, "metadata of %s: %s", topic,
-                         rd_kafka_err2str(err));
-                return -ETIMEDOUT;
-        }
-        if (t && !t->err)
-                n = t->partition_cnt;
-        else if (t && t->err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-                snprintf(errstr, errstr_size, "metadata of %s: %s", topic,
-                         rd_kafka_err2str(t->err));
-                n = -EIO;
-        }
-        rd_kafka_metadata_destroy(md);
-        return n;
-}
-
-static int create_topic(rd_kafka_t *rk, const char *topic, int partitions,
-                        char *errstr, size_t errstr_size)
-{
-        struct eb_kafka_topic_spec t;
-        char msg[256];
-
-        memset(&t, 0, sizeof(t));
-        t.name = topic;
-        t.partitions = partitions;
-        if (eb_kafka_create_topics(rk, &t, 1, 10000, msg, sizeof(msg))) {
-                snprintf(errstr, errstr_size, "create %s: %s", topic, msg);
-                return -EIO;
-        }
-        if (t.err && t.err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-                snprintf(errstr, errstr_size, "create %s: %s", topic, t.errstr);
-                return -EIO;
-        }
-        return 0;
-}
-
 /* The control and intake topics must have exactly N partitions: the
  * partition IS the shard. */
-static int ensure_topic(rd_kafka_t *rk, const char *topic, int n, char *errstr,
+static int ensure_topic(eb_kafka_t *k, const char *topic, int n, char *errstr,
                         size_t errstr_size)
 {
         char why[512] = "";
-        int have = topic_partitions(rk, topic, why, sizeof(why));
+        int have = eb_kafka_topic_ensure(k, topic, n, why, sizeof(why));
 
-        if (have == 0) {
-                /* A created topic reaches the brokers' metadata a moment
-                 * after CreateTopics answers. */
-                if (create_topic(rk, topic, n, why, sizeof(why)) == 0)
-                        for (int i = 0; i < 50 && have == 0; i++) {
-                                if (i)
-                                        usleep(200 * 1000);
-                                have = topic_partitions(rk, topic, why,
-                                                        sizeof(why));
-                        }
-                if (have == 0 && !why[0])
-                        snprintf(why, sizeof(why), "created, not visible yet");
-        }
         if (have == n)
                 return 0;
         if (have > 0)
@@ -337,7 +247,7 @@ static int ensure_topic(rd_kafka_t *rk, const char *topic, int n, char *errstr,
                 snprintf(errstr, errstr_size,
                          "scale: topic %s is missing and cannot be created "
                          "(%s): create it with %d partitions",
-                         topic, why, n);
+                         topic, why[0] ? why : "created, not visible yet", n);
         return -EINVAL;
 }
 
@@ -1154,10 +1064,9 @@ eb_shards_t *eb_shards_new(struct event_base *base, const struct eb_config *cfg,
         m->writer = eb_kafka_new_ex(base, cfg, 0, errstr, errstr_size);
         if (!m->writer)
                 goto fail;
-        if (ensure_topic(eb_kafka_rk(m->writer), m->control_topic, m->n, errstr,
+        if (ensure_topic(m->writer, m->control_topic, m->n, errstr,
                          errstr_size) ||
-            ensure_topic(eb_kafka_rk(m->writer), m->intake_topic, m->n, errstr,
-                         errstr_size))
+            ensure_topic(m->writer, m->intake_topic, m->n, errstr, errstr_size))
                 goto fail;
         if (!eb_kafka_state_topics_exist(m->writer, cfg) &&
             eb_kafka_ensure_state_topics(m->writer, cfg, 1, 30000, errstr,

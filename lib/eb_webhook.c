@@ -300,6 +300,23 @@ static void log_answer(struct wh_src *src, enum wh_reason r, const char *detail)
         src->log_suppressed = 0;
 }
 
+/* Where an answer about @p src is counted: a request held across a reload
+ * points into the table that reload replaced, whose counters /metrics no
+ * longer shows; the source of the same name in the current table, if
+ * there is one, counts it instead. */
+static struct wh_src *counted(struct wh_src *src)
+{
+        eb_webhook_t *wh = src->wh;
+        size_t i;
+
+        if (!src->cfg || (src >= wh->srcs && src < wh->srcs + wh->nsrcs))
+                return src;
+        for (i = 0; i < wh->nsrcs; i++)
+                if (!strcmp(wh->srcs[i].name, src->name))
+                        return &wh->srcs[i];
+        return src;
+}
+
 static void answer(eb_httpd_t *h, struct evhttp_request *req,
                    struct wh_src *src, enum wh_reason r, const char *detail)
 {
@@ -309,7 +326,7 @@ static void answer(eb_httpd_t *h, struct evhttp_request *req,
         int status = reasons[r].status;
         char body[160];
 
-        src->counts[r]++;
+        counted(src)->counts[r]++;
         log_answer(src, r, detail);
         if (status == 200)
                 snprintf(body, sizeof(body),

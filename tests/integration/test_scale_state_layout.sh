@@ -153,4 +153,19 @@ for r in r1 r2; do
   stop_pid "${RPID[$r]}"; rc=$?
   check "$r exits 0 on SIGTERM" test "$rc" -eq 0
 done
+
+# The control and intake topics have one partition per shard: a replica
+# started with another shard count refuses to run, and says why.
+$PY - "$T/cfg.json" > "$T/cfg3.json" <<'PY'
+import json, sys
+cfg = json.load(open(sys.argv[1]))
+cfg["scale"]["shards"] = 3
+json.dump(cfg, sys.stdout, indent=2)
+PY
+timeout 60 "$B/bin/evbridge" --config "$T/cfg3.json" > "$T/evbridge.3.log" 2>&1
+rc=$?
+check "scale.shards 3 on topics made for 4: refused (exit $rc)" \
+  test "$rc" -ne 0 -a "$rc" -ne 124
+check "the refusal names both counts" \
+  grep -q "scale.shards is 3 but topic .* has 4 partition(s)" "$T/evbridge.3.log"
 finish
