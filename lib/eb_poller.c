@@ -75,6 +75,10 @@ struct src {
 
         /* token bucket */
         double rps, burst, tokens;
+        /* when this source began to wait for a token of a shared
+         * budget (monotonic us; 0: not waiting): the longest waiting
+         * source takes the next one */
+        int64_t token_wait_us;
         int64_t refill_us;
         int64_t not_before_ms; /* monotonic: pause (429, RateLimit) */
 
@@ -539,24 +543,53 @@ static struct src *budget_of(struct src *s)
         return s;
 }
 
-/* @returns 0 if a token was taken, else the ms to wait for one. */
+/* Another source of @p b's shared budget that has waited for a token
+ * longer than @p s: it goes first. */
+static int other_waits_longer(const struct src *b, const struct src *s)
+{
+        const struct src *t;
+
+        for (t = s->p->srcs; t; t = t->next) {
+                if (t == s || t->removed || !t->token_wait_us ||
+                    t->state != EB_SRCF_WAITING ||
+                    budget_of((struct src *)t) != b)
+                        continue;
+                if (!s->token_wait_us || t->token_wait_us < s->token_wait_us)
+                        return 1;
+        }
+        return 0;
+}
+
+/*
+ * @returns 0 if a token was taken, else the ms to wait for one. Sources
+ * that share a budget take turns: when several wait, the one that has
+ * waited longest takes the next token. Without that, whichever timer
+ * fired first at each refill took it, and on a loaded machine one source
+ * of an account could get nearly all of them.
+ */
 static int64_t take_token(struct src *s)
 {
         int64_t now = eb_mono_us();
+        struct src *b = budget_of(s);
         double need;
 
-        s = budget_of(s);
-        if (s->rps <= 0)
+        if (b->rps <= 0)
                 return 0;
-        s->tokens += (double)(now - s->refill_us) / 1e6 * s->rps;
-        if (s->tokens > s->burst)
-                s->tokens = s->burst;
-        s->refill_us = now;
-        if (s->tokens >= 1.0) {
-                s->tokens -= 1.0;
+        b->tokens += (double)(now - b->refill_us) / 1e6 * b->rps;
+        if (b->tokens > b->burst)
+                b->tokens = b->burst;
+        b->refill_us = now;
+        if (b->tokens >= 1.0 && !other_waits_longer(b, s)) {
+                b->tokens -= 1.0;
+                s->token_wait_us = 0;
                 return 0;
         }
-        need = (1.0 - s->tokens) / s->rps * 1000.0;
+        if (!s->token_wait_us)
+                s->token_wait_us = now;
+        need = b->tokens >= 1.0 ? 0 : (1.0 - b->tokens) / b->rps * 1000.0;
+        /* behind another waiter: come back after its turn */
+        if (b->tokens >= 1.0 || other_waits_longer(b, s))
+                need += 1000.0 / b->rps;
         return (int64_t)need + 1;
 }
 
@@ -1539,6 +1572,9 @@ static int src_pace(struct src *s)
 {
         int64_t now = eb_mono_ms(), wait;
 
+        if (busy_twin(s) || s->not_before_ms > now ||
+            (s->oauth && s->oauth_hold_ms > now))
+                s->token_wait_us = 0; /* waits for something else first */
         if (busy_twin(s)) {
                 /* The source was restarted (reload, shard moved back)
                  * while its previous incarnation's request still runs:

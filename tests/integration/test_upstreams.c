@@ -441,8 +441,14 @@ static void test_kommo_account_shares_budget(void)
         a = eb_poller_stats(r.t.p, "kommo-a");
         b = eb_poller_stats(r.t.p, "kommo-b");
         EB_REQUIRE(a && b);
-        /* both made progress, and about 7/s together */
+        /* both made progress, taking turns: neither gets much more than
+         * the other (on a loaded machine one used to get nearly all) */
+        fprintf(stderr, "  requests: kommo-a %llu, kommo-b %llu\n",
+                (unsigned long long)a->requests,
+                (unsigned long long)b->requests);
         EB_CHECK(a->requests >= 5 && b->requests >= 5);
+        EB_CHECK(a->requests <= 2 * b->requests + 2 &&
+                 b->requests <= 2 * a->requests + 2);
         EB_CHECK_INT((long)a->rate_limited, 0);
         EB_CHECK_INT((long)b->rate_limited, 0);
         rig_stop(&r);
